@@ -1,0 +1,17 @@
+//! The rules of feepay, with no I/O: money in whole đồng, amounts in Vietnamese words,
+//! identifiers, reference data, fee waivers, the issuing decision, receipt numbering and
+//! the signed receipt document.
+//!
+//! Nothing here touches the network, the database or the clock: services pass time, data
+//! and randomness in. Everything is deterministic and unit-tested.
+
+pub mod ids;
+pub mod money;
+pub mod numbering;
+pub mod payment;
+pub mod receipt;
+pub mod reference;
+pub mod waiver;
+pub mod words;
+
+pub use money::Vnd;
