@@ -1,0 +1,371 @@
+//! Table and property tests built from the sample reference data in `deploy/reference/`.
+
+use chrono::{DateTime, TimeZone, Utc};
+use feepay_domain::ids::PersonalId;
+use feepay_domain::numbering::{check_chain, ChainLink, ReceiptNumber, GENESIS_HASH};
+use feepay_domain::payment::{decide, Decision, PaidLine, Payer, Payment, Rejection};
+use feepay_domain::receipt::{generate_lookup_code, verify_document, AgencyInfo, AgencyKey, PayerInfo, ReceiptContent, VerifyError};
+use feepay_domain::reference::{FeeKind, ReferenceData};
+use feepay_domain::waiver::{Category, Channel, LineQuery, RuleSet};
+use feepay_domain::Vnd;
+use proptest::prelude::*;
+
+const AGENCIES: &str = include_str!("../../../deploy/reference/agencies.toml");
+const FEES: &str = include_str!("../../../deploy/reference/fees.toml");
+const WAIVERS: &str = include_str!("../../../deploy/reference/waivers.toml");
+
+fn load() -> (ReferenceData, RuleSet) {
+    static LOADED: std::sync::OnceLock<(ReferenceData, RuleSet)> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let reference = ReferenceData::parse("agencies.toml", AGENCIES, "fees.toml", FEES).expect("sample reference data is valid");
+            let rules = RuleSet::parse("waivers.toml", WAIVERS, &reference).expect("sample rules are valid");
+            (reference, rules)
+        })
+        .clone()
+}
+
+/// Midnight-precise instants in GMT+7.
+fn gmt7(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> DateTime<Utc> {
+    feepay_domain::numbering::gmt7().with_ymd_and_hms(y, m, d, h, min, s).unwrap().with_timezone(&Utc)
+}
+
+fn due(agency: &str, fee: &str, qty: u32, channel: Channel, cats: &[Category], at: DateTime<Utc>) -> (i64, Option<String>) {
+    let (reference, rules) = load();
+    let fee = &reference.fees[fee];
+    let q = LineQuery { agency, procedure: "1.000000", fee, quantity: qty, channel, paid_online: true, categories: cats, at };
+    let a = rules.assess_line(&reference, &q).unwrap();
+    (a.due.dong(), a.applied.map(|r| r.rule_id))
+}
+
+#[test]
+fn circular_63_online_rates_and_their_window() {
+    use Channel::*;
+    let in_force = gmt7(2024, 5, 1, 9, 0, 0);
+    assert_eq!(due("BN.TTPVHCC", "LP-GPLX", 1, FullyOnline, &[], in_force), (115_000, Some("tt63-2023-gplx-online".into())));
+    assert_eq!(due("BN.TTPVHCC", "LP-GPLX", 1, Counter, &[], in_force).0, 135_000);
+    assert_eq!(due("BN.TTPVHCC", "LP-HOCHIEU-CAPMOI", 1, FullyOnline, &[], in_force).0, 180_000);
+    assert_eq!(due("BN.TTPVHCC", "LP-HOCHIEU-CAPLAI", 1, PartlyOnline, &[], in_force).0, 360_000);
+    // First and last second of the window, in GMT+7.
+    assert_eq!(due("BN.TTPVHCC", "LP-GPLX", 1, FullyOnline, &[], gmt7(2023, 11, 30, 23, 59, 59)).0, 135_000);
+    assert_eq!(due("BN.TTPVHCC", "LP-GPLX", 1, FullyOnline, &[], gmt7(2023, 12, 1, 0, 0, 0)).0, 115_000);
+    assert_eq!(due("BN.TTPVHCC", "LP-GPLX", 1, FullyOnline, &[], gmt7(2025, 12, 31, 23, 59, 59)).0, 115_000);
+    assert_eq!(due("BN.TTPVHCC", "LP-GPLX", 1, FullyOnline, &[], gmt7(2026, 1, 1, 0, 0, 0)).0, 135_000);
+    // 2026-01-01 00:00 GMT+7 is still 2025-12-31 in UTC: the window is judged in GMT+7.
+    assert_eq!(gmt7(2026, 1, 1, 0, 0, 0).date_naive().to_string(), "2025-12-31");
+}
+
+#[test]
+fn hai_duong_50_percent_resolution_then_its_0_dong_replacement() {
+    use Channel::*;
+    let gpxd = |at| due("HD.TPHD.TANBINH", "HD-LP-GPXD", 1, FullyOnline, &[], at);
+    assert_eq!(gpxd(gmt7(2023, 7, 31, 23, 59, 59)).0, 75_000, "before NQ 06/2023");
+    assert_eq!(gpxd(gmt7(2023, 8, 1, 0, 0, 0)), (37_500, Some("hd-nq06-2023-online-50".into())));
+    assert_eq!(gpxd(gmt7(2025, 6, 30, 23, 59, 59)).0, 37_500);
+    assert_eq!(gpxd(gmt7(2025, 7, 1, 0, 0, 0)), (0, Some("hd-2025-online-0".into())));
+    assert_eq!(gpxd(gmt7(2026, 11, 26, 10, 0, 0)).0, 0);
+    // At the counter the full rate applies; outside Hải Dương the rule does not reach.
+    assert_eq!(due("HD.TPHD.TANBINH", "HD-LP-GPXD", 1, Counter, &[], gmt7(2026, 1, 5, 8, 0, 0)).0, 75_000);
+    // 50% of an odd amount rounds half up: 2 × 8 000 is even; 3 × 8 000 = 24 000 → 12 000.
+    assert_eq!(due("HD.TTPVHCC", "HD-LP-HOTICH-TRICHLUC", 3, PartlyOnline, &[], gmt7(2024, 3, 1, 8, 0, 0)).0, 12_000);
+}
+
+#[test]
+fn civil_status_exemption_for_beneficiaries_wins_over_online_cuts() {
+    use Channel::*;
+    let at = gmt7(2024, 3, 1, 8, 0, 0);
+    assert_eq!(
+        due("HD.TTPVHCC", "HD-LP-HOTICH-TRICHLUC", 2, FullyOnline, &[Category::PoorHousehold], at),
+        (0, Some("luat-hotich-2014-doi-tuong".into()))
+    );
+    assert_eq!(due("BN.KINHBAC", "BN-LP-HOTICH-TRICHLUC", 2, Counter, &[Category::PersonWithDisabilities], at).0, 0);
+    assert_eq!(due("BN.KINHBAC", "BN-LP-HOTICH-TRICHLUC", 2, Counter, &[Category::NearPoorHousehold], at).0, 16_000);
+    // 2026, online in Hải Dương: both rules give 0; the higher priority one is recorded.
+    assert_eq!(
+        due("HD.TTPVHCC", "HD-LP-HOTICH-TRICHLUC", 1, FullyOnline, &[Category::PoorHousehold], gmt7(2026, 2, 1, 8, 0, 0)),
+        (0, Some("luat-hotich-2014-doi-tuong".into()))
+    );
+}
+
+#[test]
+fn every_decision_is_explained() {
+    let (reference, rules) = load();
+    let fee = &reference.fees["HD-LP-GPXD"];
+    let q = LineQuery {
+        agency: "HD.TPHD.TANBINH",
+        procedure: "1.009994",
+        fee,
+        quantity: 1,
+        channel: Channel::FullyOnline,
+        paid_online: true,
+        categories: &[],
+        at: gmt7(2025, 7, 1, 8, 0, 0),
+    };
+    let text = rules.assess_line(&reference, &q).unwrap().explain();
+    assert!(text.contains("hd-nq06-2023-online-50 does not apply (not in force at that date)"), "{text}");
+    assert!(text.contains("hd-2025-online-0 matches (due 0 đ)"), "{text}");
+    assert!(text.contains("applied hd-2025-online-0"), "{text}");
+}
+
+#[test]
+fn bad_rule_files_are_refused_with_file_line_and_reason() {
+    let (reference, _) = load();
+    let cases: &[(&str, &str)] = &[
+        ("percent = 50", "percent = 150"),
+        ("percent = 10", "percent = -5"),
+        ("valid_until = \"2025-06-30\" # replaced", "valid_until = \"2022-06-30\" # replaced"),
+        ("valid_until = \"2025-06-30\" # replaced", "valid_until = \"2025-07-01\" # replaced"),
+        ("amount = 115000", "amount = 150000"),
+    ];
+    // Line of a rule's `[[rule]]` header in the sample file.
+    let at = |id: &str| {
+        let idx = WAIVERS.find(&format!("id = \"{id}\"")).unwrap();
+        WAIVERS[..idx].lines().count()
+    };
+    let expected = [
+        format!("waivers.toml:{}: rule hd-nq06-2023-online-50: percent_off must be more than 0 and at most 100, got 150", at("hd-nq06-2023-online-50")),
+        format!("waivers.toml:{}: rule tt63-2023-hochieu-online: percent_off must be more than 0 and at most 100, got -5", at("tt63-2023-hochieu-online")),
+        format!("waivers.toml:{}: rule hd-nq06-2023-online-50: window ends (2022-06-30) before it starts (2023-08-01)", at("hd-nq06-2023-online-50")),
+        format!(
+            "waivers.toml:{}: rule hd-2025-online-0: ambiguous overlap with rule hd-nq06-2023-online-50 (line {})",
+            at("hd-2025-online-0"),
+            at("hd-nq06-2023-online-50")
+        ),
+        format!("waivers.toml:{}: rule tt63-2023-gplx-online: set_amount 150000 is above the base amount 135000 of fee LP-GPLX", at("tt63-2023-gplx-online")),
+    ];
+    for ((from, to), want) in cases.iter().zip(expected) {
+        assert!(WAIVERS.contains(from), "{from}");
+        let err = RuleSet::parse("waivers.toml", &WAIVERS.replacen(from, to, 1), &reference).unwrap_err().to_string();
+        assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    }
+    let err = RuleSet::parse("w.toml", "[[rule]]\nid = 3\n", &reference).unwrap_err().to_string();
+    assert!(err.starts_with("w.toml:2: "), "{err}");
+}
+
+fn payer(categories: Vec<Category>) -> Payer {
+    Payer {
+        full_name: "Nguyễn Thị Hương".into(),
+        personal_id: Some(PersonalId::parse("027190001234").unwrap()),
+        tax_code: None,
+        email: Some("huong@example.vn".into()),
+        address: "Phường Kinh Bắc, tỉnh Bắc Ninh".into(),
+        categories,
+    }
+}
+
+fn payment(agency: &str, lines: Vec<(&str, FeeKind, u32, i64)>, channel: Channel, categories: Vec<Category>) -> Payment {
+    let lines: Vec<PaidLine> = lines
+        .into_iter()
+        .map(|(f, k, q, a)| PaidLine { fee_code: f.into(), kind: k, quantity: q, amount: Vnd::new(a).unwrap() })
+        .collect();
+    Payment {
+        payment_id: "PG-1".into(),
+        dossier_code: "H09.01-260101-0001".into(),
+        procedure_code: "1.000000".into(),
+        agency_code: agency.into(),
+        channel,
+        payer: payer(categories),
+        total_paid: lines.iter().map(|l| l.amount).sum(),
+        lines,
+        paid_at: gmt7(2026, 11, 26, 9, 30, 0),
+        provider: "VNPAY".into(),
+        provider_reference: "VNP-1".into(),
+        paid_online: true,
+        assessment_id: None,
+        assessed_at: None,
+    }
+}
+
+#[test]
+fn phi_and_le_phi_get_one_receipt_per_series() {
+    let (reference, rules) = load();
+    let p = payment(
+        "BN.TTPVHCC",
+        vec![("BN-P-THAMDINH-GCN", FeeKind::Phi, 1, 500_000), ("BN-LP-GCN", FeeKind::LePhi, 1, 100_000)],
+        Channel::Counter,
+        vec![],
+    );
+    match decide(&reference, &rules, &p) {
+        Decision::Issue { receipts, waived } => {
+            assert!(waived.is_empty());
+            assert_eq!(receipts.len(), 2);
+            assert_eq!((receipts[0].series.letters.as_str(), receipts[0].total.dong()), ("BP", 500_000));
+            assert_eq!((receipts[1].series.letters.as_str(), receipts[1].total.dong()), ("BN", 100_000));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rejections_say_precisely_why() {
+    let (reference, rules) = load();
+    let reason = |p: &Payment| match decide(&reference, &rules, p) {
+        Decision::Reject { reason, detail } => (reason, detail),
+        other => panic!("{other:?}"),
+    };
+    let ok = payment("BN.TTPVHCC", vec![("LP-GPLX", FeeKind::LePhi, 1, 135_000)], Channel::FullyOnline, vec![]);
+    assert!(matches!(decide(&reference, &rules, &ok), Decision::Issue { .. }));
+
+    let mut p = ok.clone();
+    p.lines[0].amount = Vnd::new(115_000).unwrap();
+    p.total_paid = p.lines[0].amount;
+    let (r, d) = reason(&p);
+    assert_eq!(r, Rejection::AmountMismatch);
+    assert_eq!(d, "lines[0]: fee LP-GPLX paid 115000 đồng but 135000 đồng is due (no waiver applies)");
+    // The same amount assessed while Circular 63 was in force is right.
+    p.assessed_at = Some(gmt7(2025, 12, 31, 16, 0, 0));
+    assert!(matches!(decide(&reference, &rules, &p), Decision::Issue { .. }));
+
+    let mut p = ok.clone();
+    p.agency_code = "XX".into();
+    assert_eq!(reason(&p).0, Rejection::UnknownAgency);
+    let mut p = ok.clone();
+    p.lines[0].fee_code = "NOPE".into();
+    assert_eq!(reason(&p).0, Rejection::UnknownFee);
+    let mut p = ok.clone();
+    p.lines[0].kind = FeeKind::Phi;
+    assert_eq!(reason(&p).0, Rejection::KindMismatch);
+    let mut p = ok.clone();
+    p.agency_code = "BN".into(); // the province itself has no series
+    assert_eq!(reason(&p), (Rejection::NoSeries, "agency BN has no receipt series for le_phi (fee LP-GPLX)".into()));
+    let mut p = ok;
+    p.total_paid = Vnd::new(1).unwrap();
+    assert_eq!(reason(&p).0, Rejection::AmountMismatch);
+}
+
+#[test]
+fn a_fully_waived_payment_uses_no_receipt_number() {
+    let (reference, rules) = load();
+    let p = payment("BN.KINHBAC", vec![("BN-LP-HOTICH-TRICHLUC", FeeKind::LePhi, 2, 0)], Channel::Counter, vec![Category::PoorHousehold]);
+    match decide(&reference, &rules, &p) {
+        Decision::FullyWaived { waived } => {
+            assert_eq!(waived[0].base.dong(), 16_000);
+            assert_eq!(waived[0].applied.as_ref().unwrap().document_number, "60/2014/QH13");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn arb_category() -> impl Strategy<Value = Category> {
+    proptest::sample::select(Category::ALL.to_vec())
+}
+
+fn arb_channel() -> impl Strategy<Value = Channel> {
+    proptest::sample::select(Channel::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn waivers_stay_within_bounds_are_stable_and_favour_better_conditions(
+        fee_idx in 0usize..16,
+        agency_idx in 0usize..9,
+        qty in 1u32..20,
+        channel in arb_channel(),
+        cats in proptest::collection::vec(arb_category(), 0..3),
+        extra in arb_category(),
+        days in 0i64..(365 * 4),
+        paid_online in any::<bool>(),
+    ) {
+        let (reference, rules) = load();
+        let fee = reference.fees.values().nth(fee_idx % reference.fees.len()).unwrap();
+        let agency = reference.agencies.keys().nth(agency_idx % reference.agencies.len()).unwrap();
+        let at = gmt7(2023, 1, 1, 12, 0, 0) + chrono::Duration::days(days);
+        let q = LineQuery { agency, procedure: "1.000000", fee, quantity: qty, channel, paid_online, categories: &cats, at };
+        let a = rules.assess_line(&reference, &q).unwrap();
+        prop_assert!(a.due <= a.base);
+        prop_assert_eq!(a.base.dong(), fee.base_amount.dong() * i64::from(qty));
+        prop_assert_eq!(a.applied.is_some(), a.due < a.base);
+        if let Some(w) = &a.applied { prop_assert_eq!(w.reduction, a.base - a.due); }
+        // Assessing again gives the same answer.
+        prop_assert_eq!(&rules.assess_line(&reference, &q).unwrap(), &a);
+        // One more beneficiary category never costs more.
+        let mut more = cats.clone();
+        more.push(extra);
+        let q2 = LineQuery { categories: &more, ..q.clone() };
+        prop_assert!(rules.assess_line(&reference, &q2).unwrap().due <= a.due);
+        // Online never costs more than at the counter, with the sample rules.
+        let online = LineQuery { channel: Channel::FullyOnline, ..q.clone() };
+        let counter = LineQuery { channel: Channel::Counter, ..q.clone() };
+        prop_assert!(rules.assess_line(&reference, &online).unwrap().due <= rules.assess_line(&reference, &counter).unwrap().due);
+    }
+
+    #[test]
+    fn percentage_cuts_round_per_mode_and_stay_whole(base in 0i64..10_000_000, pct in 1u32..=100) {
+        use feepay_domain::waiver::{Effect, Rounding, WaiverRule};
+        let (_, rules) = load();
+        let mut rule: WaiverRule = rules.rules[0].clone();
+        rule.effect = Effect::PercentOff(pct.into());
+        let b = Vnd::new(base).unwrap();
+        let down = rule.due(b, 1, Rounding::Down);
+        let up = rule.due(b, 1, Rounding::Up);
+        let half = rule.due(b, 1, Rounding::HalfUp);
+        prop_assert!(down <= half && half <= up && up <= b);
+        prop_assert!(up.dong() - down.dong() <= 1);
+        // Exact value times 100 lies between down and up.
+        let exact100 = base * i64::from(100 - pct);
+        prop_assert!(down.dong() * 100 <= exact100 && exact100 <= up.dong() * 100);
+    }
+}
+
+fn content(number: u32, previous_hash: &str) -> ReceiptContent {
+    let (reference, rules) = load();
+    let p = payment("BN.TTPVHCC", vec![("LP-GPLX", FeeKind::LePhi, 1, 135_000)], Channel::Counter, vec![]);
+    let Decision::Issue { receipts, .. } = decide(&reference, &rules, &p) else { panic!() };
+    let a = &reference.agencies["BN.TTPVHCC"];
+    ReceiptContent {
+        receipt_id: format!("r-{number}"),
+        payment_id: p.payment_id.clone(),
+        title: receipts[0].series.title.clone(),
+        agency: AgencyInfo { code: a.code.clone(), name: a.name.clone(), tax_code: a.tax_code.clone(), address: a.address.clone() },
+        template: "01BLP0-001".into(),
+        symbol: "BN-26E".into(),
+        number: ReceiptNumber::new(number).unwrap(),
+        payer: PayerInfo {
+            full_name: "Nguyễn <Thị> & \"Hương\"\r\nBcc: x@y".into(),
+            personal_id: "027190001234".into(),
+            tax_code: String::new(),
+            address: "Bắc Ninh".into(),
+        },
+        dossier_code: p.dossier_code.clone(),
+        procedure_code: p.procedure_code.clone(),
+        lines: receipts[0].lines.clone(),
+        total: receipts[0].total,
+        provider: "VNPAY".into(),
+        provider_reference: "VNP-1".into(),
+        issued_at: gmt7(2026, 11, 26, 9, 30, 5),
+        lookup_code: generate_lookup_code(&mut rand::thread_rng()),
+        previous_hash: previous_hash.into(),
+        replaces: None,
+    }
+}
+
+#[test]
+fn sealed_receipts_verify_and_chain_and_tampering_is_caught() {
+    let key = AgencyKey::generate("BN.TTPVHCC-2026", &mut rand::thread_rng());
+    let other = AgencyKey::generate("BN.TTPVHCC-2026", &mut rand::thread_rng());
+    let keys = |id: &str| (id == "BN.TTPVHCC-2026").then(|| key.verifying_key());
+
+    let first = content(1, GENESIS_HASH).seal(&key);
+    let second = content(2, &first.document_hash).seal(&key);
+    assert!(first.document.contains("<NLap>2026-11-26T09:30:05</NLap>"), "GMT+7 time");
+    assert!(first.document.contains("<TgTienBChu>Một trăm ba mươi lăm nghìn đồng</TgTienBChu>"));
+    assert!(first.document.contains("Nguyễn &lt;Thị&gt; &amp; &quot;Hương&quot;  Bcc: x@y"), "escaped, no raw CR/LF");
+
+    let v1 = verify_document(&first.document, keys).unwrap();
+    let v2 = verify_document(&second.document, keys).unwrap();
+    assert_eq!((v1.number.as_str(), v2.number.as_str()), ("0000001", "0000002"));
+    assert_eq!(v2.previous_hash, v1.document_hash);
+    let links: Vec<ChainLink> = [v1, v2]
+        .into_iter()
+        .map(|v| ChainLink { number: v.number.parse().unwrap(), previous_hash: v.previous_hash, document_hash: v.document_hash })
+        .collect();
+    assert_eq!(check_chain(&links), Ok(()));
+
+    let tampered = first.document.replace("<TgTien>135000</TgTien>", "<TgTien>35000</TgTien>");
+    assert_eq!(verify_document(&tampered, keys), Err(VerifyError::BadSignature));
+    let forged = content(1, GENESIS_HASH).seal(&other);
+    assert_eq!(verify_document(&forged.document, keys), Err(VerifyError::BadSignature));
+    assert!(matches!(verify_document("<x/>", keys), Err(VerifyError::Malformed(_))));
+}
