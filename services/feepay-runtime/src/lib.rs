@@ -1,1 +1,17 @@
-//! placeholder
+//! Shared plumbing of the feepay services: typed settings, the CloudEvents envelope,
+//! Kafka clients, PostgreSQL with migrations, the outbox relay, reference data storage,
+//! metrics and the operations HTTP endpoint, shutdown and telemetry.
+//!
+//! Services stay thin: they wire these pieces around the rules of `feepay-domain`.
+
+pub mod convert;
+pub mod db;
+pub mod envelope;
+pub mod http;
+pub mod kafka;
+pub mod lifecycle;
+pub mod metrics;
+pub mod outbox;
+pub mod refdata;
+pub mod settings;
+pub mod sql;

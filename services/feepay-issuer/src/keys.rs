@@ -1,0 +1,95 @@
+//! Agency signing keys, read from files (never from the database, never logged).
+//!
+//! A key file `<AGENCY_CODE>.key` in the keys directory holds two lines:
+//! `key_id = "BN.TTPVHCC-2026"` and `secret = "<64 hex characters>"`. An agency without a
+//! key of its own signs with the nearest ancestor's key (a province may sign for its
+//! communes). `receiptctl keys generate` writes keys for local use.
+
+use feepay_domain::receipt::AgencyKey;
+use feepay_domain::reference::ReferenceData;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    key_id: String,
+    secret: String,
+}
+
+/// Keys by agency code.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    keys: BTreeMap<String, Arc<AgencyKey>>,
+}
+
+impl Keyring {
+    /// Reads every `*.key` file of a directory.
+    pub fn load_dir(dir: &Path) -> anyhow::Result<Self> {
+        let mut keys = BTreeMap::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("keys directory {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("key") {
+                continue;
+            }
+            let agency = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            let text = std::fs::read_to_string(&path)?;
+            let file: KeyFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+            let key = AgencyKey::from_secret_hex(&file.key_id, &file.secret).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            keys.insert(agency, Arc::new(key));
+        }
+        Ok(Keyring { keys })
+    }
+
+    pub fn insert(&mut self, agency: &str, key: AgencyKey) {
+        self.keys.insert(agency.to_string(), Arc::new(key));
+    }
+
+    /// The key that signs for an agency: its own or its nearest ancestor's.
+    pub fn for_agency(&self, reference: &ReferenceData, agency: &str) -> Option<Arc<AgencyKey>> {
+        let mut cur = Some(agency.to_string());
+        let mut steps = 0;
+        while let Some(code) = cur {
+            if let Some(k) = self.keys.get(&code) {
+                return Some(k.clone());
+            }
+            steps += 1;
+            if steps > reference.agencies.len() {
+                return None;
+            }
+            cur = reference.agencies.get(&code).and_then(|a| a.parent.clone());
+        }
+        None
+    }
+
+    /// Agencies with a receipt series but no key to sign with.
+    pub fn missing(&self, reference: &ReferenceData) -> Vec<String> {
+        let mut v: Vec<String> = reference.series.iter().map(|s| s.agency.clone()).filter(|a| self.for_agency(reference, a).is_none()).collect();
+        v.dedup();
+        v
+    }
+
+    /// Public keys as `(agency, key_id, public hex)`.
+    pub fn public_keys(&self) -> Vec<(String, String, String)> {
+        self.keys.iter().map(|(a, k)| (a.clone(), k.key_id.clone(), k.public_hex())).collect()
+    }
+}
+
+/// Writes a key file (mode 0600). Refuses to overwrite.
+pub fn write_key_file(dir: &Path, agency: &str, key: &AgencyKey) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{agency}.key"));
+    let text = format!("key_id = \"{}\"\nsecret = \"{}\"\n", key.key_id, key.secret_hex());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    opts.open(&path)?.write_all(text.as_bytes())?;
+    Ok(path)
+}

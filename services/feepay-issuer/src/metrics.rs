@@ -1,0 +1,56 @@
+//! Issuer metrics. Labels are bounded: agency and series codes come from reference data.
+
+use feepay_runtime::metrics::{counter_vec, gauge, histogram, ConsumerMetrics, OutboxMetrics, LATENCY_BUCKETS};
+use prometheus::{Histogram, IntCounterVec, IntGauge, Registry};
+
+/// Metric name prefix.
+pub const SERVICE: &str = "feepay_issuer";
+
+#[derive(Clone)]
+pub struct IssuerMetrics {
+    pub registry: Registry,
+    pub consumer: ConsumerMetrics,
+    pub outbox: OutboxMetrics,
+    pub receipts_issued: IntCounterVec,
+    pub receipts_cancelled: IntCounterVec,
+    pub amount_collected: IntCounterVec,
+    pub amount_waived: IntCounterVec,
+    pub payments_rejected: IntCounterVec,
+    pub waivers_applied: IntCounterVec,
+    pub conflicts: IntCounterVec,
+    pub numbering_gaps: IntGauge,
+    pub payment_to_receipt: Histogram,
+    pub reference_version: IntGauge,
+}
+
+impl IssuerMetrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        IssuerMetrics {
+            consumer: ConsumerMetrics::new(&r, SERVICE),
+            outbox: OutboxMetrics::new(&r, SERVICE),
+            receipts_issued: counter_vec(&r, "feepay_issuer_receipts_issued_total", "Receipts issued", &["agency", "series"]),
+            receipts_cancelled: counter_vec(&r, "feepay_issuer_receipts_cancelled_total", "Receipts cancelled", &["agency", "series"]),
+            amount_collected: counter_vec(&r, "feepay_issuer_amount_collected_dong_total", "Amount on issued receipts, whole đồng", &["agency", "series"]),
+            amount_waived: counter_vec(&r, "feepay_issuer_amount_waived_dong_total", "Amount waived on issued payments, whole đồng", &["agency"]),
+            payments_rejected: counter_vec(&r, "feepay_issuer_payments_rejected_total", "Payments and refunds rejected, by reason", &["reason"]),
+            waivers_applied: counter_vec(&r, "feepay_issuer_waivers_applied_total", "Fee lines on which a waiver rule applied", &["rule"]),
+            conflicts: counter_vec(&r, "feepay_issuer_conflicting_duplicates_total", "Same id, different content", &["kind"]),
+            numbering_gaps: gauge(&r, "feepay_issuer_numbering_gaps", "Numbers missing or repeated in any series, found by the periodic self-check (must be 0)"),
+            payment_to_receipt: histogram(
+                &r,
+                "feepay_issuer_payment_to_receipt_seconds",
+                "Time from a payment's paid_at to its receipt being committed",
+                LATENCY_BUCKETS,
+            ),
+            reference_version: gauge(&r, "feepay_issuer_reference_version", "Version of the reference data in use"),
+            registry: r,
+        }
+    }
+}
+
+impl Default for IssuerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,387 @@
+//! Parsing at the edge: wire types (prost) into validated domain types, with one precise
+//! message per invalid field, and domain types back into wire types.
+
+use chrono::{DateTime, Utc};
+use feepay_domain::ids::{PersonalId, TaxCode};
+use feepay_domain::money::Vnd;
+use feepay_domain::payment::{PaidLine, Payer, Payment};
+use feepay_domain::reference::FeeKind;
+use feepay_domain::waiver::{Category, Channel, LineAssessment};
+use feepay_proto::v1;
+use feepay_proto::Timestamp;
+
+/// Field-level problems of an event; becomes the dead-letter reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct Invalid(pub Vec<String>);
+
+/// Longest accepted text field, in characters.
+pub const MAX_TEXT: usize = 300;
+/// Most lines in one payment.
+pub const MAX_LINES: usize = 50;
+
+struct Check(Vec<String>);
+
+impl Check {
+    fn fail(&mut self, field: &str, msg: impl AsRef<str>) {
+        self.0.push(format!("{field}: {}", msg.as_ref()));
+    }
+
+    /// A required single-line text of at most `max` characters without control characters.
+    fn text(&mut self, field: &str, v: &str, required: bool, max: usize) {
+        if v.trim().is_empty() {
+            if required {
+                self.fail(field, "is required");
+            }
+            return;
+        }
+        let n = v.chars().count();
+        if n > max {
+            self.fail(field, format!("is {n} characters long, at most {max} are accepted"));
+        }
+        if v.chars().any(char::is_control) {
+            self.fail(field, "contains control characters (line breaks, tabs, ...)");
+        }
+    }
+
+    fn amount(&mut self, field: &str, v: &str) -> Option<Vnd> {
+        match Vnd::parse(v) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.fail(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn time(&mut self, field: &str, t: Option<&Timestamp>, required: bool) -> Option<DateTime<Utc>> {
+        match t {
+            None => {
+                if required {
+                    self.fail(field, "is required");
+                }
+                None
+            }
+            Some(ts) => match DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32) {
+                Some(d) if (2000..=2100).contains(&chrono::Datelike::year(&d)) => Some(d),
+                _ => {
+                    self.fail(field, "is not a time between the years 2000 and 2100");
+                    None
+                }
+            },
+        }
+    }
+
+    fn done<T>(self, v: T) -> Result<T, Invalid> {
+        if self.0.is_empty() {
+            Ok(v)
+        } else {
+            Err(Invalid(self.0))
+        }
+    }
+}
+
+pub fn channel(c: i32) -> Option<Channel> {
+    match v1::Channel::try_from(c).ok()? {
+        v1::Channel::FullyOnline => Some(Channel::FullyOnline),
+        v1::Channel::PartlyOnline => Some(Channel::PartlyOnline),
+        v1::Channel::Counter => Some(Channel::Counter),
+        v1::Channel::Unspecified => None,
+    }
+}
+
+pub fn channel_pb(c: Channel) -> v1::Channel {
+    match c {
+        Channel::FullyOnline => v1::Channel::FullyOnline,
+        Channel::PartlyOnline => v1::Channel::PartlyOnline,
+        Channel::Counter => v1::Channel::Counter,
+    }
+}
+
+pub fn fee_kind(k: i32) -> Option<FeeKind> {
+    match v1::FeeKind::try_from(k).ok()? {
+        v1::FeeKind::Phi => Some(FeeKind::Phi),
+        v1::FeeKind::LePhi => Some(FeeKind::LePhi),
+        v1::FeeKind::Unspecified => None,
+    }
+}
+
+pub fn fee_kind_pb(k: FeeKind) -> v1::FeeKind {
+    match k {
+        FeeKind::Phi => v1::FeeKind::Phi,
+        FeeKind::LePhi => v1::FeeKind::LePhi,
+    }
+}
+
+pub fn category(c: i32) -> Option<Category> {
+    use v1::BeneficiaryCategory as B;
+    Some(match B::try_from(c).ok()? {
+        B::PoorHousehold => Category::PoorHousehold,
+        B::NearPoorHousehold => Category::NearPoorHousehold,
+        B::MeritoriousService => Category::MeritoriousService,
+        B::PersonWithDisabilities => Category::PersonWithDisabilities,
+        B::MartyrRelative => Category::MartyrRelative,
+        B::WarInvalid => Category::WarInvalid,
+        B::HeroicMother => Category::HeroicMother,
+        B::DifficultCommuneResident => Category::DifficultCommuneResident,
+        B::Unspecified => return None,
+    })
+}
+
+pub fn category_pb(c: Category) -> v1::BeneficiaryCategory {
+    use v1::BeneficiaryCategory as B;
+    match c {
+        Category::PoorHousehold => B::PoorHousehold,
+        Category::NearPoorHousehold => B::NearPoorHousehold,
+        Category::MeritoriousService => B::MeritoriousService,
+        Category::PersonWithDisabilities => B::PersonWithDisabilities,
+        Category::MartyrRelative => B::MartyrRelative,
+        Category::WarInvalid => B::WarInvalid,
+        Category::HeroicMother => B::HeroicMother,
+        Category::DifficultCommuneResident => B::DifficultCommuneResident,
+    }
+}
+
+fn categories(c: &mut Check, field: &str, raw: &[i32]) -> Vec<Category> {
+    let mut out = Vec::new();
+    for (i, v) in raw.iter().enumerate() {
+        match category(*v) {
+            Some(cat) if !out.contains(&cat) => out.push(cat),
+            Some(_) => {}
+            None => c.fail(&format!("{field}[{i}]"), format!("{v} is not a known beneficiary category")),
+        }
+    }
+    out
+}
+
+/// Validates a payment-succeeded event.
+pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<Payment, Invalid> {
+    let mut c = Check(Vec::new());
+    c.text("payment_id", &m.payment_id, true, 100);
+    c.text("dossier_code", &m.dossier_code, true, 100);
+    c.text("procedure_code", &m.procedure_code, true, 100);
+    c.text("agency_code", &m.agency_code, true, 40);
+    let ch = channel(m.channel);
+    if ch.is_none() {
+        c.fail("channel", "must be CHANNEL_FULLY_ONLINE, CHANNEL_PARTLY_ONLINE or CHANNEL_COUNTER");
+    }
+    let payer = match &m.payer {
+        None => {
+            c.fail("payer", "is required");
+            None
+        }
+        Some(p) => {
+            c.text("payer.full_name", &p.full_name, true, 200);
+            c.text("payer.address", &p.address, false, MAX_TEXT);
+            c.text("payer.email", &p.email, false, 254);
+            let personal_id = if p.personal_id.is_empty() {
+                None
+            } else {
+                PersonalId::parse(&p.personal_id).map_err(|e| c.fail("payer.personal_id", e.to_string())).ok()
+            };
+            let tax_code = if p.tax_code.is_empty() {
+                None
+            } else {
+                TaxCode::parse(&p.tax_code).map_err(|e| c.fail("payer.tax_code", e.to_string())).ok()
+            };
+            if p.personal_id.is_empty() && p.tax_code.is_empty() {
+                c.fail("payer", "personal_id or tax_code is required to identify the payer");
+            }
+            let cats = categories(&mut c, "payer.categories", &p.categories);
+            Some(Payer {
+                full_name: p.full_name.trim().to_string(),
+                personal_id,
+                tax_code,
+                email: Some(p.email.trim().to_string()).filter(|e| !e.is_empty()),
+                address: p.address.trim().to_string(),
+                categories: cats,
+            })
+        }
+    };
+    if m.lines.is_empty() {
+        c.fail("lines", "at least one fee line is required");
+    }
+    if m.lines.len() > MAX_LINES {
+        c.fail("lines", format!("{} lines, at most {MAX_LINES} are accepted", m.lines.len()));
+    }
+    let mut lines = Vec::new();
+    for (i, l) in m.lines.iter().enumerate().take(MAX_LINES) {
+        let f = |n: &str| format!("lines[{i}].{n}");
+        c.text(&f("fee_code"), &l.fee_code, true, 40);
+        let kind = fee_kind(l.kind);
+        if kind.is_none() {
+            c.fail(&f("kind"), "must be FEE_KIND_PHI or FEE_KIND_LE_PHI");
+        }
+        if l.quantity == 0 || l.quantity > 10_000 {
+            c.fail(&f("quantity"), format!("must be between 1 and 10000, got {}", l.quantity));
+        }
+        let amount = c.amount(&f("amount"), &l.amount);
+        if let (Some(kind), Some(amount)) = (kind, amount) {
+            lines.push(PaidLine { fee_code: l.fee_code.clone(), kind, quantity: l.quantity, amount });
+        }
+    }
+    let total = c.amount("total_paid", &m.total_paid);
+    if let Some(total) = total {
+        if lines.len() == m.lines.len() && !lines.is_empty() {
+            let sum = lines.iter().try_fold(Vnd::ZERO, |a, l| a.checked_add(l.amount));
+            match sum {
+                Some(s) if s == total => {}
+                Some(s) => c.fail("total_paid", format!("{total} is not the sum of the lines ({s})")),
+                None => c.fail("lines", "the sum of the lines exceeds 10^15 đồng"),
+            }
+        }
+    }
+    if m.currency != "VND" {
+        c.fail("currency", format!("must be \"VND\", got {:?}", m.currency.chars().take(10).collect::<String>()));
+    }
+    let paid_at = c.time("paid_at", m.paid_at.as_ref(), true);
+    let assessed_at = c.time("assessed_at", m.assessed_at.as_ref(), false);
+    c.text("provider", &m.provider, true, 40);
+    c.text("provider_reference", &m.provider_reference, false, 100);
+    c.text("assessment_id", &m.assessment_id, false, 100);
+    let (Some(channel), Some(payer), Some(total_paid), Some(paid_at)) = (ch, payer, total, paid_at) else {
+        return Err(Invalid(c.0));
+    };
+    c.done(Payment {
+        payment_id: m.payment_id.clone(),
+        dossier_code: m.dossier_code.clone(),
+        procedure_code: m.procedure_code.clone(),
+        agency_code: m.agency_code.clone(),
+        channel,
+        payer,
+        lines,
+        total_paid,
+        paid_at,
+        provider: m.provider.clone(),
+        provider_reference: m.provider_reference.clone(),
+        paid_online: m.paid_online,
+        assessment_id: Some(m.assessment_id.clone()).filter(|s| !s.is_empty()),
+        assessed_at,
+    })
+}
+
+/// A validated refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub refund_id: String,
+    pub payment_id: String,
+    /// Empty: the whole payment.
+    pub lines: Vec<(String, Vnd)>,
+    pub reason: String,
+    pub refunded_at: DateTime<Utc>,
+}
+
+/// Validates a payment-refunded event.
+pub fn parse_refund(m: &v1::PaymentRefunded) -> Result<Refund, Invalid> {
+    let mut c = Check(Vec::new());
+    c.text("refund_id", &m.refund_id, true, 100);
+    c.text("payment_id", &m.payment_id, true, 100);
+    c.text("reason", &m.reason, true, 500);
+    let mut lines = Vec::new();
+    if m.lines.len() > MAX_LINES {
+        c.fail("lines", "too many lines");
+    }
+    for (i, l) in m.lines.iter().enumerate().take(MAX_LINES) {
+        c.text(&format!("lines[{i}].fee_code"), &l.fee_code, true, 40);
+        if let Some(a) = c.amount(&format!("lines[{i}].amount"), &l.amount) {
+            if a == Vnd::ZERO {
+                c.fail(&format!("lines[{i}].amount"), "must be more than 0");
+            }
+            lines.push((l.fee_code.clone(), a));
+        }
+    }
+    let at = c.time("refunded_at", m.refunded_at.as_ref(), true);
+    let Some(refunded_at) = at else { return Err(Invalid(c.0)) };
+    c.done(Refund { refund_id: m.refund_id.clone(), payment_id: m.payment_id.clone(), lines, reason: m.reason.clone(), refunded_at })
+}
+
+/// A validated assessment request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssessmentRequest {
+    pub assessment_id: String,
+    pub agency_code: String,
+    pub procedure_code: String,
+    pub channel: Channel,
+    pub paid_online: bool,
+    pub categories: Vec<Category>,
+    pub lines: Vec<(String, u32)>,
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// Validates a fee-assessment-requested event.
+pub fn parse_assessment_request(m: &v1::FeeAssessmentRequested) -> Result<AssessmentRequest, Invalid> {
+    let mut c = Check(Vec::new());
+    c.text("assessment_id", &m.assessment_id, true, 100);
+    c.text("agency_code", &m.agency_code, true, 40);
+    c.text("procedure_code", &m.procedure_code, true, 100);
+    c.text("dossier_code", &m.dossier_code, false, 100);
+    let ch = channel(m.channel);
+    if ch.is_none() {
+        c.fail("channel", "must be CHANNEL_FULLY_ONLINE, CHANNEL_PARTLY_ONLINE or CHANNEL_COUNTER");
+    }
+    let cats = categories(&mut c, "categories", &m.categories);
+    if m.lines.is_empty() || m.lines.len() > MAX_LINES {
+        c.fail("lines", format!("between 1 and {MAX_LINES} lines are required"));
+    }
+    let mut lines = Vec::new();
+    for (i, l) in m.lines.iter().enumerate().take(MAX_LINES) {
+        c.text(&format!("lines[{i}].fee_code"), &l.fee_code, true, 40);
+        if l.quantity == 0 || l.quantity > 10_000 {
+            c.fail(&format!("lines[{i}].quantity"), format!("must be between 1 and 10000, got {}", l.quantity));
+        }
+        lines.push((l.fee_code.clone(), l.quantity));
+    }
+    let at = c.time("at", m.at.as_ref(), false);
+    let Some(channel) = ch else { return Err(Invalid(c.0)) };
+    c.done(AssessmentRequest {
+        assessment_id: m.assessment_id.clone(),
+        agency_code: m.agency_code.clone(),
+        procedure_code: m.procedure_code.clone(),
+        channel,
+        paid_online: m.paid_online,
+        categories: cats,
+        lines,
+        at,
+    })
+}
+
+/// Domain time to protobuf.
+pub fn ts(t: DateTime<Utc>) -> Timestamp {
+    Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+}
+
+/// Protobuf time to domain.
+pub fn from_ts(t: Option<&Timestamp>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+}
+
+/// An assessed line on the wire.
+pub fn assessed_line_pb(l: &LineAssessment) -> v1::AssessedLine {
+    v1::AssessedLine {
+        fee_code: l.fee_code.clone(),
+        fee_name: l.fee_name.clone(),
+        kind: fee_kind_pb(l.kind) as i32,
+        quantity: l.quantity,
+        base_amount: l.base.to_string(),
+        waiver: l.applied.as_ref().map(|a| v1::AppliedWaiver {
+            rule_id: a.rule_id.clone(),
+            document_number: a.document_number.clone(),
+            issuing_body: a.issuing_body.clone(),
+            description: a.description.clone(),
+            reduction: a.reduction.to_string(),
+        }),
+        amount_due: l.due.to_string(),
+    }
+}
+
+/// A payer on the wire.
+pub fn payer_pb(p: &Payer) -> v1::Payer {
+    v1::Payer {
+        full_name: p.full_name.clone(),
+        personal_id: p.personal_id.as_ref().map(|i| i.expose().to_string()).unwrap_or_default(),
+        tax_code: p.tax_code.as_ref().map(|t| t.expose().to_string()).unwrap_or_default(),
+        email: p.email.clone().unwrap_or_default(),
+        address: p.address.clone(),
+        categories: p.categories.iter().map(|c| category_pb(*c) as i32).collect(),
+    }
+}

@@ -1,0 +1,217 @@
+//! Transactional outbox: events are inserted in the same transaction as the state change
+//! that causes them, then a relay publishes them at least once, in insertion order, and
+//! deletes what the broker acknowledged. Event ids are stable, so consumers deduplicate.
+
+use crate::envelope::{encode_body, Attributes, BodyFormat};
+use crate::metrics::OutboxMetrics;
+use crate::sql::{placeholders, rows_per_statement, stmt};
+use chrono::{DateTime, Utc};
+use feepay_proto::{EventType, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
+use serde::Serialize;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// An event waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub topic: String,
+    pub key: String,
+    pub ce_id: String,
+    pub ce_type: String,
+    pub ce_source: String,
+    pub content_type: String,
+    pub payload: Vec<u8>,
+}
+
+impl OutboxEvent {
+    /// Encodes a message for the outbox.
+    pub fn new<T: Message + Serialize + EventType>(topic: &str, key: &str, id: &str, source: &str, msg: &T, format: BodyFormat) -> Self {
+        OutboxEvent {
+            topic: topic.to_string(),
+            key: key.to_string(),
+            ce_id: id.to_string(),
+            ce_type: T::TYPE.to_string(),
+            ce_source: source.to_string(),
+            content_type: format.content_type().to_string(),
+            payload: encode_body(msg, format),
+        }
+    }
+}
+
+/// Inserts events for `producer` (the service name) in the caller's transaction.
+pub async fn insert<C: ConnectionTrait>(conn: &C, producer: &str, events: &[OutboxEvent]) -> Result<(), DbErr> {
+    const COLS: usize = 8;
+    for chunk in events.chunks(rows_per_statement(COLS)) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * COLS);
+        for e in chunk {
+            values.push(producer.into());
+            values.push(e.topic.clone().into());
+            values.push(e.key.clone().into());
+            values.push(e.ce_id.clone().into());
+            values.push(e.ce_type.clone().into());
+            values.push(e.ce_source.clone().into());
+            values.push(e.content_type.clone().into());
+            values.push(e.payload.clone().into());
+        }
+        let sql = format!(
+            "INSERT INTO outbox (producer, topic, key, ce_id, ce_type, ce_source, content_type, payload) VALUES {}",
+            placeholders(chunk.len(), COLS)
+        );
+        conn.execute(stmt(sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// Publishes one service's outbox.
+pub struct Relay {
+    pub db: DatabaseConnection,
+    pub producer: FutureProducer,
+    pub name: String,
+    pub batch: u64,
+    pub metrics: OutboxMetrics,
+}
+
+/// Outcome of one relay pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayPass {
+    /// Another instance holds the relay lock.
+    Busy,
+    /// Published and deleted this many events.
+    Published(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("broker: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+impl Relay {
+    /// One pass: under a transaction-scoped advisory lock (one relay per producer at a
+    /// time, so order is kept), read the oldest events, publish them, delete them.
+    pub async fn run_once(&self) -> Result<RelayPass, RelayError> {
+        let txn = self.db.begin().await?;
+        let locked = txn
+            .query_one(stmt("SELECT pg_try_advisory_xact_lock(hashtext('outbox:' || $1)) AS ok", vec![self.name.clone().into()]))
+            .await?
+            .map(|r| r.try_get::<bool>("", "ok"))
+            .transpose()?
+            .unwrap_or(false);
+        if !locked {
+            txn.rollback().await?;
+            return Ok(RelayPass::Busy);
+        }
+        let rows = txn
+            .query_all(stmt(
+                "SELECT id, topic, key, ce_id, ce_type, ce_source, content_type, payload, created_at FROM outbox \
+                 WHERE producer = $1 ORDER BY id LIMIT $2",
+                vec![self.name.clone().into(), (self.batch as i64).into()],
+            ))
+            .await?;
+        if rows.is_empty() {
+            txn.commit().await?;
+            return Ok(RelayPass::Published(0));
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut sends = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get("", "id")?;
+            let topic: String = r.try_get("", "topic")?;
+            let key: String = r.try_get("", "key")?;
+            let payload: Vec<u8> = r.try_get("", "payload")?;
+            let created_at: DateTime<Utc> = r.try_get("", "created_at")?;
+            let attrs = Attributes {
+                id: r.try_get("", "ce_id")?,
+                source: r.try_get("", "ce_source")?,
+                ty: r.try_get("", "ce_type")?,
+                time: Some(created_at),
+                content_type: r.try_get("", "content_type")?,
+            };
+            ids.push(id);
+            let producer = self.producer.clone();
+            sends.push(async move {
+                let headers = crate::envelope::headers_from(&attrs);
+                let record = FutureRecord::to(&topic).key(&key).payload(&payload).headers(headers);
+                producer.send(record, Duration::from_secs(30)).await.map(|_| created_at).map_err(|(e, _)| e)
+            });
+        }
+        let results = futures::future::join_all(sends).await;
+        let now = Utc::now();
+        for r in &results {
+            match r {
+                Ok(created_at) => {
+                    let age = (now - *created_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    self.metrics.publish_delay.observe(age);
+                }
+                Err(e) => {
+                    txn.rollback().await?;
+                    return Err(RelayError::Kafka(e.clone()));
+                }
+            }
+        }
+        txn.execute(stmt("DELETE FROM outbox WHERE id = ANY($1)", vec![ids.into()])).await?;
+        txn.commit().await?;
+        self.metrics.published.inc_by(results.len() as u64);
+        Ok(RelayPass::Published(results.len()))
+    }
+
+    /// Updates the backlog gauges.
+    pub async fn observe_backlog(&self) -> Result<(), DbErr> {
+        let row = self
+            .db
+            .query_one(stmt(
+                "SELECT count(*)::BIGINT AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::FLOAT8 AS age \
+                 FROM outbox WHERE producer = $1",
+                vec![self.name.clone().into()],
+            ))
+            .await?;
+        if let Some(r) = row {
+            self.metrics.backlog.set(r.try_get::<i64>("", "n")?);
+            self.metrics.oldest_age.set(r.try_get::<f64>("", "age")?);
+        }
+        Ok(())
+    }
+
+    /// Runs until cancelled, then drains what is left (bounded by the caller's deadline).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut idle = Duration::from_millis(5);
+        let mut last_backlog = tokio::time::Instant::now() - Duration::from_secs(10);
+        loop {
+            if last_backlog.elapsed() >= Duration::from_secs(2) {
+                if let Err(e) = self.observe_backlog().await {
+                    tracing::warn!(error = %e, "outbox backlog query failed");
+                }
+                last_backlog = tokio::time::Instant::now();
+            }
+            match self.run_once().await {
+                Ok(RelayPass::Published(n)) if n > 0 => {
+                    idle = Duration::from_millis(5);
+                    continue;
+                }
+                Ok(_) => {
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, relay = %self.name, "outbox relay pass failed, retrying");
+                    idle = Duration::from_millis(500);
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            idle = (idle * 2).min(Duration::from_millis(50));
+        }
+        let _ = self.observe_backlog().await;
+        tracing::info!(relay = %self.name, "outbox relay stopped");
+    }
+}

@@ -1,0 +1,249 @@
+//! Typed settings from environment variables, with defaults that work against the local
+//! stack started by `make up`. Every variable is documented in the README.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Why a setting cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}: {message}")]
+pub struct SettingError {
+    pub name: String,
+    pub message: String,
+}
+
+/// Reads `name`, or `default` when unset or empty.
+pub fn env_or(name: &str, default: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => default.to_string(),
+    }
+}
+
+/// Reads and parses `name`, or `default`.
+pub fn env_parse<T: FromStr>(name: &str, default: T) -> Result<T, SettingError>
+where
+    T::Err: fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|e: T::Err| SettingError { name: name.into(), message: format!("{e}: {v:?}") }),
+        _ => Ok(default),
+    }
+}
+
+/// Optional variable.
+pub fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A secret: never printed.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "Secret(<empty>)" } else { "Secret(<redacted>)" })
+    }
+}
+
+/// Kafka connection, shared by every service.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `FEEPAY_KAFKA_BROKERS` (default `127.0.0.1:9092`).
+    pub brokers: String,
+    /// `FEEPAY_KAFKA_SECURITY_PROTOCOL`: plaintext, ssl, sasl_plaintext, sasl_ssl.
+    pub security_protocol: String,
+    /// `FEEPAY_KAFKA_SASL_MECHANISM`: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    /// `FEEPAY_KAFKA_SASL_PASSWORD`.
+    pub sasl_password: Secret,
+    /// `FEEPAY_KAFKA_SSL_CA_LOCATION`, `_SSL_CERTIFICATE_LOCATION`, `_SSL_KEY_LOCATION`.
+    pub ssl_ca_location: Option<String>,
+    pub ssl_certificate_location: Option<String>,
+    pub ssl_key_location: Option<String>,
+    /// `FEEPAY_KAFKA_GROUP_ID` (default: the service name).
+    pub group_id: String,
+    /// `FEEPAY_KAFKA_CLIENT_ID` (default: the service name).
+    pub client_id: String,
+    /// `FEEPAY_KAFKA_SESSION_TIMEOUT_MS` (default 6000: a group joins in about half of it).
+    pub session_timeout_ms: u32,
+    /// `FEEPAY_KAFKA_BODY_FORMAT`: `protobuf` (default) or `json` for produced events.
+    pub body_format: crate::envelope::BodyFormat,
+    /// `FEEPAY_KAFKA_PARTITIONS` for topics this service creates when missing (default 4).
+    pub partitions: i32,
+}
+
+impl KafkaSettings {
+    pub fn from_env(service: &str) -> Result<Self, SettingError> {
+        Ok(KafkaSettings {
+            brokers: env_or("FEEPAY_KAFKA_BROKERS", "127.0.0.1:9092"),
+            security_protocol: env_or("FEEPAY_KAFKA_SECURITY_PROTOCOL", "plaintext"),
+            sasl_mechanism: env_opt("FEEPAY_KAFKA_SASL_MECHANISM"),
+            sasl_username: env_opt("FEEPAY_KAFKA_SASL_USERNAME"),
+            sasl_password: Secret::new(env_or("FEEPAY_KAFKA_SASL_PASSWORD", "")),
+            ssl_ca_location: env_opt("FEEPAY_KAFKA_SSL_CA_LOCATION"),
+            ssl_certificate_location: env_opt("FEEPAY_KAFKA_SSL_CERTIFICATE_LOCATION"),
+            ssl_key_location: env_opt("FEEPAY_KAFKA_SSL_KEY_LOCATION"),
+            group_id: env_or("FEEPAY_KAFKA_GROUP_ID", service),
+            client_id: env_or("FEEPAY_KAFKA_CLIENT_ID", service),
+            session_timeout_ms: env_parse("FEEPAY_KAFKA_SESSION_TIMEOUT_MS", 6000)?,
+            body_format: env_parse("FEEPAY_KAFKA_BODY_FORMAT", crate::envelope::BodyFormat::Protobuf)?,
+            partitions: env_parse("FEEPAY_KAFKA_PARTITIONS", 4)?,
+        })
+    }
+}
+
+/// Topic names; each can be overridden by `FEEPAY_TOPIC_<NAME>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub assessment_requested: String,
+    pub assessed: String,
+    pub payments_succeeded: String,
+    pub payments_refunded: String,
+    pub payments_rejected: String,
+    pub payments_waived: String,
+    pub receipts_issued: String,
+    pub receipts_cancelled: String,
+    pub notifications_sent: String,
+    pub notifications_failed: String,
+}
+
+impl Topics {
+    pub fn from_env() -> Self {
+        Topics {
+            assessment_requested: env_or("FEEPAY_TOPIC_ASSESSMENT_REQUESTED", "fees.assessment.requested"),
+            assessed: env_or("FEEPAY_TOPIC_ASSESSED", "fees.assessed"),
+            payments_succeeded: env_or("FEEPAY_TOPIC_PAYMENTS_SUCCEEDED", "payments.succeeded"),
+            payments_refunded: env_or("FEEPAY_TOPIC_PAYMENTS_REFUNDED", "payments.refunded"),
+            payments_rejected: env_or("FEEPAY_TOPIC_PAYMENTS_REJECTED", "payments.rejected"),
+            payments_waived: env_or("FEEPAY_TOPIC_PAYMENTS_WAIVED", "payments.waived"),
+            receipts_issued: env_or("FEEPAY_TOPIC_RECEIPTS_ISSUED", "receipts.issued"),
+            receipts_cancelled: env_or("FEEPAY_TOPIC_RECEIPTS_CANCELLED", "receipts.cancelled"),
+            notifications_sent: env_or("FEEPAY_TOPIC_NOTIFICATIONS_SENT", "notifications.sent"),
+            notifications_failed: env_or("FEEPAY_TOPIC_NOTIFICATIONS_FAILED", "notifications.failed"),
+        }
+    }
+
+    /// Topics with a test-specific prefix, so parallel tests never share a topic.
+    pub fn with_prefix(prefix: &str) -> Self {
+        let d = Topics::default_names();
+        let p = |s: &str| format!("{prefix}{s}");
+        Topics {
+            assessment_requested: p(&d.assessment_requested),
+            assessed: p(&d.assessed),
+            payments_succeeded: p(&d.payments_succeeded),
+            payments_refunded: p(&d.payments_refunded),
+            payments_rejected: p(&d.payments_rejected),
+            payments_waived: p(&d.payments_waived),
+            receipts_issued: p(&d.receipts_issued),
+            receipts_cancelled: p(&d.receipts_cancelled),
+            notifications_sent: p(&d.notifications_sent),
+            notifications_failed: p(&d.notifications_failed),
+        }
+    }
+
+    pub fn default_names() -> Self {
+        Topics {
+            assessment_requested: "fees.assessment.requested".into(),
+            assessed: "fees.assessed".into(),
+            payments_succeeded: "payments.succeeded".into(),
+            payments_refunded: "payments.refunded".into(),
+            payments_rejected: "payments.rejected".into(),
+            payments_waived: "payments.waived".into(),
+            receipts_issued: "receipts.issued".into(),
+            receipts_cancelled: "receipts.cancelled".into(),
+            notifications_sent: "notifications.sent".into(),
+            notifications_failed: "notifications.failed".into(),
+        }
+    }
+
+    /// The topics consumed by some service; each has a dead-letter topic `<topic>.dlq`.
+    pub fn consumed(&self) -> Vec<&str> {
+        vec![
+            &self.assessment_requested,
+            &self.payments_succeeded,
+            &self.payments_refunded,
+            &self.receipts_issued,
+            &self.receipts_cancelled,
+            &self.payments_waived,
+        ]
+    }
+
+    /// Every topic, dead-letter topics included.
+    pub fn all(&self) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            self.assessment_requested.clone(),
+            self.assessed.clone(),
+            self.payments_succeeded.clone(),
+            self.payments_refunded.clone(),
+            self.payments_rejected.clone(),
+            self.payments_waived.clone(),
+            self.receipts_issued.clone(),
+            self.receipts_cancelled.clone(),
+            self.notifications_sent.clone(),
+            self.notifications_failed.clone(),
+        ];
+        v.extend(self.consumed().into_iter().map(dlq_topic));
+        v
+    }
+}
+
+/// The dead-letter topic of a consumed topic.
+pub fn dlq_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
+}
+
+/// Database connection.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `FEEPAY_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/feepay`).
+    pub url: Secret,
+    /// `FEEPAY_DATABASE_MAX_CONNECTIONS` (default 8).
+    pub max_connections: u32,
+}
+
+impl DatabaseSettings {
+    pub fn from_env() -> Result<Self, SettingError> {
+        Ok(DatabaseSettings {
+            url: Secret::new(env_or("FEEPAY_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/feepay")),
+            max_connections: env_parse("FEEPAY_DATABASE_MAX_CONNECTIONS", 8)?,
+        })
+    }
+}
+
+/// Batching of consumed events.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    /// `FEEPAY_BATCH_MAX_EVENTS` (default 500): events per database transaction at most.
+    pub max_events: usize,
+    /// `FEEPAY_BATCH_LINGER_MS` (default 5): how long to wait for more events once one arrived.
+    pub linger: Duration,
+}
+
+impl BatchSettings {
+    pub fn from_env() -> Result<Self, SettingError> {
+        Ok(BatchSettings {
+            max_events: env_parse("FEEPAY_BATCH_MAX_EVENTS", 500)?,
+            linger: Duration::from_millis(env_parse("FEEPAY_BATCH_LINGER_MS", 5)?),
+        })
+    }
+}
+
+/// `FEEPAY_SHUTDOWN_DEADLINE_SECS` (default 20): how long a service may take to drain.
+pub fn shutdown_deadline() -> Result<Duration, SettingError> {
+    Ok(Duration::from_secs(env_parse("FEEPAY_SHUTDOWN_DEADLINE_SECS", 20)?))
+}
