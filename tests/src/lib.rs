@@ -1,1 +1,267 @@
-//! placeholder
+//! Helpers for the cross-service tests: a throw-away database per test, topic names
+//! unique per test, service spawning, producing and consuming over the real broker.
+//!
+//! The tests need the local stack (`make up`): broker on 127.0.0.1:9092, PostgreSQL on
+//! 127.0.0.1:5432 and the SMTP sink on 127.0.0.1:1025 (web API on 1080).
+
+#![allow(clippy::print_stdout)]
+
+pub mod fixtures;
+
+use feepay_proto::{EventType, Message};
+use feepay_runtime::envelope::{self, BodyFormat};
+use feepay_runtime::settings::{BatchSettings, DatabaseSettings, KafkaSettings, Secret, Topics};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message as _;
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Root of the repository.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository").to_path_buf()
+}
+
+/// Broker address used by the tests (`FEEPAY_KAFKA_BROKERS`, default 127.0.0.1:9092).
+pub fn brokers() -> String {
+    std::env::var("FEEPAY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Server URL without database (`FEEPAY_TEST_PG`, default `postgres://postgres@127.0.0.1:5432`).
+pub fn pg_server() -> String {
+    std::env::var("FEEPAY_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A short unique id for names.
+pub fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// A fresh database, migrated and loaded with the sample reference data. Drop it with
+/// [`TestDb::drop`] at the end of the test.
+pub struct TestDb {
+    pub url: String,
+    pub db: DatabaseConnection,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        if std::env::var("FEEPAY_TEST_LOG").is_ok() {
+            feepay_runtime::lifecycle::init_telemetry();
+        }
+        let url = format!("{}/feepay_t_{}", pg_server(), unique());
+        let settings = DatabaseSettings { url: Secret::new(url.clone()), max_connections: 8 };
+        let db = feepay_runtime::db::connect(&settings).await.expect("PostgreSQL reachable (make up)");
+        feepay_runtime::db::migrate(&db).await.expect("migrations apply");
+        let files = feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).expect("sample files");
+        feepay_runtime::refdata::store(&db, &files, "test").await.expect("sample reference data loads");
+        TestDb { url, db }
+    }
+
+    pub fn settings(&self) -> DatabaseSettings {
+        DatabaseSettings { url: Secret::new(self.url.clone()), max_connections: 8 }
+    }
+
+    pub async fn drop(self) {
+        self.db.close().await.ok();
+        feepay_runtime::db::drop_database(&self.url).await.ok();
+    }
+}
+
+/// Kafka settings for a test group.
+pub fn kafka(group: &str) -> KafkaSettings {
+    let mut k = KafkaSettings::from_env(group).expect("kafka settings");
+    k.brokers = brokers();
+    k.group_id = group.to_string();
+    k.client_id = group.to_string();
+    k.session_timeout_ms = 6000;
+    k.partitions = 4;
+    k
+}
+
+/// Topic names unique to one test.
+pub fn topics() -> Topics {
+    Topics::with_prefix(&format!("t{}.", unique()))
+}
+
+/// Small batches with a short linger, as in production.
+pub fn batch() -> BatchSettings {
+    BatchSettings { max_events: 500, linger: Duration::from_millis(5) }
+}
+
+/// A plain producer.
+pub fn producer() -> FutureProducer {
+    feepay_runtime::kafka::producer(&kafka("test-producer")).expect("producer")
+}
+
+/// Produces an event as CloudEvents binary mode.
+pub async fn produce<T: Message + Serialize + EventType>(p: &FutureProducer, topic: &str, key: &str, msg: &T, format: BodyFormat) {
+    let id = unique();
+    let headers = envelope::headers_for::<T>(&id, "/tests", chrono::Utc::now(), format);
+    let body = envelope::encode_body(msg, format);
+    p.send(FutureRecord::to(topic).key(key).payload(&body).headers(headers), Duration::from_secs(10)).await.expect("produced");
+}
+
+/// Produces raw bytes with the given headers (for hostile input).
+pub async fn produce_raw(p: &FutureProducer, topic: &str, key: &str, body: &[u8], headers: &[(&str, &str)]) {
+    let mut h = rdkafka::message::OwnedHeaders::new();
+    for (k, v) in headers {
+        h = h.insert(rdkafka::message::Header { key: k, value: Some(*v) });
+    }
+    p.send(FutureRecord::to(topic).key(key).payload(body).headers(h), Duration::from_secs(10)).await.expect("produced");
+}
+
+/// Reads every record of a topic from the beginning until `want` records were read or the
+/// timeout passed, decoding each body with `decode`.
+pub async fn read_topic<T>(topic: &str, want: usize, timeout: Duration, decode: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T) -> Vec<T> {
+    let mut k = kafka(&format!("reader-{}", unique()));
+    k.session_timeout_ms = 6000;
+    let c: StreamConsumer = feepay_runtime::kafka::client_config(&k)
+        .set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "2000")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < want {
+        match tokio::time::timeout_at(deadline, c.recv()).await {
+            Ok(Ok(m)) => out.push(decode(&m)),
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Decodes a record with the CloudEvents envelope.
+pub fn decode_event<T: Message + Default + serde::de::DeserializeOwned + EventType>(m: &rdkafka::message::BorrowedMessage<'_>) -> T {
+    envelope::decode(m.headers(), m.payload()).expect("a valid event")
+}
+
+/// Polls `check` until it returns `Some` or the timeout passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Generates signing keys for every agency with a series into a temporary directory.
+pub fn test_keys() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("feepay-keys-{}", unique()));
+    let files = feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).expect("sample files");
+    let (reference, _) = files.parse().expect("valid");
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &reference.series {
+        if seen.insert(s.agency.clone()) {
+            let key = feepay_domain::receipt::AgencyKey::generate(&format!("{}-test", s.agency), &mut rand::rngs::OsRng);
+            feepay_issuer::keys::write_key_file(&dir, &s.agency, &key).expect("key written");
+        }
+    }
+    dir
+}
+
+/// A service running in the test process.
+pub struct Running {
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub http_addr: std::net::SocketAddr,
+}
+
+impl Running {
+    /// Graceful stop (as SIGTERM would).
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.handle).await;
+    }
+
+    /// Abrupt stop: the task is dropped mid-flight, nothing drains (a crash, as far as the
+    /// broker and the database can tell).
+    pub async fn crash(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+
+    /// Waits until `/readyz` answers 200 (database, broker, partitions assigned).
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let url = format!("http://{}/readyz", self.http_addr);
+        eventually(timeout, "the service to be ready", || async {
+            match reqwest::get(&url).await {
+                Ok(r) if r.status().is_success() => Some(()),
+                _ => None,
+            }
+        })
+        .await
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.http_addr)).await.expect("metrics endpoint").text().await.expect("text")
+    }
+}
+
+/// Issuer settings for a test.
+pub fn issuer_settings(db: &TestDb, topics: &Topics, keys: &Path, group: &str) -> feepay_issuer::app::IssuerSettings {
+    feepay_issuer::app::IssuerSettings {
+        kafka: kafka(group),
+        topics: topics.clone(),
+        database: db.settings(),
+        batch: batch(),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        keys_dir: keys.to_path_buf(),
+        source: "/tests/issuer".into(),
+        relay: true,
+        shutdown_deadline: Duration::from_secs(10),
+        self_check_every: Duration::from_secs(1),
+    }
+}
+
+/// Starts an issuer.
+pub async fn spawn_issuer(settings: feepay_issuer::app::IssuerSettings, clock: std::sync::Arc<dyn feepay_issuer::clock::Clock>) -> Running {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let app = feepay_issuer::app::App::build(settings, clock, shutdown.clone()).await.expect("issuer builds");
+    let http_addr = app.http_addr;
+    let handle = tokio::spawn(app.run());
+    Running { shutdown, handle, http_addr }
+}
+
+/// Counts rows of a query returning one BIGINT column `n`.
+pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    use sea_orm::ConnectionTrait;
+    db.query_one(feepay_runtime::sql::raw(sql)).await.expect("query").expect("row").try_get::<i64>("", "n").expect("n")
+}
+
+/// Sum of the samples of metric `name` whose labels include every `label="value"` given.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if n != name {
+                return None;
+            }
+            labels.iter().all(|(k, v)| rest.split(',').any(|kv| kv == format!("{k}=\"{v}\""))).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}

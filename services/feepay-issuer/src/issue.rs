@@ -512,7 +512,7 @@ impl Issuer {
         const COLS: usize = 19;
         let mut rows: Vec<Vec<Value>> = Vec::with_capacity(to_issue.len());
         let mut ids = Vec::with_capacity(to_issue.len());
-        let mut rng = rand::thread_rng();
+        let mut rng = rand::rngs::OsRng;
         for t in to_issue {
             let symbol = receipt_symbol(&t.series.letters, year);
             let ck = (t.series.agency.clone(), t.series.template.clone(), symbol.clone());

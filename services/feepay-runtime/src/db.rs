@@ -1,7 +1,7 @@
 //! PostgreSQL through sea-orm: connection, database creation and migrations.
 
 use crate::settings::DatabaseSettings;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement, TransactionTrait};
 use sea_orm_migration::prelude::*;
 use std::time::Duration;
 
@@ -111,13 +111,14 @@ impl MigrationTrait for Deliveries {
     }
 }
 
-/// Applies pending migrations. Safe to run from several processes: a PostgreSQL advisory
-/// lock serialises them.
+/// Applies pending migrations. Safe to run from several processes at once: they run in one
+/// transaction holding a transaction-scoped advisory lock. (A session-scoped lock would be
+/// wrong here: through a pool, the unlock may go out on another connection than the lock.)
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    db.execute(Statement::from_string(db.get_database_backend(), "SELECT pg_advisory_lock(4242001)")).await?;
-    let r = Migrator::up(db, None).await;
-    db.execute(Statement::from_string(db.get_database_backend(), "SELECT pg_advisory_unlock(4242001)")).await?;
-    r
+    let txn = db.begin().await?;
+    txn.execute(Statement::from_string(db.get_database_backend(), "SELECT pg_advisory_xact_lock(4242001)")).await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
 }
 
 #[cfg(test)]

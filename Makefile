@@ -1,0 +1,40 @@
+# feepay: two commands for a fresh clone.
+#   make run    local stack + every service + a realistic demo, Ctrl-C stops cleanly
+#   make test   fmt, clippy -D warnings, unit and integration tests (starts the stack)
+# Logic lives in scripts under deploy/ and in Rust; each target is one or two commands.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: run test up down status build lint unit integration bench fmt check-tools
+
+run: up build
+	deploy/local/run.sh
+
+test: up lint
+	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
+
+up:
+	deploy/local/stack.sh up
+
+down:
+	deploy/local/stack.sh down
+
+status:
+	deploy/local/stack.sh status
+
+build:
+	$(CARGO) build --release --bins
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) nextest run --workspace --exclude feepay-tests
+
+integration: up
+	$(CARGO) nextest run -p feepay-tests --profile ci
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,412 @@
+//! The issuer against the real broker and PostgreSQL.
+
+use chrono::{Duration as ChronoDuration, TimeZone, Utc};
+use feepay_domain::numbering::{check_chain, ChainLink};
+use feepay_domain::receipt::{public_key_from_hex, verify_document};
+use feepay_issuer::clock::{FixedClock, SystemClock};
+use feepay_proto::v1;
+use feepay_runtime::envelope::BodyFormat;
+use feepay_tests::fixtures::{gplx_payment, line, payment, refund};
+use feepay_tests::*;
+use sea_orm::ConnectionTrait;
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn receipts_of(db: &TestDb, payment_id: &str) -> Vec<(String, String, i32, String)> {
+    db.db
+        .query_all(feepay_runtime::sql::stmt(
+            "SELECT template, symbol, number, status FROM receipts WHERE payment_id = $1 ORDER BY issued_at, number",
+            vec![payment_id.into()],
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.try_get("", "template").unwrap(), r.try_get("", "symbol").unwrap(), r.try_get("", "number").unwrap(), r.try_get("", "status").unwrap()))
+        .collect()
+}
+
+/// Walks every series of the database: numbers 1..n, hash chain, signatures.
+async fn verify_all_series(db: &TestDb, keys: &std::path::Path) -> usize {
+    let ring = feepay_issuer::keys::Keyring::load_dir(keys).unwrap();
+    let pubs = ring.public_keys();
+    let key_for = |id: &str| pubs.iter().find(|(_, k, _)| k == id).and_then(|(_, _, pk)| public_key_from_hex(pk).ok());
+    let series = db.db.query_all(feepay_runtime::sql::raw("SELECT DISTINCT agency_code, template, symbol FROM receipts")).await.unwrap();
+    let mut total = 0;
+    for s in series {
+        let (a, t, y): (String, String, String) = (s.try_get("", "agency_code").unwrap(), s.try_get("", "template").unwrap(), s.try_get("", "symbol").unwrap());
+        let rows = db
+            .db
+            .query_all(feepay_runtime::sql::stmt(
+                "SELECT number, document FROM receipts WHERE agency_code = $1 AND template = $2 AND symbol = $3 ORDER BY number",
+                vec![a.clone().into(), t.clone().into(), y.clone().into()],
+            ))
+            .await
+            .unwrap();
+        let mut links = Vec::new();
+        for r in rows {
+            let doc: String = r.try_get("", "document").unwrap();
+            let v = verify_document(&doc, key_for).unwrap_or_else(|e| panic!("{a} {t} {y}: {e}"));
+            links.push(ChainLink { number: v.number.parse().unwrap(), previous_hash: v.previous_hash, document_hash: v.document_hash });
+        }
+        check_chain(&links).unwrap_or_else(|d| panic!("{a} {t} {y}: {d}"));
+        total += links.len();
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_become_signed_gapless_receipts_and_events() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let p = producer();
+    let now = Utc::now();
+    for i in 0..20 {
+        let format = if i % 2 == 0 { BodyFormat::Protobuf } else { BodyFormat::Json };
+        let id = format!("PG-{}-{i:03}", unique());
+        produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, now), format).await;
+    }
+    // One payment with phí and lệ phí: two receipts in two series.
+    let mixed = format!("PG-{}-mixed", unique());
+    let m = payment(
+        &mixed,
+        "BN.TTPVHCC",
+        v1::Channel::Counter,
+        vec![line("BN-P-THAMDINH-GCN", v1::FeeKind::Phi, 1, 500_000), line("BN-LP-GCN", v1::FeeKind::LePhi, 1, 100_000)],
+        now,
+    );
+    produce(&p, &topics.payments_succeeded, &mixed, &m, BodyFormat::Json).await;
+
+    eventually(WAIT, "22 receipts", || async { (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 22).then_some(()) }).await;
+    let mixed_receipts = receipts_of(&db, &mixed).await;
+    assert_eq!(mixed_receipts.len(), 2, "{mixed_receipts:?}");
+    assert!(mixed_receipts.iter().any(|r| r.0 == "01BLP0-002"), "phí on the phí series");
+    assert_eq!(verify_all_series(&db, &keys).await, 22);
+
+    let events: Vec<v1::ReceiptIssued> = read_topic(&topics.receipts_issued, 22, WAIT, decode_event).await;
+    assert_eq!(events.len(), 22, "every receipt is published");
+    let r = events.iter().find_map(|e| e.receipt.as_ref().filter(|r| r.payment_id == mixed && r.template_symbol == "01BLP0-001")).unwrap();
+    assert_eq!(r.total, "100000");
+    assert_eq!(r.total_in_words, "Một trăm nghìn đồng");
+    assert_eq!(r.number.len(), 7);
+    assert!(events.iter().all(|e| e.signed_document.contains("<DSCKS>")));
+    eventually(WAIT, "outbox drained", || async { (count(&db.db, "SELECT count(*)::BIGINT AS n FROM outbox").await == 0).then_some(()) }).await;
+    let metrics = issuer.metrics().await;
+    assert!(metrics.contains("feepay_issuer_receipts_issued_total{agency=\"BN.TTPVHCC\""), "{metrics}");
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_do_nothing_and_conflicts_are_rejected() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let p = producer();
+    let id = format!("PG-{}", unique());
+    let original = gplx_payment(&id, Utc::now());
+    produce(&p, &topics.payments_succeeded, &id, &original, BodyFormat::Protobuf).await;
+    produce(&p, &topics.payments_succeeded, &id, &original, BodyFormat::Json).await; // same event, other encoding
+    produce(&p, &topics.payments_succeeded, &id, &original, BodyFormat::Protobuf).await;
+    let mut changed = original.clone();
+    changed.payer.as_mut().unwrap().full_name = "Trần Thị Bình".into();
+    produce(&p, &topics.payments_succeeded, &id, &changed, BodyFormat::Protobuf).await;
+
+    let rejected: Vec<v1::PaymentRejected> = read_topic(&topics.payments_rejected, 1, WAIT, decode_event).await;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].reason, v1::RejectionReason::ConflictingDuplicate as i32);
+    assert_eq!(receipts_of(&db, &id).await.len(), 1, "one receipt whatever the redeliveries");
+    let metrics = eventually(WAIT, "processed counters", || async {
+        let m = issuer.metrics().await;
+        (metric_value(&m, "feepay_issuer_events_processed_total", &[("outcome", "duplicate")]) == 2.0).then_some(m)
+    })
+    .await;
+    assert!(metrics.contains("feepay_issuer_conflicting_duplicates_total{kind=\"payment\"} 1"), "{metrics}");
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_events_go_to_the_dead_letter_topic_and_the_consumer_keeps_going() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let p = producer();
+    let t = &topics.payments_succeeded;
+    let pb = [("ce_type", "feepay.v1.PaymentSucceeded"), ("content-type", "application/protobuf")];
+    produce_raw(&p, t, "bad-1", b"\xff\xfe garbage", &pb).await;
+    produce_raw(&p, t, "bad-2", b"{}", &[("content-type", "text/plain")]).await;
+    let mut invalid = gplx_payment("PG-bad-3", Utc::now());
+    invalid.payer.as_mut().unwrap().personal_id = "12345".into();
+    invalid.payer.as_mut().unwrap().full_name = "Lê Văn C\r\nBcc: attacker@example.com".into();
+    invalid.lines[0].amount = "135000.5".into();
+    produce(&p, t, "bad-3", &invalid, BodyFormat::Json).await;
+    let mut negative = gplx_payment("PG-bad-4", Utc::now());
+    negative.total_paid = "-135000".into();
+    produce(&p, t, "bad-4", &negative, BodyFormat::Protobuf).await;
+    let good = format!("PG-{}", unique());
+    produce(&p, t, &good, &gplx_payment(&good, Utc::now()), BodyFormat::Protobuf).await;
+
+    let dead: Vec<v1::DeadLetter> = read_topic(&format!("{t}.dlq"), 4, WAIT, decode_event).await;
+    assert_eq!(dead.len(), 4);
+    let reason = |key: &str| dead.iter().find(|d| d.original_key == key.as_bytes()).map(|d| (d.reason_code.clone(), d.reason.clone())).unwrap();
+    assert_eq!(reason("bad-1").0, "undecodable");
+    assert_eq!(reason("bad-2").0, "unsupported_content_type");
+    let (code, text) = reason("bad-3");
+    assert_eq!(code, "invalid");
+    assert!(text.contains("payer.personal_id: personal ID must be exactly 12 digits"), "{text}");
+    assert!(text.contains("payer.full_name: contains control characters"), "{text}");
+    assert!(text.contains("lines[0].amount: amount \"135000.5\" has a fractional part"), "{text}");
+    assert!(reason("bad-4").1.contains("total_paid: amount \"-135000\" is negative"));
+    let bad1 = dead.iter().find(|d| d.original_key == b"bad-1").unwrap();
+    assert_eq!(bad1.original_value, b"\xff\xfe garbage", "original bytes kept");
+    assert!(bad1.original_headers.iter().any(|h| h.key == "ce_type"), "original headers kept");
+
+    eventually(WAIT, "the good payment after the bad ones", || async { (!receipts_of(&db, &good).await.is_empty()).then_some(()) }).await;
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 1);
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rejection_path_publishes_its_reason() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let p = producer();
+    let now = Utc::now();
+    let u = unique();
+    let mut cases = Vec::new();
+    let mut mismatch = gplx_payment(&format!("PG-{u}-mismatch"), now);
+    mismatch.lines[0].amount = "115000".into();
+    mismatch.total_paid = "115000".into();
+    cases.push((mismatch, v1::RejectionReason::AmountMismatch, "paid 115000 đồng but 135000 đồng is due"));
+    let mut agency = gplx_payment(&format!("PG-{u}-agency"), now);
+    agency.agency_code = "XX.NOWHERE".into();
+    cases.push((agency, v1::RejectionReason::UnknownAgency, "agency XX.NOWHERE is not in the reference data"));
+    let mut fee = gplx_payment(&format!("PG-{u}-fee"), now);
+    fee.lines[0].fee_code = "LP-KHONG-CO".into();
+    cases.push((fee, v1::RejectionReason::UnknownFee, "fee LP-KHONG-CO is not in the fee schedule"));
+    let mut series = gplx_payment(&format!("PG-{u}-series"), now);
+    series.agency_code = "BN".into();
+    cases.push((series, v1::RejectionReason::NoSeries, "agency BN has no receipt series for le_phi"));
+    let mut kind = gplx_payment(&format!("PG-{u}-kind"), now);
+    kind.lines[0].kind = v1::FeeKind::Phi as i32;
+    cases.push((kind, v1::RejectionReason::KindMismatch, "fee LP-GPLX is a le_phi but was paid as phi"));
+    for (c, _, _) in &cases {
+        produce(&p, &topics.payments_succeeded, &c.payment_id, c, BodyFormat::Protobuf).await;
+    }
+    let rejected: Vec<v1::PaymentRejected> = read_topic(&topics.payments_rejected, cases.len(), WAIT, decode_event).await;
+    for (c, reason, detail) in &cases {
+        let r = rejected.iter().find(|r| r.payment_id == c.payment_id).unwrap_or_else(|| panic!("no rejection for {}", c.payment_id));
+        assert_eq!(r.reason, *reason as i32, "{}", r.detail);
+        assert!(r.detail.contains(detail), "{} does not contain {detail}", r.detail);
+    }
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 0, "no receipt for a rejected payment");
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM series_counters WHERE last_number > 0").await, 0, "no number used");
+    let metrics = issuer.metrics().await;
+    assert!(metrics.contains("feepay_issuer_payments_rejected_total{reason=\"amount_mismatch\"} 1"), "{metrics}");
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_cancel_and_partial_refunds_replace() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let p = producer();
+    let now = Utc::now();
+    let u = unique();
+    let full = format!("PG-{u}-full");
+    produce(&p, &topics.payments_succeeded, &full, &gplx_payment(&full, now), BodyFormat::Protobuf).await;
+    let partial = format!("PG-{u}-partial");
+    let two_lines = payment(
+        &partial,
+        "BN.KINHBAC",
+        v1::Channel::Counter,
+        vec![line("BN-LP-HOTICH-TRICHLUC", v1::FeeKind::LePhi, 3, 24_000), line("P-CHUNGTHUC", v1::FeeKind::Phi, 5, 10_000)],
+        now,
+    );
+    produce(&p, &topics.payments_succeeded, &partial, &two_lines, BodyFormat::Protobuf).await;
+    // A refund that arrives before its payment waits for it.
+    let early = format!("PG-{u}-early");
+    produce(&p, &topics.payments_refunded, &early, &refund(&format!("RF-{u}-early"), &early, vec![], now), BodyFormat::Json).await;
+    eventually(WAIT, "the early refund to be recorded", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM refunds WHERE status = 'pending'").await == 1).then_some(())
+    })
+    .await;
+    produce(&p, &topics.payments_succeeded, &early, &gplx_payment(&early, now), BodyFormat::Protobuf).await;
+    eventually(WAIT, "three payments", || async { (count(&db.db, "SELECT count(*)::BIGINT AS n FROM payments").await == 3).then_some(()) }).await;
+
+    produce(&p, &topics.payments_refunded, &full, &refund(&format!("RF-{u}-full"), &full, vec![], now), BodyFormat::Protobuf).await;
+    produce(&p, &topics.payments_refunded, &partial, &refund(&format!("RF-{u}-partial"), &partial, vec![("P-CHUNGTHUC", 4_000)], now), BodyFormat::Protobuf).await;
+    let too_much = refund(&format!("RF-{u}-toomuch"), &partial, vec![("BN-LP-HOTICH-TRICHLUC", 99_000)], now);
+    produce(&p, &topics.payments_refunded, &partial, &too_much, BodyFormat::Protobuf).await;
+
+    let cancelled: Vec<v1::ReceiptCancelled> = read_topic(&topics.receipts_cancelled, 3, WAIT, decode_event).await;
+    assert_eq!(cancelled.len(), 3);
+    let full_receipts = receipts_of(&db, &full).await;
+    assert_eq!(full_receipts.iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["cancelled"]);
+    let early_receipts = receipts_of(&db, &early).await;
+    assert_eq!(early_receipts.iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["cancelled"], "pending refund applied when its payment came");
+    let partial_receipts = receipts_of(&db, &partial).await;
+    assert_eq!(partial_receipts.len(), 2, "{partial_receipts:?}");
+    assert_eq!(partial_receipts[0].3, "cancelled");
+    assert_eq!(partial_receipts[1].3, "issued");
+    assert_eq!(partial_receipts[1].2, partial_receipts[0].2 + 1, "the replacement takes the next number of the same series");
+    let c = cancelled.iter().find(|c| c.receipt.as_ref().unwrap().payment_id == partial).unwrap();
+    assert!(!c.replaced_by_receipt_id.is_empty());
+    let issued: Vec<v1::ReceiptIssued> = read_topic(&topics.receipts_issued, 4, WAIT, decode_event).await;
+    let replacement = issued.iter().filter_map(|e| e.receipt.as_ref()).find(|r| r.receipt_id == c.replaced_by_receipt_id).unwrap();
+    assert_eq!(replacement.total, "30000", "34 000 collected, 4 000 refunded");
+    assert_eq!(replacement.replaces_receipt_id, c.receipt.as_ref().unwrap().receipt_id);
+    assert!(issued.iter().any(|e| e.signed_document.contains("<BLThayThe>")));
+    let rejected: Vec<v1::PaymentRejected> = read_topic(&topics.payments_rejected, 1, WAIT, decode_event).await;
+    assert_eq!(rejected[0].reason, v1::RejectionReason::InvalidRefund as i32);
+    assert!(rejected[0].detail.contains("exceeds what was collected"), "{}", rejected[0].detail);
+    // Receipts are never deleted, even by hand.
+    db.db.execute_unprepared("DELETE FROM receipts").await.unwrap();
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 4);
+    assert_eq!(verify_all_series(&db, &keys).await, 4);
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbering_restarts_at_midnight_on_new_years_eve_gmt7() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let gmt7 = feepay_domain::numbering::gmt7();
+    let clock = Arc::new(FixedClock::new(gmt7.with_ymd_and_hms(2026, 12, 31, 23, 59, 58).unwrap().with_timezone(&Utc)));
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), clock.clone()).await;
+    let p = producer();
+    let u = unique();
+    for i in 0..3 {
+        let id = format!("PG-{u}-2026-{i}");
+        produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, Utc::now()), BodyFormat::Protobuf).await;
+    }
+    eventually(WAIT, "three receipts of 2026", || async { (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 3).then_some(()) }).await;
+    clock.set(gmt7.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap().with_timezone(&Utc));
+    for i in 0..2 {
+        let id = format!("PG-{u}-2027-{i}");
+        produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, Utc::now() + ChronoDuration::seconds(1)), BodyFormat::Protobuf).await;
+    }
+    eventually(WAIT, "two receipts of 2027", || async { (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 5).then_some(()) }).await;
+    let rows = db
+        .db
+        .query_all(feepay_runtime::sql::raw("SELECT symbol, year, number FROM receipts ORDER BY year, number"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.try_get::<String>("", "symbol").unwrap(), r.try_get::<i32>("", "year").unwrap(), r.try_get::<i32>("", "number").unwrap()))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        rows,
+        vec![("BN-26E".into(), 2026, 1), ("BN-26E".into(), 2026, 2), ("BN-26E".into(), 2026, 3), ("BN-27E".into(), 2027, 1), ("BN-27E".into(), 2027, 2)]
+    );
+    assert_eq!(verify_all_series(&db, &keys).await, 5);
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let group = format!("issuer-{}", unique());
+    let p = producer();
+    let u = unique();
+    let ids: Vec<String> = (0..10).map(|i| format!("PG-{u}-{i}")).collect();
+    for id in &ids {
+        produce(&p, &topics.payments_succeeded, id, &gplx_payment(id, Utc::now()), BodyFormat::Protobuf).await;
+    }
+    // A first issuer commits the receipts in PostgreSQL and "crashes" before committing
+    // offsets: it reads the batch with the group's consumer and processes it, but never
+    // commits the offsets.
+    {
+        let settings = issuer_settings(&db, &topics, &keys, &group);
+        let consumer = feepay_runtime::kafka::consumer(&settings.kafka, &[&topics.payments_succeeded]).unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let issuer = feepay_issuer::issue::Issuer::new(
+            db.db.clone(),
+            feepay_issuer::keys::Keyring::load_dir(&keys).unwrap(),
+            Arc::new(SystemClock),
+            feepay_issuer::metrics::IssuerMetrics::new(),
+            topics.clone(),
+            BodyFormat::Protobuf,
+            "/tests".into(),
+        );
+        let mut items = Vec::new();
+        while items.len() < 10 {
+            let batch = feepay_runtime::kafka::recv_batch(&consumer, 100, Duration::from_millis(200), &shutdown).await.unwrap();
+            for m in &batch {
+                items.push(feepay_issuer::app::decode(&topics, m).unwrap());
+            }
+        }
+        let outcome = issuer.process(&items).await.unwrap();
+        assert_eq!(outcome.receipts_issued, 10);
+        drop(consumer); // crash: no offset commit
+    }
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &group), Arc::new(SystemClock)).await;
+    let metrics = eventually(WAIT, "the redelivered batch", || async {
+        let m = issuer.metrics().await;
+        (metric_value(&m, "feepay_issuer_events_processed_total", &[("outcome", "duplicate")]) == 10.0).then_some(m)
+    })
+    .await;
+    assert_eq!(metric_value(&metrics, "feepay_issuer_events_processed_total", &[("outcome", "issued")]), 0.0, "{metrics}");
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 10);
+    assert_eq!(verify_all_series(&db, &keys).await, 10);
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_issuers_and_a_rebalance_keep_numbers_gapless() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let group = format!("issuer-{}", unique());
+    let a = spawn_issuer(issuer_settings(&db, &topics, &keys, &group), Arc::new(SystemClock)).await;
+    let b = spawn_issuer(issuer_settings(&db, &topics, &keys, &group), Arc::new(SystemClock)).await;
+    a.wait_ready(WAIT).await;
+    b.wait_ready(WAIT).await;
+    let p = producer();
+    let u = unique();
+    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "HD.TTPVHCC"];
+    let total = 600;
+    let mut stopped_a = None;
+    let mut a = Some(a);
+    for i in 0..total {
+        let id = format!("PG-{u}-{i:05}");
+        let agency = agencies[i % agencies.len()];
+        let mut pay = gplx_payment(&id, Utc::now());
+        pay.agency_code = agency.into();
+        produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
+        if i == total / 2 {
+            // Stop one instance mid-stream: its partitions move to the other.
+            stopped_a = Some(tokio::spawn(a.take().unwrap().stop()));
+        }
+    }
+    stopped_a.unwrap().await.unwrap();
+    eventually(Duration::from_secs(120), "every payment to have its receipt", || async {
+        let n = count(&db.db, "SELECT count(*)::BIGINT AS n FROM payments").await;
+        println!("payments processed: {n}");
+        (n == total as i64).then_some(())
+    })
+    .await;
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, total as i64);
+    assert_eq!(count(&db.db, "SELECT count(DISTINCT payment_id)::BIGINT AS n FROM receipts").await, total as i64);
+    assert_eq!(verify_all_series(&db, &keys).await, total);
+    b.stop().await;
+    db.drop().await;
+}
