@@ -265,3 +265,118 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .sum()
 }
+
+/// Notifier settings for a test, against an SMTP sink on `smtp_port`.
+pub fn notifier_settings(db: &TestDb, topics: &Topics, group: &str, smtp_port: u16) -> feepay_notifier::app::NotifierSettings {
+    feepay_notifier::app::NotifierSettings {
+        kafka: kafka(group),
+        topics: topics.clone(),
+        database: db.settings(),
+        batch: batch(),
+        smtp: feepay_notifier::smtp::SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: smtp_port,
+            tls: feepay_notifier::smtp::TlsMode::None,
+            username: None,
+            password: Secret::default(),
+            pool_size: 4,
+            timeout: Duration::from_secs(5),
+        },
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        retry_schedule: vec![Duration::from_secs(1), Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(2), Duration::from_secs(3)],
+        from: "Biên lai điện tử <bienlai@feepay.local>".into(),
+        reply_to: None,
+        lookup_base_url: "http://127.0.0.1:8080/tra-cuu/".into(),
+        message_id_domain: "feepay.test".into(),
+        templates_dir: Some(repo_root().join("deploy/templates/email")),
+        concurrency: 4,
+        source: "/tests/notifier".into(),
+        shutdown_deadline: Duration::from_secs(10),
+    }
+}
+
+/// Starts a notifier.
+pub async fn spawn_notifier(settings: feepay_notifier::app::NotifierSettings) -> Running {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let app = feepay_notifier::app::App::build(settings, shutdown.clone()).await.expect("notifier builds");
+    let http_addr = app.http_addr;
+    let handle = tokio::spawn(app.run());
+    Running { shutdown, handle, http_addr }
+}
+
+/// A maildev SMTP sink of the test's own (for outages), started from `.tools/`.
+pub struct Maildev {
+    pub smtp_port: u16,
+    pub web_port: u16,
+    child: Option<std::process::Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl Maildev {
+    /// The shared sink of the local stack (127.0.0.1:1025, web 1080).
+    pub fn shared() -> Maildev {
+        Maildev { smtp_port: 1025, web_port: 1080, child: None }
+    }
+
+    /// A private sink on free ports.
+    pub async fn private() -> Maildev {
+        let mut m = Maildev { smtp_port: free_port(), web_port: free_port(), child: None };
+        m.start().await;
+        m
+    }
+
+    pub async fn start(&mut self) {
+        let bin = repo_root().join(".tools/node_modules/.bin/maildev");
+        let child = std::process::Command::new(bin)
+            .args(["--smtp", &self.smtp_port.to_string(), "--web", &self.web_port.to_string(), "--ip", "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("maildev installed by make up");
+        self.child = Some(child);
+        let port = self.web_port;
+        eventually(Duration::from_secs(20), "maildev to listen", || async move {
+            reqwest::get(format!("http://127.0.0.1:{port}/api/email")).await.ok().filter(|r| r.status().is_success()).map(|_| ())
+        })
+        .await;
+    }
+
+    /// Stops the server (SIGKILL): an SMTP outage.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Every email received, as maildev's JSON.
+    pub async fn emails(&self) -> Vec<serde_json::Value> {
+        match reqwest::get(format!("http://127.0.0.1:{}/api/email", self.web_port)).await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Emails addressed to `address`.
+    pub async fn emails_to(&self, address: &str) -> Vec<serde_json::Value> {
+        self.emails()
+            .await
+            .into_iter()
+            .filter(|e| e["to"].as_array().is_some_and(|to| to.iter().any(|t| t["address"].as_str() == Some(address))))
+            .collect()
+    }
+
+    /// Raw source of an email.
+    pub async fn source(&self, id: &str) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/api/email/{id}/source", self.web_port)).await.expect("source").text().await.expect("text")
+    }
+}
+
+impl Drop for Maildev {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

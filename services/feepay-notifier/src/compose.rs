@@ -13,7 +13,7 @@ use feepay_runtime::convert::from_ts;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
-use minijinja::Environment;
+use minijinja::{Environment, Value as V};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -170,12 +170,12 @@ impl Templates {
         BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, s)| s.to_string()).ok_or_else(|| ComposeError::Template(format!("no template {name}")))
     }
 
-    fn render(&self, agency: &str, name: &str, ctx: &impl Serialize) -> Result<String, ComposeError> {
+    fn render(&self, agency: &str, name: &str, ctx: &minijinja::Value) -> Result<String, ComposeError> {
         let mut env = Environment::new();
         // Auto-escaping follows the name: .html is escaped for HTML, .txt is not.
         env.add_template_owned(name.to_string(), self.source(agency, name)?).map_err(|e| ComposeError::Template(format!("{name}: {e}")))?;
         let t = env.get_template(name).map_err(|e| ComposeError::Template(e.to_string()))?;
-        t.render(ctx).map_err(|e| ComposeError::Template(format!("{name}: {e}")))
+        t.render(ctx.clone()).map_err(|e| ComposeError::Template(format!("{name}: {e}")))
     }
 }
 
@@ -209,7 +209,7 @@ pub struct AgencySender {
     pub reply_to: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct LineCtx {
     fee_name: String,
     kind: String,
@@ -322,7 +322,7 @@ pub fn compose(
             let r = e.receipt.as_ref().ok_or(ComposeError::Incomplete("receipt"))?;
             let lookup_url = format!("{}{}", branding.lookup_base_url, r.lookup_code);
             let ctx = minijinja::context! {
-                receipt => r, agency => agency, payer => payer, lines => lines_ctx(&r.lines),
+                receipt => V::from_serialize(r), agency => V::from_serialize(agency), payer => V::from_serialize(payer), lines => V::from_serialize(lines_ctx(&r.lines)),
                 total => grouped(&r.total), issued_at => from_ts(r.issued_at.as_ref()).map(datetime_gmt7).unwrap_or_default().replace('T', " "),
                 lookup_url => lookup_url.clone(),
             };
@@ -332,7 +332,7 @@ pub fn compose(
         Event::Cancelled(e) => {
             let r = e.receipt.as_ref().ok_or(ComposeError::Incomplete("receipt"))?;
             let ctx = minijinja::context! {
-                receipt => r, agency => agency, payer => payer, total => grouped(&r.total), reason => e.reason.clone(),
+                receipt => V::from_serialize(r), agency => V::from_serialize(agency), payer => V::from_serialize(payer), total => grouped(&r.total), reason => e.reason.clone(),
                 cancelled_at => from_ts(e.cancelled_at.as_ref()).map(datetime_gmt7).unwrap_or_default().replace('T', " "),
                 replaced => !e.replaced_by_receipt_id.is_empty(),
                 lookup_url => format!("{}{}", branding.lookup_base_url, r.lookup_code),
@@ -340,7 +340,7 @@ pub fn compose(
             (ctx, None, None)
         }
         Event::Waiver(w) => {
-            let ctx = minijinja::context! { agency => agency, payer => payer, dossier_code => w.dossier_code.clone(), lines => lines_ctx(&w.lines) };
+            let ctx = minijinja::context! { agency => V::from_serialize(agency), payer => V::from_serialize(payer), dossier_code => w.dossier_code.clone(), lines => V::from_serialize(lines_ctx(&w.lines)) };
             (ctx, None, None)
         }
     };

@@ -1,1 +1,11 @@
-//! placeholder
+//! The notifier: emails payers their receipts, cancellations and waiver notices, in
+//! Vietnamese, exactly once per receipt event as far as SMTP allows.
+//!
+//! Events are first recorded in the delivery log (`deliveries`), keyed by a stable
+//! notification id, so a redelivered event sends nothing. A sender loop claims due
+//! deliveries, sends them over a pooled SMTP transport, and records the outcome; transient
+//! failures are retried on a schedule kept in the database, so retries survive restarts.
+
+pub mod app;
+pub mod compose;
+pub mod smtp;

@@ -1,0 +1,223 @@
+//! The notifier against the real broker, PostgreSQL and SMTP server (maildev).
+
+use chrono::Utc;
+use feepay_issuer::clock::SystemClock;
+use feepay_proto::v1;
+use feepay_runtime::envelope::BodyFormat;
+use feepay_tests::fixtures::{gplx_payment, line, payment, refund};
+use feepay_tests::*;
+use sea_orm::ConnectionTrait;
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn address(tag: &str) -> String {
+    format!("{tag}.{}@example.vn", unique())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_arrives_in_vietnamese_with_its_document_and_qr_code() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let sink = Maildev::shared();
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let notifier = spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+    let p = producer();
+    let to = address("an");
+    let id = format!("PG-{}", unique());
+    let mut pay = gplx_payment(&id, Utc::now());
+    pay.payer.as_mut().unwrap().email = to.clone();
+    pay.payer.as_mut().unwrap().full_name = "Nguyễn Thị Ánh Tuyết".into();
+    produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
+
+    let emails = eventually(WAIT, "the email", || async { Some(sink.emails_to(&to).await).filter(|e| !e.is_empty()) }).await;
+    assert_eq!(emails.len(), 1);
+    let e = &emails[0];
+    let subject = e["subject"].as_str().unwrap();
+    assert!(subject.starts_with("Biên lai điện tử số 0000"), "{subject}");
+    assert!(subject.contains("Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh"), "{subject}");
+    let html = e["html"].as_str().unwrap();
+    let text = e["text"].as_str().unwrap();
+    for part in [html, text] {
+        assert!(part.contains("Nguyễn Thị Ánh Tuyết"));
+        assert!(part.contains("Lệ phí cấp giấy phép lái xe"));
+        assert!(part.contains("135.000"));
+        assert!(part.contains("Một trăm ba mươi lăm nghìn đồng"));
+    }
+    let attachments = e["attachments"].as_array().unwrap();
+    let xml = attachments.iter().find(|a| a["contentType"].as_str().unwrap_or("").starts_with("application/xml")).expect("the signed receipt");
+    assert!(xml["filename"].as_str().unwrap().starts_with("bien-lai-01BLP0-001-BN-"));
+    let qr = attachments.iter().find(|a| a["contentType"] == "image/png").expect("the QR code");
+    assert_eq!(qr["contentId"], "qr-tra-cuu");
+    let source = sink.source(e["id"].as_str().unwrap()).await;
+    assert!(source.contains("Subject: =?utf-8?"), "subject is RFC 2047 encoded");
+    assert!(source.contains("Message-ID: <receipt-issued."), "stable message id");
+    assert!(source.contains("src=3D\"cid:qr-tra-cuu\"") || source.contains("src=\"cid:qr-tra-cuu\""), "the HTML shows the inline QR image");
+    assert!(source.contains("Content-ID: <qr-tra-cuu>"), "{source}");
+    assert!(source.contains("<DSCKS>") || source.contains("PERTQ0tTPg") || source.contains("Content-Disposition: attachment"), "attachment present");
+
+    let sent: Vec<v1::NotificationSent> = read_topic(&topics.notifications_sent, 1, WAIT, decode_event).await;
+    assert_eq!(sent[0].payment_id, id);
+    let m = notifier.metrics().await;
+    assert_eq!(metric_value(&m, "feepay_notifier_emails_total", &[("outcome", "sent")]), 1.0, "{m}");
+    notifier.stop().await;
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_events_send_nothing_and_hostile_names_are_harmless() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let sink = Maildev::shared();
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let notifier = spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+    let p = producer();
+    let to = address("hostile");
+    let id = format!("PG-{}", unique());
+    let mut pay = gplx_payment(&id, Utc::now());
+    pay.payer.as_mut().unwrap().email = to.clone();
+    pay.payer.as_mut().unwrap().full_name = format!("<script>alert('x')</script> Lê \"Văn\" & Co {}", "Đ".repeat(150));
+    pay.payer.as_mut().unwrap().address = "<img src=x onerror=alert(1)> Bắc Ninh".into();
+    produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
+    let emails = eventually(WAIT, "the email", || async { Some(sink.emails_to(&to).await).filter(|e| !e.is_empty()) }).await;
+    let html = emails[0]["html"].as_str().unwrap();
+    assert!(!html.contains("<script>"), "payer text is escaped");
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+    assert!(!html.contains("<img src=x"), "address escaped");
+    assert_eq!(emails[0]["to"].as_array().unwrap().len(), 1);
+
+    // Replay the receipt event itself: the delivery log recognises it.
+    let issued: Vec<v1::ReceiptIssued> = read_topic(&topics.receipts_issued, 1, WAIT, decode_event).await;
+    for _ in 0..3 {
+        produce(&p, &topics.receipts_issued, &id, &issued[0], BodyFormat::Protobuf).await;
+    }
+    eventually(WAIT, "duplicates to be seen", || async {
+        let m = notifier.metrics().await;
+        (metric_value(&m, "feepay_notifier_events_processed_total", &[("outcome", "duplicate")]) >= 3.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sink.emails_to(&to).await.len(), 1, "exactly one email");
+
+    // A name with CR/LF can never reach a header: the issuer refuses such an event, and
+    // the composer strips control characters anyway.
+    let mailbox = feepay_notifier::compose::recipient(&v1::Payer {
+        full_name: "Trần Văn D\r\nBcc: victim@example.com".into(),
+        email: "d@example.vn".into(),
+        ..Default::default()
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(mailbox.name.as_deref(), Some("Trần Văn DBcc: victim@example.com"));
+    notifier.stop().await;
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_or_missing_addresses_are_recorded_not_sent() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let sink = Maildev::shared();
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let notifier = spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+    let p = producer();
+    let u = unique();
+    let mut bad = gplx_payment(&format!("PG-{u}-bad"), Utc::now());
+    bad.payer.as_mut().unwrap().email = "not an address".into();
+    let mut none = gplx_payment(&format!("PG-{u}-none"), Utc::now());
+    none.payer.as_mut().unwrap().email = String::new();
+    produce(&p, &topics.payments_succeeded, &bad.payment_id, &bad, BodyFormat::Protobuf).await;
+    produce(&p, &topics.payments_succeeded, &none.payment_id, &none, BodyFormat::Protobuf).await;
+    let failed: Vec<v1::NotificationFailed> = read_topic(&topics.notifications_failed, 1, WAIT, decode_event).await;
+    assert_eq!(failed[0].payment_id, bad.payment_id);
+    assert!(failed[0].error.contains("invalid mailbox"), "{}", failed[0].error);
+    let statuses = eventually(WAIT, "two deliveries", || async {
+        let rows = db.db.query_all(feepay_runtime::sql::raw("SELECT payment_id, status FROM deliveries ORDER BY payment_id")).await.unwrap();
+        (rows.len() == 2).then(|| rows.iter().map(|r| r.try_get::<String>("", "status").unwrap()).collect::<Vec<_>>())
+    })
+    .await;
+    assert_eq!(statuses, vec!["failed", "skipped"]);
+    notifier.stop().await;
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_outage_only_delays_and_every_email_arrives_once() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let mut sink = Maildev::private().await;
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let notifier = spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+    let p = producer();
+    let u = unique();
+    sink.stop();
+    let n = 12;
+    for i in 0..n {
+        let id = format!("PG-{u}-{i:02}");
+        let mut pay = if i % 3 == 0 {
+            payment(&id, "BN.TTPVHCC", v1::Channel::Counter, vec![line("BN-P-THAMDINH-GCN", v1::FeeKind::Phi, 1, 500_000), line("BN-LP-GCN", v1::FeeKind::LePhi, 1, 100_000)], Utc::now())
+        } else {
+            gplx_payment(&id, Utc::now())
+        };
+        pay.payer.as_mut().unwrap().email = format!("outage.{u}.{i}@example.vn");
+        produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
+    }
+    let cancelled = format!("PG-{u}-00");
+    produce(&p, &topics.payments_refunded, &cancelled, &refund(&format!("RF-{u}"), &cancelled, vec![], Utc::now()), BodyFormat::Protobuf).await;
+    eventually(WAIT, "retries while the server is down", || async {
+        let m = notifier.metrics().await;
+        (metric_value(&m, "feepay_notifier_emails_total", &[("outcome", "retrying")]) >= 4.0).then_some(())
+    })
+    .await;
+    sink.start().await;
+    // 12 payments, 4 of them with two receipts = 16 receipts, plus 2 cancellations.
+    let expected = 16 + 2;
+    let emails = eventually(WAIT, "every email after the outage", || async {
+        let e = sink.emails().await;
+        (e.len() >= expected).then_some(e)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let emails_after = sink.emails().await;
+    assert_eq!(emails_after.len(), expected, "no duplicates after recovery");
+    let mut ids: Vec<String> = emails.iter().map(|e| e["headers"]["message-id"].as_str().unwrap_or_default().to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), expected, "one email per receipt event");
+    assert!(emails.iter().any(|e| e["subject"].as_str().unwrap().starts_with("Thông báo hủy biên lai")));
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM deliveries WHERE status = 'sent'").await, expected as i64);
+    notifier.stop().await;
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fully_waived_payment_gets_a_waiver_notice_and_no_receipt() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let sink = Maildev::shared();
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let notifier = spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+    let p = producer();
+    let to = address("mienphi");
+    let id = format!("PG-{}", unique());
+    let mut pay = payment(&id, "HD.TPHD.TANBINH", v1::Channel::FullyOnline, vec![line("HD-LP-GPXD", v1::FeeKind::LePhi, 1, 0)], Utc::now());
+    pay.payer.as_mut().unwrap().email = to.clone();
+    produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Json).await;
+    let emails = eventually(WAIT, "the waiver notice", || async { Some(sink.emails_to(&to).await).filter(|e| !e.is_empty()) }).await;
+    assert!(emails[0]["subject"].as_str().unwrap().starts_with("Thông báo miễn, giảm phí, lệ phí hồ sơ"));
+    assert!(emails[0]["text"].as_str().unwrap().contains("Hội đồng nhân dân tỉnh Hải Dương") || emails[0]["text"].as_str().unwrap().contains("NQ 2025"));
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 0);
+    notifier.stop().await;
+    issuer.stop().await;
+    db.drop().await;
+}
