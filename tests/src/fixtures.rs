@@ -27,7 +27,13 @@ pub fn gplx_payment(id: &str, paid_at: DateTime<Utc>) -> v1::PaymentSucceeded {
 }
 
 /// A payment with the given lines; total is their sum.
-pub fn payment(id: &str, agency: &str, channel: v1::Channel, lines: Vec<v1::PaidLine>, paid_at: DateTime<Utc>) -> v1::PaymentSucceeded {
+pub fn payment(
+    id: &str,
+    agency: &str,
+    channel: v1::Channel,
+    lines: Vec<v1::PaidLine>,
+    paid_at: DateTime<Utc>,
+) -> v1::PaymentSucceeded {
     let total: i64 = lines.iter().map(|l| l.amount.parse::<i64>().expect("whole")).sum();
     v1::PaymentSucceeded {
         payment_id: id.to_string(),

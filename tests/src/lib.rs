@@ -56,7 +56,8 @@ impl TestDb {
         let settings = DatabaseSettings { url: Secret::new(url.clone()), max_connections: 8 };
         let db = feepay_runtime::db::connect(&settings).await.expect("PostgreSQL reachable (make up)");
         feepay_runtime::db::migrate(&db).await.expect("migrations apply");
-        let files = feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).expect("sample files");
+        let files = feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference"))
+            .expect("sample files");
         feepay_runtime::refdata::store(&db, &files, "test").await.expect("sample reference data loads");
         TestDb { url, db }
     }
@@ -98,11 +99,19 @@ pub fn producer() -> FutureProducer {
 }
 
 /// Produces an event as CloudEvents binary mode.
-pub async fn produce<T: Message + Serialize + EventType>(p: &FutureProducer, topic: &str, key: &str, msg: &T, format: BodyFormat) {
+pub async fn produce<T: Message + Serialize + EventType>(
+    p: &FutureProducer,
+    topic: &str,
+    key: &str,
+    msg: &T,
+    format: BodyFormat,
+) {
     let id = unique();
     let headers = envelope::headers_for::<T>(&id, "/tests", chrono::Utc::now(), format);
     let body = envelope::encode_body(msg, format);
-    p.send(FutureRecord::to(topic).key(key).payload(&body).headers(headers), Duration::from_secs(10)).await.expect("produced");
+    p.send(FutureRecord::to(topic).key(key).payload(&body).headers(headers), Duration::from_secs(10))
+        .await
+        .expect("produced");
 }
 
 /// Produces raw bytes with the given headers (for hostile input).
@@ -116,7 +125,12 @@ pub async fn produce_raw(p: &FutureProducer, topic: &str, key: &str, body: &[u8]
 
 /// Reads every record of a topic from the beginning until `want` records were read or the
 /// timeout passed, decoding each body with `decode`.
-pub async fn read_topic<T>(topic: &str, want: usize, timeout: Duration, decode: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T) -> Vec<T> {
+pub async fn read_topic<T>(
+    topic: &str,
+    want: usize,
+    timeout: Duration,
+    decode: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Vec<T> {
     let mut k = kafka(&format!("reader-{}", unique()));
     k.session_timeout_ms = 6000;
     let c: StreamConsumer = feepay_runtime::kafka::client_config(&k)
@@ -141,7 +155,9 @@ pub async fn read_topic<T>(topic: &str, want: usize, timeout: Duration, decode: 
 }
 
 /// Decodes a record with the CloudEvents envelope.
-pub fn decode_event<T: Message + Default + serde::de::DeserializeOwned + EventType>(m: &rdkafka::message::BorrowedMessage<'_>) -> T {
+pub fn decode_event<T: Message + Default + serde::de::DeserializeOwned + EventType>(
+    m: &rdkafka::message::BorrowedMessage<'_>,
+) -> T {
     envelope::decode(m.headers(), m.payload()).expect("a valid event")
 }
 
@@ -166,12 +182,14 @@ where
 /// Generates signing keys for every agency with a series into a temporary directory.
 pub fn test_keys() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("feepay-keys-{}", unique()));
-    let files = feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).expect("sample files");
+    let files =
+        feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).expect("sample files");
     let (reference, _) = files.parse().expect("valid");
     let mut seen = std::collections::BTreeSet::new();
     for s in &reference.series {
         if seen.insert(s.agency.clone()) {
-            let key = feepay_domain::receipt::AgencyKey::generate(&format!("{}-test", s.agency), &mut rand::rngs::OsRng);
+            let key =
+                feepay_domain::receipt::AgencyKey::generate(&format!("{}-test", s.agency), &mut rand::rngs::OsRng);
             feepay_issuer::keys::write_key_file(&dir, &s.agency, &key).expect("key written");
         }
     }
@@ -213,7 +231,12 @@ impl Running {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.http_addr)).await.expect("metrics endpoint").text().await.expect("text")
+        reqwest::get(format!("http://{}/metrics", self.http_addr))
+            .await
+            .expect("metrics endpoint")
+            .text()
+            .await
+            .expect("text")
     }
 }
 
@@ -234,7 +257,10 @@ pub fn issuer_settings(db: &TestDb, topics: &Topics, keys: &Path, group: &str) -
 }
 
 /// Starts an issuer.
-pub async fn spawn_issuer(settings: feepay_issuer::app::IssuerSettings, clock: std::sync::Arc<dyn feepay_issuer::clock::Clock>) -> Running {
+pub async fn spawn_issuer(
+    settings: feepay_issuer::app::IssuerSettings,
+    clock: std::sync::Arc<dyn feepay_issuer::clock::Clock>,
+) -> Running {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let app = feepay_issuer::app::App::build(settings, clock, shutdown.clone()).await.expect("issuer builds");
     let http_addr = app.http_addr;
@@ -261,13 +287,21 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             if n != name {
                 return None;
             }
-            labels.iter().all(|(k, v)| rest.split(',').any(|kv| kv == format!("{k}=\"{v}\""))).then(|| value.parse::<f64>().ok())?
+            labels
+                .iter()
+                .all(|(k, v)| rest.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
+                .then(|| value.parse::<f64>().ok())?
         })
         .sum()
 }
 
 /// Notifier settings for a test, against an SMTP sink on `smtp_port`.
-pub fn notifier_settings(db: &TestDb, topics: &Topics, group: &str, smtp_port: u16) -> feepay_notifier::app::NotifierSettings {
+pub fn notifier_settings(
+    db: &TestDb,
+    topics: &Topics,
+    group: &str,
+    smtp_port: u16,
+) -> feepay_notifier::app::NotifierSettings {
     feepay_notifier::app::NotifierSettings {
         kafka: kafka(group),
         topics: topics.clone(),
@@ -283,7 +317,13 @@ pub fn notifier_settings(db: &TestDb, topics: &Topics, group: &str, smtp_port: u
             timeout: Duration::from_secs(5),
         },
         http_addr: "127.0.0.1:0".parse().expect("addr"),
-        retry_schedule: vec![Duration::from_secs(1), Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(2), Duration::from_secs(3)],
+        retry_schedule: vec![
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(2),
+            Duration::from_secs(3),
+        ],
         from: "Biên lai điện tử <bienlai@feepay.local>".into(),
         reply_to: None,
         lookup_base_url: "http://127.0.0.1:8080/tra-cuu/".into(),
@@ -339,7 +379,11 @@ impl Maildev {
         self.child = Some(child);
         let port = self.web_port;
         eventually(Duration::from_secs(20), "maildev to listen", || async move {
-            reqwest::get(format!("http://127.0.0.1:{port}/api/email")).await.ok().filter(|r| r.status().is_success()).map(|_| ())
+            reqwest::get(format!("http://127.0.0.1:{port}/api/email"))
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
         })
         .await;
     }
@@ -371,7 +415,12 @@ impl Maildev {
 
     /// Raw source of an email.
     pub async fn source(&self, id: &str) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/api/email/{id}/source", self.web_port)).await.expect("source").text().await.expect("text")
+        reqwest::get(format!("http://127.0.0.1:{}/api/email/{id}/source", self.web_port))
+            .await
+            .expect("source")
+            .text()
+            .await
+            .expect("text")
     }
 }
 

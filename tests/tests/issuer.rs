@@ -23,7 +23,14 @@ async fn receipts_of(db: &TestDb, payment_id: &str) -> Vec<(String, String, i32,
         .await
         .unwrap()
         .into_iter()
-        .map(|r| (r.try_get("", "template").unwrap(), r.try_get("", "symbol").unwrap(), r.try_get("", "number").unwrap(), r.try_get("", "status").unwrap()))
+        .map(|r| {
+            (
+                r.try_get("", "template").unwrap(),
+                r.try_get("", "symbol").unwrap(),
+                r.try_get("", "number").unwrap(),
+                r.try_get("", "status").unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -32,10 +39,18 @@ async fn verify_all_series(db: &TestDb, keys: &std::path::Path) -> usize {
     let ring = feepay_issuer::keys::Keyring::load_dir(keys).unwrap();
     let pubs = ring.public_keys();
     let key_for = |id: &str| pubs.iter().find(|(_, k, _)| k == id).and_then(|(_, _, pk)| public_key_from_hex(pk).ok());
-    let series = db.db.query_all(feepay_runtime::sql::raw("SELECT DISTINCT agency_code, template, symbol FROM receipts")).await.unwrap();
+    let series = db
+        .db
+        .query_all(feepay_runtime::sql::raw("SELECT DISTINCT agency_code, template, symbol FROM receipts"))
+        .await
+        .unwrap();
     let mut total = 0;
     for s in series {
-        let (a, t, y): (String, String, String) = (s.try_get("", "agency_code").unwrap(), s.try_get("", "template").unwrap(), s.try_get("", "symbol").unwrap());
+        let (a, t, y): (String, String, String) = (
+            s.try_get("", "agency_code").unwrap(),
+            s.try_get("", "template").unwrap(),
+            s.try_get("", "symbol").unwrap(),
+        );
         let rows = db
             .db
             .query_all(feepay_runtime::sql::stmt(
@@ -48,7 +63,11 @@ async fn verify_all_series(db: &TestDb, keys: &std::path::Path) -> usize {
         for r in rows {
             let doc: String = r.try_get("", "document").unwrap();
             let v = verify_document(&doc, key_for).unwrap_or_else(|e| panic!("{a} {t} {y}: {e}"));
-            links.push(ChainLink { number: v.number.parse().unwrap(), previous_hash: v.previous_hash, document_hash: v.document_hash });
+            links.push(ChainLink {
+                number: v.number.parse().unwrap(),
+                previous_hash: v.previous_hash,
+                document_hash: v.document_hash,
+            });
         }
         check_chain(&links).unwrap_or_else(|d| panic!("{a} {t} {y}: {d}"));
         total += links.len();
@@ -61,7 +80,9 @@ async fn payments_become_signed_gapless_receipts_and_events() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
     let p = producer();
     let now = Utc::now();
     for i in 0..20 {
@@ -75,12 +96,18 @@ async fn payments_become_signed_gapless_receipts_and_events() {
         &mixed,
         "BN.TTPVHCC",
         v1::Channel::Counter,
-        vec![line("BN-P-THAMDINH-GCN", v1::FeeKind::Phi, 1, 500_000), line("BN-LP-GCN", v1::FeeKind::LePhi, 1, 100_000)],
+        vec![
+            line("BN-P-THAMDINH-GCN", v1::FeeKind::Phi, 1, 500_000),
+            line("BN-LP-GCN", v1::FeeKind::LePhi, 1, 100_000),
+        ],
         now,
     );
     produce(&p, &topics.payments_succeeded, &mixed, &m, BodyFormat::Json).await;
 
-    eventually(WAIT, "22 receipts", || async { (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 22).then_some(()) }).await;
+    eventually(WAIT, "22 receipts", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 22).then_some(())
+    })
+    .await;
     let mixed_receipts = receipts_of(&db, &mixed).await;
     assert_eq!(mixed_receipts.len(), 2, "{mixed_receipts:?}");
     assert!(mixed_receipts.iter().any(|r| r.0 == "01BLP0-002"), "phí on the phí series");
@@ -88,12 +115,18 @@ async fn payments_become_signed_gapless_receipts_and_events() {
 
     let events: Vec<v1::ReceiptIssued> = read_topic(&topics.receipts_issued, 22, WAIT, decode_event).await;
     assert_eq!(events.len(), 22, "every receipt is published");
-    let r = events.iter().find_map(|e| e.receipt.as_ref().filter(|r| r.payment_id == mixed && r.template_symbol == "01BLP0-001")).unwrap();
+    let r = events
+        .iter()
+        .find_map(|e| e.receipt.as_ref().filter(|r| r.payment_id == mixed && r.template_symbol == "01BLP0-001"))
+        .unwrap();
     assert_eq!(r.total, "100000");
     assert_eq!(r.total_in_words, "Một trăm nghìn đồng");
     assert_eq!(r.number.len(), 7);
     assert!(events.iter().all(|e| e.signed_document.contains("<DSCKS>")));
-    eventually(WAIT, "outbox drained", || async { (count(&db.db, "SELECT count(*)::BIGINT AS n FROM outbox").await == 0).then_some(()) }).await;
+    eventually(WAIT, "outbox drained", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM outbox").await == 0).then_some(())
+    })
+    .await;
     let metrics = issuer.metrics().await;
     assert!(metrics.contains("feepay_issuer_receipts_issued_total{agency=\"BN.TTPVHCC\""), "{metrics}");
     issuer.stop().await;
@@ -105,7 +138,9 @@ async fn duplicates_do_nothing_and_conflicts_are_rejected() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
     let p = producer();
     let id = format!("PG-{}", unique());
     let original = gplx_payment(&id, Utc::now());
@@ -135,7 +170,9 @@ async fn bad_events_go_to_the_dead_letter_topic_and_the_consumer_keeps_going() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
     let p = producer();
     let t = &topics.payments_succeeded;
     let pb = [("ce_type", "feepay.v1.PaymentSucceeded"), ("content-type", "application/protobuf")];
@@ -154,7 +191,12 @@ async fn bad_events_go_to_the_dead_letter_topic_and_the_consumer_keeps_going() {
 
     let dead: Vec<v1::DeadLetter> = read_topic(&format!("{t}.dlq"), 4, WAIT, decode_event).await;
     assert_eq!(dead.len(), 4);
-    let reason = |key: &str| dead.iter().find(|d| d.original_key == key.as_bytes()).map(|d| (d.reason_code.clone(), d.reason.clone())).unwrap();
+    let reason = |key: &str| {
+        dead.iter()
+            .find(|d| d.original_key == key.as_bytes())
+            .map(|d| (d.reason_code.clone(), d.reason.clone()))
+            .unwrap()
+    };
     assert_eq!(reason("bad-1").0, "undecodable");
     assert_eq!(reason("bad-2").0, "unsupported_content_type");
     let (code, text) = reason("bad-3");
@@ -167,7 +209,10 @@ async fn bad_events_go_to_the_dead_letter_topic_and_the_consumer_keeps_going() {
     assert_eq!(bad1.original_value, b"\xff\xfe garbage", "original bytes kept");
     assert!(bad1.original_headers.iter().any(|h| h.key == "ce_type"), "original headers kept");
 
-    eventually(WAIT, "the good payment after the bad ones", || async { (!receipts_of(&db, &good).await.is_empty()).then_some(()) }).await;
+    eventually(WAIT, "the good payment after the bad ones", || async {
+        (!receipts_of(&db, &good).await.is_empty()).then_some(())
+    })
+    .await;
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 1);
     issuer.stop().await;
     db.drop().await;
@@ -178,7 +223,9 @@ async fn every_rejection_path_publishes_its_reason() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
     let p = producer();
     let now = Utc::now();
     let u = unique();
@@ -202,14 +249,26 @@ async fn every_rejection_path_publishes_its_reason() {
     for (c, _, _) in &cases {
         produce(&p, &topics.payments_succeeded, &c.payment_id, c, BodyFormat::Protobuf).await;
     }
-    let rejected: Vec<v1::PaymentRejected> = read_topic(&topics.payments_rejected, cases.len(), WAIT, decode_event).await;
+    let rejected: Vec<v1::PaymentRejected> =
+        read_topic(&topics.payments_rejected, cases.len(), WAIT, decode_event).await;
     for (c, reason, detail) in &cases {
-        let r = rejected.iter().find(|r| r.payment_id == c.payment_id).unwrap_or_else(|| panic!("no rejection for {}", c.payment_id));
+        let r = rejected
+            .iter()
+            .find(|r| r.payment_id == c.payment_id)
+            .unwrap_or_else(|| panic!("no rejection for {}", c.payment_id));
         assert_eq!(r.reason, *reason as i32, "{}", r.detail);
         assert!(r.detail.contains(detail), "{} does not contain {detail}", r.detail);
     }
-    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 0, "no receipt for a rejected payment");
-    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM series_counters WHERE last_number > 0").await, 0, "no number used");
+    assert_eq!(
+        count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await,
+        0,
+        "no receipt for a rejected payment"
+    );
+    assert_eq!(
+        count(&db.db, "SELECT count(*)::BIGINT AS n FROM series_counters WHERE last_number > 0").await,
+        0,
+        "no number used"
+    );
     let metrics = issuer.metrics().await;
     assert!(metrics.contains("feepay_issuer_payments_rejected_total{reason=\"amount_mismatch\"} 1"), "{metrics}");
     issuer.stop().await;
@@ -221,7 +280,9 @@ async fn refunds_cancel_and_partial_refunds_replace() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
     let p = producer();
     let now = Utc::now();
     let u = unique();
@@ -232,22 +293,49 @@ async fn refunds_cancel_and_partial_refunds_replace() {
         &partial,
         "BN.KINHBAC",
         v1::Channel::Counter,
-        vec![line("BN-LP-HOTICH-TRICHLUC", v1::FeeKind::LePhi, 3, 24_000), line("P-CHUNGTHUC", v1::FeeKind::Phi, 5, 10_000)],
+        vec![
+            line("BN-LP-HOTICH-TRICHLUC", v1::FeeKind::LePhi, 3, 24_000),
+            line("P-CHUNGTHUC", v1::FeeKind::Phi, 5, 10_000),
+        ],
         now,
     );
     produce(&p, &topics.payments_succeeded, &partial, &two_lines, BodyFormat::Protobuf).await;
     // A refund that arrives before its payment waits for it.
     let early = format!("PG-{u}-early");
-    produce(&p, &topics.payments_refunded, &early, &refund(&format!("RF-{u}-early"), &early, vec![], now), BodyFormat::Json).await;
+    produce(
+        &p,
+        &topics.payments_refunded,
+        &early,
+        &refund(&format!("RF-{u}-early"), &early, vec![], now),
+        BodyFormat::Json,
+    )
+    .await;
     eventually(WAIT, "the early refund to be recorded", || async {
         (count(&db.db, "SELECT count(*)::BIGINT AS n FROM refunds WHERE status = 'pending'").await == 1).then_some(())
     })
     .await;
     produce(&p, &topics.payments_succeeded, &early, &gplx_payment(&early, now), BodyFormat::Protobuf).await;
-    eventually(WAIT, "three payments", || async { (count(&db.db, "SELECT count(*)::BIGINT AS n FROM payments").await == 3).then_some(()) }).await;
+    eventually(WAIT, "three payments", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM payments").await == 3).then_some(())
+    })
+    .await;
 
-    produce(&p, &topics.payments_refunded, &full, &refund(&format!("RF-{u}-full"), &full, vec![], now), BodyFormat::Protobuf).await;
-    produce(&p, &topics.payments_refunded, &partial, &refund(&format!("RF-{u}-partial"), &partial, vec![("P-CHUNGTHUC", 4_000)], now), BodyFormat::Protobuf).await;
+    produce(
+        &p,
+        &topics.payments_refunded,
+        &full,
+        &refund(&format!("RF-{u}-full"), &full, vec![], now),
+        BodyFormat::Protobuf,
+    )
+    .await;
+    produce(
+        &p,
+        &topics.payments_refunded,
+        &partial,
+        &refund(&format!("RF-{u}-partial"), &partial, vec![("P-CHUNGTHUC", 4_000)], now),
+        BodyFormat::Protobuf,
+    )
+    .await;
     let too_much = refund(&format!("RF-{u}-toomuch"), &partial, vec![("BN-LP-HOTICH-TRICHLUC", 99_000)], now);
     produce(&p, &topics.payments_refunded, &partial, &too_much, BodyFormat::Protobuf).await;
 
@@ -256,16 +344,25 @@ async fn refunds_cancel_and_partial_refunds_replace() {
     let full_receipts = receipts_of(&db, &full).await;
     assert_eq!(full_receipts.iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["cancelled"]);
     let early_receipts = receipts_of(&db, &early).await;
-    assert_eq!(early_receipts.iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["cancelled"], "pending refund applied when its payment came");
+    assert_eq!(
+        early_receipts.iter().map(|r| r.3.as_str()).collect::<Vec<_>>(),
+        ["cancelled"],
+        "pending refund applied when its payment came"
+    );
     let partial_receipts = receipts_of(&db, &partial).await;
     assert_eq!(partial_receipts.len(), 2, "{partial_receipts:?}");
     assert_eq!(partial_receipts[0].3, "cancelled");
     assert_eq!(partial_receipts[1].3, "issued");
-    assert_eq!(partial_receipts[1].2, partial_receipts[0].2 + 1, "the replacement takes the next number of the same series");
+    assert_eq!(
+        partial_receipts[1].2,
+        partial_receipts[0].2 + 1,
+        "the replacement takes the next number of the same series"
+    );
     let c = cancelled.iter().find(|c| c.receipt.as_ref().unwrap().payment_id == partial).unwrap();
     assert!(!c.replaced_by_receipt_id.is_empty());
     let issued: Vec<v1::ReceiptIssued> = read_topic(&topics.receipts_issued, 4, WAIT, decode_event).await;
-    let replacement = issued.iter().filter_map(|e| e.receipt.as_ref()).find(|r| r.receipt_id == c.replaced_by_receipt_id).unwrap();
+    let replacement =
+        issued.iter().filter_map(|e| e.receipt.as_ref()).find(|r| r.receipt_id == c.replaced_by_receipt_id).unwrap();
     assert_eq!(replacement.total, "30000", "34 000 collected, 4 000 refunded");
     assert_eq!(replacement.replaces_receipt_id, c.receipt.as_ref().unwrap().receipt_id);
     assert!(issued.iter().any(|e| e.signed_document.contains("<BLThayThe>")));
@@ -287,31 +384,57 @@ async fn numbering_restarts_at_midnight_on_new_years_eve_gmt7() {
     let keys = test_keys();
     let gmt7 = feepay_domain::numbering::gmt7();
     let clock = Arc::new(FixedClock::new(gmt7.with_ymd_and_hms(2026, 12, 31, 23, 59, 58).unwrap().with_timezone(&Utc)));
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), clock.clone()).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), clock.clone()).await;
     let p = producer();
     let u = unique();
     for i in 0..3 {
         let id = format!("PG-{u}-2026-{i}");
         produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, Utc::now()), BodyFormat::Protobuf).await;
     }
-    eventually(WAIT, "three receipts of 2026", || async { (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 3).then_some(()) }).await;
+    eventually(WAIT, "three receipts of 2026", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 3).then_some(())
+    })
+    .await;
     clock.set(gmt7.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap().with_timezone(&Utc));
     for i in 0..2 {
         let id = format!("PG-{u}-2027-{i}");
-        produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, Utc::now() + ChronoDuration::seconds(1)), BodyFormat::Protobuf).await;
+        produce(
+            &p,
+            &topics.payments_succeeded,
+            &id,
+            &gplx_payment(&id, Utc::now() + ChronoDuration::seconds(1)),
+            BodyFormat::Protobuf,
+        )
+        .await;
     }
-    eventually(WAIT, "two receipts of 2027", || async { (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 5).then_some(()) }).await;
+    eventually(WAIT, "two receipts of 2027", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 5).then_some(())
+    })
+    .await;
     let rows = db
         .db
         .query_all(feepay_runtime::sql::raw("SELECT symbol, year, number FROM receipts ORDER BY year, number"))
         .await
         .unwrap()
         .into_iter()
-        .map(|r| (r.try_get::<String>("", "symbol").unwrap(), r.try_get::<i32>("", "year").unwrap(), r.try_get::<i32>("", "number").unwrap()))
+        .map(|r| {
+            (
+                r.try_get::<String>("", "symbol").unwrap(),
+                r.try_get::<i32>("", "year").unwrap(),
+                r.try_get::<i32>("", "number").unwrap(),
+            )
+        })
         .collect::<Vec<_>>();
     assert_eq!(
         rows,
-        vec![("BN-26E".into(), 2026, 1), ("BN-26E".into(), 2026, 2), ("BN-26E".into(), 2026, 3), ("BN-27E".into(), 2027, 1), ("BN-27E".into(), 2027, 2)]
+        vec![
+            ("BN-26E".into(), 2026, 1),
+            ("BN-26E".into(), 2026, 2),
+            ("BN-26E".into(), 2026, 3),
+            ("BN-27E".into(), 2027, 1),
+            ("BN-27E".into(), 2027, 2)
+        ]
     );
     assert_eq!(verify_all_series(&db, &keys).await, 5);
     issuer.stop().await;
@@ -348,7 +471,8 @@ async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
         );
         let mut items = Vec::new();
         while items.len() < 10 {
-            let batch = feepay_runtime::kafka::recv_batch(&consumer, 100, Duration::from_millis(200), &shutdown).await.unwrap();
+            let batch =
+                feepay_runtime::kafka::recv_batch(&consumer, 100, Duration::from_millis(200), &shutdown).await.unwrap();
             for m in &batch {
                 items.push(feepay_issuer::app::decode(&topics, m).unwrap());
             }
@@ -363,7 +487,11 @@ async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
         (metric_value(&m, "feepay_issuer_events_processed_total", &[("outcome", "duplicate")]) == 10.0).then_some(m)
     })
     .await;
-    assert_eq!(metric_value(&metrics, "feepay_issuer_events_processed_total", &[("outcome", "issued")]), 0.0, "{metrics}");
+    assert_eq!(
+        metric_value(&metrics, "feepay_issuer_events_processed_total", &[("outcome", "issued")]),
+        0.0,
+        "{metrics}"
+    );
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 10);
     assert_eq!(verify_all_series(&db, &keys).await, 10);
     issuer.stop().await;
@@ -400,7 +528,6 @@ async fn two_issuers_and_a_rebalance_keep_numbers_gapless() {
     stopped_a.unwrap().await.unwrap();
     eventually(Duration::from_secs(120), "every payment to have its receipt", || async {
         let n = count(&db.db, "SELECT count(*)::BIGINT AS n FROM payments").await;
-        println!("payments processed: {n}");
         (n == total as i64).then_some(())
     })
     .await;

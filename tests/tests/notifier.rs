@@ -22,8 +22,11 @@ async fn a_receipt_arrives_in_vietnamese_with_its_document_and_qr_code() {
     let topics = topics();
     let keys = test_keys();
     let sink = Maildev::shared();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
-    let notifier = spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let notifier =
+        spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let to = address("an");
     let id = format!("PG-{}", unique());
@@ -32,7 +35,8 @@ async fn a_receipt_arrives_in_vietnamese_with_its_document_and_qr_code() {
     pay.payer.as_mut().unwrap().full_name = "Nguyễn Thị Ánh Tuyết".into();
     produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
 
-    let emails = eventually(WAIT, "the email", || async { Some(sink.emails_to(&to).await).filter(|e| !e.is_empty()) }).await;
+    let emails =
+        eventually(WAIT, "the email", || async { Some(sink.emails_to(&to).await).filter(|e| !e.is_empty()) }).await;
     assert_eq!(emails.len(), 1);
     let e = &emails[0];
     let subject = e["subject"].as_str().unwrap();
@@ -47,16 +51,27 @@ async fn a_receipt_arrives_in_vietnamese_with_its_document_and_qr_code() {
         assert!(part.contains("Một trăm ba mươi lăm nghìn đồng"));
     }
     let attachments = e["attachments"].as_array().unwrap();
-    let xml = attachments.iter().find(|a| a["contentType"].as_str().unwrap_or("").starts_with("application/xml")).expect("the signed receipt");
+    let xml = attachments
+        .iter()
+        .find(|a| a["contentType"].as_str().unwrap_or("").starts_with("application/xml"))
+        .expect("the signed receipt");
     assert!(xml["filename"].as_str().unwrap().starts_with("bien-lai-01BLP0-001-BN-"));
     let qr = attachments.iter().find(|a| a["contentType"] == "image/png").expect("the QR code");
     assert_eq!(qr["contentId"], "qr-tra-cuu");
     let source = sink.source(e["id"].as_str().unwrap()).await;
     assert!(source.contains("Subject: =?utf-8?"), "subject is RFC 2047 encoded");
     assert!(source.contains("Message-ID: <receipt-issued."), "stable message id");
-    assert!(source.contains("src=3D\"cid:qr-tra-cuu\"") || source.contains("src=\"cid:qr-tra-cuu\""), "the HTML shows the inline QR image");
+    assert!(
+        source.contains("src=3D\"cid:qr-tra-cuu\"") || source.contains("src=\"cid:qr-tra-cuu\""),
+        "the HTML shows the inline QR image"
+    );
     assert!(source.contains("Content-ID: <qr-tra-cuu>"), "{source}");
-    assert!(source.contains("<DSCKS>") || source.contains("PERTQ0tTPg") || source.contains("Content-Disposition: attachment"), "attachment present");
+    assert!(
+        source.contains("<DSCKS>")
+            || source.contains("PERTQ0tTPg")
+            || source.contains("Content-Disposition: attachment"),
+        "attachment present"
+    );
 
     let sent: Vec<v1::NotificationSent> = read_topic(&topics.notifications_sent, 1, WAIT, decode_event).await;
     assert_eq!(sent[0].payment_id, id);
@@ -73,8 +88,11 @@ async fn redelivered_events_send_nothing_and_hostile_names_are_harmless() {
     let topics = topics();
     let keys = test_keys();
     let sink = Maildev::shared();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
-    let notifier = spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let notifier =
+        spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let to = address("hostile");
     let id = format!("PG-{}", unique());
@@ -83,7 +101,8 @@ async fn redelivered_events_send_nothing_and_hostile_names_are_harmless() {
     pay.payer.as_mut().unwrap().full_name = format!("<script>alert('x')</script> Lê \"Văn\" & Co {}", "Đ".repeat(150));
     pay.payer.as_mut().unwrap().address = "<img src=x onerror=alert(1)> Bắc Ninh".into();
     produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
-    let emails = eventually(WAIT, "the email", || async { Some(sink.emails_to(&to).await).filter(|e| !e.is_empty()) }).await;
+    let emails =
+        eventually(WAIT, "the email", || async { Some(sink.emails_to(&to).await).filter(|e| !e.is_empty()) }).await;
     let html = emails[0]["html"].as_str().unwrap();
     assert!(!html.contains("<script>"), "payer text is escaped");
     assert!(html.contains("&lt;script&gt;"), "{html}");
@@ -124,8 +143,11 @@ async fn invalid_or_missing_addresses_are_recorded_not_sent() {
     let topics = topics();
     let keys = test_keys();
     let sink = Maildev::shared();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
-    let notifier = spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let notifier =
+        spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let u = unique();
     let mut bad = gplx_payment(&format!("PG-{u}-bad"), Utc::now());
@@ -138,7 +160,11 @@ async fn invalid_or_missing_addresses_are_recorded_not_sent() {
     assert_eq!(failed[0].payment_id, bad.payment_id);
     assert!(failed[0].error.contains("invalid mailbox"), "{}", failed[0].error);
     let statuses = eventually(WAIT, "two deliveries", || async {
-        let rows = db.db.query_all(feepay_runtime::sql::raw("SELECT payment_id, status FROM deliveries ORDER BY payment_id")).await.unwrap();
+        let rows = db
+            .db
+            .query_all(feepay_runtime::sql::raw("SELECT payment_id, status FROM deliveries ORDER BY payment_id"))
+            .await
+            .unwrap();
         (rows.len() == 2).then(|| rows.iter().map(|r| r.try_get::<String>("", "status").unwrap()).collect::<Vec<_>>())
     })
     .await;
@@ -154,8 +180,11 @@ async fn an_smtp_outage_only_delays_and_every_email_arrives_once() {
     let topics = topics();
     let keys = test_keys();
     let mut sink = Maildev::private().await;
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
-    let notifier = spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let notifier =
+        spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let u = unique();
     sink.stop();
@@ -163,7 +192,16 @@ async fn an_smtp_outage_only_delays_and_every_email_arrives_once() {
     for i in 0..n {
         let id = format!("PG-{u}-{i:02}");
         let mut pay = if i % 3 == 0 {
-            payment(&id, "BN.TTPVHCC", v1::Channel::Counter, vec![line("BN-P-THAMDINH-GCN", v1::FeeKind::Phi, 1, 500_000), line("BN-LP-GCN", v1::FeeKind::LePhi, 1, 100_000)], Utc::now())
+            payment(
+                &id,
+                "BN.TTPVHCC",
+                v1::Channel::Counter,
+                vec![
+                    line("BN-P-THAMDINH-GCN", v1::FeeKind::Phi, 1, 500_000),
+                    line("BN-LP-GCN", v1::FeeKind::LePhi, 1, 100_000),
+                ],
+                Utc::now(),
+            )
         } else {
             gplx_payment(&id, Utc::now())
         };
@@ -171,7 +209,14 @@ async fn an_smtp_outage_only_delays_and_every_email_arrives_once() {
         produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
     }
     let cancelled = format!("PG-{u}-00");
-    produce(&p, &topics.payments_refunded, &cancelled, &refund(&format!("RF-{u}"), &cancelled, vec![], Utc::now()), BodyFormat::Protobuf).await;
+    produce(
+        &p,
+        &topics.payments_refunded,
+        &cancelled,
+        &refund(&format!("RF-{u}"), &cancelled, vec![], Utc::now()),
+        BodyFormat::Protobuf,
+    )
+    .await;
     eventually(WAIT, "retries while the server is down", || async {
         let m = notifier.metrics().await;
         (metric_value(&m, "feepay_notifier_emails_total", &[("outcome", "retrying")]) >= 4.0).then_some(())
@@ -188,12 +233,16 @@ async fn an_smtp_outage_only_delays_and_every_email_arrives_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let emails_after = sink.emails().await;
     assert_eq!(emails_after.len(), expected, "no duplicates after recovery");
-    let mut ids: Vec<String> = emails.iter().map(|e| e["headers"]["message-id"].as_str().unwrap_or_default().to_string()).collect();
+    let mut ids: Vec<String> =
+        emails.iter().map(|e| e["headers"]["message-id"].as_str().unwrap_or_default().to_string()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), expected, "one email per receipt event");
     assert!(emails.iter().any(|e| e["subject"].as_str().unwrap().starts_with("Thông báo hủy biên lai")));
-    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM deliveries WHERE status = 'sent'").await, expected as i64);
+    assert_eq!(
+        count(&db.db, "SELECT count(*)::BIGINT AS n FROM deliveries WHERE status = 'sent'").await,
+        expected as i64
+    );
     notifier.stop().await;
     issuer.stop().await;
     db.drop().await;
@@ -205,17 +254,31 @@ async fn a_fully_waived_payment_gets_a_waiver_notice_and_no_receipt() {
     let topics = topics();
     let keys = test_keys();
     let sink = Maildev::shared();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock)).await;
-    let notifier = spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let notifier =
+        spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let to = address("mienphi");
     let id = format!("PG-{}", unique());
-    let mut pay = payment(&id, "HD.TPHD.TANBINH", v1::Channel::FullyOnline, vec![line("HD-LP-GPXD", v1::FeeKind::LePhi, 1, 0)], Utc::now());
+    let mut pay = payment(
+        &id,
+        "HD.TPHD.TANBINH",
+        v1::Channel::FullyOnline,
+        vec![line("HD-LP-GPXD", v1::FeeKind::LePhi, 1, 0)],
+        Utc::now(),
+    );
     pay.payer.as_mut().unwrap().email = to.clone();
     produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Json).await;
-    let emails = eventually(WAIT, "the waiver notice", || async { Some(sink.emails_to(&to).await).filter(|e| !e.is_empty()) }).await;
+    let emails =
+        eventually(WAIT, "the waiver notice", || async { Some(sink.emails_to(&to).await).filter(|e| !e.is_empty()) })
+            .await;
     assert!(emails[0]["subject"].as_str().unwrap().starts_with("Thông báo miễn, giảm phí, lệ phí hồ sơ"));
-    assert!(emails[0]["text"].as_str().unwrap().contains("Hội đồng nhân dân tỉnh Hải Dương") || emails[0]["text"].as_str().unwrap().contains("NQ 2025"));
+    assert!(
+        emails[0]["text"].as_str().unwrap().contains("Hội đồng nhân dân tỉnh Hải Dương")
+            || emails[0]["text"].as_str().unwrap().contains("NQ 2025")
+    );
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 0);
     notifier.stop().await;
     issuer.stop().await;

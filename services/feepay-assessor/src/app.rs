@@ -71,18 +71,35 @@ impl App {
     pub async fn build(settings: AssessorSettings, shutdown: CancellationToken) -> anyhow::Result<App> {
         let db = feepay_runtime::db::connect(&settings.database).await.context("connecting to PostgreSQL")?;
         feepay_runtime::db::migrate(&db).await.context("applying migrations")?;
-        kafka::ensure_topics(&settings.kafka, &settings.topics.all(), settings.kafka.partitions).await.context("creating topics")?;
+        kafka::ensure_topics(&settings.kafka, &settings.topics.all(), settings.kafka.partitions)
+            .await
+            .context("creating topics")?;
         let producer = kafka::producer(&settings.kafka)?;
         let consumer = Arc::new(kafka::consumer(&settings.kafka, &[&settings.topics.assessment_requested])?);
         let registry = Registry::new();
         let metrics = Metrics {
             consumer: ConsumerMetrics::new(&registry, SERVICE),
-            assessments: counter_vec(&registry, "feepay_assessor_assessments_total", "Assessments answered, by outcome", &["outcome"]),
-            waivers: counter_vec(&registry, "feepay_assessor_waivers_applied_total", "Assessed lines on which a waiver rule applied", &["rule"]),
+            assessments: counter_vec(
+                &registry,
+                "feepay_assessor_assessments_total",
+                "Assessments answered, by outcome",
+                &["outcome"],
+            ),
+            waivers: counter_vec(
+                &registry,
+                "feepay_assessor_waivers_applied_total",
+                "Assessed lines on which a waiver rule applied",
+                &["rule"],
+            ),
             registry,
         };
         let readiness = Arc::new(Readiness::default());
-        let (http_addr, http) = http::serve(settings.http_addr, http::ops_router(metrics.registry.clone(), readiness.clone()), shutdown.clone()).await?;
+        let (http_addr, http) = http::serve(
+            settings.http_addr,
+            http::ops_router(metrics.registry.clone(), readiness.clone()),
+            shutdown.clone(),
+        )
+        .await?;
         lifecycle::spawn_database_check(db.clone(), readiness.clone(), shutdown.clone());
         lifecycle::spawn_consumer_check(consumer.clone(), readiness, metrics.consumer.clone(), shutdown.clone());
         Ok(App { settings, db, consumer, producer, metrics, http_addr, shutdown, http })
@@ -93,15 +110,16 @@ impl App {
         let mut loaded: Option<Arc<LoadedReference>> = None;
         tracing::info!(topic = %settings.topics.assessment_requested, "assessor consuming");
         while !shutdown.is_cancelled() {
-            let batch = match kafka::recv_batch(&consumer, settings.batch.max_events, settings.batch.linger, &shutdown).await {
-                Ok(b) if !b.is_empty() => b,
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "kafka receive failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
+            let batch =
+                match kafka::recv_batch(&consumer, settings.batch.max_events, settings.batch.linger, &shutdown).await {
+                    Ok(b) if !b.is_empty() => b,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka receive failed");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
             let started = std::time::Instant::now();
             // Reference data: reload when a newer version exists; wait while there is none.
             loop {
@@ -116,7 +134,9 @@ impl App {
                         Ok(None) => {}
                         Err(e) => tracing::error!(error = %e, "reference data unusable"),
                     },
-                    Ok(None) => tracing::error!("no reference data loaded: run `receiptctl reference load`"),
+                    Ok(None) => {
+                        tracing::error!("no reference data loaded: run `receiptctl reference load`")
+                    }
                     Err(e) => tracing::error!(error = %e, "database unreachable"),
                 }
                 tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = shutdown.cancelled() => return Ok(()) }
@@ -125,8 +145,10 @@ impl App {
             let now = chrono::Utc::now();
             for m in &batch {
                 metrics.consumer.consumed.with_label_values(&[m.topic()]).inc();
-                let decoded: Result<_, DecodeError> = envelope::decode::<v1::FeeAssessmentRequested>(m.headers(), m.payload())
-                    .and_then(|raw| parse_assessment_request(&raw).map_err(|e| DecodeError::new("invalid", e.to_string())));
+                let decoded: Result<_, DecodeError> =
+                    envelope::decode::<v1::FeeAssessmentRequested>(m.headers(), m.payload()).and_then(|raw| {
+                        parse_assessment_request(&raw).map_err(|e| DecodeError::new("invalid", e.to_string()))
+                    });
                 match decoded {
                     Ok(req) => {
                         let answer = assess(&reference, &req, now);
@@ -138,11 +160,19 @@ impl App {
                             }
                         }
                         let id = format!("fee-assessed:{}", answer.assessment_id);
-                        let headers = envelope::headers_for::<v1::FeeAssessed>(&id, &settings.source, now, settings.kafka.body_format);
+                        let headers = envelope::headers_for::<v1::FeeAssessed>(
+                            &id,
+                            &settings.source,
+                            now,
+                            settings.kafka.body_format,
+                        );
                         let body = encode_body(&answer, settings.kafka.body_format);
                         let mut backoff = Duration::from_millis(100);
                         loop {
-                            let rec = FutureRecord::to(&settings.topics.assessed).key(&answer.assessment_id).payload(&body).headers(headers.clone());
+                            let rec = FutureRecord::to(&settings.topics.assessed)
+                                .key(&answer.assessment_id)
+                                .payload(&body)
+                                .headers(headers.clone());
                             match producer.send(rec, Duration::from_secs(30)).await {
                                 Ok(_) => break,
                                 Err((e, _)) => {
@@ -172,7 +202,9 @@ impl App {
             metrics.consumer.batch_size.observe(batch.len() as f64);
             metrics.consumer.batch_duration.observe(started.elapsed().as_secs_f64());
         }
-        let _ = tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5))).await;
+        let _ =
+            tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5)))
+                .await;
         let _ = http.await;
         tracing::info!("assessor stopped");
         Ok(())

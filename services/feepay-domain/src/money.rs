@@ -113,7 +113,7 @@ impl Vnd {
         let s = self.0.to_string();
         let mut out = String::with_capacity(s.len() + s.len() / 3);
         for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
                 out.push('.');
             }
             out.push(c);
@@ -188,10 +188,7 @@ mod tests {
         assert!(matches!(Vnd::parse(" 1"), Err(AmountError::NotANumber(_))));
         assert!(matches!(Vnd::parse(""), Err(AmountError::Empty)));
         assert!(matches!(Vnd::parse("1000000000000001"), Err(AmountError::TooLarge(_))));
-        assert!(matches!(
-            Vnd::parse("99999999999999999999999999999"),
-            Err(AmountError::TooLarge(_))
-        ));
+        assert!(matches!(Vnd::parse("99999999999999999999999999999"), Err(AmountError::TooLarge(_))));
     }
 
     #[test]

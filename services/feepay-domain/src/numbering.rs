@@ -108,7 +108,9 @@ pub enum SeriesDefect {
     Gap { expected: u32, found: u32 },
     #[error("number {0:07} is used twice")]
     Duplicate(u32),
-    #[error("receipt {number:07} does not chain to the previous receipt (expected previous hash {expected}, found {found})")]
+    #[error(
+        "receipt {number:07} does not chain to the previous receipt (expected previous hash {expected}, found {found})"
+    )]
     BrokenChain { number: u32, expected: String, found: String },
 }
 

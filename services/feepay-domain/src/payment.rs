@@ -120,7 +120,10 @@ pub fn decide(reference: &ReferenceData, rules: &RuleSet, p: &Payment) -> Decisi
     let mut assessed = Vec::with_capacity(p.lines.len());
     for (i, line) in p.lines.iter().enumerate() {
         let Some(fee) = reference.fees.get(&line.fee_code) else {
-            return reject(Rejection::UnknownFee, format!("lines[{i}]: fee {} is not in the fee schedule", line.fee_code));
+            return reject(
+                Rejection::UnknownFee,
+                format!("lines[{i}]: fee {} is not in the fee schedule", line.fee_code),
+            );
         };
         if fee.kind != line.kind {
             return reject(
@@ -150,7 +153,9 @@ pub fn decide(reference: &ReferenceData, rules: &RuleSet, p: &Payment) -> Decisi
                     fee.code,
                     line.amount,
                     a.due,
-                    a.applied.as_ref().map_or("no waiver applies".to_string(), |w| format!("after {}", w.document_number))
+                    a.applied
+                        .as_ref()
+                        .map_or("no waiver applies".to_string(), |w| format!("after {}", w.document_number))
                 ),
             );
         }
@@ -169,7 +174,12 @@ pub fn decide(reference: &ReferenceData, rules: &RuleSet, p: &Payment) -> Decisi
         let Some(series) = reference.series_for(&p.agency_code, line.kind) else {
             return reject(
                 Rejection::NoSeries,
-                format!("agency {} has no receipt series for {} (fee {})", p.agency_code, line.kind.code(), line.fee_code),
+                format!(
+                    "agency {} has no receipt series for {} (fee {})",
+                    p.agency_code,
+                    line.kind.code(),
+                    line.fee_code
+                ),
             );
         };
         match receipts.iter_mut().find(|r| r.series == *series) {

@@ -101,7 +101,8 @@ pub enum KeyError {
 impl AgencyKey {
     /// From a 32-byte seed in hex.
     pub fn from_secret_hex(key_id: &str, secret_hex: &str) -> Result<Self, KeyError> {
-        let bytes: [u8; 32] = hex::decode(secret_hex.trim()).ok().and_then(|b| b.try_into().ok()).ok_or(KeyError::Secret)?;
+        let bytes: [u8; 32] =
+            hex::decode(secret_hex.trim()).ok().and_then(|b| b.try_into().ok()).ok_or(KeyError::Secret)?;
         Ok(AgencyKey { key_id: key_id.to_string(), signing: SigningKey::from_bytes(&bytes) })
     }
 

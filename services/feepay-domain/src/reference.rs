@@ -217,7 +217,10 @@ impl ReferenceData {
                         errors.push(err(format!("agency {}: tax code {:?}: {e}", a.code, a.tax_code)));
                     }
                     if data.agencies.contains_key(&a.code) {
-                        errors.push(err(format!("agency {} is defined twice (first at line {})", a.code, lines[&a.code])));
+                        errors.push(err(format!(
+                            "agency {} is defined twice (first at line {})",
+                            a.code, lines[&a.code]
+                        )));
                         continue;
                     }
                     lines.insert(a.code.clone(), line);
@@ -285,10 +288,8 @@ impl ReferenceData {
                         errors.push(err(format!("series {} {}: kinds is empty", s.template, s.letters)));
                     }
                     if !symbols.insert((s.agency.clone(), s.template.clone(), s.letters.clone())) {
-                        errors.push(err(format!(
-                            "series {} {} of {} is defined twice",
-                            s.template, s.letters, s.agency
-                        )));
+                        errors
+                            .push(err(format!("series {} {} of {} is defined twice", s.template, s.letters, s.agency)));
                     }
                     for k in &s.kinds {
                         if let Some(first) = covered.insert((s.agency.clone(), *k), line) {
@@ -318,7 +319,10 @@ impl ReferenceData {
                     let f = spanned.into_inner();
                     let err = |m: String| DataError::new(fees_file, line, m);
                     if !valid_code(&f.code) {
-                        errors.push(err(format!("fee code {:?} must be 1-40 characters of A-Z, 0-9, '-', '_' or '.'", f.code)));
+                        errors.push(err(format!(
+                            "fee code {:?} must be 1-40 characters of A-Z, 0-9, '-', '_' or '.'",
+                            f.code
+                        )));
                         continue;
                     }
                     let base = match Vnd::new(f.base_amount) {

@@ -207,7 +207,9 @@ impl fmt::Display for Miss {
             Miss::OtherProcedure => write!(f, "procedure outside the rule's scope"),
             Miss::Channel(c) => write!(f, "channel {} not covered", c.code()),
             Miss::NotPaidOnline => write!(f, "requires online payment"),
-            Miss::NoCategory => write!(f, "payer is in none of the required beneficiary categories"),
+            Miss::NoCategory => {
+                write!(f, "payer is in none of the required beneficiary categories")
+            }
         }
     }
 }
@@ -289,7 +291,9 @@ impl WaiverRule {
         if !self.in_force_on(date_gmt7(q.at)) {
             return Err(Miss::NotInForce);
         }
-        if !self.scope.agencies.is_empty() && !self.scope.agencies.iter().any(|root| reference.is_within(q.agency, root)) {
+        if !self.scope.agencies.is_empty()
+            && !self.scope.agencies.iter().any(|root| reference.is_within(q.agency, root))
+        {
             return Err(Miss::OtherAgency);
         }
         if !self.scope.procedure_codes.is_empty() && !self.scope.procedure_codes.iter().any(|p| p == q.procedure) {
@@ -314,9 +318,8 @@ impl WaiverRule {
         let base = base_unit.to_decimal() * Decimal::from(quantity);
         let due = match self.effect {
             Effect::Exempt => Decimal::ZERO,
-            Effect::PercentOff(p) => {
-                (base * (Decimal::ONE_HUNDRED - p) / Decimal::ONE_HUNDRED).round_dp_with_strategy(0, rounding.strategy())
-            }
+            Effect::PercentOff(p) => (base * (Decimal::ONE_HUNDRED - p) / Decimal::ONE_HUNDRED)
+                .round_dp_with_strategy(0, rounding.strategy()),
             Effect::AmountOff(a) => base - a.to_decimal() * Decimal::from(quantity),
             Effect::SetAmount(a) => a.to_decimal() * Decimal::from(quantity),
         };
@@ -340,7 +343,11 @@ impl RuleSet {
         if q.quantity == 0 || q.quantity > 10_000 {
             return Err(AssessError::Quantity { fee: q.fee.code.clone(), quantity: q.quantity });
         }
-        let base = q.fee.base_amount.checked_mul(q.quantity).ok_or_else(|| AssessError::Overflow { fee: q.fee.code.clone() })?;
+        let base = q
+            .fee
+            .base_amount
+            .checked_mul(q.quantity)
+            .ok_or_else(|| AssessError::Overflow { fee: q.fee.code.clone() })?;
         let mut candidates = Vec::new();
         let mut best: Option<(&WaiverRule, Vnd)> = None;
         for rule in self.rules.iter().filter(|r| r.covers_fee(q.fee)) {
@@ -349,7 +356,9 @@ impl RuleSet {
                 let better = match best {
                     None => true,
                     Some((b, bdue)) => {
-                        due < bdue || (due == bdue && (rule.priority > b.priority || (rule.priority == b.priority && rule.id < b.id)))
+                        due < bdue
+                            || (due == bdue
+                                && (rule.priority > b.priority || (rule.priority == b.priority && rule.id < b.id)))
                     }
                 };
                 if better {
@@ -388,7 +397,9 @@ impl RuleSet {
         self.rules
             .iter()
             .filter(|r| r.in_force_on(date))
-            .filter(|r| r.scope.agencies.is_empty() || r.scope.agencies.iter().any(|root| reference.is_within(agency, root)))
+            .filter(|r| {
+                r.scope.agencies.is_empty() || r.scope.agencies.iter().any(|root| reference.is_within(agency, root))
+            })
             .collect()
     }
 }
@@ -473,7 +484,10 @@ fn could_both_match(reference: &ReferenceData, a: &WaiverRule, b: &WaiverRule) -
     let shared_fee = reference.fees.values().find(|f| a.covers_fee(f) && b.covers_fee(f))?;
     let agencies_meet = a.scope.agencies.is_empty()
         || b.scope.agencies.is_empty()
-        || a.scope.agencies.iter().any(|x| b.scope.agencies.iter().any(|y| reference.is_within(x, y) || reference.is_within(y, x)));
+        || a.scope
+            .agencies
+            .iter()
+            .any(|x| b.scope.agencies.iter().any(|y| reference.is_within(x, y) || reference.is_within(y, x)));
     if !agencies_meet
         || !lists_meet(&a.scope.procedure_codes, &b.scope.procedure_codes)
         || !lists_meet(&a.conditions.channels, &b.conditions.channels)
@@ -495,13 +509,18 @@ impl RuleSet {
             let line = line_of(text, spanned.span().start);
             let r = spanned.into_inner();
             let mut err = |m: String| errors.push(DataError::new(file, line, format!("rule {}: {m}", r.id)));
-            if r.id.is_empty() || !r.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+            if r.id.is_empty()
+                || !r.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            {
                 err("id must be non-empty ASCII letters, digits, '-', '_' or '.'".into());
             }
             if !ids.insert(r.id.clone()) {
                 err("id is used twice".into());
             }
-            if r.document_number.trim().is_empty() || r.issuing_body.trim().is_empty() || r.description.trim().is_empty() {
+            if r.document_number.trim().is_empty()
+                || r.issuing_body.trim().is_empty()
+                || r.description.trim().is_empty()
+            {
                 err("document_number, issuing_body and description are required".into());
             }
             if let Some(until) = r.valid_until {
@@ -549,7 +568,10 @@ impl RuleSet {
                                 && (r.scope.authorities.is_empty() || r.scope.authorities.contains(&f.authority))
                         }) {
                             if v > fee.base_amount {
-                                err(format!("set_amount {amount} is above the base amount {} of fee {}", fee.base_amount, fee.code));
+                                err(format!(
+                                    "set_amount {amount} is above the base amount {} of fee {}",
+                                    fee.base_amount, fee.code
+                                ));
                             }
                         }
                         Effect::SetAmount(v)
@@ -562,7 +584,11 @@ impl RuleSet {
             };
             rules.push(WaiverRule {
                 id: r.id,
-                legal: LegalBasis { document_number: r.document_number, issuing_body: r.issuing_body, signed_on: r.signed_on },
+                legal: LegalBasis {
+                    document_number: r.document_number,
+                    issuing_body: r.issuing_body,
+                    signed_on: r.signed_on,
+                },
                 description: r.description,
                 valid_from: r.valid_from,
                 valid_until: r.valid_until,

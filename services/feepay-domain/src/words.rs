@@ -56,7 +56,7 @@ fn group_unit(idx: usize) -> String {
     };
     let mut unit = base.to_string();
     // Every completed block of three groups adds a "tỷ".
-    let ty_count = if idx % 3 == 0 { idx / 3 - 1 } else { idx / 3 };
+    let ty_count = if idx.is_multiple_of(3) { idx / 3 - 1 } else { idx / 3 };
     for _ in 0..ty_count {
         unit.push_str(" tỷ");
     }

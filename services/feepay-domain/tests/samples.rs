@@ -4,7 +4,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use feepay_domain::ids::PersonalId;
 use feepay_domain::numbering::{check_chain, ChainLink, ReceiptNumber, GENESIS_HASH};
 use feepay_domain::payment::{decide, Decision, PaidLine, Payer, Payment, Rejection};
-use feepay_domain::receipt::{generate_lookup_code, verify_document, AgencyInfo, AgencyKey, PayerInfo, ReceiptContent, VerifyError};
+use feepay_domain::receipt::{
+    generate_lookup_code, verify_document, AgencyInfo, AgencyKey, PayerInfo, ReceiptContent, VerifyError,
+};
 use feepay_domain::reference::{FeeKind, ReferenceData};
 use feepay_domain::waiver::{Category, Channel, LineQuery, RuleSet};
 use feepay_domain::Vnd;
@@ -18,7 +20,8 @@ fn load() -> (ReferenceData, RuleSet) {
     static LOADED: std::sync::OnceLock<(ReferenceData, RuleSet)> = std::sync::OnceLock::new();
     LOADED
         .get_or_init(|| {
-            let reference = ReferenceData::parse("agencies.toml", AGENCIES, "fees.toml", FEES).expect("sample reference data is valid");
+            let reference = ReferenceData::parse("agencies.toml", AGENCIES, "fees.toml", FEES)
+                .expect("sample reference data is valid");
             let rules = RuleSet::parse("waivers.toml", WAIVERS, &reference).expect("sample rules are valid");
             (reference, rules)
         })
@@ -30,10 +33,26 @@ fn gmt7(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> DateTime<Utc> {
     feepay_domain::numbering::gmt7().with_ymd_and_hms(y, m, d, h, min, s).unwrap().with_timezone(&Utc)
 }
 
-fn due(agency: &str, fee: &str, qty: u32, channel: Channel, cats: &[Category], at: DateTime<Utc>) -> (i64, Option<String>) {
+fn due(
+    agency: &str,
+    fee: &str,
+    qty: u32,
+    channel: Channel,
+    cats: &[Category],
+    at: DateTime<Utc>,
+) -> (i64, Option<String>) {
     let (reference, rules) = load();
     let fee = &reference.fees[fee];
-    let q = LineQuery { agency, procedure: "1.000000", fee, quantity: qty, channel, paid_online: true, categories: cats, at };
+    let q = LineQuery {
+        agency,
+        procedure: "1.000000",
+        fee,
+        quantity: qty,
+        channel,
+        paid_online: true,
+        categories: cats,
+        at,
+    };
     let a = rules.assess_line(&reference, &q).unwrap();
     (a.due.dong(), a.applied.map(|r| r.rule_id))
 }
@@ -42,7 +61,10 @@ fn due(agency: &str, fee: &str, qty: u32, channel: Channel, cats: &[Category], a
 fn circular_63_online_rates_and_their_window() {
     use Channel::*;
     let in_force = gmt7(2024, 5, 1, 9, 0, 0);
-    assert_eq!(due("BN.TTPVHCC", "LP-GPLX", 1, FullyOnline, &[], in_force), (115_000, Some("tt63-2023-gplx-online".into())));
+    assert_eq!(
+        due("BN.TTPVHCC", "LP-GPLX", 1, FullyOnline, &[], in_force),
+        (115_000, Some("tt63-2023-gplx-online".into()))
+    );
     assert_eq!(due("BN.TTPVHCC", "LP-GPLX", 1, Counter, &[], in_force).0, 135_000);
     assert_eq!(due("BN.TTPVHCC", "LP-HOCHIEU-CAPMOI", 1, FullyOnline, &[], in_force).0, 180_000);
     assert_eq!(due("BN.TTPVHCC", "LP-HOCHIEU-CAPLAI", 1, PartlyOnline, &[], in_force).0, 360_000);
@@ -82,7 +104,14 @@ fn civil_status_exemption_for_beneficiaries_wins_over_online_cuts() {
     assert_eq!(due("BN.KINHBAC", "BN-LP-HOTICH-TRICHLUC", 2, Counter, &[Category::NearPoorHousehold], at).0, 16_000);
     // 2026, online in Hải Dương: both rules give 0; the higher priority one is recorded.
     assert_eq!(
-        due("HD.TTPVHCC", "HD-LP-HOTICH-TRICHLUC", 1, FullyOnline, &[Category::PoorHousehold], gmt7(2026, 2, 1, 8, 0, 0)),
+        due(
+            "HD.TTPVHCC",
+            "HD-LP-HOTICH-TRICHLUC",
+            1,
+            FullyOnline,
+            &[Category::PoorHousehold],
+            gmt7(2026, 2, 1, 8, 0, 0)
+        ),
         (0, Some("luat-hotich-2014-doi-tuong".into()))
     );
 }
@@ -153,7 +182,12 @@ fn payer(categories: Vec<Category>) -> Payer {
     }
 }
 
-fn payment(agency: &str, lines: Vec<(&str, FeeKind, u32, i64)>, channel: Channel, categories: Vec<Category>) -> Payment {
+fn payment(
+    agency: &str,
+    lines: Vec<(&str, FeeKind, u32, i64)>,
+    channel: Channel,
+    categories: Vec<Category>,
+) -> Payment {
     let lines: Vec<PaidLine> = lines
         .into_iter()
         .map(|(f, k, q, a)| PaidLine { fee_code: f.into(), kind: k, quantity: q, amount: Vnd::new(a).unwrap() })
@@ -236,7 +270,12 @@ fn rejections_say_precisely_why() {
 #[test]
 fn a_fully_waived_payment_uses_no_receipt_number() {
     let (reference, rules) = load();
-    let p = payment("BN.KINHBAC", vec![("BN-LP-HOTICH-TRICHLUC", FeeKind::LePhi, 2, 0)], Channel::Counter, vec![Category::PoorHousehold]);
+    let p = payment(
+        "BN.KINHBAC",
+        vec![("BN-LP-HOTICH-TRICHLUC", FeeKind::LePhi, 2, 0)],
+        Channel::Counter,
+        vec![Category::PoorHousehold],
+    );
     match decide(&reference, &rules, &p) {
         Decision::FullyWaived { waived } => {
             assert_eq!(waived[0].base.dong(), 16_000);
@@ -318,7 +357,12 @@ fn content(number: u32, previous_hash: &str) -> ReceiptContent {
         receipt_id: format!("r-{number}"),
         payment_id: p.payment_id.clone(),
         title: receipts[0].series.title.clone(),
-        agency: AgencyInfo { code: a.code.clone(), name: a.name.clone(), tax_code: a.tax_code.clone(), address: a.address.clone() },
+        agency: AgencyInfo {
+            code: a.code.clone(),
+            name: a.name.clone(),
+            tax_code: a.tax_code.clone(),
+            address: a.address.clone(),
+        },
         template: "01BLP0-001".into(),
         symbol: "BN-26E".into(),
         number: ReceiptNumber::new(number).unwrap(),
@@ -359,7 +403,11 @@ fn sealed_receipts_verify_and_chain_and_tampering_is_caught() {
     assert_eq!(v2.previous_hash, v1.document_hash);
     let links: Vec<ChainLink> = [v1, v2]
         .into_iter()
-        .map(|v| ChainLink { number: v.number.parse().unwrap(), previous_hash: v.previous_hash, document_hash: v.document_hash })
+        .map(|v| ChainLink {
+            number: v.number.parse().unwrap(),
+            previous_hash: v.previous_hash,
+            document_hash: v.document_hash,
+        })
         .collect();
     assert_eq!(check_chain(&links), Ok(()));
 

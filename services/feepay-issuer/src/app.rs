@@ -74,23 +74,51 @@ pub struct App {
 
 impl App {
     /// Connects, migrates, creates topics, binds the HTTP port.
-    pub async fn build(settings: IssuerSettings, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> anyhow::Result<App> {
+    pub async fn build(
+        settings: IssuerSettings,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<App> {
         let db = feepay_runtime::db::connect(&settings.database).await.context("connecting to PostgreSQL")?;
         feepay_runtime::db::migrate(&db).await.context("applying migrations")?;
-        let keys = Keyring::load_dir(&settings.keys_dir).with_context(|| format!("loading signing keys from {}", settings.keys_dir.display()))?;
-        kafka::ensure_topics(&settings.kafka, &settings.topics.all(), settings.kafka.partitions).await.context("creating topics")?;
+        let keys = Keyring::load_dir(&settings.keys_dir)
+            .with_context(|| format!("loading signing keys from {}", settings.keys_dir.display()))?;
+        kafka::ensure_topics(&settings.kafka, &settings.topics.all(), settings.kafka.partitions)
+            .await
+            .context("creating topics")?;
         let producer = kafka::producer(&settings.kafka).context("creating the Kafka producer")?;
         let consumer = Arc::new(
-            kafka::consumer(&settings.kafka, &[&settings.topics.payments_succeeded, &settings.topics.payments_refunded]).context("creating the Kafka consumer")?,
+            kafka::consumer(
+                &settings.kafka,
+                &[&settings.topics.payments_succeeded, &settings.topics.payments_refunded],
+            )
+            .context("creating the Kafka consumer")?,
         );
         let metrics = IssuerMetrics::new();
         let readiness = Arc::new(Readiness::default());
-        let issuer = Arc::new(Issuer::new(db.clone(), keys, clock, metrics.clone(), settings.topics.clone(), settings.kafka.body_format, settings.source.clone()));
-        let (http_addr, http) = http::serve(settings.http_addr, http::ops_router(metrics.registry.clone(), readiness.clone()), shutdown.clone())
-            .await
-            .with_context(|| format!("binding {}", settings.http_addr))?;
+        let issuer = Arc::new(Issuer::new(
+            db.clone(),
+            keys,
+            clock,
+            metrics.clone(),
+            settings.topics.clone(),
+            settings.kafka.body_format,
+            settings.source.clone(),
+        ));
+        let (http_addr, http) = http::serve(
+            settings.http_addr,
+            http::ops_router(metrics.registry.clone(), readiness.clone()),
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("binding {}", settings.http_addr))?;
         lifecycle::spawn_database_check(db, readiness.clone(), shutdown.clone());
-        lifecycle::spawn_consumer_check(consumer.clone(), readiness.clone(), metrics.consumer.clone(), shutdown.clone());
+        lifecycle::spawn_consumer_check(
+            consumer.clone(),
+            readiness.clone(),
+            metrics.consumer.clone(),
+            shutdown.clone(),
+        );
         Ok(App { settings, issuer, consumer, producer, readiness, http_addr, shutdown, http })
     }
 
@@ -99,7 +127,13 @@ impl App {
         let App { settings, issuer, consumer, producer, shutdown, http, .. } = self;
         let relay_stop = CancellationToken::new();
         let relay = settings.relay.then(|| {
-            let relay = Relay { db: issuer.db.clone(), producer: producer.clone(), name: SERVICE.to_string(), batch: 1000, metrics: issuer.metrics.outbox.clone() };
+            let relay = Relay {
+                db: issuer.db.clone(),
+                producer: producer.clone(),
+                name: SERVICE.to_string(),
+                batch: 1000,
+                metrics: issuer.metrics.outbox.clone(),
+            };
             tokio::spawn(relay.run(relay_stop.clone()))
         });
         let checker = {
@@ -125,7 +159,9 @@ impl App {
                 tracing::warn!("outbox relay did not drain within the deadline; the rest is published at next start");
             }
         }
-        let _ = tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5))).await;
+        let _ =
+            tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5)))
+                .await;
         checker.abort();
         let _ = http.await;
         tracing::info!("issuer stopped");
@@ -146,13 +182,20 @@ pub fn decode(topics: &Topics, m: &BorrowedMessage<'_>) -> Result<Incoming, Deco
     }
 }
 
-async fn consume(issuer: &Issuer, consumer: &StreamConsumer, producer: &rdkafka::producer::FutureProducer, settings: &IssuerSettings, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn consume(
+    issuer: &Issuer,
+    consumer: &StreamConsumer,
+    producer: &rdkafka::producer::FutureProducer,
+    settings: &IssuerSettings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let m = &issuer.metrics.consumer;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        let batch = match kafka::recv_batch(consumer, settings.batch.max_events, settings.batch.linger, shutdown).await {
+        let batch = match kafka::recv_batch(consumer, settings.batch.max_events, settings.batch.linger, shutdown).await
+        {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "kafka receive failed");

@@ -132,7 +132,8 @@ struct Work {
 
 fn line_from_pb(l: &v1::AssessedLine) -> Result<LineAssessment, IssueError> {
     let amount = |s: &str| Vnd::parse(s).map_err(|e| IssueError::Corrupt(format!("stored line amount: {e}")));
-    let kind = feepay_runtime::convert::fee_kind(l.kind).ok_or_else(|| IssueError::Corrupt("stored line kind".into()))?;
+    let kind =
+        feepay_runtime::convert::fee_kind(l.kind).ok_or_else(|| IssueError::Corrupt("stored line kind".into()))?;
     let applied = match &l.waiver {
         Some(w) => Some(AppliedRule {
             rule_id: w.rule_id.clone(),
@@ -156,7 +157,12 @@ fn line_from_pb(l: &v1::AssessedLine) -> Result<LineAssessment, IssueError> {
 }
 
 fn payer_info(p: &v1::Payer) -> PayerInfo {
-    PayerInfo { full_name: p.full_name.clone(), personal_id: p.personal_id.clone(), tax_code: p.tax_code.clone(), address: p.address.clone() }
+    PayerInfo {
+        full_name: p.full_name.clone(),
+        personal_id: p.personal_id.clone(),
+        tax_code: p.tax_code.clone(),
+        address: p.address.clone(),
+    }
 }
 
 fn agency_pb(a: &AgencyInfo) -> v1::Agency {
@@ -168,7 +174,15 @@ fn series_label(template: &str, symbol: &str) -> String {
 }
 
 impl Issuer {
-    pub fn new(db: DatabaseConnection, keys: Keyring, clock: Arc<dyn Clock>, metrics: IssuerMetrics, topics: Topics, format: BodyFormat, source: String) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        keys: Keyring,
+        clock: Arc<dyn Clock>,
+        metrics: IssuerMetrics,
+        topics: Topics,
+        format: BodyFormat,
+        source: String,
+    ) -> Self {
         Issuer { db, keys, clock, metrics, topics, format, source, reference: RwLock::new(None) }
     }
 
@@ -180,7 +194,10 @@ impl Issuer {
                 return Ok(r.clone());
             }
         }
-        let loaded = refdata::load_latest(&self.db).await.map_err(|e| IssueError::Reference(e.to_string()))?.ok_or(IssueError::NoReference)?;
+        let loaded = refdata::load_latest(&self.db)
+            .await
+            .map_err(|e| IssueError::Reference(e.to_string()))?
+            .ok_or(IssueError::NoReference)?;
         let missing = self.keys.missing(&loaded.reference);
         if !missing.is_empty() {
             tracing::warn!(agencies = ?missing, "agencies with a receipt series have no signing key; their payments will fail until a key is added");
@@ -216,7 +233,8 @@ impl Issuer {
                 }
             }
         }
-        let decisions: Vec<Decision> = candidates.iter().map(|(p, _)| decide(&loaded.reference, &loaded.rules, p)).collect();
+        let decisions: Vec<Decision> =
+            candidates.iter().map(|(p, _)| decide(&loaded.reference, &loaded.rules, p)).collect();
         let new_ids = self.insert_payments(&txn, &candidates, &decisions).await?;
         let mut to_issue = Vec::new();
         let mut new_payment_ids = Vec::new();
@@ -236,7 +254,11 @@ impl Issuer {
         for (p, hash) in in_batch_conflicts {
             work.outcome.conflicts += 1;
             self.metrics.conflicts.with_label_values(&["payment"]).inc();
-            txn.execute(stmt("UPDATE payments SET conflicts = conflicts + 1 WHERE payment_id = $1", vec![p.payment_id.clone().into()])).await?;
+            txn.execute(stmt(
+                "UPDATE payments SET conflicts = conflicts + 1 WHERE payment_id = $1",
+                vec![p.payment_id.clone().into()],
+            ))
+            .await?;
             self.reject_event(
                 &mut work,
                 &p.payment_id,
@@ -244,7 +266,10 @@ impl Issuer {
                 &p.agency_code,
                 &p.dossier_code,
                 Rejection::ConflictingDuplicate,
-                &format!("payment {} was already received with different content; the first version stands", p.payment_id),
+                &format!(
+                    "payment {} was already received with different content; the first version stands",
+                    p.payment_id
+                ),
                 &format!("conflict:{}", &hash[..16]),
                 now,
             );
@@ -266,7 +291,10 @@ impl Issuer {
                     refunds.push((refund.clone(), true));
                 } else {
                     let stored = txn
-                        .query_one(stmt("SELECT content_hash FROM refunds WHERE refund_id = $1", vec![refund.refund_id.clone().into()]))
+                        .query_one(stmt(
+                            "SELECT content_hash FROM refunds WHERE refund_id = $1",
+                            vec![refund.refund_id.clone().into()],
+                        ))
                         .await?
                         .map(|r| r.try_get::<String>("", "content_hash"))
                         .transpose()?;
@@ -288,8 +316,10 @@ impl Issuer {
                 .await?;
             for r in rows {
                 let bytes: Vec<u8> = r.try_get("", "refund_pb")?;
-                let raw = v1::PaymentRefunded::decode(bytes.as_slice()).map_err(|e| IssueError::Corrupt(format!("stored refund: {e}")))?;
-                let refund = feepay_runtime::convert::parse_refund(&raw).map_err(|e| IssueError::Corrupt(format!("stored refund: {e}")))?;
+                let raw = v1::PaymentRefunded::decode(bytes.as_slice())
+                    .map_err(|e| IssueError::Corrupt(format!("stored refund: {e}")))?;
+                let refund = feepay_runtime::convert::parse_refund(&raw)
+                    .map_err(|e| IssueError::Corrupt(format!("stored refund: {e}")))?;
                 if !refunds.iter().any(|(f, _)| f.refund_id == refund.refund_id) {
                     refunds.push((refund, false));
                 }
@@ -304,7 +334,12 @@ impl Issuer {
         Ok(work.outcome)
     }
 
-    async fn insert_payments(&self, txn: &DatabaseTransaction, candidates: &[(&Payment, &str)], decisions: &[Decision]) -> Result<BTreeSet<String>, DbErr> {
+    async fn insert_payments(
+        &self,
+        txn: &DatabaseTransaction,
+        candidates: &[(&Payment, &str)],
+        decisions: &[Decision],
+    ) -> Result<BTreeSet<String>, DbErr> {
         const COLS: usize = 12;
         let mut inserted = BTreeSet::new();
         let rows: Vec<(usize, &(&Payment, &str))> = candidates.iter().enumerate().collect();
@@ -314,12 +349,17 @@ impl Issuer {
                 let (status, reason, detail, waived) = match &decisions[*i] {
                     Decision::Issue { waived, .. } => ("issued", None, None, waived.clone()),
                     Decision::FullyWaived { waived } => ("waived", None, None, waived.clone()),
-                    Decision::Reject { reason, detail } => ("rejected", Some(reason.code().to_string()), Some(detail.clone()), Vec::new()),
+                    Decision::Reject { reason, detail } => {
+                        ("rejected", Some(reason.code().to_string()), Some(detail.clone()), Vec::new())
+                    }
                 };
                 let waived_json = if waived.is_empty() {
                     None
                 } else {
-                    Some(serde_json::to_value(waived.iter().map(assessed_line_pb).collect::<Vec<_>>()).unwrap_or_default())
+                    Some(
+                        serde_json::to_value(waived.iter().map(assessed_line_pb).collect::<Vec<_>>())
+                            .unwrap_or_default(),
+                    )
                 };
                 v.extend([
                     p.payment_id.clone().into(),
@@ -388,7 +428,14 @@ impl Issuer {
             rejected_at: Some(ts(now)),
         };
         let id = format!("payment-rejected:{payment_id}:{id_suffix}");
-        work.outbox.push(OutboxEvent::new(&self.topics.payments_rejected, payment_id, &id, &self.source, &msg, self.format));
+        work.outbox.push(OutboxEvent::new(
+            &self.topics.payments_rejected,
+            payment_id,
+            &id,
+            &self.source,
+            &msg,
+            self.format,
+        ));
     }
 
     fn apply_decision(
@@ -401,13 +448,28 @@ impl Issuer {
         work: &mut Work,
     ) -> Result<(), IssueError> {
         let agency = |code: &str| {
-            loaded.reference.agencies.get(code).map(|a| AgencyInfo { code: a.code.clone(), name: a.name.clone(), tax_code: a.tax_code.clone(), address: a.address.clone() })
+            loaded.reference.agencies.get(code).map(|a| AgencyInfo {
+                code: a.code.clone(),
+                name: a.name.clone(),
+                tax_code: a.tax_code.clone(),
+                address: a.address.clone(),
+            })
         };
         match decision {
             Decision::Reject { reason, detail } => {
                 work.outcome.payments_rejected += 1;
                 tracing::info!(payment_id = %p.payment_id, reason = reason.code(), %detail, "payment rejected");
-                self.reject_event(work, &p.payment_id, "", &p.agency_code, &p.dossier_code, reason, &detail, "payment", now);
+                self.reject_event(
+                    work,
+                    &p.payment_id,
+                    "",
+                    &p.agency_code,
+                    &p.dossier_code,
+                    reason,
+                    &detail,
+                    "payment",
+                    now,
+                );
             }
             Decision::FullyWaived { waived } => {
                 work.outcome.payments_waived += 1;
@@ -425,7 +487,10 @@ impl Issuer {
                 let payer_pb = payer_pb(&p.payer);
                 for draft in receipts {
                     self.count_waivers(&p.agency_code, &draft.lines);
-                    let key = format!("{}|{}|{}|{}", p.payment_id, draft.series.agency, draft.series.template, draft.series.letters);
+                    let key = format!(
+                        "{}|{}|{}|{}",
+                        p.payment_id, draft.series.agency, draft.series.template, draft.series.letters
+                    );
                     to_issue.push(ToIssue {
                         receipt_id: Uuid::new_v5(&RECEIPT_NS, key.as_bytes()),
                         payment_id: p.payment_id.clone(),
@@ -457,7 +522,14 @@ impl Issuer {
         }
     }
 
-    fn waiver_notice(&self, work: &mut Work, p: &Payment, agency: &AgencyInfo, waived: &[LineAssessment], now: DateTime<Utc>) {
+    fn waiver_notice(
+        &self,
+        work: &mut Work,
+        p: &Payment,
+        agency: &AgencyInfo,
+        waived: &[LineAssessment],
+        now: DateTime<Utc>,
+    ) {
         let msg = v1::WaiverNotice {
             payment_id: p.payment_id.clone(),
             agency: Some(agency_pb(agency)),
@@ -468,12 +540,26 @@ impl Issuer {
             noticed_at: Some(ts(now)),
         };
         let id = format!("waiver-notice:{}", p.payment_id);
-        work.outbox.push(OutboxEvent::new(&self.topics.payments_waived, &p.payment_id, &id, &self.source, &msg, self.format));
+        work.outbox.push(OutboxEvent::new(
+            &self.topics.payments_waived,
+            &p.payment_id,
+            &id,
+            &self.source,
+            &msg,
+            self.format,
+        ));
     }
 
     /// Locks the counters of every series involved (in key order), assigns consecutive
     /// numbers, seals the documents, and inserts receipts, counters and events.
-    async fn number_and_insert(&self, txn: &DatabaseTransaction, loaded: &LoadedReference, to_issue: Vec<ToIssue>, now: DateTime<Utc>, work: &mut Work) -> Result<Vec<Uuid>, IssueError> {
+    async fn number_and_insert(
+        &self,
+        txn: &DatabaseTransaction,
+        loaded: &LoadedReference,
+        to_issue: Vec<ToIssue>,
+        now: DateTime<Utc>,
+        work: &mut Work,
+    ) -> Result<Vec<Uuid>, IssueError> {
         if to_issue.is_empty() {
             return Ok(Vec::new());
         }
@@ -485,7 +571,14 @@ impl Issuer {
         }
         let mut v: Vec<Value> = Vec::new();
         for (a, t, s) in &keys {
-            v.extend([a.clone().into(), t.clone().into(), s.clone().into(), year.into(), 0i32.into(), GENESIS_HASH.into()]);
+            v.extend([
+                a.clone().into(),
+                t.clone().into(),
+                s.clone().into(),
+                year.into(),
+                0i32.into(),
+                GENESIS_HASH.into(),
+            ]);
         }
         txn.execute(stmt(
             format!(
@@ -516,9 +609,14 @@ impl Issuer {
         for t in to_issue {
             let symbol = receipt_symbol(&t.series.letters, year);
             let ck = (t.series.agency.clone(), t.series.template.clone(), symbol.clone());
-            let (last, last_hash) = counters.get_mut(&ck).ok_or_else(|| IssueError::Corrupt("counter missing".into()))?;
-            let number = ReceiptNumber::after(*last).map_err(|_| IssueError::Exhausted(format!("{} {}", t.series.template, symbol)))?;
-            let key = self.keys.for_agency(&loaded.reference, &t.series.agency).ok_or_else(|| IssueError::NoKey(t.series.agency.clone()))?;
+            let (last, last_hash) =
+                counters.get_mut(&ck).ok_or_else(|| IssueError::Corrupt("counter missing".into()))?;
+            let number = ReceiptNumber::after(*last)
+                .map_err(|_| IssueError::Exhausted(format!("{} {}", t.series.template, symbol)))?;
+            let key = self
+                .keys
+                .for_agency(&loaded.reference, &t.series.agency)
+                .ok_or_else(|| IssueError::NoKey(t.series.agency.clone()))?;
             let content = ReceiptContent {
                 receipt_id: t.receipt_id.to_string(),
                 payment_id: t.payment_id.clone(),
@@ -601,7 +699,14 @@ impl Issuer {
             tracing::info!(payment_id = %t.payment_id, receipt_number = %number, series = %label, agency = %t.series.agency, total = t.total.dong(), "receipt issued");
             let event = v1::ReceiptIssued { receipt: Some(receipt_pb), signed_document: sealed.document };
             let id = format!("receipt-issued:{}", t.receipt_id);
-            work.outbox.push(OutboxEvent::new(&self.topics.receipts_issued, &t.payment_id, &id, &self.source, &event, self.format));
+            work.outbox.push(OutboxEvent::new(
+                &self.topics.receipts_issued,
+                &t.payment_id,
+                &id,
+                &self.source,
+                &event,
+                self.format,
+            ));
             work.outcome.receipts_issued += 1;
             ids.push(t.receipt_id);
         }
@@ -630,9 +735,19 @@ impl Issuer {
 
     /// Applies a refund: cancels the receipts it touches and, for a partial refund, issues
     /// replacements for what remains. A refund for a payment not seen yet stays pending.
-    async fn apply_refund(&self, txn: &DatabaseTransaction, loaded: &LoadedReference, refund: &Refund, now: DateTime<Utc>, work: &mut Work) -> Result<(), IssueError> {
+    async fn apply_refund(
+        &self,
+        txn: &DatabaseTransaction,
+        loaded: &LoadedReference,
+        refund: &Refund,
+        now: DateTime<Utc>,
+        work: &mut Work,
+    ) -> Result<(), IssueError> {
         let payment = txn
-            .query_one(stmt("SELECT status, agency_code, dossier_code FROM payments WHERE payment_id = $1", vec![refund.payment_id.clone().into()]))
+            .query_one(stmt(
+                "SELECT status, agency_code, dossier_code FROM payments WHERE payment_id = $1",
+                vec![refund.payment_id.clone().into()],
+            ))
             .await?;
         let Some(payment) = payment else {
             work.outcome.refunds_pending += 1;
@@ -644,11 +759,22 @@ impl Issuer {
         let dossier: String = payment.try_get("", "dossier_code")?;
         let reject = |work: &mut Work, detail: String| {
             work.outcome.refunds_rejected += 1;
-            self.reject_event(work, &refund.payment_id, &refund.refund_id, &agency, &dossier, Rejection::InvalidRefund, &detail, &format!("refund:{}", refund.refund_id), now);
+            self.reject_event(
+                work,
+                &refund.payment_id,
+                &refund.refund_id,
+                &agency,
+                &dossier,
+                Rejection::InvalidRefund,
+                &detail,
+                &format!("refund:{}", refund.refund_id),
+                now,
+            );
             detail
         };
         if status != "issued" {
-            let detail = reject(work, format!("payment {} has no receipt ({status}); nothing to refund", refund.payment_id));
+            let detail =
+                reject(work, format!("payment {} has no receipt ({status}); nothing to refund", refund.payment_id));
             self.set_refund(txn, &refund.refund_id, "rejected", Some(&detail), now).await?;
             return Ok(());
         }
@@ -661,7 +787,10 @@ impl Issuer {
         let mut receipts: Vec<v1::Receipt> = Vec::with_capacity(rows.len());
         for r in rows {
             let bytes: Vec<u8> = r.try_get("", "receipt_pb")?;
-            receipts.push(v1::Receipt::decode(bytes.as_slice()).map_err(|e| IssueError::Corrupt(format!("stored receipt: {e}")))?);
+            receipts.push(
+                v1::Receipt::decode(bytes.as_slice())
+                    .map_err(|e| IssueError::Corrupt(format!("stored receipt: {e}")))?,
+            );
         }
         if receipts.is_empty() {
             let detail = reject(work, format!("payment {} has no valid receipt left to cancel", refund.payment_id));
@@ -693,7 +822,10 @@ impl Issuer {
                     }
                 }
                 if left > Vnd::ZERO {
-                    let detail = reject(work, format!("refund of {amount} đồng on fee {fee} exceeds what was collected on it by {left} đồng"));
+                    let detail = reject(
+                        work,
+                        format!("refund of {amount} đồng on fee {fee} exceeds what was collected on it by {left} đồng"),
+                    );
                     self.set_refund(txn, &refund.refund_id, "rejected", Some(&detail), now).await?;
                     return Ok(());
                 }
@@ -711,17 +843,34 @@ impl Issuer {
                     .reference
                     .series
                     .iter()
-                    .find(|s| s.agency == original.agency.as_ref().map(|a| a.code.as_str()).unwrap_or_default() && s.template == original.template_symbol && original.receipt_symbol.starts_with(&format!("{}-", s.letters)))
+                    .find(|s| {
+                        s.agency == original.agency.as_ref().map(|a| a.code.as_str()).unwrap_or_default()
+                            && s.template == original.template_symbol
+                            && original.receipt_symbol.starts_with(&format!("{}-", s.letters))
+                    })
                     .cloned()
-                    .ok_or_else(|| IssueError::Reference(format!("series {} {} is no longer in the reference data", original.template_symbol, original.receipt_symbol)))?;
-                let id = Uuid::new_v5(&RECEIPT_NS, format!("replace|{}|{}", original.receipt_id, refund.refund_id).as_bytes());
+                    .ok_or_else(|| {
+                        IssueError::Reference(format!(
+                            "series {} {} is no longer in the reference data",
+                            original.template_symbol, original.receipt_symbol
+                        ))
+                    })?;
+                let id = Uuid::new_v5(
+                    &RECEIPT_NS,
+                    format!("replace|{}|{}", original.receipt_id, refund.refund_id).as_bytes(),
+                );
                 replaced_by = Some(id);
                 let agency = original.agency.clone().unwrap_or_default();
                 let payer = original.payer.clone().unwrap_or_default();
                 replacements.push(ToIssue {
                     receipt_id: id,
                     payment_id: original.payment_id.clone(),
-                    agency: AgencyInfo { code: agency.code, name: agency.name, tax_code: agency.tax_code, address: agency.address },
+                    agency: AgencyInfo {
+                        code: agency.code,
+                        name: agency.name,
+                        tax_code: agency.tax_code,
+                        address: agency.address,
+                    },
                     series,
                     payer: payer_info(&payer),
                     payer_pb: payer,
@@ -740,7 +889,12 @@ impl Issuer {
                     paid_at: None,
                 });
             }
-            cancellations.push(Cancellation { receipt: original.clone(), reason: refund.reason.clone(), refund_id: refund.refund_id.clone(), replaced_by });
+            cancellations.push(Cancellation {
+                receipt: original.clone(),
+                reason: refund.reason.clone(),
+                refund_id: refund.refund_id.clone(),
+                replaced_by,
+            });
         }
         // Cancel first, then number the replacements.
         for c in &cancellations {
@@ -752,7 +906,14 @@ impl Issuer {
         Ok(())
     }
 
-    async fn set_refund(&self, txn: &DatabaseTransaction, refund_id: &str, status: &str, detail: Option<&str>, now: DateTime<Utc>) -> Result<(), DbErr> {
+    async fn set_refund(
+        &self,
+        txn: &DatabaseTransaction,
+        refund_id: &str,
+        status: &str,
+        detail: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
         txn.execute(stmt(
             "UPDATE refunds SET status = $1, detail = $2, applied_at = $3 WHERE refund_id = $4",
             vec![status.into(), detail.map(str::to_string).into(), now.into(), refund_id.into()],
@@ -761,7 +922,13 @@ impl Issuer {
         .map(|_| ())
     }
 
-    async fn cancel(&self, txn: &DatabaseTransaction, c: &Cancellation, now: DateTime<Utc>, work: &mut Work) -> Result<(), IssueError> {
+    async fn cancel(
+        &self,
+        txn: &DatabaseTransaction,
+        c: &Cancellation,
+        now: DateTime<Utc>,
+        work: &mut Work,
+    ) -> Result<(), IssueError> {
         let id: Uuid = c.receipt.receipt_id.parse().map_err(|_| IssueError::Corrupt("receipt id".into()))?;
         let mut receipt = c.receipt.clone();
         receipt.status = v1::ReceiptStatus::Cancelled as i32;
@@ -771,7 +938,10 @@ impl Issuer {
         ))
         .await?;
         let agency = receipt.agency.as_ref().map(|a| a.code.clone()).unwrap_or_default();
-        self.metrics.receipts_cancelled.with_label_values(&[&agency, &series_label(&receipt.template_symbol, &receipt.receipt_symbol)]).inc();
+        self.metrics
+            .receipts_cancelled
+            .with_label_values(&[&agency, &series_label(&receipt.template_symbol, &receipt.receipt_symbol)])
+            .inc();
         tracing::info!(payment_id = %receipt.payment_id, receipt_number = %receipt.number, series = %series_label(&receipt.template_symbol, &receipt.receipt_symbol), "receipt cancelled");
         let payment_id = receipt.payment_id.clone();
         let event = v1::ReceiptCancelled {
@@ -782,7 +952,14 @@ impl Issuer {
             refund_id: c.refund_id.clone(),
         };
         let ce_id = format!("receipt-cancelled:{id}");
-        work.outbox.push(OutboxEvent::new(&self.topics.receipts_cancelled, &payment_id, &ce_id, &self.source, &event, self.format));
+        work.outbox.push(OutboxEvent::new(
+            &self.topics.receipts_cancelled,
+            &payment_id,
+            &ce_id,
+            &self.source,
+            &event,
+            self.format,
+        ));
         work.outcome.receipts_cancelled += 1;
         Ok(())
     }
@@ -809,7 +986,8 @@ impl Issuer {
             let missing = i64::from(last).max(mx) - d;
             let repeated = n - d;
             if missing != 0 || repeated != 0 {
-                let (a, t, s): (String, String, String) = (r.try_get("", "agency")?, r.try_get("", "template")?, r.try_get("", "symbol")?);
+                let (a, t, s): (String, String, String) =
+                    (r.try_get("", "agency")?, r.try_get("", "template")?, r.try_get("", "symbol")?);
                 tracing::error!(agency = %a, series = %series_label(&t, &s), missing, repeated, "numbering defect found");
             }
             defects += missing.abs() + repeated;

@@ -36,8 +36,10 @@ impl Keyring {
             }
             let agency = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
             let text = std::fs::read_to_string(&path)?;
-            let file: KeyFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
-            let key = AgencyKey::from_secret_hex(&file.key_id, &file.secret).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let file: KeyFile =
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+            let key = AgencyKey::from_secret_hex(&file.key_id, &file.secret)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             keys.insert(agency, Arc::new(key));
         }
         Ok(Keyring { keys })
@@ -66,7 +68,12 @@ impl Keyring {
 
     /// Agencies with a receipt series but no key to sign with.
     pub fn missing(&self, reference: &ReferenceData) -> Vec<String> {
-        let mut v: Vec<String> = reference.series.iter().map(|s| s.agency.clone()).filter(|a| self.for_agency(reference, a).is_none()).collect();
+        let mut v: Vec<String> = reference
+            .series
+            .iter()
+            .map(|s| s.agency.clone())
+            .filter(|a| self.for_agency(reference, a).is_none())
+            .collect();
         v.dedup();
         v
     }

@@ -11,7 +11,9 @@ use feepay_runtime::envelope::{self, DecodeError};
 use feepay_runtime::http::{self, Readiness};
 use feepay_runtime::kafka;
 use feepay_runtime::lifecycle;
-use feepay_runtime::metrics::{counter_vec, gauge, histogram, histogram_vec, ConsumerMetrics, OutboxMetrics, LATENCY_BUCKETS};
+use feepay_runtime::metrics::{
+    counter_vec, gauge, histogram, histogram_vec, ConsumerMetrics, OutboxMetrics, LATENCY_BUCKETS,
+};
 use feepay_runtime::outbox::{self, OutboxEvent, Relay};
 use feepay_runtime::refdata;
 use feepay_runtime::settings::{self, BatchSettings, DatabaseSettings, KafkaSettings, Topics};
@@ -75,7 +77,10 @@ impl NotifierSettings {
             reply_to: settings::env_opt("FEEPAY_SMTP_REPLY_TO"),
             lookup_base_url: settings::env_or("FEEPAY_LOOKUP_BASE_URL", "http://127.0.0.1:8080/tra-cuu/"),
             message_id_domain: settings::env_or("FEEPAY_MESSAGE_ID_DOMAIN", "feepay.local"),
-            templates_dir: crate::compose::templates_dir(&settings::env_or("FEEPAY_TEMPLATES_DIR", "deploy/templates/email")),
+            templates_dir: crate::compose::templates_dir(&settings::env_or(
+                "FEEPAY_TEMPLATES_DIR",
+                "deploy/templates/email",
+            )),
             concurrency: settings::env_parse("FEEPAY_NOTIFIER_CONCURRENCY", 8)?,
             source: settings::env_or("FEEPAY_NOTIFIER_SOURCE", "/feepay/notifier"),
             shutdown_deadline: settings::shutdown_deadline()?,
@@ -101,11 +106,31 @@ impl NotifierMetrics {
         NotifierMetrics {
             consumer: ConsumerMetrics::new(&r, SERVICE),
             outbox: OutboxMetrics::new(&r, SERVICE),
-            emails: counter_vec(&r, "feepay_notifier_emails_total", "Email outcomes: sent, retrying, failed, skipped (no address)", &["kind", "outcome"]),
-            smtp_latency: histogram_vec(&r, "feepay_notifier_smtp_duration_seconds", "Time for the SMTP server to accept or refuse a message", &["outcome"], LATENCY_BUCKETS),
+            emails: counter_vec(
+                &r,
+                "feepay_notifier_emails_total",
+                "Email outcomes: sent, retrying, failed, skipped (no address)",
+                &["kind", "outcome"],
+            ),
+            smtp_latency: histogram_vec(
+                &r,
+                "feepay_notifier_smtp_duration_seconds",
+                "Time for the SMTP server to accept or refuse a message",
+                &["outcome"],
+                LATENCY_BUCKETS,
+            ),
             queued: gauge(&r, "feepay_notifier_deliveries_queued", "Deliveries waiting to be sent or retried"),
-            oldest_queued: gauge(&r, "feepay_notifier_deliveries_oldest_queued_seconds", "Age of the oldest queued delivery"),
-            receipt_to_email: histogram(&r, "feepay_notifier_receipt_to_email_seconds", "Time from receipt issue to the SMTP server accepting its email", LATENCY_BUCKETS),
+            oldest_queued: gauge(
+                &r,
+                "feepay_notifier_deliveries_oldest_queued_seconds",
+                "Age of the oldest queued delivery",
+            ),
+            receipt_to_email: histogram(
+                &r,
+                "feepay_notifier_receipt_to_email_seconds",
+                "Time from receipt issue to the SMTP server accepting its email",
+                LATENCY_BUCKETS,
+            ),
             registry: r,
         }
     }
@@ -147,12 +172,18 @@ pub struct SendPass {
 
 impl Notifier {
     pub fn new(db: DatabaseConnection, settings: NotifierSettings, metrics: NotifierMetrics) -> anyhow::Result<Self> {
-        let from: Mailbox = settings.from.parse().with_context(|| format!("FEEPAY_SMTP_FROM {:?} is not a mailbox", settings.from))?;
+        let from: Mailbox =
+            settings.from.parse().with_context(|| format!("FEEPAY_SMTP_FROM {:?} is not a mailbox", settings.from))?;
         let reply_to = match &settings.reply_to {
             Some(r) => Some(r.parse().with_context(|| format!("FEEPAY_SMTP_REPLY_TO {r:?} is not a mailbox"))?),
             None => None,
         };
-        let branding = Branding { from, reply_to, lookup_base_url: settings.lookup_base_url.clone(), message_id_domain: settings.message_id_domain.clone() };
+        let branding = Branding {
+            from,
+            reply_to,
+            lookup_base_url: settings.lookup_base_url.clone(),
+            message_id_domain: settings.message_id_domain.clone(),
+        };
         let transport = settings.smtp.transport().context("building the SMTP transport")?;
         Ok(Notifier {
             db,
@@ -175,7 +206,7 @@ impl Notifier {
         let now = Utc::now();
         let txn = self.db.begin().await?;
         const COLS: usize = 12;
-        let mut rows: Vec<(Vec<Value>, &'static str, Option<(Event, String)>)> = Vec::new();
+        let mut rows: Vec<PendingRow> = Vec::new();
         for e in events {
             let id = e.notification_id();
             let (recipient_addr, status, error) = match e.payer().map(recipient) {
@@ -256,7 +287,14 @@ impl Notifier {
             attempts,
             failed_at: Some(ts(Utc::now())),
         };
-        OutboxEvent::new(&self.settings.topics.notifications_failed, &e.payment_id(), &format!("notification-failed:{id}"), &self.settings.source, &msg, self.settings.kafka.body_format)
+        OutboxEvent::new(
+            &self.settings.topics.notifications_failed,
+            &e.payment_id(),
+            &format!("notification-failed:{id}"),
+            &self.settings.source,
+            &msg,
+            self.settings.kafka.body_format,
+        )
     }
 
     async fn agency_sender(&self, agency: &str) -> AgencySender {
@@ -306,17 +344,20 @@ impl Notifier {
             jobs.push((id, kind, attempts as u32, bytes, agency));
         }
         use futures::StreamExt;
-        let results: Vec<(String, Kind, u32, Option<Event>, Outcome)> = futures::stream::iter(jobs.into_iter().map(|(id, kind, attempts, bytes, agency)| async move {
-            let event = match Event::decode(kind, &bytes) {
-                Ok(e) => e,
-                Err(e) => return (id, kind, attempts, None, Outcome::Permanent(format!("stored event undecodable: {e}"))),
-            };
-            let outcome = self.deliver(&event, &agency).await;
-            (id, kind, attempts, Some(event), outcome)
-        }))
-        .buffer_unordered(self.settings.concurrency.max(1))
-        .collect()
-        .await;
+        let results: Vec<(String, Kind, u32, Option<Event>, Outcome)> =
+            futures::stream::iter(jobs.into_iter().map(|(id, kind, attempts, bytes, agency)| async move {
+                let event = match Event::decode(kind, &bytes) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        return (id, kind, attempts, None, Outcome::Permanent(format!("stored event undecodable: {e}")))
+                    }
+                };
+                let outcome = self.deliver(&event, &agency).await;
+                (id, kind, attempts, Some(event), outcome)
+            }))
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
         let txn = self.db.begin().await?;
         let mut events = Vec::new();
         for (id, kind, attempts, event, outcome) in results {
@@ -342,11 +383,22 @@ impl Notifier {
                             sent_at: Some(ts(Utc::now())),
                         };
                         let ce_id = format!("notification-sent:{id}");
-                        events.push(OutboxEvent::new(&self.settings.topics.notifications_sent, &event.payment_id(), &ce_id, &self.settings.source, &msg, self.settings.kafka.body_format));
+                        events.push(OutboxEvent::new(
+                            &self.settings.topics.notifications_sent,
+                            &event.payment_id(),
+                            &ce_id,
+                            &self.settings.source,
+                            &msg,
+                            self.settings.kafka.body_format,
+                        ));
                     }
                 }
                 Outcome::Skipped => {
-                    txn.execute(stmt("UPDATE deliveries SET status = 'skipped', next_attempt_at = NULL WHERE notification_id = $1", vec![id.into()])).await?;
+                    txn.execute(stmt(
+                        "UPDATE deliveries SET status = 'skipped', next_attempt_at = NULL WHERE notification_id = $1",
+                        vec![id.into()],
+                    ))
+                    .await?;
                 }
                 Outcome::Transient(err) if (attempts as usize) <= self.settings.retry_schedule.len() => {
                     let wait = self.settings.retry_schedule[attempts as usize - 1];
@@ -396,6 +448,9 @@ impl Notifier {
     }
 }
 
+/// A delivery row to insert: its values, its status, and the refusal to report if any.
+type PendingRow = (Vec<Value>, &'static str, Option<(Event, String)>);
+
 enum Outcome {
     Sent,
     Skipped,
@@ -420,7 +475,9 @@ impl Notifier {
             Ok(_) => {
                 self.metrics.smtp_latency.with_label_values(&["accepted"]).observe(elapsed);
                 if let Some(at) = event.issued_at() {
-                    self.metrics.receipt_to_email.observe(((Utc::now() - at).num_milliseconds().max(0) as f64) / 1000.0);
+                    self.metrics
+                        .receipt_to_email
+                        .observe(((Utc::now() - at).num_milliseconds().max(0) as f64) / 1000.0);
                 }
                 Outcome::Sent
             }
@@ -441,11 +498,17 @@ pub fn decode(topics: &Topics, m: &BorrowedMessage<'_>) -> Result<Event, DecodeE
     let t = m.topic();
     if t == topics.receipts_issued {
         let e: v1::ReceiptIssued = envelope::decode(m.headers(), m.payload())?;
-        e.receipt.as_ref().filter(|r| !r.receipt_id.is_empty()).ok_or_else(|| DecodeError::new("invalid", "receipt: is required"))?;
+        e.receipt
+            .as_ref()
+            .filter(|r| !r.receipt_id.is_empty())
+            .ok_or_else(|| DecodeError::new("invalid", "receipt: is required"))?;
         Ok(Event::Issued(e))
     } else if t == topics.receipts_cancelled {
         let e: v1::ReceiptCancelled = envelope::decode(m.headers(), m.payload())?;
-        e.receipt.as_ref().filter(|r| !r.receipt_id.is_empty()).ok_or_else(|| DecodeError::new("invalid", "receipt: is required"))?;
+        e.receipt
+            .as_ref()
+            .filter(|r| !r.receipt_id.is_empty())
+            .ok_or_else(|| DecodeError::new("invalid", "receipt: is required"))?;
         Ok(Event::Cancelled(e))
     } else {
         let e: v1::WaiverNotice = envelope::decode(m.headers(), m.payload())?;
@@ -469,13 +532,23 @@ impl App {
     pub async fn build(settings: NotifierSettings, shutdown: CancellationToken) -> anyhow::Result<App> {
         let db = feepay_runtime::db::connect(&settings.database).await.context("connecting to PostgreSQL")?;
         feepay_runtime::db::migrate(&db).await.context("applying migrations")?;
-        kafka::ensure_topics(&settings.kafka, &settings.topics.all(), settings.kafka.partitions).await.context("creating topics")?;
+        kafka::ensure_topics(&settings.kafka, &settings.topics.all(), settings.kafka.partitions)
+            .await
+            .context("creating topics")?;
         let producer = kafka::producer(&settings.kafka)?;
         let t = &settings.topics;
-        let consumer = Arc::new(kafka::consumer(&settings.kafka, &[&t.receipts_issued, &t.receipts_cancelled, &t.payments_waived])?);
+        let consumer = Arc::new(kafka::consumer(
+            &settings.kafka,
+            &[&t.receipts_issued, &t.receipts_cancelled, &t.payments_waived],
+        )?);
         let metrics = NotifierMetrics::new();
         let readiness = Arc::new(Readiness::default());
-        let (http_addr, http) = http::serve(settings.http_addr, http::ops_router(metrics.registry.clone(), readiness.clone()), shutdown.clone()).await?;
+        let (http_addr, http) = http::serve(
+            settings.http_addr,
+            http::ops_router(metrics.registry.clone(), readiness.clone()),
+            shutdown.clone(),
+        )
+        .await?;
         lifecycle::spawn_database_check(db.clone(), readiness.clone(), shutdown.clone());
         lifecycle::spawn_consumer_check(consumer.clone(), readiness, metrics.consumer.clone(), shutdown.clone());
         let notifier = Arc::new(Notifier::new(db, settings, metrics)?);
@@ -485,7 +558,13 @@ impl App {
     pub async fn run(self) -> anyhow::Result<()> {
         let App { notifier, consumer, producer, shutdown, http, .. } = self;
         let relay_stop = CancellationToken::new();
-        let relay = Relay { db: notifier.db.clone(), producer: producer.clone(), name: SERVICE.into(), batch: 1000, metrics: notifier.metrics.outbox.clone() };
+        let relay = Relay {
+            db: notifier.db.clone(),
+            producer: producer.clone(),
+            name: SERVICE.into(),
+            batch: 1000,
+            metrics: notifier.metrics.outbox.clone(),
+        };
         let relay = tokio::spawn(relay.run(relay_stop.clone()));
         let sender = {
             let n = notifier.clone();
@@ -561,7 +640,13 @@ impl App {
             if let Err(e) = kafka::commit_batch(&consumer, &batch) {
                 tracing::warn!(error = %e, "offset commit failed; events will be redelivered and deduplicated");
             }
-            for (label, n) in [("queued", recorded.queued), ("skipped", recorded.skipped), ("refused", recorded.refused), ("duplicate", recorded.duplicates), ("dead_lettered", dead.len())] {
+            for (label, n) in [
+                ("queued", recorded.queued),
+                ("skipped", recorded.skipped),
+                ("refused", recorded.refused),
+                ("duplicate", recorded.duplicates),
+                ("dead_lettered", dead.len()),
+            ] {
                 if n > 0 {
                     m.processed.with_label_values(&["all", label]).inc_by(n as u64);
                 }
@@ -584,7 +669,8 @@ async fn finish(
     let _ = tokio::time::timeout(deadline, sender).await;
     relay_stop.cancel();
     let _ = tokio::time::timeout(deadline, relay).await;
-    let _ = tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5))).await;
+    let _ = tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5)))
+        .await;
     let _ = http.await;
     tracing::info!("notifier stopped");
     Ok(())

@@ -103,8 +103,12 @@ impl Event {
     /// The stable id of the notification: one per receipt event.
     pub fn notification_id(&self) -> String {
         match self {
-            Event::Issued(e) => format!("receipt-issued:{}", e.receipt.as_ref().map(|r| r.receipt_id.as_str()).unwrap_or_default()),
-            Event::Cancelled(e) => format!("receipt-cancelled:{}", e.receipt.as_ref().map(|r| r.receipt_id.as_str()).unwrap_or_default()),
+            Event::Issued(e) => {
+                format!("receipt-issued:{}", e.receipt.as_ref().map(|r| r.receipt_id.as_str()).unwrap_or_default())
+            }
+            Event::Cancelled(e) => {
+                format!("receipt-cancelled:{}", e.receipt.as_ref().map(|r| r.receipt_id.as_str()).unwrap_or_default())
+            }
             Event::Waiver(w) => format!("waiver-notice:{}", w.payment_id),
         }
     }
@@ -163,17 +167,23 @@ impl Templates {
         if let Some(dir) = &self.dir {
             for p in [dir.join(agency).join(name), dir.join(name)] {
                 if p.is_file() {
-                    return std::fs::read_to_string(&p).map_err(|e| ComposeError::Template(format!("{}: {e}", p.display())));
+                    return std::fs::read_to_string(&p)
+                        .map_err(|e| ComposeError::Template(format!("{}: {e}", p.display())));
                 }
             }
         }
-        BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, s)| s.to_string()).ok_or_else(|| ComposeError::Template(format!("no template {name}")))
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.to_string())
+            .ok_or_else(|| ComposeError::Template(format!("no template {name}")))
     }
 
     fn render(&self, agency: &str, name: &str, ctx: &minijinja::Value) -> Result<String, ComposeError> {
         let mut env = Environment::new();
         // Auto-escaping follows the name: .html is escaped for HTML, .txt is not.
-        env.add_template_owned(name.to_string(), self.source(agency, name)?).map_err(|e| ComposeError::Template(format!("{name}: {e}")))?;
+        env.add_template_owned(name.to_string(), self.source(agency, name)?)
+            .map_err(|e| ComposeError::Template(format!("{name}: {e}")))?;
         let t = env.get_template(name).map_err(|e| ComposeError::Template(e.to_string()))?;
         t.render(ctx.clone()).map_err(|e| ComposeError::Template(format!("{name}: {e}")))
     }
@@ -257,13 +267,17 @@ pub fn recipient(p: &v1::Payer) -> Result<Option<Mailbox>, ComposeError> {
     if email.chars().any(|c| c.is_control() || c.is_whitespace() || c == ',' || c == '<' || c == '>') {
         return Err(ComposeError::InvalidMailbox("the address contains spaces, line breaks or separators".into()));
     }
-    let address: lettre::Address = email.parse().map_err(|e: lettre::address::AddressError| ComposeError::InvalidMailbox(e.to_string()))?;
+    let address: lettre::Address =
+        email.parse().map_err(|e: lettre::address::AddressError| ComposeError::InvalidMailbox(e.to_string()))?;
     Ok(Some(Mailbox::new(Some(clean_header_text(&p.full_name)), address)))
 }
 
 /// Stable Message-ID of a notification.
 pub fn message_id(notification_id: &str, domain: &str) -> String {
-    let local: String = notification_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '.' }).collect();
+    let local: String = notification_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '.' })
+        .collect();
     format!("<{local}@{domain}>")
 }
 
@@ -311,10 +325,13 @@ pub fn compose(
     sender: &AgencySender,
 ) -> Result<Option<(Message, String)>, ComposeError> {
     let payer = event.payer().ok_or(ComposeError::Incomplete("payer"))?;
-    let Some(to) = recipient(payer)? else { return Ok(None) };
+    let Some(to) = recipient(payer)? else {
+        return Ok(None);
+    };
     let agency = event.agency().ok_or(ComposeError::Incomplete("agency"))?;
     let from = sender.from.as_deref().and_then(|f| f.parse::<Mailbox>().ok()).unwrap_or_else(|| branding.from.clone());
-    let reply_to = sender.reply_to.as_deref().and_then(|r| r.parse::<Mailbox>().ok()).or_else(|| branding.reply_to.clone());
+    let reply_to =
+        sender.reply_to.as_deref().and_then(|r| r.parse::<Mailbox>().ok()).or_else(|| branding.reply_to.clone());
     let kind = event.kind();
     let mid = message_id(&event.notification_id(), &branding.message_id_domain);
     let (ctx, attachment, qr) = match event {
@@ -326,7 +343,8 @@ pub fn compose(
                 total => grouped(&r.total), issued_at => from_ts(r.issued_at.as_ref()).map(datetime_gmt7).unwrap_or_default().replace('T', " "),
                 lookup_url => lookup_url.clone(),
             };
-            let name = format!("bien-lai-{}-{}-{}.xml", r.template_symbol, r.receipt_symbol, r.number).replace('/', "-");
+            let name =
+                format!("bien-lai-{}-{}-{}.xml", r.template_symbol, r.receipt_symbol, r.number).replace('/', "-");
             (ctx, Some((name, e.signed_document.clone())), Some(qr_png(&lookup_url)))
         }
         Event::Cancelled(e) => {
@@ -344,21 +362,23 @@ pub fn compose(
             (ctx, None, None)
         }
     };
-    let subject = clean_header_text(templates.render(&agency.code, &format!("{}.subject.txt", kind.code()), &ctx)?.trim());
+    let subject =
+        clean_header_text(templates.render(&agency.code, &format!("{}.subject.txt", kind.code()), &ctx)?.trim());
     let text = templates.render(&agency.code, &format!("{}.txt", kind.code()), &ctx)?;
     let html = templates.render(&agency.code, &format!("{}.html", kind.code()), &ctx)?;
 
     let alternative = MultiPart::alternative().singlepart(SinglePart::plain(text)).singlepart(SinglePart::html(html));
     let body = match qr.filter(|q| !q.is_empty()) {
-        Some(png) => MultiPart::related()
-            .multipart(alternative)
-            .singlepart(Attachment::new_inline("qr-tra-cuu".into()).body(png, ContentType::parse("image/png").expect("valid"))),
+        Some(png) => MultiPart::related().multipart(alternative).singlepart(
+            Attachment::new_inline("qr-tra-cuu".into()).body(png, ContentType::parse("image/png").expect("valid")),
+        ),
         None => MultiPart::mixed().multipart(alternative),
     };
     let body = match attachment {
-        Some((name, xml)) => MultiPart::mixed()
-            .multipart(body)
-            .singlepart(Attachment::new(name).body(xml.into_bytes(), ContentType::parse("application/xml; charset=utf-8").expect("valid"))),
+        Some((name, xml)) => MultiPart::mixed().multipart(body).singlepart(
+            Attachment::new(name)
+                .body(xml.into_bytes(), ContentType::parse("application/xml; charset=utf-8").expect("valid")),
+        ),
         None => body,
     };
     let mut builder = Message::builder().from(from).to(to).subject(subject).message_id(Some(mid.clone()));
@@ -366,7 +386,8 @@ pub fn compose(
         builder = builder.reply_to(r);
     }
     let mut msg = builder.multipart(body).map_err(|e| ComposeError::InvalidMailbox(e.to_string()))?;
-    msg.headers_mut().insert_raw(HeaderValue::new(HeaderName::new_from_ascii_str("X-Feepay-Notification"), event.notification_id()));
+    msg.headers_mut()
+        .insert_raw(HeaderValue::new(HeaderName::new_from_ascii_str("X-Feepay-Notification"), event.notification_id()));
     Ok(Some((msg, mid)))
 }
 

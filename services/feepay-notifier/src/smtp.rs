@@ -66,7 +66,9 @@ impl SmtpSettings {
             let p = TlsParameters::new(self.host.clone())?;
             Ok(if required { Tls::Required(p) } else { Tls::Wrapper(p) })
         };
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host).port(self.port).timeout(Some(self.timeout));
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
+            .port(self.port)
+            .timeout(Some(self.timeout));
         b = match self.tls {
             TlsMode::None => b.tls(Tls::None),
             TlsMode::StartTls => b.tls(tls(true)?),
@@ -100,7 +102,10 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
 mod tests {
     #[test]
     fn schedules() {
-        assert_eq!(super::parse_schedule("1m,5m,30m,2h,12h").unwrap().iter().map(|d| d.as_secs()).collect::<Vec<_>>(), vec![60, 300, 1800, 7200, 43200]);
+        assert_eq!(
+            super::parse_schedule("1m,5m,30m,2h,12h").unwrap().iter().map(|d| d.as_secs()).collect::<Vec<_>>(),
+            vec![60, 300, 1800, 7200, 43200]
+        );
         assert!(super::parse_schedule("5x").is_err());
     }
 }

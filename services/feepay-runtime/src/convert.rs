@@ -291,8 +291,16 @@ pub fn parse_refund(m: &v1::PaymentRefunded) -> Result<Refund, Invalid> {
         }
     }
     let at = c.time("refunded_at", m.refunded_at.as_ref(), true);
-    let Some(refunded_at) = at else { return Err(Invalid(c.0)) };
-    c.done(Refund { refund_id: m.refund_id.clone(), payment_id: m.payment_id.clone(), lines, reason: m.reason.clone(), refunded_at })
+    let Some(refunded_at) = at else {
+        return Err(Invalid(c.0));
+    };
+    c.done(Refund {
+        refund_id: m.refund_id.clone(),
+        payment_id: m.payment_id.clone(),
+        lines,
+        reason: m.reason.clone(),
+        refunded_at,
+    })
 }
 
 /// A validated assessment request.
@@ -332,7 +340,9 @@ pub fn parse_assessment_request(m: &v1::FeeAssessmentRequested) -> Result<Assess
         lines.push((l.fee_code.clone(), l.quantity));
     }
     let at = c.time("at", m.at.as_ref(), false);
-    let Some(channel) = ch else { return Err(Invalid(c.0)) };
+    let Some(channel) = ch else {
+        return Err(Invalid(c.0));
+    };
     c.done(AssessmentRequest {
         assessment_id: m.assessment_id.clone(),
         agency_code: m.agency_code.clone(),

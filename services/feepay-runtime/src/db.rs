@@ -49,7 +49,8 @@ pub fn split_database_url(url: &str) -> Option<(String, String)> {
 
 /// `CREATE DATABASE name` on the same server.
 pub async fn create_database(url: &str) -> Result<(), DbErr> {
-    let (server, name) = split_database_url(url).ok_or_else(|| DbErr::Custom(format!("cannot find a database name in the URL")))?;
+    let (server, name) =
+        split_database_url(url).ok_or_else(|| DbErr::Custom("cannot find a database name in the URL".to_string()))?;
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(DbErr::Custom(format!("database name {name:?} must be letters, digits and '_'")));
     }

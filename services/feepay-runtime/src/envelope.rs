@@ -109,12 +109,19 @@ impl std::error::Error for DecodeError {}
 
 /// A header value as UTF-8.
 pub fn header<'a>(headers: Option<&'a BorrowedHeaders>, name: &str) -> Option<&'a str> {
-    headers?.iter().find(|h| h.key.eq_ignore_ascii_case(name)).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
+    headers?
+        .iter()
+        .find(|h| h.key.eq_ignore_ascii_case(name))
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// Decodes a body given its content type. The `content-type` header may carry parameters
 /// (`application/json; charset=utf-8`); a missing header means protobuf, the default.
-pub fn decode_body<T: Message + Default + DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> Result<T, DecodeError> {
+pub fn decode_body<T: Message + Default + DeserializeOwned>(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<T, DecodeError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(DecodeError::new("too_large", format!("body of {} bytes exceeds {MAX_BODY_BYTES}", body.len())));
     }

@@ -60,7 +60,11 @@ async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
 }
 
 /// Binds `addr` (port 0 picks a free port) and serves until cancelled.
-pub async fn serve(addr: SocketAddr, router: Router, shutdown: CancellationToken) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let handle = tokio::spawn(async move {

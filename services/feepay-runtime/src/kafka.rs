@@ -78,11 +78,13 @@ pub fn consumer(s: &KafkaSettings, topics: &[&str]) -> Result<StreamConsumer, Ka
 pub async fn ensure_topics(s: &KafkaSettings, topics: &[String], partitions: i32) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = client_config(s).create()?;
     let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
-    let results = admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))).await?;
+    let results =
+        admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))).await?;
     for r in results {
         if let Err((topic, code)) = r {
             if code != RDKafkaErrorCode::TopicAlreadyExists {
-                return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(%topic, ?code, "topic creation failed"));
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| tracing::error!(%topic, ?code, "topic creation failed"));
             }
         }
     }
@@ -138,7 +140,11 @@ pub fn commit_batch(consumer: &StreamConsumer, batch: &[BorrowedMessage<'_>]) ->
 pub fn dead_letter_of(m: &BorrowedMessage<'_>, err: &DecodeError, service: &str) -> DeadLetter {
     let headers = m
         .headers()
-        .map(|h| h.iter().map(|h| RecordHeader { key: h.key.to_string(), value: h.value.unwrap_or_default().to_vec() }).collect())
+        .map(|h| {
+            h.iter()
+                .map(|h| RecordHeader { key: h.key.to_string(), value: h.value.unwrap_or_default().to_vec() })
+                .collect()
+        })
         .unwrap_or_default();
     let now = Utc::now();
     DeadLetter {
@@ -162,9 +168,10 @@ pub async fn send_dead_letter(producer: &FutureProducer, dl: &DeadLetter) -> Res
     let topic = dlq_topic(&dl.original_topic);
     let id = format!("dlq:{}:{}:{}", dl.original_topic, dl.original_partition, dl.original_offset);
     let now = Utc::now();
-    let headers: OwnedHeaders = crate::envelope::headers_for::<DeadLetter>(&id, &dl.service, now, crate::envelope::BodyFormat::Protobuf)
-        .insert(Header { key: "dlq_reason_code", value: Some(dl.reason_code.as_str()) })
-        .insert(Header { key: "dlq_reason", value: Some(dl.reason.as_str()) });
+    let headers: OwnedHeaders =
+        crate::envelope::headers_for::<DeadLetter>(&id, &dl.service, now, crate::envelope::BodyFormat::Protobuf)
+            .insert(Header { key: "dlq_reason_code", value: Some(dl.reason_code.as_str()) })
+            .insert(Header { key: "dlq_reason", value: Some(dl.reason.as_str()) });
     let body = dl.encode_to_vec();
     let record = FutureRecord::to(&topic).key(&dl.original_key).payload(&body).headers(headers);
     producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e)

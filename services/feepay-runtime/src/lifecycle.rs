@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 /// human-readable text (`FEEPAY_LOG_FORMAT=text`); the level comes from `RUST_LOG`
 /// (default `info`).
 pub fn init_telemetry() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into());
     let format = crate::settings::env_or("FEEPAY_LOG_FORMAT", "json");
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     let _ = if format == "text" { builder.try_init() } else { builder.json().flatten_event(true).try_init() };
@@ -28,7 +29,8 @@ pub fn shutdown_on_signals() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -59,7 +61,12 @@ pub fn spawn_database_check(db: DatabaseConnection, readiness: Arc<Readiness>, s
 }
 
 /// Every few seconds: broker reachability, partition assignment and lag per partition.
-pub fn spawn_consumer_check(consumer: Arc<StreamConsumer>, readiness: Arc<Readiness>, metrics: ConsumerMetrics, shutdown: CancellationToken) {
+pub fn spawn_consumer_check(
+    consumer: Arc<StreamConsumer>,
+    readiness: Arc<Readiness>,
+    metrics: ConsumerMetrics,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             let c = consumer.clone();
@@ -78,11 +85,15 @@ pub fn spawn_consumer_check(consumer: Arc<StreamConsumer>, readiness: Arc<Readin
                                 _ => c
                                     .committed_offsets(pos.clone(), Duration::from_secs(2))
                                     .ok()
-                                    .and_then(|t| t.find_partition(e.topic(), e.partition()).and_then(|p| p.offset().to_raw()))
+                                    .and_then(|t| {
+                                        t.find_partition(e.topic(), e.partition()).and_then(|p| p.offset().to_raw())
+                                    })
                                     .filter(|o| *o >= 0)
                                     .unwrap_or(0),
                             };
-                            m.lag.with_label_values(&[e.topic(), &e.partition().to_string()]).set((high - committed).max(0));
+                            m.lag
+                                .with_label_values(&[e.topic(), &e.partition().to_string()])
+                                .set((high - committed).max(0));
                         }
                     }
                 }

@@ -2,10 +2,13 @@
 //! `<service>_<noun>_<unit>[_total]`; labels are bounded (topic, outcome, reason, agency,
 //! series), never a payment id, a person or an email.
 
-use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Latency buckets in seconds, from 1 ms to 30 s.
-pub const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// Batch size buckets.
 pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0];
@@ -94,9 +97,18 @@ impl OutboxMetrics {
     pub fn new(r: &Registry, service: &str) -> Self {
         OutboxMetrics {
             backlog: gauge(r, &format!("{service}_outbox_backlog_events"), "Events waiting in the outbox"),
-            oldest_age: fgauge(r, &format!("{service}_outbox_oldest_age_seconds"), "Age of the oldest event waiting in the outbox"),
+            oldest_age: fgauge(
+                r,
+                &format!("{service}_outbox_oldest_age_seconds"),
+                "Age of the oldest event waiting in the outbox",
+            ),
             published: counter(r, &format!("{service}_outbox_published_total"), "Events published from the outbox"),
-            publish_delay: histogram(r, &format!("{service}_outbox_publish_delay_seconds"), "Time from outbox insert to broker acknowledgement", LATENCY_BUCKETS),
+            publish_delay: histogram(
+                r,
+                &format!("{service}_outbox_publish_delay_seconds"),
+                "Time from outbox insert to broker acknowledgement",
+                LATENCY_BUCKETS,
+            ),
         }
     }
 }

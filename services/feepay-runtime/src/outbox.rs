@@ -27,7 +27,14 @@ pub struct OutboxEvent {
 
 impl OutboxEvent {
     /// Encodes a message for the outbox.
-    pub fn new<T: Message + Serialize + EventType>(topic: &str, key: &str, id: &str, source: &str, msg: &T, format: BodyFormat) -> Self {
+    pub fn new<T: Message + Serialize + EventType>(
+        topic: &str,
+        key: &str,
+        id: &str,
+        source: &str,
+        msg: &T,
+        format: BodyFormat,
+    ) -> Self {
         OutboxEvent {
             topic: topic.to_string(),
             key: key.to_string(),
@@ -96,7 +103,10 @@ impl Relay {
     pub async fn run_once(&self) -> Result<RelayPass, RelayError> {
         let txn = self.db.begin().await?;
         let locked = txn
-            .query_one(stmt("SELECT pg_try_advisory_xact_lock(hashtext('outbox:' || $1)) AS ok", vec![self.name.clone().into()]))
+            .query_one(stmt(
+                "SELECT pg_try_advisory_xact_lock(hashtext('outbox:' || $1)) AS ok",
+                vec![self.name.clone().into()],
+            ))
             .await?
             .map(|r| r.try_get::<bool>("", "ok"))
             .transpose()?

@@ -21,10 +21,15 @@ impl ReferenceFiles {
     pub fn read_dir(dir: &Path) -> std::io::Result<Self> {
         let read = |name: &str| -> std::io::Result<(String, String)> {
             let p = dir.join(name);
-            let text = std::fs::read_to_string(&p).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
             Ok((p.display().to_string(), text))
         };
-        Ok(ReferenceFiles { agencies: read("agencies.toml")?, fees: read("fees.toml")?, waivers: read("waivers.toml")? })
+        Ok(ReferenceFiles {
+            agencies: read("agencies.toml")?,
+            fees: read("fees.toml")?,
+            waivers: read("waivers.toml")?,
+        })
     }
 
     /// Validates everything; returns every error with file and line.
@@ -68,7 +73,9 @@ pub async fn store(db: &DatabaseConnection, files: &ReferenceFiles, actor: &str)
     let digest = files.digest();
     let txn = db.begin().await?;
     txn.execute_unprepared("LOCK TABLE reference_versions IN EXCLUSIVE MODE").await?;
-    if let Some(row) = txn.query_one(stmt("SELECT id, digest FROM reference_versions ORDER BY id DESC LIMIT 1", vec![])).await? {
+    if let Some(row) =
+        txn.query_one(stmt("SELECT id, digest FROM reference_versions ORDER BY id DESC LIMIT 1", vec![])).await?
+    {
         let (id, d): (i64, String) = (row.try_get("", "id")?, row.try_get("", "digest")?);
         if d == digest {
             txn.commit().await?;
@@ -83,14 +90,24 @@ pub async fn store(db: &DatabaseConnection, files: &ReferenceFiles, actor: &str)
         .await?
         .ok_or_else(|| DbErr::Custom("insert returned nothing".into()))?;
     let version: i64 = row.try_get("", "id")?;
-    txn.execute_unprepared("DELETE FROM series; DELETE FROM waiver_rules; DELETE FROM fees; DELETE FROM agencies;").await?;
+    txn.execute_unprepared("DELETE FROM series; DELETE FROM waiver_rules; DELETE FROM fees; DELETE FROM agencies;")
+        .await?;
     let mut v: Vec<Value> = Vec::new();
     for a in reference.agencies.values() {
-        v.extend([a.code.clone().into(), a.name.clone().into(), a.tax_code.clone().into(), a.address.clone().into(), a.parent.clone().into()]);
+        v.extend([
+            a.code.clone().into(),
+            a.name.clone().into(),
+            a.tax_code.clone().into(),
+            a.address.clone().into(),
+            a.parent.clone().into(),
+        ]);
     }
     if !reference.agencies.is_empty() {
         txn.execute(stmt(
-            format!("INSERT INTO agencies (code, name, tax_code, address, parent) VALUES {}", placeholders(reference.agencies.len(), 5)),
+            format!(
+                "INSERT INTO agencies (code, name, tax_code, address, parent) VALUES {}",
+                placeholders(reference.agencies.len(), 5)
+            ),
             v,
         ))
         .await?;
@@ -98,22 +115,40 @@ pub async fn store(db: &DatabaseConnection, files: &ReferenceFiles, actor: &str)
     let mut v: Vec<Value> = Vec::new();
     for s in &reference.series {
         let kinds: Vec<String> = s.kinds.iter().map(|k| k.code().to_string()).collect();
-        v.extend([s.agency.clone().into(), s.template.clone().into(), s.letters.clone().into(), kinds.into(), s.title.clone().into()]);
+        v.extend([
+            s.agency.clone().into(),
+            s.template.clone().into(),
+            s.letters.clone().into(),
+            kinds.into(),
+            s.title.clone().into(),
+        ]);
     }
     if !reference.series.is_empty() {
         txn.execute(stmt(
-            format!("INSERT INTO series (agency, template, letters, kinds, title) VALUES {}", placeholders(reference.series.len(), 5)),
+            format!(
+                "INSERT INTO series (agency, template, letters, kinds, title) VALUES {}",
+                placeholders(reference.series.len(), 5)
+            ),
             v,
         ))
         .await?;
     }
     let mut v: Vec<Value> = Vec::new();
     for f in reference.fees.values() {
-        v.extend([f.code.clone().into(), f.name.clone().into(), f.kind.code().into(), f.base_amount.dong().into(), f.authority.clone().into()]);
+        v.extend([
+            f.code.clone().into(),
+            f.name.clone().into(),
+            f.kind.code().into(),
+            f.base_amount.dong().into(),
+            f.authority.clone().into(),
+        ]);
     }
     if !reference.fees.is_empty() {
         txn.execute(stmt(
-            format!("INSERT INTO fees (code, name, kind, base_amount, authority) VALUES {}", placeholders(reference.fees.len(), 5)),
+            format!(
+                "INSERT INTO fees (code, name, kind, base_amount, authority) VALUES {}",
+                placeholders(reference.fees.len(), 5)
+            ),
             v,
         ))
         .await?;
@@ -177,7 +212,10 @@ pub async fn latest_version<C: ConnectionTrait>(db: &C) -> Result<Option<i64>, D
 /// again with the running code so every service applies exactly the same rules.
 pub async fn load_latest<C: ConnectionTrait>(db: &C) -> Result<Option<LoadedReference>, LoadError> {
     let Some(row) = db
-        .query_one(stmt("SELECT id, agencies_toml, fees_toml, waivers_toml FROM reference_versions ORDER BY id DESC LIMIT 1", vec![]))
+        .query_one(stmt(
+            "SELECT id, agencies_toml, fees_toml, waivers_toml FROM reference_versions ORDER BY id DESC LIMIT 1",
+            vec![],
+        ))
         .await?
     else {
         return Ok(None);

@@ -27,7 +27,9 @@ where
     T::Err: fmt::Display,
 {
     match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v.parse().map_err(|e: T::Err| SettingError { name: name.into(), message: format!("{e}: {v:?}") }),
+        Ok(v) if !v.is_empty() => {
+            v.parse().map_err(|e: T::Err| SettingError { name: name.into(), message: format!("{e}: {v:?}") })
+        }
         _ => Ok(default),
     }
 }

@@ -249,12 +249,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys(KeysCmd::Public { dir }) => {
             let ring = feepay_issuer::keys::Keyring::load_dir(&dir)?;
-            let rows: Vec<Vec<String>> = ring.public_keys().into_iter().map(|(a, id, pk)| vec![a, id, "Ed25519".into(), pk]).collect();
+            let rows: Vec<Vec<String>> =
+                ring.public_keys().into_iter().map(|(a, id, pk)| vec![a, id, "Ed25519".into(), pk]).collect();
             table::print(out, &["AGENCY", "KEY ID", "ALGORITHM", "PUBLIC KEY (HEX)"], &rows)?;
         }
         Command::Rules(RulesCmd::List { agency, date }) => {
             let db = db().await?;
-            let loaded = refdata::load_latest(&db).await?.context("no reference data loaded: run `receiptctl reference load`")?;
+            let loaded = refdata::load_latest(&db)
+                .await?
+                .context("no reference data loaded: run `receiptctl reference load`")?;
             if !loaded.reference.agencies.contains_key(&agency) {
                 eprintln!("agency {agency} is not in reference version {}", loaded.version);
                 return Ok(ExitCode::from(2));
@@ -271,8 +274,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         r.priority.to_string(),
                         match r.effect {
                             feepay_domain::waiver::Effect::PercentOff(p) => format!("-{p}%"),
-                            feepay_domain::waiver::Effect::AmountOff(a) => format!("-{} đ/unit", a.grouped()),
-                            feepay_domain::waiver::Effect::SetAmount(a) => format!("= {} đ/unit", a.grouped()),
+                            feepay_domain::waiver::Effect::AmountOff(a) => {
+                                format!("-{} đ/unit", a.grouped())
+                            }
+                            feepay_domain::waiver::Effect::SetAmount(a) => {
+                                format!("= {} đ/unit", a.grouped())
+                            }
                             feepay_domain::waiver::Effect::Exempt => "exempt".into(),
                         },
                     ]
@@ -283,7 +290,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Assess(a) => {
             let db = db().await?;
-            let loaded = refdata::load_latest(&db).await?.context("no reference data loaded: run `receiptctl reference load`")?;
+            let loaded = refdata::load_latest(&db)
+                .await?
+                .context("no reference data loaded: run `receiptctl reference load`")?;
             let channel = parse_channel(&a.channel)?;
             let categories: Vec<Category> = a.categories.iter().map(|c| parse_category(c)).collect::<Result<_, _>>()?;
             if !loaded.reference.agencies.contains_key(&a.agency) {
@@ -303,7 +312,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("fee {code} is not in the fee schedule");
                     return Ok(ExitCode::from(2));
                 };
-                let q = LineQuery { agency: &a.agency, procedure: &a.procedure, fee, quantity: qty, channel, paid_online: a.paid_online, categories: &categories, at };
+                let q = LineQuery {
+                    agency: &a.agency,
+                    procedure: &a.procedure,
+                    fee,
+                    quantity: qty,
+                    channel,
+                    paid_online: a.paid_online,
+                    categories: &categories,
+                    at,
+                };
                 let l = loaded.rules.assess_line(&loaded.reference, &q)?;
                 total = total + l.due;
                 explanations.push(l.explain());
@@ -345,10 +363,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 add(" AND p.dossier_code = $?", d.into(), &mut v, &mut sql);
             }
             if let Some(f) = from {
-                add(" AND (r.issued_at AT TIME ZONE '+07') >= $?", f.and_hms_opt(0, 0, 0).expect("midnight").into(), &mut v, &mut sql);
+                add(
+                    " AND (r.issued_at AT TIME ZONE '+07') >= $?",
+                    f.and_hms_opt(0, 0, 0).expect("midnight").into(),
+                    &mut v,
+                    &mut sql,
+                );
             }
             if let Some(t) = to {
-                add(" AND (r.issued_at AT TIME ZONE '+07') < $?", t.succ_opt().unwrap_or(t).and_hms_opt(0, 0, 0).expect("midnight").into(), &mut v, &mut sql);
+                add(
+                    " AND (r.issued_at AT TIME ZONE '+07') < $?",
+                    t.succ_opt().unwrap_or(t).and_hms_opt(0, 0, 0).expect("midnight").into(),
+                    &mut v,
+                    &mut sql,
+                );
             }
             v.push(limit.into());
             sql.push_str(&format!(" ORDER BY r.issued_at DESC, r.number DESC LIMIT ${}", v.len()));
@@ -369,7 +397,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     r.try_get::<String>("", "lookup_code")?,
                 ]);
             }
-            table::print(out, &["AGENCY", "SERIES", "NUMBER", "STATUS", "TOTAL (đ)", "ISSUED (GMT+7)", "PAYMENT", "DOSSIER", "LOOKUP CODE"], &table_rows)?;
+            table::print(
+                out,
+                &[
+                    "AGENCY",
+                    "SERIES",
+                    "NUMBER",
+                    "STATUS",
+                    "TOTAL (đ)",
+                    "ISSUED (GMT+7)",
+                    "PAYMENT",
+                    "DOSSIER",
+                    "LOOKUP CODE",
+                ],
+                &table_rows,
+            )?;
             writeln!(out, "{} receipt(s)", table_rows.len())?;
         }
         Command::Receipts(ReceiptsCmd::Show { id }) => {
@@ -387,7 +429,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let status: String = row.try_get("", "status")?;
             writeln!(out, "status: {status}")?;
             if status == "cancelled" {
-                writeln!(out, "cancelled: {}", row.try_get::<Option<String>>("", "cancel_reason")?.unwrap_or_default())?;
+                writeln!(
+                    out,
+                    "cancelled: {}",
+                    row.try_get::<Option<String>>("", "cancel_reason")?.unwrap_or_default()
+                )?;
             }
             writeln!(out, "{}", row.try_get::<String>("", "document")?)?;
         }
@@ -416,10 +462,17 @@ async fn audit(out: &mut impl Write, a: AuditArgs) -> anyhow::Result<ExitCode> {
             Ok(v) => {
                 let stored_hash: String = r.try_get("", "document_hash")?;
                 if v.document_hash != stored_hash || v.number != format!("{number:07}") {
-                    writeln!(out, "DEFECT: receipt {number:07}: stored hash or number differs from the signed document")?;
+                    writeln!(
+                        out,
+                        "DEFECT: receipt {number:07}: stored hash or number differs from the signed document"
+                    )?;
                     return Ok(ExitCode::from(3));
                 }
-                links.push(ChainLink { number: number as u32, previous_hash: v.previous_hash, document_hash: v.document_hash });
+                links.push(ChainLink {
+                    number: number as u32,
+                    previous_hash: v.previous_hash,
+                    document_hash: v.document_hash,
+                });
             }
             Err(e) => {
                 writeln!(out, "DEFECT: receipt {number:07}: {e}")?;
