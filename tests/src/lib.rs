@@ -429,3 +429,20 @@ impl Drop for Maildev {
         self.stop();
     }
 }
+
+/// Starts a fee assessor.
+pub async fn spawn_assessor(db: &TestDb, topics: &Topics, group: &str) -> Running {
+    let settings = feepay_assessor::app::AssessorSettings {
+        kafka: kafka(group),
+        topics: topics.clone(),
+        database: db.settings(),
+        batch: batch(),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        source: "/tests/assessor".into(),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let app = feepay_assessor::app::App::build(settings, shutdown.clone()).await.expect("assessor builds");
+    let http_addr = app.http_addr;
+    let handle = tokio::spawn(app.run());
+    Running { shutdown, handle, http_addr }
+}

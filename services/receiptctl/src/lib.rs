@@ -19,6 +19,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub mod demo;
 pub mod table;
 
 /// Operator command line of feepay: reference data, keys, waivers, receipts and audits.
@@ -52,6 +53,12 @@ pub enum Command {
     Receipts(ReceiptsCmd),
     /// Audit a series: numbering, hash chain and every signature.
     Audit(AuditArgs),
+    /// Publish a realistic demo day and print what became of it (used by `make run`).
+    Demo {
+        /// Web address of the SMTP sink.
+        #[arg(long, env = "FEEPAY_DEMO_SMTP_WEB", default_value = "http://127.0.0.1:1080")]
+        smtp_web: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -438,6 +445,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", row.try_get::<String>("", "document")?)?;
         }
         Command::Audit(a) => return audit(out, a).await,
+        Command::Demo { smtp_web } => {
+            let db = db().await?;
+            demo::run(out, &db, &smtp_web).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,421 @@
+//! `receiptctl demo`: publishes a realistic day at two provinces' one-stop centres and
+//! prints what became of it. Used by `make run`.
+
+use crate::table;
+use chrono::{TimeZone, Utc};
+use feepay_domain::numbering::gmt7;
+use feepay_proto::{v1, EventType, Message};
+use feepay_runtime::convert::ts;
+use feepay_runtime::envelope::{self, BodyFormat};
+use feepay_runtime::settings::{KafkaSettings, Topics};
+use feepay_runtime::sql::stmt;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde::Serialize;
+use std::io::Write;
+use std::time::Duration;
+
+struct Demo {
+    producer: FutureProducer,
+    topics: Topics,
+    run: String,
+}
+
+fn payer(name: &str, id: &str, email: &str, address: &str, cats: Vec<v1::BeneficiaryCategory>) -> v1::Payer {
+    v1::Payer {
+        full_name: name.into(),
+        personal_id: id.into(),
+        tax_code: String::new(),
+        email: email.into(),
+        address: address.into(),
+        categories: cats.into_iter().map(|c| c as i32).collect(),
+    }
+}
+
+fn line(fee: &str, kind: v1::FeeKind, qty: u32, amount: i64) -> v1::PaidLine {
+    v1::PaidLine { fee_code: fee.into(), kind: kind as i32, quantity: qty, amount: amount.to_string() }
+}
+
+impl Demo {
+    async fn send<T: Message + Serialize + EventType>(
+        &self,
+        topic: &str,
+        key: &str,
+        msg: &T,
+        format: BodyFormat,
+    ) -> anyhow::Result<()> {
+        let id = format!("demo-{}-{key}", self.run);
+        let headers = envelope::headers_for::<T>(&id, "/feepay/demo", Utc::now(), format);
+        let body = envelope::encode_body(msg, format);
+        self.producer
+            .send(FutureRecord::to(topic).key(key).payload(&body).headers(headers), Duration::from_secs(15))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("publishing to {topic}: {e}"))?;
+        Ok(())
+    }
+
+    fn payment(
+        &self,
+        n: u32,
+        agency: &str,
+        procedure: &str,
+        channel: v1::Channel,
+        payer: v1::Payer,
+        lines: Vec<v1::PaidLine>,
+    ) -> v1::PaymentSucceeded {
+        let total: i64 = lines.iter().map(|l| l.amount.parse::<i64>().unwrap_or(0)).sum();
+        let now = Utc::now();
+        v1::PaymentSucceeded {
+            payment_id: format!("PG{}{n:03}", self.run),
+            dossier_code: format!(
+                "{}-{}-{n:04}",
+                agency.replace('.', "-"),
+                now.with_timezone(&gmt7()).format("%y%m%d")
+            ),
+            procedure_code: procedure.into(),
+            agency_code: agency.into(),
+            channel: channel as i32,
+            payer: Some(payer),
+            lines,
+            total_paid: total.to_string(),
+            currency: "VND".into(),
+            paid_at: Some(ts(now)),
+            provider: ["VNPAY", "NAPAS", "MOMO", "VIETTELMONEY"][n as usize % 4].into(),
+            provider_reference: format!("FT{}{n:04}", self.run),
+            paid_online: channel != v1::Channel::Counter,
+            assessment_id: String::new(),
+            assessed_at: None,
+        }
+    }
+}
+
+/// Publishes the scenario, waits for the pipeline, prints the summary.
+pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) -> anyhow::Result<()> {
+    let kafka = KafkaSettings::from_env("feepay-demo")?;
+    let demo = Demo {
+        producer: feepay_runtime::kafka::producer(&kafka)?,
+        topics: Topics::from_env(),
+        run: Utc::now().with_timezone(&gmt7()).format("%H%M%S").to_string(),
+    };
+    let t = demo.topics.clone();
+    use v1::BeneficiaryCategory as B;
+    use v1::Channel::*;
+    use v1::FeeKind::*;
+    let bn = "phường Kinh Bắc, tỉnh Bắc Ninh";
+    let mut payments = vec![
+        demo.payment(
+            1,
+            "BN.TTPVHCC",
+            "1.002809",
+            Counter,
+            payer("Nguyễn Văn An", "027090001234", "nguyenvanan@example.vn", bn, vec![]),
+            vec![line("LP-GPLX", LePhi, 1, 135_000)],
+        ),
+        demo.payment(
+            2,
+            "BN.TTPVHCC",
+            "1.003003",
+            PartlyOnline,
+            payer("Trần Thị Bình", "027185004321", "tranthibinh@example.vn", "xã Tiên Du, tỉnh Bắc Ninh", vec![]),
+            vec![line("BN-P-THAMDINH-GCN", Phi, 1, 500_000), line("BN-LP-GCN", LePhi, 1, 100_000)],
+        ),
+        demo.payment(
+            3,
+            "BN.KINHBAC",
+            "2.000635",
+            Counter,
+            payer("Lê Hoàng Cường", "027079002468", "lehoangcuong@example.vn", bn, vec![B::PoorHousehold]),
+            vec![line("BN-LP-HOTICH-TRICHLUC", LePhi, 2, 0)],
+        ),
+        demo.payment(
+            4,
+            "HD.TPHD.TANBINH",
+            "1.009994",
+            FullyOnline,
+            payer(
+                "Phạm Thu Dung",
+                "030192007531",
+                "phamthudung@example.vn",
+                "phường Tân Bình, thành phố Hải Dương",
+                vec![],
+            ),
+            vec![line("HD-LP-GPXD", LePhi, 1, 0), line("P-CHUNGTHUC", Phi, 5, 10_000)],
+        ),
+        demo.payment(
+            5,
+            "BN.TTPVHCC",
+            "2.002175",
+            FullyOnline,
+            payer("Hoàng Minh Đức", "027201009876", "hoangminhduc@example.vn", bn, vec![]),
+            vec![line("LP-HOCHIEU-CAPMOI", LePhi, 1, 180_000)],
+        ),
+        demo.payment(
+            6,
+            "BN.TUSON",
+            "2.000720",
+            Counter,
+            payer("Vũ Thị Hoa", "027188003579", "vuthihoa@example.vn", "phường Từ Sơn, tỉnh Bắc Ninh", vec![]),
+            vec![line("BN-LP-DKKD-HKD", LePhi, 1, 100_000)],
+        ),
+        demo.payment(
+            7,
+            "HD.TTPVHCC",
+            "1.000459",
+            FullyOnline,
+            payer("Đặng Quốc Huy", "030087006543", "dangquochuy@example.vn", "thành phố Hải Dương", vec![]),
+            vec![line("HD-LP-GPLD", LePhi, 1, 600_000)],
+        ),
+        demo.payment(
+            8,
+            "BN.TIENDU",
+            "2.000815",
+            PartlyOnline,
+            payer("Ngô Thanh Lan", "027295001122", "", "xã Tiên Du, tỉnh Bắc Ninh", vec![]),
+            vec![line("P-CHUNGTHUC", Phi, 3, 6_000)],
+        ),
+    ];
+    // Payment 5 was assessed on 15 Dec 2025, while Circular 63/2023/TT-BTC cut the online
+    // passport fee to 90%: the issuer evaluates waivers at the assessment time.
+    payments[4].assessed_at =
+        Some(ts(gmt7().with_ymd_and_hms(2025, 12, 15, 9, 30, 0).single().expect("valid").with_timezone(&Utc)));
+    payments[4].assessment_id = format!("AS{}005", demo.run);
+
+    writeln!(out, "publishing {} payments (run {})", payments.len(), demo.run)?;
+    for (i, p) in payments.iter().enumerate() {
+        let format = if i % 2 == 1 { BodyFormat::Json } else { BodyFormat::Protobuf };
+        demo.send(&t.payments_succeeded, &p.payment_id, p, format).await?;
+    }
+    let refunded = payments[5].payment_id.clone();
+    let refund = v1::PaymentRefunded {
+        refund_id: format!("RF{}006", demo.run),
+        payment_id: refunded.clone(),
+        lines: vec![],
+        reason: "Hồ sơ đăng ký hộ kinh doanh bị trả lại do trùng tên, hoàn trả lệ phí".into(),
+        refunded_at: Some(ts(Utc::now())),
+    };
+    demo.send(&t.payments_refunded, &refunded, &refund, BodyFormat::Protobuf).await?;
+    let bad = format!("PG{}999", demo.run);
+    demo.producer
+        .send(
+            FutureRecord::to(&t.payments_succeeded)
+                .key(&bad)
+                .payload(b"{\"paymentId\": \"PG-broken\", \"totalPaid\": \"-1\"")
+                .headers(
+                    rdkafka::message::OwnedHeaders::new()
+                        .insert(rdkafka::message::Header { key: "content-type", value: Some("application/json") })
+                        .insert(rdkafka::message::Header { key: "ce_type", value: Some("feepay.v1.PaymentSucceeded") }),
+                ),
+            Duration::from_secs(15),
+        )
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("publishing: {e}"))?;
+    let assessment = v1::FeeAssessmentRequested {
+        assessment_id: format!("AS{}100", demo.run),
+        agency_code: "BN.KINHBAC".into(),
+        procedure_code: "2.000635".into(),
+        dossier_code: String::new(),
+        channel: FullyOnline as i32,
+        paid_online: true,
+        categories: vec![B::PersonWithDisabilities as i32],
+        lines: vec![
+            v1::RequestedLine { fee_code: "BN-LP-HOTICH-TRICHLUC".into(), quantity: 3 },
+            v1::RequestedLine { fee_code: "P-CHUNGTHUC".into(), quantity: 4 },
+        ],
+        at: None,
+    };
+    demo.send(&t.assessment_requested, &assessment.assessment_id, &assessment, BodyFormat::Json).await?;
+    writeln!(out, "published: 8 payments, 1 refund, 1 malformed event, 1 fee-assessment request")?;
+
+    // Wait for the pipeline: 8 payments recorded, the refund applied, emails settled.
+    let ids: Vec<String> = payments.iter().map(|p| p.payment_id.clone()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut last = String::new();
+    loop {
+        let row = db
+            .query_one(stmt(
+                "SELECT (SELECT count(*) FROM payments WHERE payment_id = ANY($1))::BIGINT AS p, \
+                 (SELECT count(*) FROM refunds WHERE refund_id = $2 AND status = 'applied')::BIGINT AS r, \
+                 (SELECT count(*) FROM deliveries WHERE payment_id = ANY($1) AND status = 'queued')::BIGINT AS q, \
+                 (SELECT count(*) FROM deliveries WHERE payment_id = ANY($1))::BIGINT AS d, \
+                 (SELECT count(*) FROM receipts WHERE payment_id = ANY($1))::BIGINT AS rc",
+                vec![ids.clone().into(), refund.refund_id.clone().into()],
+            ))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no row"))?;
+        let (p, r, q, d, rc): (i64, i64, i64, i64, i64) = (
+            row.try_get("", "p")?,
+            row.try_get("", "r")?,
+            row.try_get("", "q")?,
+            row.try_get("", "d")?,
+            row.try_get("", "rc")?,
+        );
+        // Expected deliveries: one per receipt, one per cancellation, one per waiver notice.
+        let expected_deliveries = rc + 1 + 2;
+        let status = format!(
+            "  … payments recorded {p}/8, refund applied {r}/1, emails recorded {d}/{expected_deliveries}, queued {q}"
+        );
+        if status != last {
+            writeln!(out, "{status}")?;
+            last = status;
+        }
+        if p == 8 && r == 1 && q == 0 && d >= expected_deliveries {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            writeln!(out, "the pipeline did not settle within 90 s; see .local/logs/*.log")?;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    writeln!(out, "\n== Receipts (biên lai điện tử) ==")?;
+    let rows = db
+        .query_all(stmt(
+            "SELECT r.agency_code, r.template, r.symbol, r.number, r.status, r.total, r.waived, r.lookup_code, r.receipt_pb FROM receipts r \
+             WHERE r.payment_id = ANY($1) ORDER BY r.issued_at, r.number",
+            vec![ids.clone().into()],
+        ))
+        .await?;
+    let mut t_rows = Vec::new();
+    for r in rows {
+        let pb: Vec<u8> = r.try_get("", "receipt_pb")?;
+        let receipt = v1::Receipt::decode(pb.as_slice())?;
+        let waiver = receipt
+            .lines
+            .iter()
+            .filter_map(|l| l.waiver.as_ref())
+            .map(|w| {
+                format!(
+                    "-{} đ {}",
+                    feepay_domain::Vnd::parse(&w.reduction).map(|v| v.grouped()).unwrap_or_default(),
+                    w.document_number
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        t_rows.push(vec![
+            r.try_get::<String>("", "agency_code")?,
+            format!("{} {}", r.try_get::<String>("", "template")?, r.try_get::<String>("", "symbol")?),
+            format!("{:07}", r.try_get::<i32>("", "number")?),
+            receipt.payer.as_ref().map(|p| p.full_name.clone()).unwrap_or_default(),
+            feepay_domain::Vnd::new(r.try_get::<i64>("", "total")?).map(|v| v.grouped()).unwrap_or_default(),
+            receipt.total_in_words.clone(),
+            if waiver.is_empty() { "—".into() } else { waiver },
+            r.try_get::<String>("", "status")?,
+            r.try_get::<String>("", "lookup_code")?,
+        ]);
+    }
+    table::print(
+        out,
+        &["AGENCY", "SERIES", "NUMBER", "PAYER", "TOTAL (đ)", "IN WORDS", "WAIVER", "STATUS", "LOOKUP CODE"],
+        &t_rows,
+    )?;
+
+    writeln!(out, "\n== Payments without a receipt ==")?;
+    let rows = db
+        .query_all(stmt(
+            "SELECT payment_id, agency_code, status, reason, detail, waived_lines FROM payments WHERE payment_id = ANY($1) AND status <> 'issued' ORDER BY payment_id",
+            vec![ids.clone().into()],
+        ))
+        .await?;
+    let mut t_rows = Vec::new();
+    for r in rows {
+        let status: String = r.try_get("", "status")?;
+        let why = if status == "waived" {
+            let lines: Option<serde_json::Value> = r.try_get("", "waived_lines")?;
+            let docs: Vec<String> = lines
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|l| l["waiver"]["documentNumber"].as_str().map(|s| format!("miễn theo {s}")))
+                .collect();
+            format!("0 đ due, no receipt number used; waiver notice sent ({})", docs.join(", "))
+        } else {
+            format!(
+                "{}: {}",
+                r.try_get::<Option<String>>("", "reason")?.unwrap_or_default(),
+                r.try_get::<Option<String>>("", "detail")?.unwrap_or_default()
+            )
+        };
+        t_rows.push(vec![r.try_get::<String>("", "payment_id")?, r.try_get::<String>("", "agency_code")?, status, why]);
+    }
+    table::print(out, &["PAYMENT", "AGENCY", "OUTCOME", "WHY"], &t_rows)?;
+
+    writeln!(out, "\n== Emails ==")?;
+    let rows = db
+        .query_all(stmt(
+            "SELECT kind, status, count(*)::BIGINT AS n FROM deliveries WHERE payment_id = ANY($1) GROUP BY kind, status ORDER BY kind, status",
+            vec![ids.clone().into()],
+        ))
+        .await?;
+    let mut t_rows = Vec::new();
+    for r in rows {
+        t_rows.push(vec![
+            r.try_get::<String>("", "kind")?,
+            r.try_get::<String>("", "status")?,
+            r.try_get::<i64>("", "n")?.to_string(),
+        ]);
+    }
+    table::print(out, &["KIND", "STATUS", "COUNT"], &t_rows)?;
+    match reqwest::get(format!("{smtp_web}/api/email")).await {
+        Ok(r) => {
+            let all: Vec<serde_json::Value> = r.json().await.unwrap_or_default();
+            writeln!(out, "the SMTP sink holds {} email(s) in all; read them at {smtp_web}", all.len())?;
+        }
+        Err(_) => writeln!(out, "the SMTP sink web UI at {smtp_web} is not reachable")?,
+    }
+
+    writeln!(out, "\n== Fee assessment answered by the assessor ==")?;
+    let answers: Vec<v1::FeeAssessed> = read_answers(&kafka, &t.assessed, &assessment.assessment_id).await;
+    match answers.first() {
+        Some(a) => {
+            let rows: Vec<Vec<String>> = a
+                .lines
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.fee_code.clone(),
+                        l.quantity.to_string(),
+                        l.base_amount.clone(),
+                        l.waiver.as_ref().map_or("—".into(), |w| w.document_number.clone()),
+                        l.amount_due.clone(),
+                    ]
+                })
+                .collect();
+            table::print(out, &["FEE", "QTY", "BASE (đ)", "WAIVER", "DUE (đ)"], &rows)?;
+            writeln!(out, "total due: {} đ", a.total_due)?;
+        }
+        None => writeln!(out, "(no answer yet; the assessor may still be joining its consumer group)")?,
+    }
+    writeln!(out, "\nThe malformed event went to {}.dlq with its reason.", t.payments_succeeded)?;
+    Ok(())
+}
+
+async fn read_answers(kafka: &KafkaSettings, topic: &str, id: &str) -> Vec<v1::FeeAssessed> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message as _;
+    let c: StreamConsumer = match feepay_runtime::kafka::client_config(kafka)
+        .set("group.id", format!("feepay-demo-reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+    {
+        Ok(c) => c,
+        Err(_) => return Vec::new(),
+    };
+    if c.subscribe(&[topic]).is_err() {
+        return Vec::new();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    while let Ok(Ok(m)) = tokio::time::timeout_at(deadline, c.recv()).await {
+        if m.key() == Some(id.as_bytes()) {
+            if let Ok(a) = envelope::decode::<v1::FeeAssessed>(m.headers(), m.payload()) {
+                out.push(a);
+                break;
+            }
+        }
+    }
+    out
+}
