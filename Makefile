@@ -6,12 +6,13 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test up down status build lint unit integration bench fmt check-tools
+.PHONY: run test up down status build lint unit integration fmt
 
 run: up build
 	deploy/local/run.sh
 
 test: up lint
+	deploy/check.sh
 	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
 
 up:

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// (agency, channel, payer categories, fee lines with quantities, assessment time)
+type Case = (&'static str, v1::Channel, Vec<v1::BeneficiaryCategory>, Vec<(&'static str, u32)>, chrono::DateTime<Utc>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
     let db = TestDb::new().await;
@@ -26,7 +29,7 @@ async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
     let gmt7 = feepay_domain::numbering::gmt7();
     let u = unique();
     // Cases: (agency, channel, categories, lines, time)
-    let cases: Vec<(&str, v1::Channel, Vec<v1::BeneficiaryCategory>, Vec<(&str, u32)>, chrono::DateTime<Utc>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "BN.TTPVHCC",
             v1::Channel::FullyOnline,

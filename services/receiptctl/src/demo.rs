@@ -102,7 +102,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     use v1::Channel::*;
     use v1::FeeKind::*;
     let bn = "phường Kinh Bắc, tỉnh Bắc Ninh";
-    let mut payments = vec![
+    let mut payments = [
         demo.payment(
             1,
             "BN.TTPVHCC",
