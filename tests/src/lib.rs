@@ -446,3 +446,78 @@ pub async fn spawn_assessor(db: &TestDb, topics: &Topics, group: &str) -> Runnin
     let handle = tokio::spawn(app.run());
     Running { shutdown, handle, http_addr }
 }
+
+/// A real Prometheus server (Debian package `prometheus`) scraping test services every
+/// second and evaluating `deploy/prometheus/alerts.yml`.
+pub struct Prometheus {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: PathBuf,
+}
+
+impl Prometheus {
+    /// `targets`: (job, address) pairs.
+    pub async fn start(targets: &[(&str, std::net::SocketAddr)]) -> Prometheus {
+        let dir = std::env::temp_dir().join(format!("feepay-prom-{}", unique()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::copy(repo_root().join("deploy/prometheus/alerts.yml"), dir.join("alerts.yml")).expect("alerts");
+        let mut cfg = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [alerts.yml]\nscrape_configs:\n",
+        );
+        for (job, addr) in targets {
+            cfg.push_str(&format!("  - job_name: {job}\n    static_configs: [{{targets: [\"{addr}\"]}}]\n"));
+        }
+        std::fs::write(dir.join("prometheus.yml"), cfg).expect("config");
+        let port = free_port();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus installed (deploy/check.sh installs the Debian package)");
+        eventually(Duration::from_secs(30), "prometheus to listen", || async move {
+            reqwest::get(format!("http://127.0.0.1:{port}/-/ready"))
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await;
+        Prometheus { port, child, _dir: dir }
+    }
+
+    /// Names of the alerts currently firing.
+    pub async fn firing(&self) -> Vec<String> {
+        let v: serde_json::Value = match reqwest::get(format!("http://127.0.0.1:{}/api/v1/alerts", self.port)).await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => return Vec::new(),
+        };
+        v["data"]["alerts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|x| x["state"] == "firing")
+                    .filter_map(|x| x["labels"]["alertname"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Metric sample names in a Prometheus text exposition.
+pub fn sample_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}

@@ -284,3 +284,58 @@ async fn a_fully_waived_payment_gets_a_waiver_notice_and_no_receipt() {
     issuer.stop().await;
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_failed_emails_and_resends_one() {
+    use clap::Parser;
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let mut sink = Maildev::private().await;
+    sink.stop();
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let mut ns = notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port);
+    ns.retry_schedule = vec![Duration::from_millis(300)];
+    let notifier = spawn_notifier(ns).await;
+    let p = producer();
+    let id = format!("PG-{}", unique());
+    let mut pay = gplx_payment(&id, Utc::now());
+    pay.payer.as_mut().unwrap().email = "resend@example.vn".into();
+    produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
+    let failed: Vec<v1::NotificationFailed> = read_topic(&topics.notifications_failed, 1, WAIT, decode_event).await;
+    assert_eq!(failed[0].attempts, 2, "first attempt and one retry");
+    assert!(failed[0].error.contains("SMTP unavailable"), "{}", failed[0].error);
+
+    let cli = |args: &[&str]| {
+        let mut v = vec!["receiptctl", "--database-url", &db.url, "--operator", "test-operator"];
+        v.extend_from_slice(args);
+        receiptctl::Cli::parse_from(v)
+    };
+    let code = receiptctl::run(cli(&["deliveries", "list", "--status", "failed"])).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    sink.start().await;
+    let code =
+        receiptctl::run(cli(&["deliveries", "resend", &id, "--reason", "máy chủ thư đã hoạt động lại", "--yes"]))
+            .await
+            .unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let emails = eventually(WAIT, "the resent email", || async {
+        Some(sink.emails_to("resend@example.vn").await).filter(|e| !e.is_empty())
+    })
+    .await;
+    assert_eq!(emails.len(), 1);
+    let audit = db
+        .db
+        .query_one(feepay_runtime::sql::raw("SELECT actor, reason FROM audit_log WHERE action = 'delivery.resend'"))
+        .await
+        .unwrap()
+        .expect("the resend is audited");
+    assert_eq!(audit.try_get::<String>("", "actor").unwrap(), "test-operator");
+    let code = receiptctl::run(cli(&["deliveries", "resend", "NO-SUCH-ID", "--reason", "x", "--yes"])).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::from(2));
+    notifier.stop().await;
+    issuer.stop().await;
+    db.drop().await;
+}

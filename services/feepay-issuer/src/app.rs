@@ -95,6 +95,34 @@ impl App {
             .context("creating the Kafka consumer")?,
         );
         let metrics = IssuerMetrics::new();
+        metrics.consumer.init(
+            &[&settings.topics.payments_succeeded, &settings.topics.payments_refunded],
+            &[
+                "issued",
+                "waived",
+                "rejected",
+                "duplicate",
+                "conflict",
+                "dead_lettered",
+                "refund_applied",
+                "refund_pending",
+                "refund_rejected",
+            ],
+        );
+        for r in [
+            "unknown_agency",
+            "unknown_fee",
+            "no_series",
+            "amount_mismatch",
+            "conflicting_duplicate",
+            "invalid_refund",
+            "kind_mismatch",
+        ] {
+            metrics.payments_rejected.with_label_values(&[r]).inc_by(0);
+        }
+        for k in ["payment", "refund"] {
+            metrics.conflicts.with_label_values(&[k]).inc_by(0);
+        }
         let readiness = Arc::new(Readiness::default());
         let issuer = Arc::new(Issuer::new(
             db.clone(),

@@ -542,6 +542,21 @@ impl App {
             &[&t.receipts_issued, &t.receipts_cancelled, &t.payments_waived],
         )?);
         let metrics = NotifierMetrics::new();
+        metrics.consumer.init(&["all"], &["queued", "skipped", "refused", "duplicate", "dead_lettered"]);
+        for t in [&t.receipts_issued, &t.receipts_cancelled, &t.payments_waived] {
+            metrics.consumer.consumed.with_label_values(&[t]).inc_by(0);
+            for r in feepay_runtime::metrics::DEAD_LETTER_REASONS {
+                metrics.consumer.dead_lettered.with_label_values(&[t.as_str(), r]).inc_by(0);
+            }
+        }
+        for k in ["receipt_issued", "receipt_cancelled", "waiver_notice"] {
+            for o in ["sent", "retrying", "failed", "skipped"] {
+                metrics.emails.with_label_values(&[k, o]).inc_by(0);
+            }
+        }
+        for o in ["accepted", "refused"] {
+            let _ = metrics.smtp_latency.with_label_values(&[o]);
+        }
         let readiness = Arc::new(Readiness::default());
         let (http_addr, http) = http::serve(
             settings.http_addr,

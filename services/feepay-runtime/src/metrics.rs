@@ -84,6 +84,26 @@ impl ConsumerMetrics {
     }
 }
 
+/// Dead-letter reason codes (see `envelope::DecodeError`).
+pub const DEAD_LETTER_REASONS: &[&str] =
+    &["undecodable", "unsupported_content_type", "wrong_type", "too_large", "invalid"];
+
+impl ConsumerMetrics {
+    /// Creates the series of every known label value at zero, so dashboards and alert
+    /// expressions see 0 rather than nothing before the first event.
+    pub fn init(&self, topics: &[&str], outcomes: &[&str]) {
+        for t in topics {
+            self.consumed.with_label_values(&[t]).inc_by(0);
+            for o in outcomes {
+                self.processed.with_label_values(&[t, o]).inc_by(0);
+            }
+            for r in DEAD_LETTER_REASONS {
+                self.dead_lettered.with_label_values(&[t, r]).inc_by(0);
+            }
+        }
+    }
+}
+
 /// Metrics of an outbox relay.
 #[derive(Clone)]
 pub struct OutboxMetrics {

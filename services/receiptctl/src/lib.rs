@@ -29,6 +29,15 @@ pub struct Cli {
     /// Who is acting (recorded in the audit log).
     #[arg(long, global = true, env = "FEEPAY_OPERATOR", default_value = "operator")]
     pub operator: String,
+    /// PostgreSQL URL.
+    #[arg(
+        long,
+        global = true,
+        env = "FEEPAY_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/feepay",
+        hide_default_value = false
+    )]
+    pub database_url: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,6 +62,9 @@ pub enum Command {
     Receipts(ReceiptsCmd),
     /// Audit a series: numbering, hash chain and every signature.
     Audit(AuditArgs),
+    /// Email deliveries: list them, resend a receipt's email.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCmd),
     /// Publish a realistic demo day and print what became of it (used by `make run`).
     Demo {
         /// Web address of the SMTP sink.
@@ -151,6 +163,30 @@ pub enum ReceiptsCmd {
     Show { id: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCmd {
+    /// List deliveries (failed ones by default), newest first.
+    List {
+        /// queued, sent, failed or skipped.
+        #[arg(long, default_value = "failed")]
+        status: String,
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Queue a receipt's email(s) again: by receipt id, lookup code or payment id.
+    Resend {
+        id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Do it without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
     #[arg(long)]
@@ -164,8 +200,8 @@ pub struct AuditArgs {
     pub keys: PathBuf,
 }
 
-async fn db() -> anyhow::Result<DatabaseConnection> {
-    let s = DatabaseSettings::from_env()?;
+async fn db(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let s = DatabaseSettings { url: feepay_runtime::settings::Secret::new(url), ..DatabaseSettings::from_env()? };
     let db = feepay_runtime::db::connect(&s).await.context("connecting to PostgreSQL (FEEPAY_DATABASE_URL)")?;
     feepay_runtime::db::migrate(&db).await.context("applying migrations")?;
     Ok(db)
@@ -193,7 +229,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = &mut std::io::stdout().lock();
     match cli.command {
         Command::Migrate => {
-            db().await?;
+            db(&cli.database_url).await?;
             writeln!(out, "migrations applied")?;
         }
         Command::Reference(ReferenceCmd::Check { dir }) => {
@@ -221,7 +257,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("nothing was loaded: fix the lines above and run the command again");
                 return Ok(ExitCode::from(2));
             }
-            let db = db().await?;
+            let db = db(&cli.database_url).await?;
             let (version, changed) = refdata::store(&db, &files, &cli.operator).await?;
             let (r, rules) = files.parse().expect("validated above");
             if changed {
@@ -261,7 +297,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             table::print(out, &["AGENCY", "KEY ID", "ALGORITHM", "PUBLIC KEY (HEX)"], &rows)?;
         }
         Command::Rules(RulesCmd::List { agency, date }) => {
-            let db = db().await?;
+            let db = db(&cli.database_url).await?;
             let loaded = refdata::load_latest(&db)
                 .await?
                 .context("no reference data loaded: run `receiptctl reference load`")?;
@@ -296,7 +332,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             table::print(out, &["RULE", "LEGAL BASIS", "VALID", "PRIORITY", "EFFECT"], &rows)?;
         }
         Command::Assess(a) => {
-            let db = db().await?;
+            let db = db(&cli.database_url).await?;
             let loaded = refdata::load_latest(&db)
                 .await?
                 .context("no reference data loaded: run `receiptctl reference load`")?;
@@ -350,7 +386,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Receipts(ReceiptsCmd::List { agency, payment, dossier, from, to, limit }) => {
-            let db = db().await?;
+            let db = db(&cli.database_url).await?;
             let mut sql = String::from(
                 "SELECT r.agency_code, r.template, r.symbol, r.number, r.status, r.total, r.issued_at, r.payment_id, p.dossier_code, r.lookup_code \
                  FROM receipts r JOIN payments p USING (payment_id) WHERE true",
@@ -422,7 +458,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             writeln!(out, "{} receipt(s)", table_rows.len())?;
         }
         Command::Receipts(ReceiptsCmd::Show { id }) => {
-            let db = db().await?;
+            let db = db(&cli.database_url).await?;
             let row = db
                 .query_one(stmt(
                     "SELECT document, status, cancel_reason, cancelled_at FROM receipts WHERE lookup_code = $1 OR receipt_id::text = $1",
@@ -444,17 +480,104 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             writeln!(out, "{}", row.try_get::<String>("", "document")?)?;
         }
-        Command::Audit(a) => return audit(out, a).await,
+        Command::Audit(a) => return audit(out, &cli.database_url, a).await,
+        Command::Deliveries(DeliveriesCmd::List { status, agency, limit }) => {
+            let db = db(&cli.database_url).await?;
+            if !["queued", "sent", "failed", "skipped"].contains(&status.as_str()) {
+                eprintln!("status must be queued, sent, failed or skipped");
+                return Ok(ExitCode::from(2));
+            }
+            let rows = db
+                .query_all(stmt(
+                    "SELECT d.notification_id, d.kind, d.agency_code, d.payment_id, d.recipient, d.attempts, d.last_error, d.created_at \
+                     FROM deliveries d WHERE d.status = $1 AND ($2::TEXT IS NULL OR d.agency_code = $2) ORDER BY d.created_at DESC LIMIT $3",
+                    vec![status.clone().into(), agency.into(), limit.into()],
+                ))
+                .await?;
+            let mut t = Vec::new();
+            for r in rows {
+                let at: DateTime<Utc> = r.try_get("", "created_at")?;
+                t.push(vec![
+                    datetime_gmt7(at),
+                    r.try_get::<String>("", "kind")?,
+                    r.try_get::<String>("", "agency_code")?,
+                    r.try_get::<String>("", "payment_id")?,
+                    r.try_get::<Option<String>>("", "recipient")?
+                        .map(|e| feepay_domain::ids::mask_email(&e))
+                        .unwrap_or_else(|| "—".into()),
+                    r.try_get::<i32>("", "attempts")?.to_string(),
+                    r.try_get::<Option<String>>("", "last_error")?.unwrap_or_default().chars().take(80).collect(),
+                    r.try_get::<String>("", "notification_id")?,
+                ]);
+            }
+            table::print(
+                out,
+                &["CREATED (GMT+7)", "KIND", "AGENCY", "PAYMENT", "TO", "ATTEMPTS", "LAST ERROR", "NOTIFICATION"],
+                &t,
+            )?;
+            writeln!(out, "{} {status} deliver{}", t.len(), if t.len() == 1 { "y" } else { "ies" })?;
+        }
+        Command::Deliveries(DeliveriesCmd::Resend { id, reason, yes }) => {
+            let db = db(&cli.database_url).await?;
+            let rows = db
+                .query_all(stmt(
+                    "SELECT d.notification_id, d.status, d.recipient FROM deliveries d LEFT JOIN receipts r ON r.receipt_id::TEXT = d.receipt_id \
+                     WHERE d.receipt_id = $1 OR r.lookup_code = $1 OR d.payment_id = $1 ORDER BY d.created_at",
+                    vec![id.clone().into()],
+                ))
+                .await?;
+            if rows.is_empty() {
+                eprintln!("no email was recorded for {id}: check the id (receipt id, lookup code or payment id) and that the notifier received the receipt event");
+                return Ok(ExitCode::from(2));
+            }
+            let mut ids = Vec::new();
+            for r in &rows {
+                let nid: String = r.try_get("", "notification_id")?;
+                let status: String = r.try_get("", "status")?;
+                let to = r.try_get::<Option<String>>("", "recipient")?;
+                if to.is_none() {
+                    writeln!(out, "{nid}: {status}, no valid address on record; nothing to resend")?;
+                    continue;
+                }
+                writeln!(out, "{nid}: {status} → queued again")?;
+                ids.push(nid);
+            }
+            if ids.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+            if !yes {
+                eprint!("resend {} email(s)? type yes to confirm: ", ids.len());
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if answer.trim() != "yes" {
+                    eprintln!("nothing changed");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            let txn = sea_orm::TransactionTrait::begin(&db).await?;
+            txn.execute(stmt(
+                "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = now(), last_error = NULL WHERE notification_id = ANY($1)",
+                vec![ids.clone().into()],
+            ))
+            .await?;
+            txn.execute(stmt(
+                "INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, 'delivery.resend', $2, $3, $4)",
+                vec![cli.operator.clone().into(), id.clone().into(), reason.into(), serde_json::json!({ "notifications": ids }).into()],
+            ))
+            .await?;
+            txn.commit().await?;
+            writeln!(out, "queued; the notifier sends within seconds")?;
+        }
         Command::Demo { smtp_web } => {
-            let db = db().await?;
+            let db = db(&cli.database_url).await?;
             demo::run(out, &db, &smtp_web).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit(out: &mut impl Write, a: AuditArgs) -> anyhow::Result<ExitCode> {
-    let db = db().await?;
+async fn audit(out: &mut impl Write, url: &str, a: AuditArgs) -> anyhow::Result<ExitCode> {
+    let db = db(url).await?;
     let ring = feepay_issuer::keys::Keyring::load_dir(&a.keys)?;
     let keys: Vec<(String, String)> = ring.public_keys().into_iter().map(|(_, id, pk)| (id, pk)).collect();
     let key_for = |id: &str| keys.iter().find(|(k, _)| k == id).and_then(|(_, pk)| public_key_from_hex(pk).ok());

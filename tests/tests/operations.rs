@@ -1,0 +1,208 @@
+//! Operations: every metric named by the dashboard, the alerts and the README is exported
+//! by a running service; a real Prometheus fires the dead-letter and email-failure alerts
+//! against the metrics of a run that provokes them; manifests agree with the settings.
+
+use chrono::Utc;
+use feepay_issuer::clock::SystemClock;
+use feepay_proto::v1;
+use feepay_runtime::envelope::BodyFormat;
+use feepay_tests::fixtures::{gplx_payment, line, payment, refund};
+use feepay_tests::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn referenced_metrics(text: &str) -> BTreeSet<String> {
+    let re = regex_lite::Regex::new(r"\bfeepay_[a-z0-9_]+").expect("regex");
+    re.find_iter(text).map(|m| m.as_str().to_string()).filter(|n| !n.ends_with('_')).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_exist_and_alerts_fire_against_a_real_run() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let assessor = spawn_assessor(&db, &topics, &format!("assessor-{}", unique())).await;
+    // The SMTP server is down for the whole run, and the schedule is short: emails fail.
+    let dead_smtp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut ns = notifier_settings(&db, &topics, &format!("notifier-{}", unique()), dead_smtp);
+    ns.retry_schedule = vec![Duration::from_millis(500), Duration::from_millis(500)];
+    let notifier = spawn_notifier(ns).await;
+    let prometheus = Prometheus::start(&[
+        ("feepay-issuer", issuer.http_addr),
+        ("feepay-assessor", assessor.http_addr),
+        ("feepay-notifier", notifier.http_addr),
+    ])
+    .await;
+    for s in [&issuer, &assessor, &notifier] {
+        s.wait_ready(WAIT).await;
+    }
+    let p = producer();
+    let u = unique();
+    let now = Utc::now();
+    for i in 0..5 {
+        let id = format!("PG-{u}-{i}");
+        produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, now), BodyFormat::Protobuf).await;
+    }
+    let mut waived = payment(
+        &format!("PG-{u}-w"),
+        "BN.KINHBAC",
+        v1::Channel::Counter,
+        vec![line("BN-LP-HOTICH-TRICHLUC", v1::FeeKind::LePhi, 1, 0)],
+        now,
+    );
+    waived.payer.as_mut().unwrap().categories = vec![v1::BeneficiaryCategory::PoorHousehold as i32];
+    produce(&p, &topics.payments_succeeded, &waived.payment_id, &waived, BodyFormat::Protobuf).await;
+    let mut mismatch = gplx_payment(&format!("PG-{u}-m"), now);
+    mismatch.lines[0].amount = "1000".into();
+    mismatch.total_paid = "1000".into();
+    produce(&p, &topics.payments_succeeded, &mismatch.payment_id, &mismatch, BodyFormat::Protobuf).await;
+    produce(
+        &p,
+        &topics.payments_refunded,
+        &format!("PG-{u}-0"),
+        &refund(&format!("RF-{u}"), &format!("PG-{u}-0"), vec![], now),
+        BodyFormat::Protobuf,
+    )
+    .await;
+    for i in 0..2 {
+        produce_raw(
+            &p,
+            &topics.payments_succeeded,
+            &format!("junk-{i}"),
+            b"not an event",
+            &[("content-type", "application/protobuf")],
+        )
+        .await;
+    }
+    let req = v1::FeeAssessmentRequested {
+        assessment_id: format!("AS-{u}"),
+        agency_code: "HD.TPHD.TANBINH".into(),
+        procedure_code: "1.009994".into(),
+        channel: v1::Channel::FullyOnline as i32,
+        paid_online: true,
+        lines: vec![v1::RequestedLine { fee_code: "HD-LP-GPXD".into(), quantity: 1 }],
+        ..Default::default()
+    };
+    produce(&p, &topics.assessment_requested, &req.assessment_id, &req, BodyFormat::Json).await;
+
+    // The real run: failed emails and dead letters make the alerts fire.
+    let firing = eventually(WAIT, "the dead-letter and email-failure alerts to fire", || async {
+        let f = prometheus.firing().await;
+        (f.iter().any(|a| a == "FeepayDeadLetters") && f.iter().any(|a| a == "FeepayEmailFailureRate")).then_some(f)
+    })
+    .await;
+    assert!(!firing.iter().any(|a| a == "FeepayNumberingGap" || a == "FeepayServiceDown"), "{firing:?}");
+
+    // Every metric the dashboard, the alerts and the README name is exported.
+    let mut exported = BTreeSet::new();
+    let scraped = eventually(WAIT, "lag and amount series to appear", || async {
+        let mut all = String::new();
+        for s in [&issuer, &assessor, &notifier] {
+            all.push_str(&s.metrics().await);
+        }
+        (all.contains("feepay_issuer_consumer_lag_messages{") && all.contains("feepay_notifier_consumer_lag_messages{"))
+            .then_some(all)
+    })
+    .await;
+    exported.extend(sample_names(&scraped));
+    let root = repo_root();
+    let dashboard = std::fs::read_to_string(root.join("deploy/grafana/dashboards/feepay.json")).unwrap();
+    let dashboard_json: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is valid JSON");
+    assert!(dashboard_json["panels"].as_array().is_some_and(|p| p.len() >= 8));
+    let alerts = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme_metrics = &readme[readme.find("## Metrics").expect("README has a Metrics section")..];
+    for (source, text) in [("dashboard", dashboard.as_str()), ("alerts", alerts.as_str()), ("README", readme_metrics)] {
+        let names = referenced_metrics(text);
+        assert!(names.len() >= 8, "{source} names only {} metrics: {names:?}", names.len());
+        for name in names {
+            let found = exported.contains(&name) || exported.contains(&format!("{name}_bucket"));
+            assert!(found, "{source} refers to {name}, which no running service exports");
+        }
+    }
+    for s in [notifier, assessor, issuer] {
+        s.stop().await;
+    }
+    db.drop().await;
+}
+
+#[test]
+fn manifests_and_compose_agree_with_the_settings() {
+    let root = repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let documented = |key: &str| {
+        readme.contains(&format!("`{key}`"))
+            || readme.contains(&format!("`{}", key.trim_end_matches(|c: char| c != '_')))
+    };
+    // Kubernetes
+    let mut deployments = 0;
+    let mut kinds = BTreeSet::new();
+    for entry in std::fs::read_dir(root.join("deploy/k8s")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let kind = v["kind"].as_str().unwrap_or_default().to_string();
+            kinds.insert(kind.clone());
+            if kind == "ConfigMap" && v["metadata"]["name"] == "feepay-config" {
+                for (k, _) in v["data"].as_mapping().unwrap() {
+                    let k = k.as_str().unwrap();
+                    assert!(documented(k), "configmap key {k} is not documented in the README");
+                }
+            }
+            if kind == "Secret" && v["metadata"]["name"] == "feepay-secrets" {
+                for (k, _) in v["stringData"].as_mapping().unwrap() {
+                    assert!(documented(k.as_str().unwrap()), "secret key {k:?} is not documented");
+                }
+            }
+            if kind == "Deployment" {
+                deployments += 1;
+                let c = &v["spec"]["template"]["spec"]["containers"][0];
+                let port = c["ports"][0]["containerPort"].as_u64().unwrap();
+                let name = v["metadata"]["name"].as_str().unwrap();
+                let expected = match name {
+                    "feepay-issuer" => 9101,
+                    "feepay-assessor" => 9102,
+                    "feepay-notifier" => 9103,
+                    other => panic!("unexpected deployment {other}"),
+                };
+                assert_eq!(port, expected, "{name}: container port matches its FEEPAY_*_HTTP_ADDR");
+                assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+                assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+                assert_eq!(
+                    v["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"].as_str().unwrap(),
+                    expected.to_string()
+                );
+                let refs: Vec<&str> = c["envFrom"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|e| e["configMapRef"]["name"].as_str().or(e["secretRef"]["name"].as_str()))
+                    .collect();
+                assert_eq!(refs, ["feepay-config", "feepay-secrets"]);
+                let grace = v["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap();
+                assert!(grace > 20, "{name}: grace period above the shutdown deadline");
+            }
+        }
+    }
+    assert_eq!(deployments, 3);
+    for k in ["Deployment", "PodDisruptionBudget", "ConfigMap", "Secret", "Service"] {
+        assert!(kinds.contains(k), "no {k} in deploy/k8s");
+    }
+    // docker-compose
+    let text = std::fs::read_to_string(root.join("deploy/compose/docker-compose.yml")).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    for svc in ["kafka", "postgres", "smtp", "prometheus", "grafana", "issuer", "assessor", "notifier"] {
+        assert!(v["services"][svc].is_mapping(), "compose has no {svc}");
+    }
+    for (k, _) in v["x-feepay-env"].as_mapping().unwrap() {
+        assert!(documented(k.as_str().unwrap()), "compose variable {k:?} is not documented");
+    }
+}
