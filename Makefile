@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test up down status build lint unit integration fmt
+.PHONY: run test up down status build lint unit integration fmt bench
 
 run: up build
 	deploy/local/run.sh
@@ -39,3 +39,9 @@ integration: up
 
 fmt:
 	$(CARGO) fmt --all
+
+# Throughput, latency, memory and correctness of the whole pipeline; see README.
+# Parameters: make bench BENCH_ARGS="--rate 1000 --fixed-secs 30 --burst 60000"
+bench: up build
+	deploy/local/stack.sh bench-tools
+	target/release/feepay-bench $(BENCH_ARGS)

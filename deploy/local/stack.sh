@@ -96,6 +96,15 @@ start_smtp() {
   wait_port "$SMTP_PORT" 30 maildev && wait_port "$SMTP_WEB_PORT" 30 "maildev web"
 }
 
+# A second SMTP server for benchmarks: aiosmtpd with its Sink handler accepts and discards
+# mail (maildev keeps every message in memory, which benchmark volumes would exhaust).
+install_bench_smtp() {
+  [ -x "$TOOLS/venv-smtp/bin/aiosmtpd" ] && return 0
+  say "installing aiosmtpd (PyPI) as the benchmark SMTP sink"
+  python3 -m venv "$TOOLS/venv-smtp"
+  "$TOOLS/venv-smtp/bin/pip" install -q aiosmtpd==1.4.6
+}
+
 stop_one() {
   if alive "$1"; then
     kill "$(cat "$RUN/$1.pid")" 2>/dev/null || true
@@ -124,5 +133,6 @@ case "${1:-up}" in
   smtp-stop) stop_one smtp ;;
   smtp-start) start_smtp ;;
   topics) create_topics ;;
-  *) echo "usage: $0 up|down|status|smtp-stop|smtp-start|topics" >&2; exit 2 ;;
+  bench-tools) install_bench_smtp ;;
+  *) echo "usage: $0 up|down|status|smtp-stop|smtp-start|topics|bench-tools" >&2; exit 2 ;;
 esac

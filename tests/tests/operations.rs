@@ -118,9 +118,12 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
     let alerts = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).unwrap();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let readme_metrics = &readme[readme.find("## Metrics").expect("README has a Metrics section")..];
-    for (source, text) in [("dashboard", dashboard.as_str()), ("alerts", alerts.as_str()), ("README", readme_metrics)] {
+    // (source, text, how many metric names it must at least name, so the check is never vacuous)
+    for (source, text, least) in
+        [("dashboard", dashboard.as_str(), 15), ("alerts", alerts.as_str(), 5), ("README", readme_metrics, 25)]
+    {
         let names = referenced_metrics(text);
-        assert!(names.len() >= 8, "{source} names only {} metrics: {names:?}", names.len());
+        assert!(names.len() >= least, "{source} names only {} metrics: {names:?}", names.len());
         for name in names {
             let found = exported.contains(&name) || exported.contains(&format!("{name}_bucket"));
             assert!(found, "{source} refers to {name}, which no running service exports");

@@ -187,12 +187,10 @@ impl App {
                     Err(e) => {
                         tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason = %e, "event dead-lettered");
                         let dl = kafka::dead_letter_of(m, &e, SERVICE);
-                        while let Err(err) = kafka::send_dead_letter(&producer, &dl).await {
-                            tracing::error!(error = %err, "dead letter not accepted, retrying");
-                            tokio::select! { _ = tokio::time::sleep(Duration::from_millis(500)) => {}, _ = shutdown.cancelled() => return Ok(()) }
+                        if !kafka::dead_letter_durably(&producer, &dl, &shutdown).await {
+                            return Ok(());
                         }
-                        metrics.consumer.dead_lettered.with_label_values(&[m.topic(), e.code]).inc();
-                        metrics.consumer.processed.with_label_values(&[m.topic(), "dead_lettered"]).inc();
+                        metrics.consumer.count_dead_letter(&dl);
                     }
                 }
             }

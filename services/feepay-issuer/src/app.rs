@@ -266,17 +266,10 @@ async fn consume(
         };
         // 2. Dead letters, acknowledged by the broker.
         for dl in &dead {
-            let mut backoff = Duration::from_millis(100);
-            while let Err(e) = kafka::send_dead_letter(producer, dl).await {
-                tracing::error!(error = %e, "dead letter not accepted by the broker, retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            if !kafka::dead_letter_durably(producer, dl, shutdown).await {
+                return Ok(());
             }
-            m.dead_lettered.with_label_values(&[&dl.original_topic, &dl.reason_code]).inc();
-            m.processed.with_label_values(&[&dl.original_topic, "dead_lettered"]).inc();
+            m.count_dead_letter(dl);
         }
         // 3. Only now the offsets.
         if let Err(e) = kafka::commit_batch(consumer, &batch) {

@@ -646,11 +646,10 @@ impl App {
                 }
             };
             for dl in &dead {
-                while let Err(e) = kafka::send_dead_letter(&producer, dl).await {
-                    tracing::error!(error = %e, "dead letter not accepted, retrying");
-                    tokio::select! { _ = tokio::time::sleep(Duration::from_millis(500)) => {}, _ = shutdown.cancelled() => return finish(relay_stop, relay, sender, producer, http, s.shutdown_deadline).await }
+                if !kafka::dead_letter_durably(&producer, dl, &shutdown).await {
+                    return finish(relay_stop, relay, sender, producer, http, s.shutdown_deadline).await;
                 }
-                m.dead_lettered.with_label_values(&[&dl.original_topic, &dl.reason_code]).inc();
+                m.count_dead_letter(dl);
             }
             if let Err(e) = kafka::commit_batch(&consumer, &batch) {
                 tracing::warn!(error = %e, "offset commit failed; events will be redelivered and deduplicated");
@@ -660,7 +659,6 @@ impl App {
                 ("skipped", recorded.skipped),
                 ("refused", recorded.refused),
                 ("duplicate", recorded.duplicates),
-                ("dead_lettered", dead.len()),
             ] {
                 if n > 0 {
                     m.processed.with_label_values(&["all", label]).inc_by(n as u64);

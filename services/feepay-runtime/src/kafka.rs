@@ -177,6 +177,26 @@ pub async fn send_dead_letter(producer: &FutureProducer, dl: &DeadLetter) -> Res
     producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e)
 }
 
+/// Sends a dead letter and retries with backoff until the broker acknowledges it. Returns
+/// false when shutdown came first: the caller must then stop without committing offsets,
+/// so the event is redelivered and dead-lettered again after the restart.
+pub async fn dead_letter_durably(producer: &FutureProducer, dl: &DeadLetter, shutdown: &CancellationToken) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match send_dead_letter(producer, dl).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, topic = %dl.original_topic, "dead letter not accepted by the broker, retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return false,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// The CloudEvents id of a record, for logs.
 pub fn ce_id<'a>(m: &'a BorrowedMessage<'_>) -> Option<&'a str> {
     header(m.headers(), "ce_id")

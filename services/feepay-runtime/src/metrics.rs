@@ -102,6 +102,12 @@ impl ConsumerMetrics {
             }
         }
     }
+
+    /// Counts a dead letter the broker acknowledged.
+    pub fn count_dead_letter(&self, dl: &feepay_proto::v1::DeadLetter) {
+        self.dead_lettered.with_label_values(&[&dl.original_topic, &dl.reason_code]).inc();
+        self.processed.with_label_values(&[&dl.original_topic, "dead_lettered"]).inc();
+    }
 }
 
 /// Metrics of an outbox relay.

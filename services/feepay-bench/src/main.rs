@@ -1,0 +1,440 @@
+//! `make bench`: runs the whole pipeline (issuer with its outbox relay, notifier to the
+//! local SMTP sink) as release processes against the local stack, offers realistic payment
+//! events, and measures throughput, latency, memory and the machine's ceilings. It checks
+//! its own results: a fast wrong answer fails the run.
+
+#![allow(clippy::print_stdout)]
+
+mod gen;
+mod report;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use feepay_proto::Message;
+use feepay_runtime::envelope::{self, BodyFormat};
+use feepay_runtime::settings::{DatabaseSettings, KafkaSettings, Secret, Topics};
+use feepay_runtime::sql::{raw, stmt};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// End-to-end benchmark of feepay on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "feepay-bench")]
+struct Args {
+    /// Payments offered at the fixed rate (phase 1).
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Seconds of the fixed-rate phase.
+    #[arg(long, default_value_t = 30)]
+    fixed_secs: u32,
+    /// Payments offered all at once to find saturation (phase 2).
+    #[arg(long, default_value_t = 60_000)]
+    burst: u32,
+    /// Percentage of invalid events mixed in.
+    #[arg(long, default_value_t = 1)]
+    invalid_pct: u32,
+    /// Percentage of payments refunded afterwards.
+    #[arg(long, default_value_t = 2)]
+    refund_pct: u32,
+    /// Send emails through the SMTP sink (127.0.0.1:1025) and wait for all of them.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    emails: bool,
+    /// Results folder.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Directory of the release binaries.
+    #[arg(long, default_value = "target/release")]
+    bin: PathBuf,
+    /// PostgreSQL server URL (a throw-away database is created on it).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pg: String,
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+}
+
+struct Service {
+    name: &'static str,
+    child: Child,
+    peak_rss_kib: u64,
+}
+
+impl Service {
+    fn sample_rss(&mut self) {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())) {
+            for l in s.lines() {
+                if let Some(v) = l.strip_prefix("VmHWM:") {
+                    let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                    self.peak_rss_kib = self.peak_rss_kib.max(kib);
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        self.sample_rss();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+fn progress(msg: &str) {
+    println!("[bench] {msg}");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let run = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
+    std::fs::create_dir_all(&args.out)?;
+    let db_url = format!("{}/feepay_bench_{}", args.pg, run.replace('-', "_"));
+    let prefix = format!("bench{}.", run.replace('-', ""));
+    let topics = Topics::with_prefix(&prefix);
+    let work = std::env::temp_dir().join(format!("feepay-bench-{run}"));
+    let keys = work.join("keys");
+    std::fs::create_dir_all(&keys)?;
+
+    progress(&format!("run {run}: database {db_url}, topic prefix {prefix}"));
+    let db =
+        feepay_runtime::db::connect(&DatabaseSettings { url: Secret::new(db_url.clone()), max_connections: 4 }).await?;
+    feepay_runtime::db::migrate(&db).await?;
+    let files = feepay_runtime::refdata::ReferenceFiles::read_dir(Path::new("deploy/reference"))?;
+    feepay_runtime::refdata::store(&db, &files, "bench").await?;
+    let (reference, rules) = files.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    for s in &reference.series {
+        if !keys.join(format!("{}.key", s.agency)).exists() {
+            let k = feepay_domain::receipt::AgencyKey::generate(&format!("{}-bench", s.agency), &mut rand::rngs::OsRng);
+            feepay_issuer::keys::write_key_file(&keys, &s.agency, &k)?;
+        }
+    }
+    let mut kafka = KafkaSettings::from_env("feepay-bench")?;
+    kafka.brokers = args.brokers.clone();
+    feepay_runtime::kafka::ensure_topics(&kafka, &topics.all(), 4).await?;
+    let producer: FutureProducer = feepay_runtime::kafka::client_config(&kafka)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", "lz4")
+        .create()?;
+
+    // The benchmark's SMTP server: aiosmtpd accepting and discarding every message.
+    let smtp_port = free_port();
+    let smtp_sink = if args.emails {
+        let bin = Path::new(".tools/venv-smtp/bin/aiosmtpd");
+        if !bin.exists() {
+            bail!("{} is missing: run `deploy/local/stack.sh bench-tools` (make bench does)", bin.display());
+        }
+        let child = Command::new(bin)
+            .args(["-n", "-l", &format!("127.0.0.1:{smtp_port}"), "-c", "aiosmtpd.handlers.Sink"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        Some(KillOnDrop(child))
+    } else {
+        None
+    };
+    let env = |cmd: &mut Command, name: &str, port: u16| {
+        cmd.env("FEEPAY_DATABASE_URL", &db_url)
+            .env("FEEPAY_KAFKA_BROKERS", &args.brokers)
+            .env("FEEPAY_KAFKA_GROUP_ID", format!("{name}-{run}"))
+            .env("FEEPAY_KEYS_DIR", &keys)
+            .env("FEEPAY_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .env(format!("FEEPAY_{}_HTTP_ADDR", name.to_uppercase()), format!("127.0.0.1:{port}"))
+            .env("FEEPAY_NOTIFIER_RETRY_SCHEDULE", "1s,2s,5s,10s")
+            .env("FEEPAY_NOTIFIER_CONCURRENCY", "16")
+            .env("FEEPAY_SMTP_POOL_SIZE", "8")
+            .env("FEEPAY_SMTP_PORT", smtp_port.to_string());
+        for (k, v) in topic_env(&topics) {
+            cmd.env(k, v);
+        }
+    };
+    let log =
+        |name: &str| -> anyhow::Result<std::fs::File> { Ok(std::fs::File::create(work.join(format!("{name}.log")))?) };
+    let mut services = Vec::new();
+    for (name, port) in [("issuer", 19101u16), ("notifier", 19103)] {
+        if !args.emails && name == "notifier" {
+            continue;
+        }
+        let mut cmd = Command::new(args.bin.join(format!("feepay-{name}")));
+        env(&mut cmd, name, port);
+        cmd.stdout(log(name)?).stderr(log(&format!("{name}.err"))?);
+        let child =
+            cmd.spawn().with_context(|| format!("starting feepay-{name} (run `cargo build --release` first)"))?;
+        services.push(Service { name: if name == "issuer" { "issuer" } else { "notifier" }, child, peak_rss_kib: 0 });
+    }
+    progress("waiting for the services to join their consumer groups");
+    let _smtp = smtp_sink;
+    for port in [19101u16, 19103] {
+        if !args.emails && port == 19103 {
+            continue;
+        }
+        wait_ready(port).await?;
+    }
+
+    let mut generator = gen::Generator::new(&reference, &rules, &run);
+    let mut expected = Expected::default();
+
+    // ---- phase 1: fixed offered load ---------------------------------------------------
+    let total_fixed = args.rate * args.fixed_secs;
+    progress(&format!("phase 1: {} payments at {} /s for {} s", total_fixed, args.rate, args.fixed_secs));
+    let phase1_start = chrono::Utc::now();
+    let started = Instant::now();
+    let mut sent = 0u32;
+    let tick = Duration::from_millis(10);
+    let per_tick = (args.rate as f64 / 100.0).max(1.0);
+    let mut carry = 0.0;
+    while sent < total_fixed {
+        carry += per_tick;
+        let n = carry.floor() as u32;
+        carry -= n as f64;
+        for _ in 0..n.min(total_fixed - sent) {
+            send(&producer, &topics, &mut generator, &mut expected, args.invalid_pct)?;
+            sent += 1;
+        }
+        if sent % (args.rate * 5).max(1) < n {
+            progress(&format!("  offered {sent}/{total_fixed}"));
+        }
+        let target = started + tick * ((sent as f64 / per_tick) as u32);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(target)).await;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let offered_secs = started.elapsed().as_secs_f64();
+    wait_for(&db, &expected, &mut services, "phase 1").await?;
+    let phase1_end = chrono::Utc::now();
+
+    // ---- phase 2: saturation ---------------------------------------------------------
+    progress(&format!("phase 2: {} payments offered at once (saturation)", args.burst));
+    let burst_start = chrono::Utc::now();
+    for i in 0..args.burst {
+        send(&producer, &topics, &mut generator, &mut expected, args.invalid_pct)?;
+        if i % 20_000 == 19_999 {
+            progress(&format!("  produced {}/{}", i + 1, args.burst));
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    progress(&format!(
+        "  all produced in {:.1} s",
+        (chrono::Utc::now() - burst_start).num_milliseconds() as f64 / 1000.0
+    ));
+    wait_for(&db, &expected, &mut services, "phase 2").await?;
+
+    // Refunds of some issued payments.
+    let refunds = generator.refunds(args.refund_pct);
+    for r in &refunds {
+        let body = r.encode_to_vec();
+        let headers = envelope::headers_for::<feepay_proto::v1::PaymentRefunded>(
+            &r.refund_id,
+            "/feepay/bench",
+            chrono::Utc::now(),
+            BodyFormat::Protobuf,
+        );
+        producer
+            .send_result(FutureRecord::to(&topics.payments_refunded).key(&r.payment_id).payload(&body).headers(headers))
+            .map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    expected.refunds = refunds.len() as i64;
+    wait_for(&db, &expected, &mut services, "refunds").await?;
+    if args.emails {
+        wait_emails(&db, &mut services).await?;
+    }
+    for s in &mut services {
+        s.sample_rss();
+    }
+
+    // ---- ceilings ----------------------------------------------------------------------
+    progress("ceiling: a bare consumer reading the payments topic");
+    let consumer_rate =
+        report::bare_consumer_rate(&kafka, &topics.payments_succeeded, expected.produced as usize).await?;
+    progress("ceiling: PostgreSQL accepting receipt rows in large batches");
+    let pg_rate = report::pg_batch_rate(&db).await?;
+
+    for s in &mut services {
+        s.stop();
+    }
+    let dlq = feepay_runtime::settings::dlq_topic(&topics.payments_succeeded);
+    let checks = report::check(&db, &expected, args.emails, &kafka, &dlq).await?;
+    let figures =
+        report::figures(&db, phase1_start, phase1_end, burst_start, offered_secs, total_fixed, args.emails).await?;
+    let rss: Vec<(String, u64)> = services.iter().map(|s| (s.name.to_string(), s.peak_rss_kib)).collect();
+    let result =
+        report::Report { run: run.clone(), args: format!("{args:?}"), figures, consumer_rate, pg_rate, rss, checks };
+    result.print();
+    let json = args.out.join(format!("bench-{run}.json"));
+    std::fs::write(&json, serde_json::to_string_pretty(&result)?)?;
+    let svg = args.out.join(format!("bench-{run}.svg"));
+    std::fs::write(&svg, report::svg(&db, phase1_start).await?)?;
+    progress(&format!("results: {} and {}", json.display(), svg.display()));
+    db.close().await.ok();
+    feepay_runtime::db::drop_database(&db_url).await.ok();
+    if !result.checks.ok() {
+        bail!("the pipeline's results are wrong: see the checks above");
+    }
+    Ok(())
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").map(|l| l.local_addr().map(|a| a.port()).unwrap_or(2525)).unwrap_or(2525)
+}
+
+/// What the pipeline must end with.
+#[derive(Debug, Default, Clone)]
+pub struct Expected {
+    pub produced: i64,
+    pub payments: i64,
+    pub invalid: i64,
+    pub refunds: i64,
+}
+
+fn send(
+    producer: &FutureProducer,
+    topics: &Topics,
+    g: &mut gen::Generator,
+    e: &mut Expected,
+    invalid_pct: u32,
+) -> anyhow::Result<()> {
+    let (key, body, headers, valid) = g.next(invalid_pct);
+    e.produced += 1;
+    if valid {
+        e.payments += 1;
+    } else {
+        e.invalid += 1;
+    }
+    loop {
+        match producer
+            .send_result(FutureRecord::to(&topics.payments_succeeded).key(&key).payload(&body).headers(headers.clone()))
+        {
+            Ok(_) => return Ok(()),
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(anyhow::anyhow!("producing: {e}")),
+        }
+    }
+}
+
+fn topic_env(t: &Topics) -> Vec<(&'static str, String)> {
+    vec![
+        ("FEEPAY_TOPIC_ASSESSMENT_REQUESTED", t.assessment_requested.clone()),
+        ("FEEPAY_TOPIC_ASSESSED", t.assessed.clone()),
+        ("FEEPAY_TOPIC_PAYMENTS_SUCCEEDED", t.payments_succeeded.clone()),
+        ("FEEPAY_TOPIC_PAYMENTS_REFUNDED", t.payments_refunded.clone()),
+        ("FEEPAY_TOPIC_PAYMENTS_REJECTED", t.payments_rejected.clone()),
+        ("FEEPAY_TOPIC_PAYMENTS_WAIVED", t.payments_waived.clone()),
+        ("FEEPAY_TOPIC_RECEIPTS_ISSUED", t.receipts_issued.clone()),
+        ("FEEPAY_TOPIC_RECEIPTS_CANCELLED", t.receipts_cancelled.clone()),
+        ("FEEPAY_TOPIC_NOTIFICATIONS_SENT", t.notifications_sent.clone()),
+        ("FEEPAY_TOPIC_NOTIFICATIONS_FAILED", t.notifications_failed.clone()),
+    ]
+}
+
+async fn wait_ready(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest_get(port, "/readyz").await {
+            if r {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("service on port {port} not ready after 90 s")
+}
+
+async fn reqwest_get(port: u16, path: &str) -> std::io::Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    Ok(buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.0 200"))
+}
+
+/// Waits until every valid payment (and refund) has its outcome recorded.
+async fn wait_for(db: &DatabaseConnection, e: &Expected, services: &mut [Service], phase: &str) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut last = -1;
+    loop {
+        let row = db
+            .query_one(raw(
+                "SELECT (SELECT count(*) FROM payments)::BIGINT AS p, (SELECT count(*) FROM refunds WHERE status <> 'pending')::BIGINT AS r, \
+                 (SELECT count(*) FROM outbox)::BIGINT AS o",
+            ))
+            .await?
+            .context("no row")?;
+        let (p, r, o): (i64, i64, i64) = (row.try_get("", "p")?, row.try_get("", "r")?, row.try_get("", "o")?);
+        for s in services.iter_mut() {
+            s.sample_rss();
+        }
+        if p != last {
+            progress(&format!(
+                "  {phase}: {p}/{} payments recorded, {r}/{} refunds, outbox {o}",
+                e.payments, e.refunds
+            ));
+            last = p;
+        }
+        if p >= e.payments && r >= e.refunds && o == 0 {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            bail!("{phase}: the pipeline did not finish within 10 minutes ({p}/{} payments)", e.payments);
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+}
+
+async fn wait_emails(db: &DatabaseConnection, services: &mut [Service]) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut last = -1;
+    loop {
+        let row = db
+            .query_one(raw(
+                "SELECT (SELECT count(*) FROM deliveries WHERE status = 'queued')::BIGINT AS q, (SELECT count(*) FROM deliveries)::BIGINT AS d, \
+                 (SELECT count(*) FROM receipts)::BIGINT + (SELECT count(*) FROM receipts WHERE status = 'cancelled')::BIGINT \
+                 + (SELECT count(*) FROM payments WHERE waived_lines IS NOT NULL)::BIGINT AS want",
+            ))
+            .await?
+            .context("no row")?;
+        let (q, d, want): (i64, i64, i64) = (row.try_get("", "q")?, row.try_get("", "d")?, row.try_get("", "want")?);
+        for s in services.iter_mut() {
+            s.sample_rss();
+        }
+        if q != last {
+            progress(&format!("  emails: {d}/{want} recorded, {q} waiting"));
+            last = q;
+        }
+        if q == 0 && d >= want {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(900) {
+            bail!("emails did not settle within 15 minutes ({q} waiting)");
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+}
+
+/// Used by report.rs.
+pub fn stmt_for(sql: &str, v: Vec<sea_orm::Value>) -> sea_orm::Statement {
+    stmt(sql, v)
+}
