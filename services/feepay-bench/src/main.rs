@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     fixed_secs: u32,
     /// Payments offered all at once to find saturation (phase 2).
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(long, default_value_t = 30_000)]
     burst: u32,
     /// Percentage of invalid events mixed in.
     #[arg(long, default_value_t = 1)]

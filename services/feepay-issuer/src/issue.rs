@@ -329,7 +329,7 @@ impl Issuer {
             self.apply_refund(&txn, &loaded, refund, now, &mut work).await?;
         }
 
-        outbox::insert(&txn, crate::metrics::SERVICE, &work.outbox).await?;
+        outbox::insert(&txn, crate::metrics::SERVICE, work.outbox).await?;
         txn.commit().await?;
         Ok(work.outcome)
     }
@@ -710,9 +710,13 @@ impl Issuer {
             work.outcome.receipts_issued += 1;
             ids.push(t.receipt_id);
         }
-        for chunk in rows.chunks(rows_per_statement(COLS)) {
+        let per_statement = rows_per_statement(COLS);
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            // Move the values (documents are kilobytes each) instead of copying them.
+            let chunk: Vec<Vec<Value>> = rows.by_ref().take(per_statement).collect();
             let n = chunk.len();
-            let values: Vec<Value> = chunk.iter().flatten().cloned().collect();
+            let values: Vec<Value> = chunk.into_iter().flatten().collect();
             txn.execute(stmt(
                 format!(
                     "INSERT INTO receipts (receipt_id, payment_id, agency_code, template, symbol, year, number, total, waived, status, issued_at, \

@@ -271,7 +271,7 @@ impl Notifier {
                 }
             }
         }
-        outbox::insert(&txn, SERVICE, &failures).await?;
+        outbox::insert(&txn, SERVICE, failures).await?;
         txn.commit().await?;
         Ok(out)
     }
@@ -297,12 +297,14 @@ impl Notifier {
         )
     }
 
-    async fn agency_sender(&self, agency: &str) -> AgencySender {
+    /// Senders of every agency, refreshed when the reference data changed. Called once per
+    /// sending pass, not once per email.
+    async fn agency_senders(&self) -> BTreeMap<String, AgencySender> {
         let latest = refdata::latest_version(&self.db).await.ok().flatten().unwrap_or(-1);
         {
             let cache = self.senders.read().await;
             if cache.0 == latest {
-                return cache.1.get(agency).cloned().unwrap_or_default();
+                return cache.1.clone();
             }
         }
         let mut map = BTreeMap::new();
@@ -313,7 +315,7 @@ impl Notifier {
         }
         let mut cache = self.senders.write().await;
         *cache = (latest, map);
-        cache.1.get(agency).cloned().unwrap_or_default()
+        cache.1.clone()
     }
 
     /// Claims due deliveries (a lease so a crash makes them due again), sends them, and
@@ -344,6 +346,8 @@ impl Notifier {
             jobs.push((id, kind, attempts as u32, bytes, agency));
         }
         use futures::StreamExt;
+        let senders = self.agency_senders().await;
+        let senders = &senders;
         let results: Vec<(String, Kind, u32, Option<Event>, Outcome)> =
             futures::stream::iter(jobs.into_iter().map(|(id, kind, attempts, bytes, agency)| async move {
                 let event = match Event::decode(kind, &bytes) {
@@ -352,7 +356,7 @@ impl Notifier {
                         return (id, kind, attempts, None, Outcome::Permanent(format!("stored event undecodable: {e}")))
                     }
                 };
-                let outcome = self.deliver(&event, &agency).await;
+                let outcome = self.deliver(&event, &senders.get(&agency).cloned().unwrap_or_default()).await;
                 (id, kind, attempts, Some(event), outcome)
             }))
             .buffer_unordered(self.settings.concurrency.max(1))
@@ -360,15 +364,19 @@ impl Notifier {
             .await;
         let txn = self.db.begin().await?;
         let mut events = Vec::new();
+        let sent_ids: Vec<String> =
+            results.iter().filter(|r| matches!(r.4, Outcome::Sent)).map(|r| r.0.clone()).collect();
+        if !sent_ids.is_empty() {
+            txn.execute(stmt(
+                "UPDATE deliveries SET status = 'sent', sent_at = now(), next_attempt_at = NULL, last_error = NULL WHERE notification_id = ANY($1)",
+                vec![sent_ids.into()],
+            ))
+            .await?;
+        }
         for (id, kind, attempts, event, outcome) in results {
             let k = kind.code();
             match outcome {
                 Outcome::Sent => {
-                    txn.execute(stmt(
-                        "UPDATE deliveries SET status = 'sent', sent_at = now(), next_attempt_at = NULL, last_error = NULL WHERE notification_id = $1",
-                        vec![id.clone().into()],
-                    ))
-                    .await?;
                     self.metrics.emails.with_label_values(&[k, "sent"]).inc();
                     pass.sent += 1;
                     if let Some(event) = event {
@@ -426,7 +434,7 @@ impl Notifier {
                 }
             }
         }
-        outbox::insert(&txn, SERVICE, &events).await?;
+        outbox::insert(&txn, SERVICE, events).await?;
         txn.commit().await?;
         Ok(pass)
     }
@@ -460,9 +468,8 @@ enum Outcome {
 
 impl Notifier {
     /// Composes and sends one email; classifies the result.
-    async fn deliver(&self, event: &Event, agency: &str) -> Outcome {
-        let sender = self.agency_sender(agency).await;
-        let msg = match compose(event, &self.templates, &self.branding, &sender) {
+    async fn deliver(&self, event: &Event, sender: &AgencySender) -> Outcome {
+        let msg = match compose(event, &self.templates, &self.branding, sender) {
             Err(ComposeError::InvalidMailbox(m)) => return Outcome::Permanent(format!("invalid mailbox: {m}")),
             Err(e) => return Outcome::Permanent(e.to_string()),
             Ok(None) => return Outcome::Skipped,
@@ -591,7 +598,7 @@ impl App {
                         let _ = n.observe_queue().await;
                         last_gauge = std::time::Instant::now();
                     }
-                    let busy = match n.send_due(200).await {
+                    let busy = match n.send_due(500).await {
                         Ok(p) => p.sent + p.retrying + p.failed > 0,
                         Err(e) => {
                             tracing::warn!(error = %e, "delivery pass failed");

@@ -141,10 +141,16 @@ impl Event {
 ///
 /// Lookup order for `receipt_issued.html`: `<dir>/<AGENCY>/receipt_issued.html`, then
 /// `<dir>/receipt_issued.html`, then the built-in copy of `deploy/templates/email/`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Templates {
     dir: Option<PathBuf>,
+    /// Compiled templates per agency, reloaded from the files every [`TEMPLATE_RELOAD`].
+    cache:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, std::sync::Arc<Environment<'static>>)>>,
 }
+
+/// How long compiled templates are kept before the files are read again.
+pub const TEMPLATE_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
 
 const BUILTIN: &[(&str, &str)] = &[
     ("receipt_issued.subject.txt", include_str!("../../../deploy/templates/email/receipt_issued.subject.txt")),
@@ -160,7 +166,7 @@ const BUILTIN: &[(&str, &str)] = &[
 
 impl Templates {
     pub fn new(dir: Option<PathBuf>) -> Self {
-        Templates { dir }
+        Templates { dir, cache: Default::default() }
     }
 
     fn source(&self, agency: &str, name: &str) -> Result<String, ComposeError> {
@@ -179,11 +185,27 @@ impl Templates {
             .ok_or_else(|| ComposeError::Template(format!("no template {name}")))
     }
 
-    fn render(&self, agency: &str, name: &str, ctx: &minijinja::Value) -> Result<String, ComposeError> {
+    /// Every template of an agency, compiled; cached and refreshed from the files.
+    fn environment(&self, agency: &str) -> Result<std::sync::Arc<Environment<'static>>, ComposeError> {
+        let mut cache = self.cache.lock().expect("template cache lock");
+        if let Some((at, env)) = cache.get(agency) {
+            if at.elapsed() < TEMPLATE_RELOAD {
+                return Ok(env.clone());
+            }
+        }
         let mut env = Environment::new();
         // Auto-escaping follows the name: .html is escaped for HTML, .txt is not.
-        env.add_template_owned(name.to_string(), self.source(agency, name)?)
-            .map_err(|e| ComposeError::Template(format!("{name}: {e}")))?;
+        for (name, _) in BUILTIN {
+            env.add_template_owned(name.to_string(), self.source(agency, name)?)
+                .map_err(|e| ComposeError::Template(format!("{name}: {e}")))?;
+        }
+        let env = std::sync::Arc::new(env);
+        cache.insert(agency.to_string(), (std::time::Instant::now(), env.clone()));
+        Ok(env)
+    }
+
+    fn render(&self, agency: &str, name: &str, ctx: &minijinja::Value) -> Result<String, ComposeError> {
+        let env = self.environment(agency)?;
         let t = env.get_template(name).map_err(|e| ComposeError::Template(e.to_string()))?;
         t.render(ctx.clone()).map_err(|e| ComposeError::Template(format!("{name}: {e}")))
     }

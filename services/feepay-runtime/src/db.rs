@@ -24,7 +24,10 @@ async fn try_connect(url: &str, max: u32) -> Result<DatabaseConnection, DbErr> {
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // Multi-row inserts have a different text for each row count; a small prepared
+        // statement cache keeps client and server memory bounded under load.
+        .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(16));
     Database::connect(opts).await
 }
 

@@ -54,6 +54,7 @@ pub fn producer(s: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
         .set("linger.ms", "2")
         .set("compression.type", "lz4")
         .set("message.timeout.ms", "30000")
+        .set("queue.buffering.max.kbytes", "32768")
         .create()
 }
 
@@ -69,6 +70,8 @@ pub fn consumer(s: &KafkaSettings, topics: &[&str]) -> Result<StreamConsumer, Ka
         .set("heartbeat.interval.ms", (s.session_timeout_ms / 3).max(100).to_string())
         .set("partition.assignment.strategy", "range")
         .set("fetch.wait.max.ms", "10")
+        // Bound the prefetch buffer (librdkafka's default is 64 MiB per consumer).
+        .set("queued.max.messages.kbytes", "8192")
         .create()?;
     c.subscribe(topics)?;
     Ok(c)
@@ -119,7 +122,10 @@ pub async fn recv_batch<'a>(
     Ok(batch)
 }
 
-/// Commits, per partition, the offset after the last record of the batch.
+/// Commits, per partition, the offset after the last record of the batch. The commit is
+/// asynchronous: it is only ever issued after the batch's effects are durable, and if it is
+/// lost the batch is redelivered and deduplicated, so waiting for the broker's answer would
+/// only add a round trip per batch.
 pub fn commit_batch(consumer: &StreamConsumer, batch: &[BorrowedMessage<'_>]) -> Result<(), KafkaError> {
     let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for m in batch {
@@ -133,7 +139,7 @@ pub fn commit_batch(consumer: &StreamConsumer, batch: &[BorrowedMessage<'_>]) ->
     for ((topic, partition), offset) in next {
         tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
     }
-    consumer.commit(&tpl, CommitMode::Sync)
+    consumer.commit(&tpl, CommitMode::Async)
 }
 
 /// The record as a dead letter with its reason.

@@ -47,24 +47,29 @@ impl OutboxEvent {
     }
 }
 
-/// Inserts events for `producer` (the service name) in the caller's transaction.
-pub async fn insert<C: ConnectionTrait>(conn: &C, producer: &str, events: &[OutboxEvent]) -> Result<(), DbErr> {
+/// Inserts events for `producer` (the service name) in the caller's transaction. Takes the
+/// events by value so their payloads are moved into the statement, not copied.
+pub async fn insert<C: ConnectionTrait>(conn: &C, producer: &str, events: Vec<OutboxEvent>) -> Result<(), DbErr> {
     const COLS: usize = 8;
-    for chunk in events.chunks(rows_per_statement(COLS)) {
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * COLS);
+    let per_statement = rows_per_statement(COLS);
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<OutboxEvent> = events.by_ref().take(per_statement).collect();
+        let n = chunk.len();
+        let mut values: Vec<Value> = Vec::with_capacity(n * COLS);
         for e in chunk {
             values.push(producer.into());
-            values.push(e.topic.clone().into());
-            values.push(e.key.clone().into());
-            values.push(e.ce_id.clone().into());
-            values.push(e.ce_type.clone().into());
-            values.push(e.ce_source.clone().into());
-            values.push(e.content_type.clone().into());
-            values.push(e.payload.clone().into());
+            values.push(e.topic.into());
+            values.push(e.key.into());
+            values.push(e.ce_id.into());
+            values.push(e.ce_type.into());
+            values.push(e.ce_source.into());
+            values.push(e.content_type.into());
+            values.push(e.payload.into());
         }
         let sql = format!(
             "INSERT INTO outbox (producer, topic, key, ce_id, ce_type, ce_source, content_type, payload) VALUES {}",
-            placeholders(chunk.len(), COLS)
+            placeholders(n, COLS)
         );
         conn.execute(stmt(sql, values)).await?;
     }

@@ -230,7 +230,7 @@ impl DatabaseSettings {
 /// Batching of consumed events.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchSettings {
-    /// `FEEPAY_BATCH_MAX_EVENTS` (default 500): events per database transaction at most.
+    /// `FEEPAY_BATCH_MAX_EVENTS` (default 1000): events per database transaction at most.
     pub max_events: usize,
     /// `FEEPAY_BATCH_LINGER_MS` (default 5): how long to wait for more events once one arrived.
     pub linger: Duration,
@@ -239,7 +239,7 @@ pub struct BatchSettings {
 impl BatchSettings {
     pub fn from_env() -> Result<Self, SettingError> {
         Ok(BatchSettings {
-            max_events: env_parse("FEEPAY_BATCH_MAX_EVENTS", 500)?,
+            max_events: env_parse("FEEPAY_BATCH_MAX_EVENTS", 1000)?,
             linger: Duration::from_millis(env_parse("FEEPAY_BATCH_LINGER_MS", 5)?),
         })
     }
