@@ -488,6 +488,22 @@ impl Prometheus {
         Prometheus { port, child, _dir: dir }
     }
 
+    /// Evaluates a PromQL expression now: Err with Prometheus' message if it is invalid,
+    /// else the number of series in the result.
+    pub async fn query(&self, expr: &str) -> Result<usize, String> {
+        let r = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .query(&[("query", expr)])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+        if v["status"] != "success" {
+            return Err(v["error"].as_str().unwrap_or("unknown error").to_string());
+        }
+        Ok(v["data"]["result"].as_array().map_or(0, Vec::len))
+    }
+
     /// Names of the alerts currently firing.
     pub async fn firing(&self) -> Vec<String> {
         let v: serde_json::Value = match reqwest::get(format!("http://127.0.0.1:{}/api/v1/alerts", self.port)).await {

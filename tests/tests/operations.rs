@@ -129,6 +129,21 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
             assert!(found, "{source} refers to {name}, which no running service exports");
         }
     }
+    // Every dashboard query is valid PromQL, and the panels fill with data from this run.
+    let mut filled = 0;
+    let mut exprs = 0;
+    for panel in dashboard_json["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            exprs += 1;
+            let series =
+                prometheus.query(expr).await.unwrap_or_else(|e| panic!("panel {:?}: {expr}: {e}", panel["title"]));
+            if series > 0 {
+                filled += 1;
+            }
+        }
+    }
+    assert!(filled * 10 >= exprs * 7, "only {filled} of {exprs} dashboard queries return data from a real run");
     for s in [notifier, assessor, issuer] {
         s.stop().await;
     }
