@@ -215,6 +215,9 @@ impl Running {
     pub async fn crash(self) {
         self.handle.abort();
         let _ = self.handle.await;
+        // The main loop is gone mid-flight; stop the background health tasks too, which
+        // still hold the consumer (a killed process's consumer would expire from the group).
+        self.shutdown.cancel();
     }
 
     /// Waits until `/readyz` answers 200 (database, broker, partitions assigned).

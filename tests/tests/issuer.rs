@@ -537,3 +537,66 @@ async fn two_issuers_and_a_rebalance_keep_numbers_gapless() {
     b.stop().await;
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_at_random_moments_lose_nothing_and_skip_no_number() {
+    use rand::Rng;
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let group = format!("issuer-{}", unique());
+    let p = producer();
+    let u = unique();
+    let total = 3000usize;
+    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "HD.TTPVHCC", "HD.TPHD.TANBINH"];
+    let producing = {
+        let p = p.clone();
+        let topic = topics.payments_succeeded.clone();
+        let u = u.clone();
+        tokio::spawn(async move {
+            for i in 0..total {
+                let id = format!("PG-{u}-{i:05}");
+                let mut pay = gplx_payment(&id, Utc::now());
+                pay.agency_code = agencies[i % agencies.len()].into();
+                produce(&p, &topic, &id, &pay, BodyFormat::Protobuf).await;
+                if i % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        })
+    };
+    // Abort the issuer mid-flight at random moments: the task is dropped wherever it is
+    // (inside a transaction, between commit and offset commit, while relaying).
+    let mut crashes = 0;
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
+    while crashes < 4 {
+        let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &group), Arc::new(SystemClock)).await;
+        issuer.wait_ready(WAIT).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
+        issuer.crash().await;
+        crashes += 1;
+    }
+    producing.await.unwrap();
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &group), Arc::new(SystemClock)).await;
+    eventually(Duration::from_secs(120), "every payment after the crashes", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM payments").await == total as i64).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await,
+        total as i64,
+        "one receipt per payment"
+    );
+    assert_eq!(verify_all_series(&db, &keys).await, total, "numbers gapless, chain and signatures intact");
+    eventually(WAIT, "outbox drained", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM outbox").await == 0).then_some(())
+    })
+    .await;
+    let issued: Vec<v1::ReceiptIssued> =
+        read_topic(&topics.receipts_issued, total * 2, Duration::from_secs(20), decode_event).await;
+    let distinct: std::collections::BTreeSet<String> =
+        issued.iter().filter_map(|e| e.receipt.as_ref().map(|r| r.receipt_id.clone())).collect();
+    assert_eq!(distinct.len(), total, "every receipt event published (at least once, stable ids)");
+    issuer.stop().await;
+    db.drop().await;
+}

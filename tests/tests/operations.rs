@@ -42,6 +42,15 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
     for s in [&issuer, &assessor, &notifier] {
         s.wait_ready(WAIT).await;
     }
+    // Alerts use increase(): Prometheus must have seen the counters at zero before the run
+    // provokes them, or a late first scrape would see no increase at all.
+    eventually(WAIT, "Prometheus to scrape every service before the run", || async {
+        let up = prometheus.query("up == 1").await.unwrap_or(0);
+        let zero = prometheus.query(r#"feepay_notifier_emails_total{outcome="failed"} == 0"#).await.unwrap_or(0);
+        let dl = prometheus.query("feepay_issuer_events_dead_lettered_total == 0").await.unwrap_or(0);
+        (up == 3 && zero > 0 && dl > 0).then_some(())
+    })
+    .await;
     let p = producer();
     let u = unique();
     let now = Utc::now();
