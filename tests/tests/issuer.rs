@@ -14,6 +14,9 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// (key, how to spoil a valid payment, text the dead letter's reason must contain)
+type HostileCase = (&'static str, Box<dyn Fn(&mut v1::PaymentSucceeded)>, &'static str);
+
 async fn receipts_of(db: &TestDb, payment_id: &str) -> Vec<(String, String, i32, String)> {
     db.db
         .query_all(feepay_runtime::sql::stmt(
@@ -597,6 +600,158 @@ async fn crashes_at_random_moments_lose_nothing_and_skip_no_number() {
     let distinct: std::collections::BTreeSet<String> =
         issued.iter().filter_map(|e| e.receipt.as_ref().map(|r| r.receipt_id.clone())).collect();
     assert_eq!(distinct.len(), total, "every receipt event published (at least once, stable ids)");
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corpus_of_hostile_events_ends_in_dead_letters_or_rejections_and_valid_traffic_flows() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let p = producer();
+    let t = topics.payments_succeeded.clone();
+    let u = unique();
+    let now = Utc::now();
+    let pb = [("ce_type", "feepay.v1.PaymentSucceeded"), ("content-type", "application/protobuf")];
+    // (key, expected dead-letter reason code, expected text in the reason)
+    let mut dead: Vec<(String, &str, &str)> = Vec::new();
+    let mut valid = Vec::new();
+    let mut send_valid = |i: usize| {
+        let id = format!("PG-{u}-ok-{i}");
+        valid.push(id.clone());
+        id
+    };
+    let hostile = |f: &dyn Fn(&mut v1::PaymentSucceeded), key: &str| {
+        let mut pay = gplx_payment(&format!("PG-{u}-{key}"), now);
+        f(&mut pay);
+        pay
+    };
+    let id = send_valid(0);
+    produce(&p, &t, &id, &gplx_payment(&id, now), BodyFormat::Protobuf).await;
+    produce_raw(&p, &t, "garbage", &[0xff, 0x00, 0x13, 0x37, 0x42], &pb).await;
+    dead.push(("garbage".into(), "undecodable", "protobuf"));
+    produce_raw(&p, &t, "xml", b"<PaymentSucceeded/>", &[("content-type", "application/xml")]).await;
+    dead.push(("xml".into(), "unsupported_content_type", "application/xml"));
+    produce_raw(
+        &p,
+        &t,
+        "wrongtype",
+        b"",
+        &[("ce_type", "feepay.v1.ReceiptIssued"), ("content-type", "application/protobuf")],
+    )
+    .await;
+    dead.push(("wrongtype".into(), "wrong_type", "feepay.v1.ReceiptIssued"));
+    let cases: Vec<HostileCase> = vec![
+        ("nopayer", Box::new(|p| p.payer = None), "payer: is required"),
+        (
+            "hugename",
+            Box::new(|p| p.payer.as_mut().unwrap().full_name = "Ă".repeat(10_000)),
+            "payer.full_name: is 10000 characters long",
+        ),
+        (
+            "crlf",
+            Box::new(|p| p.payer.as_mut().unwrap().full_name = "Lê Văn C\r\nBcc: x@y".into()),
+            "payer.full_name: contains control characters",
+        ),
+        (
+            "negative",
+            Box::new(|p| p.lines[0].amount = "-135000".into()),
+            "lines[0].amount: amount \"-135000\" is negative",
+        ),
+        ("fraction", Box::new(|p| p.lines[0].amount = "134999.99".into()), "has a fractional part"),
+        (
+            "astronomic",
+            Box::new(|p| {
+                p.lines[0].amount = "9".repeat(40);
+                p.total_paid = "9".repeat(40);
+            }),
+            "exceeds the maximum of 10^15 đồng",
+        ),
+        (
+            "exponent",
+            Box::new(|p| p.total_paid = "1.35e5".into()),
+            "total_paid: amount \"1.35e5\" is not a decimal number",
+        ),
+        (
+            "cccd",
+            Box::new(|p| p.payer.as_mut().unwrap().personal_id = "02709000123A".into()),
+            "payer.personal_id: personal ID must be exactly 12 digits",
+        ),
+        (
+            "mst",
+            Box::new(|p| {
+                let payer = p.payer.as_mut().unwrap();
+                payer.personal_id.clear();
+                payer.tax_code = "0100100078".into();
+            }),
+            "payer.tax_code: tax code check digit is wrong",
+        ),
+        ("nochannel", Box::new(|p| p.channel = 0), "channel: must be"),
+        ("usd", Box::new(|p| p.currency = "USD".into()), "currency: must be \"VND\""),
+        (
+            "nolines",
+            Box::new(|p| {
+                p.lines.clear();
+                p.total_paid = "0".into();
+            }),
+            "lines: at least one fee line is required",
+        ),
+        ("zeroqty", Box::new(|p| p.lines[0].quantity = 0), "lines[0].quantity: must be between 1 and 10000"),
+        (
+            "mismatch-total",
+            Box::new(|p| p.total_paid = "1".into()),
+            "total_paid: 1 is not the sum of the lines (135000)",
+        ),
+    ];
+    for (i, (key, f, reason)) in cases.iter().enumerate() {
+        produce(
+            &p,
+            &t,
+            key,
+            &hostile(f.as_ref(), key),
+            if i % 2 == 0 { BodyFormat::Json } else { BodyFormat::Protobuf },
+        )
+        .await;
+        dead.push((key.to_string(), "invalid", reason));
+        let id = send_valid(i + 1);
+        produce(&p, &t, &id, &gplx_payment(&id, now), BodyFormat::Protobuf).await;
+    }
+    // Valid in shape, refused by the rules: rejections, not dead letters.
+    let unknown_agency = hostile(&|p| p.agency_code = "ZZ.NOWHERE".into(), "agency");
+    let unknown_fee = hostile(&|p| p.lines[0].fee_code = "LP-KHONG-TON-TAI".into(), "fee");
+    let first = gplx_payment(&format!("PG-{u}-dup"), now);
+    let mut second = first.clone();
+    second.payer.as_mut().unwrap().address = "Địa chỉ khác".into();
+    for pay in [&unknown_agency, &unknown_fee, &first, &second] {
+        produce(&p, &t, &pay.payment_id, pay, BodyFormat::Protobuf).await;
+    }
+
+    let letters: Vec<v1::DeadLetter> = read_topic(&format!("{t}.dlq"), dead.len(), WAIT, decode_event).await;
+    assert_eq!(letters.len(), dead.len());
+    for (key, code, text) in &dead {
+        let dl = letters
+            .iter()
+            .find(|d| d.original_key == key.as_bytes())
+            .unwrap_or_else(|| panic!("no dead letter for {key}"));
+        assert_eq!(dl.reason_code, *code, "{key}: {}", dl.reason);
+        assert!(dl.reason.contains(text), "{key}: {:?} does not contain {text:?}", dl.reason);
+    }
+    let rejected: Vec<v1::PaymentRejected> = read_topic(&topics.payments_rejected, 3, WAIT, decode_event).await;
+    let reason_of = |id: &str| rejected.iter().find(|r| r.payment_id == id).map(|r| r.reason).unwrap_or_default();
+    assert_eq!(reason_of(&unknown_agency.payment_id), v1::RejectionReason::UnknownAgency as i32);
+    assert_eq!(reason_of(&unknown_fee.payment_id), v1::RejectionReason::UnknownFee as i32);
+    assert_eq!(reason_of(&first.payment_id), v1::RejectionReason::ConflictingDuplicate as i32);
+    eventually(WAIT, "the valid payments around the hostile ones", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == valid.len() as i64 + 1).then_some(())
+    })
+    .await;
+    let hostile_receipts = count(&db.db, &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE payment_id NOT LIKE 'PG-{u}-ok-%' AND payment_id <> 'PG-{u}-dup'")).await;
+    assert_eq!(hostile_receipts, 0, "no receipt for any hostile event");
+    assert_eq!(verify_all_series(&db, &keys).await, valid.len() + 1);
     issuer.stop().await;
     db.drop().await;
 }
