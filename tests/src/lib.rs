@@ -185,14 +185,7 @@ pub fn test_keys() -> PathBuf {
     let files =
         feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).expect("sample files");
     let (reference, _) = files.parse().expect("valid");
-    let mut seen = std::collections::BTreeSet::new();
-    for s in &reference.series {
-        if seen.insert(s.agency.clone()) {
-            let key =
-                feepay_domain::receipt::AgencyKey::generate(&format!("{}-test", s.agency), &mut rand::rngs::OsRng);
-            feepay_issuer::keys::write_key_file(&dir, &s.agency, &key).expect("key written");
-        }
-    }
+    feepay_issuer::keys::generate_missing(&dir, &reference, "test").expect("keys written");
     dir
 }
 

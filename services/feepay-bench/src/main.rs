@@ -110,12 +110,7 @@ async fn main() -> anyhow::Result<()> {
     let files = feepay_runtime::refdata::ReferenceFiles::read_dir(Path::new("deploy/reference"))?;
     feepay_runtime::refdata::store(&db, &files, "bench").await?;
     let (reference, rules) = files.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    for s in &reference.series {
-        if !keys.join(format!("{}.key", s.agency)).exists() {
-            let k = feepay_domain::receipt::AgencyKey::generate(&format!("{}-bench", s.agency), &mut rand::rngs::OsRng);
-            feepay_issuer::keys::write_key_file(&keys, &s.agency, &k)?;
-        }
-    }
+    feepay_issuer::keys::generate_missing(&keys, &reference, "bench")?;
     let mut kafka = KafkaSettings::from_env("feepay-bench")?;
     kafka.brokers = args.brokers.clone();
     feepay_runtime::kafka::ensure_topics(&kafka, &topics.all(), 4).await?;
@@ -156,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
             .env("FEEPAY_NOTIFIER_CONCURRENCY", "16")
             .env("FEEPAY_SMTP_POOL_SIZE", "8")
             .env("FEEPAY_SMTP_PORT", smtp_port.to_string());
-        for (k, v) in topic_env(&topics) {
+        for (k, v) in topics.to_env() {
             cmd.env(k, v);
         }
     };
@@ -332,21 +327,6 @@ fn send(
             Err((e, _)) => return Err(anyhow::anyhow!("producing: {e}")),
         }
     }
-}
-
-fn topic_env(t: &Topics) -> Vec<(&'static str, String)> {
-    vec![
-        ("FEEPAY_TOPIC_ASSESSMENT_REQUESTED", t.assessment_requested.clone()),
-        ("FEEPAY_TOPIC_ASSESSED", t.assessed.clone()),
-        ("FEEPAY_TOPIC_PAYMENTS_SUCCEEDED", t.payments_succeeded.clone()),
-        ("FEEPAY_TOPIC_PAYMENTS_REFUNDED", t.payments_refunded.clone()),
-        ("FEEPAY_TOPIC_PAYMENTS_REJECTED", t.payments_rejected.clone()),
-        ("FEEPAY_TOPIC_PAYMENTS_WAIVED", t.payments_waived.clone()),
-        ("FEEPAY_TOPIC_RECEIPTS_ISSUED", t.receipts_issued.clone()),
-        ("FEEPAY_TOPIC_RECEIPTS_CANCELLED", t.receipts_cancelled.clone()),
-        ("FEEPAY_TOPIC_NOTIFICATIONS_SENT", t.notifications_sent.clone()),
-        ("FEEPAY_TOPIC_NOTIFICATIONS_FAILED", t.notifications_failed.clone()),
-    ]
 }
 
 async fn wait_ready(port: u16) -> anyhow::Result<()> {

@@ -84,6 +84,26 @@ impl Keyring {
     }
 }
 
+/// Generates and writes a key `<AGENCY>-<suffix>` for every agency with a receipt series
+/// that has no key file yet in `dir`. Returns the agencies and keys made.
+pub fn generate_missing(
+    dir: &Path,
+    reference: &ReferenceData,
+    suffix: &str,
+) -> std::io::Result<Vec<(std::path::PathBuf, AgencyKey)>> {
+    let agencies: std::collections::BTreeSet<&str> = reference.series.iter().map(|s| s.agency.as_str()).collect();
+    let mut made = Vec::new();
+    for agency in agencies {
+        if dir.join(format!("{agency}.key")).exists() {
+            continue;
+        }
+        let key = AgencyKey::generate(&format!("{agency}-{suffix}"), &mut rand::rngs::OsRng);
+        let path = write_key_file(dir, agency, &key)?;
+        made.push((path, key));
+    }
+    Ok(made)
+}
+
 /// Writes a key file (mode 0600). Refuses to overwrite.
 pub fn write_key_file(dir: &Path, agency: &str, key: &AgencyKey) -> std::io::Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir)?;

@@ -125,52 +125,66 @@ pub struct Topics {
 }
 
 impl Topics {
-    pub fn from_env() -> Self {
+    /// The environment variable of each topic name, with its default.
+    const VARIABLES: [(&'static str, &'static str); 10] = [
+        ("FEEPAY_TOPIC_ASSESSMENT_REQUESTED", "fees.assessment.requested"),
+        ("FEEPAY_TOPIC_ASSESSED", "fees.assessed"),
+        ("FEEPAY_TOPIC_PAYMENTS_SUCCEEDED", "payments.succeeded"),
+        ("FEEPAY_TOPIC_PAYMENTS_REFUNDED", "payments.refunded"),
+        ("FEEPAY_TOPIC_PAYMENTS_REJECTED", "payments.rejected"),
+        ("FEEPAY_TOPIC_PAYMENTS_WAIVED", "payments.waived"),
+        ("FEEPAY_TOPIC_RECEIPTS_ISSUED", "receipts.issued"),
+        ("FEEPAY_TOPIC_RECEIPTS_CANCELLED", "receipts.cancelled"),
+        ("FEEPAY_TOPIC_NOTIFICATIONS_SENT", "notifications.sent"),
+        ("FEEPAY_TOPIC_NOTIFICATIONS_FAILED", "notifications.failed"),
+    ];
+
+    /// Builds topics from names in the order of [`Self::VARIABLES`].
+    fn from_names(mut name: impl FnMut(&'static str, &'static str) -> String) -> Self {
+        let [a, b, c, d, e, f, g, h, i, j] = Self::VARIABLES.map(|(var, default)| name(var, default));
         Topics {
-            assessment_requested: env_or("FEEPAY_TOPIC_ASSESSMENT_REQUESTED", "fees.assessment.requested"),
-            assessed: env_or("FEEPAY_TOPIC_ASSESSED", "fees.assessed"),
-            payments_succeeded: env_or("FEEPAY_TOPIC_PAYMENTS_SUCCEEDED", "payments.succeeded"),
-            payments_refunded: env_or("FEEPAY_TOPIC_PAYMENTS_REFUNDED", "payments.refunded"),
-            payments_rejected: env_or("FEEPAY_TOPIC_PAYMENTS_REJECTED", "payments.rejected"),
-            payments_waived: env_or("FEEPAY_TOPIC_PAYMENTS_WAIVED", "payments.waived"),
-            receipts_issued: env_or("FEEPAY_TOPIC_RECEIPTS_ISSUED", "receipts.issued"),
-            receipts_cancelled: env_or("FEEPAY_TOPIC_RECEIPTS_CANCELLED", "receipts.cancelled"),
-            notifications_sent: env_or("FEEPAY_TOPIC_NOTIFICATIONS_SENT", "notifications.sent"),
-            notifications_failed: env_or("FEEPAY_TOPIC_NOTIFICATIONS_FAILED", "notifications.failed"),
+            assessment_requested: a,
+            assessed: b,
+            payments_succeeded: c,
+            payments_refunded: d,
+            payments_rejected: e,
+            payments_waived: f,
+            receipts_issued: g,
+            receipts_cancelled: h,
+            notifications_sent: i,
+            notifications_failed: j,
         }
+    }
+
+    pub fn from_env() -> Self {
+        Self::from_names(env_or)
+    }
+
+    /// The `FEEPAY_TOPIC_*` variables that make [`Topics::from_env`] give these names back
+    /// (to start a service process with them).
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        let names = [
+            &self.assessment_requested,
+            &self.assessed,
+            &self.payments_succeeded,
+            &self.payments_refunded,
+            &self.payments_rejected,
+            &self.payments_waived,
+            &self.receipts_issued,
+            &self.receipts_cancelled,
+            &self.notifications_sent,
+            &self.notifications_failed,
+        ];
+        Self::VARIABLES.iter().zip(names).map(|((var, _), name)| (*var, name.clone())).collect()
     }
 
     /// Topics with a test-specific prefix, so parallel tests never share a topic.
     pub fn with_prefix(prefix: &str) -> Self {
-        let d = Topics::default_names();
-        let p = |s: &str| format!("{prefix}{s}");
-        Topics {
-            assessment_requested: p(&d.assessment_requested),
-            assessed: p(&d.assessed),
-            payments_succeeded: p(&d.payments_succeeded),
-            payments_refunded: p(&d.payments_refunded),
-            payments_rejected: p(&d.payments_rejected),
-            payments_waived: p(&d.payments_waived),
-            receipts_issued: p(&d.receipts_issued),
-            receipts_cancelled: p(&d.receipts_cancelled),
-            notifications_sent: p(&d.notifications_sent),
-            notifications_failed: p(&d.notifications_failed),
-        }
+        Self::from_names(|_, default| format!("{prefix}{default}"))
     }
 
     pub fn default_names() -> Self {
-        Topics {
-            assessment_requested: "fees.assessment.requested".into(),
-            assessed: "fees.assessed".into(),
-            payments_succeeded: "payments.succeeded".into(),
-            payments_refunded: "payments.refunded".into(),
-            payments_rejected: "payments.rejected".into(),
-            payments_waived: "payments.waived".into(),
-            receipts_issued: "receipts.issued".into(),
-            receipts_cancelled: "receipts.cancelled".into(),
-            notifications_sent: "notifications.sent".into(),
-            notifications_failed: "notifications.failed".into(),
-        }
+        Self::from_names(|_, default| default.to_string())
     }
 
     /// The topics consumed by some service; each has a dead-letter topic `<topic>.dlq`.

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
 use feepay_domain::numbering::{check_chain, gmt7, ChainLink};
-use feepay_domain::receipt::{datetime_gmt7, public_key_from_hex, verify_document, AgencyKey};
+use feepay_domain::receipt::{datetime_gmt7, public_key_from_hex, verify_document};
 use feepay_domain::waiver::{Category, Channel, LineQuery};
 use feepay_runtime::refdata::{self, ReferenceFiles};
 use feepay_runtime::settings::DatabaseSettings;
@@ -276,18 +276,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(KeysCmd::Generate { dir, reference, suffix }) => {
             let files = ReferenceFiles::read_dir(&reference)?;
             let (r, _) = files.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut agencies: Vec<&str> = r.series.iter().map(|s| s.agency.as_str()).collect();
-            agencies.dedup();
-            let mut made = 0;
-            for a in agencies {
-                if dir.join(format!("{a}.key")).exists() {
-                    continue;
-                }
-                let key = AgencyKey::generate(&format!("{a}-{suffix}"), &mut rand::rngs::OsRng);
-                let path = feepay_issuer::keys::write_key_file(&dir, a, &key)?;
+            let made = feepay_issuer::keys::generate_missing(&dir, &r, &suffix)?;
+            for (path, key) in &made {
                 writeln!(out, "{}  {}  {}", path.display(), key.key_id, key.public_hex())?;
-                made += 1;
             }
+            let made = made.len();
             writeln!(out, "{made} key(s) generated in {}", dir.display())?;
         }
         Command::Keys(KeysCmd::Public { dir }) => {
