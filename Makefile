@@ -13,6 +13,7 @@ run: up build
 
 test: up lint
 	deploy/check.sh
+	$(CARGO) build --bins
 	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
 
 up:
@@ -35,6 +36,7 @@ unit:
 	$(CARGO) nextest run --workspace --exclude feepay-tests
 
 integration: up
+	$(CARGO) build --bins
 	$(CARGO) nextest run -p feepay-tests --profile ci
 
 fmt:

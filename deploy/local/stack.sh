@@ -96,6 +96,14 @@ start_smtp() {
   wait_port "$SMTP_PORT" 30 maildev && wait_port "$SMTP_WEB_PORT" 30 "maildev web"
 }
 
+# Headless Chromium renders the citizens' lookup page in the tests.
+install_browser() {
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then return 0; fi
+  say "installing Chromium (Debian package) for the browser tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+}
+
 # A second SMTP server for benchmarks: aiosmtpd with its Sink handler accepts and discards
 # mail (maildev keeps every message in memory, which benchmark volumes would exhaust).
 install_bench_smtp() {
@@ -122,7 +130,7 @@ status() {
 }
 
 case "${1:-up}" in
-  up) start_postgres; start_broker; create_topics; start_smtp; status ;;
+  up) start_postgres; start_broker; create_topics; start_smtp; install_browser; status ;;
   down)
     stop_one smtp; stop_one broker
     if [ -f "$RUN/postgres.started-by-stack" ]; then
@@ -134,5 +142,6 @@ case "${1:-up}" in
   smtp-start) start_smtp ;;
   topics) create_topics ;;
   bench-tools) install_bench_smtp ;;
-  *) echo "usage: $0 up|down|status|smtp-stop|smtp-start|topics|bench-tools" >&2; exit 2 ;;
+  browser) install_browser ;;
+  *) echo "usage: $0 up|down|status|smtp-stop|smtp-start|topics|bench-tools|browser" >&2; exit 2 ;;
 esac

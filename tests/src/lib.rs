@@ -533,3 +533,148 @@ pub fn sample_names(text: &str) -> std::collections::BTreeSet<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A workspace binary built in debug mode (`make test` builds them first; built here if not).
+pub fn bin(name: &str) -> PathBuf {
+    let path = repo_root().join("target/debug").join(name);
+    // Built once per test process, so a test never runs a stale binary.
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--bin", name])
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building {name}");
+        built.push(name.to_string());
+    }
+    path
+}
+
+/// What a command-line run printed and returned.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `receiptctl` as an operator would, against a test's database and topics.
+pub async fn receiptctl(db: &TestDb, topics: &Topics, token: Option<&str>, args: &[&str]) -> CliRun {
+    let mut cmd = tokio::process::Command::new(bin("receiptctl"));
+    cmd.args(args)
+        .current_dir(repo_root())
+        .env("FEEPAY_DATABASE_URL", &db.url)
+        .env("FEEPAY_KAFKA_BROKERS", brokers())
+        .env("FEEPAY_OPERATOR", "test-operator")
+        .env_remove("FEEPAY_OPERATOR_TOKEN")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in topics.to_env() {
+        cmd.env(k, v);
+    }
+    if let Some(t) = token {
+        cmd.env("FEEPAY_OPERATOR_TOKEN", t);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("receiptctl finishes within 2 minutes")
+        .expect("receiptctl runs");
+    CliRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Lookup service settings for a test: free ports, a generous rate limit.
+pub fn lookup_settings(db: &TestDb) -> feepay_lookup::app::LookupSettings {
+    feepay_lookup::app::LookupSettings {
+        database: db.settings(),
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        ops_addr: "127.0.0.1:0".parse().expect("addr"),
+        public_url: "http://127.0.0.1:8080".into(),
+        rate_per_minute: 100_000,
+        burst: 10_000,
+        min_response: Duration::from_millis(150),
+        trust_forwarded: false,
+    }
+}
+
+/// A running lookup service: its public address, and `http_addr` is the operations one.
+pub struct Lookup {
+    pub running: Running,
+    pub base: String,
+}
+
+pub async fn spawn_lookup(settings: feepay_lookup::app::LookupSettings) -> Lookup {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let app = feepay_lookup::app::App::build(settings, shutdown.clone()).await.expect("lookup builds");
+    let base = format!("http://{}", app.addr);
+    let http_addr = app.ops_addr;
+    let handle = tokio::spawn(app.run());
+    Lookup { running: Running { shutdown, handle, http_addr }, base }
+}
+
+/// Debian's Chromium, installed by `make up` (deploy/local/stack.sh).
+pub fn chromium() -> PathBuf {
+    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("chromium is not installed: run `make up` (it installs Debian's chromium package)");
+}
+
+/// Renders `url` in headless Chromium and returns the DOM after scripts ran.
+pub async fn chromium_dom(url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!("feepay-chromium-{}", unique()));
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--virtual-time-budget=3000",
+                &format!("--user-data-dir={}", profile.display()),
+                "--dump-dom",
+                url,
+            ])
+            .output(),
+    )
+    .await
+    .expect("chromium finishes")
+    .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Renders `url` in headless Chromium to a PNG screenshot and returns its bytes.
+pub async fn chromium_screenshot(url: &str) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("feepay-chromium-{}", unique()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let png = dir.join("page.png");
+    let _ = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--window-size=1000,1400",
+                &format!("--user-data-dir={}", dir.join("profile").display()),
+                &format!("--screenshot={}", png.display()),
+                url,
+            ])
+            .output(),
+    )
+    .await
+    .expect("chromium finishes");
+    let bytes = std::fs::read(&png).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}

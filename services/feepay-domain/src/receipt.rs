@@ -372,7 +372,55 @@ pub fn generate_lookup_code(rng: &mut impl RngCore) -> String {
     out
 }
 
+/// Reads a lookup code as a person typed it: case, spaces and hyphens do not matter, and
+/// I/L read as 1 and O as 0 (Crockford). `None` when it cannot be a lookup code.
+pub fn normalize_lookup_code(input: &str) -> Option<String> {
+    let mut chars = Vec::with_capacity(16);
+    for c in input.chars() {
+        let c = match c.to_ascii_uppercase() {
+            '-' | ' ' | '\t' => continue,
+            'I' | 'L' => '1',
+            'O' => '0',
+            c => c,
+        };
+        if !c.is_ascii() || !LOOKUP_ALPHABET.contains(&(c as u8)) || chars.len() == 16 {
+            return None;
+        }
+        chars.push(c);
+    }
+    if chars.len() != 16 {
+        return None;
+    }
+    let mut out = String::with_capacity(19);
+    for (i, c) in chars.into_iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push('-');
+        }
+        out.push(c);
+    }
+    Some(out)
+}
+
 /// Timestamp with seconds, RFC 3339, for logs and JSON.
 pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_codes_are_read_as_people_type_them() {
+        let code = generate_lookup_code(&mut rand::rngs::OsRng);
+        assert_eq!(normalize_lookup_code(&code).as_deref(), Some(code.as_str()));
+        assert_eq!(normalize_lookup_code(&code.to_lowercase().replace('-', " ")).as_deref(), Some(code.as_str()));
+        assert_eq!(normalize_lookup_code("abcd-efgh-jkmn-pqrs").as_deref(), Some("ABCD-EFGH-JKMN-PQRS"));
+        assert_eq!(normalize_lookup_code("oooo-iiii-llll-0000").as_deref(), Some("0000-1111-1111-0000"));
+        for bad in
+            ["", "ABCD", "ABCD-EFGH-JKMN-PQRSX", "ABCD-EFGH-JKMN-PQRU", "ABCD-EFGH-JKMN-PQR€", "ABCD_EFGH_JKMN_PQRS"]
+        {
+            assert_eq!(normalize_lookup_code(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -83,6 +83,9 @@ impl App {
         feepay_runtime::db::migrate(&db).await.context("applying migrations")?;
         let keys = Keyring::load_dir(&settings.keys_dir)
             .with_context(|| format!("loading signing keys from {}", settings.keys_dir.display()))?;
+        feepay_runtime::signing_keys::register(&db, &keys.public_keys(), SERVICE)
+            .await
+            .context("registering the public signing keys")?;
         kafka::ensure_topics(&settings.kafka, &settings.topics.all(), settings.kafka.partitions)
             .await
             .context("creating topics")?;

@@ -82,6 +82,43 @@ pub enum IssueError {
     Exhausted(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("no receipt with id or lookup code {0}")]
+    NotFound(String),
+    #[error("receipt {0} is already cancelled; correct the receipt that replaced it instead")]
+    NotIssued(String),
+    #[error("invalid correction: {0}")]
+    Invalid(String),
+}
+
+/// An operator's correction of one receipt: cancel it, or cancel it and issue a replacement
+/// with corrected payer details (same lines, same amount, next number of the series).
+#[derive(Debug, Clone)]
+pub struct Correction {
+    /// Receipt id or lookup code.
+    pub receipt: String,
+    /// Why (printed on the cancellation, kept in the audit log).
+    pub reason: String,
+    /// Who (audit log).
+    pub actor: String,
+    /// `Some` to replace: the payer fields to change.
+    pub replace: Option<PayerCorrection>,
+}
+
+/// Payer fields to correct; `None` keeps the field as it was.
+#[derive(Debug, Clone, Default)]
+pub struct PayerCorrection {
+    pub full_name: Option<String>,
+    pub personal_id: Option<String>,
+    pub tax_code: Option<String>,
+    pub address: Option<String>,
+}
+
+/// What a correction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrected {
+    pub cancelled: String,
+    pub replacement: Option<String>,
+    pub replacement_lookup_code: Option<String>,
 }
 
 /// The receipt issuer's core: everything but Kafka.
@@ -908,6 +945,157 @@ impl Issuer {
         self.set_refund(txn, &refund.refund_id, "applied", None, now).await?;
         work.outcome.refunds_applied += 1;
         Ok(())
+    }
+
+    /// Applies an operator's correction in one transaction, through the same cancellation and
+    /// numbering steps as a refund, with an audit log entry.
+    pub async fn correct(&self, c: &Correction) -> Result<Corrected, IssueError> {
+        if c.reason.trim().chars().count() < 5 {
+            return Err(IssueError::Invalid("give the reason for the cancellation (at least 5 characters)".into()));
+        }
+        let loaded = self.reference().await?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let mut work = Work { outbox: Vec::new(), outcome: BatchOutcome::default() };
+        let row = txn
+            .query_one(stmt(
+                "SELECT receipt_pb, status FROM receipts WHERE receipt_id::TEXT = $1 OR lookup_code = $1 FOR UPDATE",
+                vec![c.receipt.clone().into()],
+            ))
+            .await?
+            .ok_or_else(|| IssueError::NotFound(c.receipt.clone()))?;
+        let status: String = row.try_get("", "status")?;
+        let bytes: Vec<u8> = row.try_get("", "receipt_pb")?;
+        let original =
+            v1::Receipt::decode(bytes.as_slice()).map_err(|e| IssueError::Corrupt(format!("stored receipt: {e}")))?;
+        let label = format!("{} {} {}", original.template_symbol, original.receipt_symbol, original.number);
+        if status != "issued" {
+            return Err(IssueError::NotIssued(label));
+        }
+        let mut replacement = None;
+        if let Some(fix) = &c.replace {
+            let mut payer = original.payer.clone().unwrap_or_default();
+            if let Some(n) = &fix.full_name {
+                if n.trim().is_empty() {
+                    return Err(IssueError::Invalid("the payer's name cannot be empty".into()));
+                }
+                payer.full_name = n.trim().to_string();
+            }
+            if let Some(id) = &fix.personal_id {
+                payer.personal_id = if id.is_empty() {
+                    String::new()
+                } else {
+                    feepay_domain::ids::PersonalId::parse(id)
+                        .map_err(|e| IssueError::Invalid(format!("personal id: {e}")))?
+                        .expose()
+                        .to_string()
+                };
+            }
+            if let Some(t) = &fix.tax_code {
+                payer.tax_code = if t.is_empty() {
+                    String::new()
+                } else {
+                    feepay_domain::ids::TaxCode::parse(t)
+                        .map_err(|e| IssueError::Invalid(format!("tax code: {e}")))?
+                        .expose()
+                        .to_string()
+                };
+            }
+            if let Some(a) = &fix.address {
+                payer.address = a.trim().to_string();
+            }
+            if payer.personal_id.is_empty() && payer.tax_code.is_empty() {
+                return Err(IssueError::Invalid("the payer needs a personal id or a tax code".into()));
+            }
+            if Some(&payer) == original.payer.as_ref() {
+                return Err(IssueError::Invalid("the replacement would be identical; say what to correct".into()));
+            }
+            let agency_code = original.agency.as_ref().map(|a| a.code.clone()).unwrap_or_default();
+            let series = loaded
+                .reference
+                .series
+                .iter()
+                .find(|s| {
+                    s.agency == agency_code
+                        && s.template == original.template_symbol
+                        && original.receipt_symbol.starts_with(&format!("{}-", s.letters))
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    IssueError::Reference(format!("series of {label} is no longer in the reference data"))
+                })?;
+            let lines: Vec<LineAssessment> = original.lines.iter().map(line_from_pb).collect::<Result<_, _>>()?;
+            let total = Vnd::parse(&original.total).map_err(|e| IssueError::Corrupt(format!("stored total: {e}")))?;
+            let id = Uuid::new_v5(&RECEIPT_NS, format!("correct|{}", original.receipt_id).as_bytes());
+            let agency = original.agency.clone().unwrap_or_default();
+            replacement = Some(ToIssue {
+                receipt_id: id,
+                payment_id: original.payment_id.clone(),
+                agency: AgencyInfo {
+                    code: agency.code,
+                    name: agency.name,
+                    tax_code: agency.tax_code,
+                    address: agency.address,
+                },
+                series,
+                payer: payer_info(&payer),
+                payer_pb: payer,
+                dossier_code: original.dossier_code.clone(),
+                procedure_code: original.procedure_code.clone(),
+                lines,
+                total,
+                provider: original.provider.clone(),
+                provider_reference: original.provider_reference.clone(),
+                replaces: Some(Replaces {
+                    receipt_id: original.receipt_id.clone(),
+                    template: original.template_symbol.clone(),
+                    symbol: original.receipt_symbol.clone(),
+                    number: original.number.clone(),
+                }),
+                paid_at: None,
+            });
+        }
+        let replaced_by = replacement.as_ref().map(|r| r.receipt_id);
+        let cancellation =
+            Cancellation { receipt: original.clone(), reason: c.reason.clone(), refund_id: String::new(), replaced_by };
+        self.cancel(&txn, &cancellation, now, &mut work).await?;
+        let issued = self.number_and_insert(&txn, &loaded, replacement.into_iter().collect(), now, &mut work).await?;
+        let mut corrected = Corrected { cancelled: label.clone(), replacement: None, replacement_lookup_code: None };
+        if let Some(id) = issued.first() {
+            let row = txn
+                .query_one(stmt(
+                    "SELECT template, symbol, number, lookup_code FROM receipts WHERE receipt_id = $1",
+                    vec![(*id).into()],
+                ))
+                .await?
+                .ok_or_else(|| IssueError::Corrupt("replacement vanished".into()))?;
+            corrected.replacement = Some(format!(
+                "{} {} {:07}",
+                row.try_get::<String>("", "template")?,
+                row.try_get::<String>("", "symbol")?,
+                row.try_get::<i32>("", "number")?
+            ));
+            corrected.replacement_lookup_code = Some(row.try_get("", "lookup_code")?);
+        }
+        txn.execute(stmt(
+            "INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                c.actor.clone().into(),
+                if c.replace.is_some() { "receipt.replace" } else { "receipt.cancel" }.into(),
+                original.receipt_id.clone().into(),
+                c.reason.clone().into(),
+                serde_json::json!({
+                    "cancelled": label,
+                    "replacement": corrected.replacement,
+                    "payment_id": original.payment_id,
+                })
+                .into(),
+            ],
+        ))
+        .await?;
+        outbox::insert(&txn, crate::metrics::SERVICE, work.outbox).await?;
+        txn.commit().await?;
+        Ok(corrected)
     }
 
     async fn set_refund(

@@ -81,7 +81,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(Deliveries)]
+        vec![Box::new(Initial), Box::new(Deliveries), Box::new(KeysOperators)]
     }
 }
 
@@ -112,6 +112,25 @@ impl MigrationName for Deliveries {
 impl MigrationTrait for Deliveries {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared(include_str!("migrations/0002_deliveries.sql")).await.map(|_| ())
+    }
+}
+
+struct KeysOperators;
+
+impl MigrationName for KeysOperators {
+    fn name(&self) -> &str {
+        "m0003_keys_operators"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for KeysOperators {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(include_str!("migrations/0003_keys_operators.sql"))
+            .await
+            .map(|_| ())
     }
 }
 

@@ -12,6 +12,8 @@ pub mod kafka;
 pub mod lifecycle;
 pub mod metrics;
 pub mod outbox;
+pub mod qr;
 pub mod refdata;
 pub mod settings;
+pub mod signing_keys;
 pub mod sql;

@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stdout)]
 
+use access::{Actor, Role};
 use anyhow::{bail, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
@@ -19,16 +20,23 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub mod access;
 pub mod demo;
+pub mod dlq;
+pub mod reports;
 pub mod table;
 
 /// Operator command line of feepay: reference data, keys, waivers, receipts and audits.
 #[derive(Debug, Parser)]
 #[command(name = "receiptctl", version, about, long_about = None)]
 pub struct Cli {
-    /// Who is acting (recorded in the audit log).
+    /// Who is acting when no operators are configured (open local mode); recorded in the
+    /// audit log.
     #[arg(long, global = true, env = "FEEPAY_OPERATOR", default_value = "operator")]
     pub operator: String,
+    /// Operator token (required once operators are configured; see `receiptctl operators`).
+    #[arg(long, global = true, env = "FEEPAY_OPERATOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// PostgreSQL URL.
     #[arg(
         long,
@@ -57,9 +65,20 @@ pub enum Command {
     Rules(RulesCmd),
     /// What a dossier would cost: every line with its waiver and legal basis.
     Assess(AssessArgs),
-    /// Receipts: search and show.
+    /// Receipts: search, show, cancel, replace.
     #[command(subcommand)]
     Receipts(ReceiptsCmd),
+    /// Dead letters: list, inspect, replay after a fix.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCmd),
+    /// Daily reconciliation per agency and payment provider, to compare with the platform's report.
+    Reconcile(ReconcileArgs),
+    /// Reports for the tax authority.
+    #[command(subcommand)]
+    Report(ReportCmd),
+    /// Operators of this tool: their role, agency scope and token.
+    #[command(subcommand)]
+    Operators(OperatorsCmd),
     /// Audit a series: numbering, hash chain and every signature.
     Audit(AuditArgs),
     /// Email deliveries: list them, resend a receipt's email.
@@ -161,6 +180,137 @@ pub enum ReceiptsCmd {
     },
     /// Show one receipt by lookup code or receipt id, with its signed document.
     Show { id: String },
+    /// Cancel a receipt (it keeps its number; a ReceiptCancelled event and an email follow).
+    Cancel {
+        /// Receipt id or lookup code.
+        id: String,
+        /// Why (printed on the cancellation and kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Do it without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Cancel a receipt and issue a replacement with corrected payer details.
+    Replace {
+        /// Receipt id or lookup code.
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// Corrected name of the payer.
+        #[arg(long)]
+        payer_name: Option<String>,
+        /// Corrected personal identification number (12 digits; empty to remove).
+        #[arg(long)]
+        payer_id: Option<String>,
+        /// Corrected tax code (empty to remove).
+        #[arg(long)]
+        payer_tax_code: Option<String>,
+        /// Corrected address.
+        #[arg(long)]
+        payer_address: Option<String>,
+        /// Directory of the signing keys (the replacement is signed here).
+        #[arg(long, env = "FEEPAY_KEYS_DIR", default_value = ".local/keys")]
+        keys: PathBuf,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCmd {
+    /// List dead letters of every consumed topic (or one), oldest first.
+    List {
+        /// A dead-letter topic, e.g. payments.succeeded.dlq.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Show one dead letter: reason, headers and the original event decoded when possible.
+    Show {
+        /// <dlq topic>/<partition>/<offset>, as listed.
+        reference: String,
+    },
+    /// Put a dead letter back on its original topic, as it was or with a corrected body.
+    Replay {
+        reference: String,
+        /// A corrected event body (JSON, or protobuf if the file ends in .pb) to send instead.
+        #[arg(long)]
+        edited: Option<PathBuf>,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: String,
+        /// Replay even if it was replayed before.
+        #[arg(long)]
+        again: bool,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Xml,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReconcileArgs {
+    /// Day of payment, YYYY-MM-DD (GMT+7); default yesterday.
+    #[arg(long)]
+    pub date: Option<NaiveDate>,
+    #[arg(long)]
+    pub agency: Option<String>,
+    /// Payment provider code as in the events.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// table (both sections), csv (the summary) ...
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// ... or, with csv, the payments without a receipt instead of the summary.
+    #[arg(long)]
+    pub unmatched: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// Receipt usage per template and series for a period (the content of report BC26).
+    Usage {
+        /// First day, YYYY-MM-DD (GMT+7).
+        #[arg(long)]
+        from: NaiveDate,
+        /// Last day, inclusive.
+        #[arg(long)]
+        to: NaiveDate,
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorsCmd {
+    /// Add an operator and print their token (shown once).
+    Add {
+        name: String,
+        /// auditor (read), operator (read and act) or admin (everything).
+        #[arg(long)]
+        role: String,
+        /// Agency code whose subtree the operator covers, or * for all.
+        #[arg(long)]
+        scope: String,
+    },
+    /// List operators (never their tokens).
+    List,
+    /// Revoke an operator's token.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Show who the current token belongs to.
+    Whoami,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,8 +346,10 @@ pub struct AuditArgs {
     /// Receipt symbol, e.g. BN-26E.
     #[arg(long)]
     pub symbol: String,
-    #[arg(long, env = "FEEPAY_KEYS_DIR", default_value = ".local/keys")]
-    pub keys: PathBuf,
+    /// Public keys to trust, as published by the lookup service (`/api/v1/keys`, JSON);
+    /// default: the keys registered in the database.
+    #[arg(long)]
+    pub public_keys: Option<PathBuf>,
 }
 
 async fn db(url: &str) -> anyhow::Result<DatabaseConnection> {
@@ -225,11 +377,52 @@ fn parse_category(s: &str) -> anyhow::Result<Category> {
 }
 
 /// Runs a command; the exit code follows the table in the crate docs.
+/// Runs a command. Exit code 4 when the operator is not allowed to do it.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match run_command(cli).await {
+        Err(e) if e.downcast_ref::<access::Denied>().is_some() => {
+            eprintln!("not permitted: {e}");
+            Ok(ExitCode::from(4))
+        }
+        other => other,
+    }
+}
+
+/// How to reach the database and who claims to be calling.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub database_url: String,
+    pub token: Option<String>,
+    pub operator: String,
+}
+
+/// Connects, applies migrations and resolves the caller.
+async fn session(conn: &Conn) -> anyhow::Result<(DatabaseConnection, Actor)> {
+    let db = db(&conn.database_url).await?;
+    let actor = access::authenticate(&db, conn.token.as_deref(), &conn.operator).await?;
+    Ok((db, actor))
+}
+
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question} type yes to confirm: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() == "yes" {
+        Ok(true)
+    } else {
+        eprintln!("nothing changed");
+        Ok(false)
+    }
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = &mut std::io::stdout().lock();
+    let conn =
+        Conn { database_url: cli.database_url.clone(), token: cli.token.clone(), operator: cli.operator.clone() };
     match cli.command {
         Command::Migrate => {
-            db(&cli.database_url).await?;
+            let (_, actor) = session(&conn).await?;
+            actor.require(Role::Admin, "apply migrations")?;
             writeln!(out, "migrations applied")?;
         }
         Command::Reference(ReferenceCmd::Check { dir }) => {
@@ -257,8 +450,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("nothing was loaded: fix the lines above and run the command again");
                 return Ok(ExitCode::from(2));
             }
-            let db = db(&cli.database_url).await?;
-            let (version, changed) = refdata::store(&db, &files, &cli.operator).await?;
+            let (db, actor) = session(&conn).await?;
+            actor.require(Role::Admin, "load reference data")?;
+            let (version, changed) = refdata::store(&db, &files, &actor.name).await?;
             let (r, rules) = files.parse().expect("validated above");
             if changed {
                 writeln!(
@@ -290,7 +484,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             table::print(out, &["AGENCY", "KEY ID", "ALGORITHM", "PUBLIC KEY (HEX)"], &rows)?;
         }
         Command::Rules(RulesCmd::List { agency, date }) => {
-            let db = db(&cli.database_url).await?;
+            let (db, _actor) = session(&conn).await?;
             let loaded = refdata::load_latest(&db)
                 .await?
                 .context("no reference data loaded: run `receiptctl reference load`")?;
@@ -325,7 +519,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             table::print(out, &["RULE", "LEGAL BASIS", "VALID", "PRIORITY", "EFFECT"], &rows)?;
         }
         Command::Assess(a) => {
-            let db = db(&cli.database_url).await?;
+            let (db, _actor) = session(&conn).await?;
             let loaded = refdata::load_latest(&db)
                 .await?
                 .context("no reference data loaded: run `receiptctl reference load`")?;
@@ -379,7 +573,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Receipts(ReceiptsCmd::List { agency, payment, dossier, from, to, limit }) => {
-            let db = db(&cli.database_url).await?;
+            let (db, actor) = session(&conn).await?;
             let mut sql = String::from(
                 "SELECT r.agency_code, r.template, r.symbol, r.number, r.status, r.total, r.issued_at, r.payment_id, p.dossier_code, r.lookup_code \
                  FROM receipts r JOIN payments p USING (payment_id) WHERE true",
@@ -389,6 +583,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 v.push(val);
                 sql.push_str(&cond.replace("$?", &format!("${}", v.len())));
             };
+            if let Some(scope) = actor.scope_value() {
+                add(" AND r.agency_code = ANY($?)", scope.into(), &mut v, &mut sql);
+            }
             if let Some(a) = agency {
                 add(" AND r.agency_code = $?", a.into(), &mut v, &mut sql);
             }
@@ -451,17 +648,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             writeln!(out, "{} receipt(s)", table_rows.len())?;
         }
         Command::Receipts(ReceiptsCmd::Show { id }) => {
-            let db = db(&cli.database_url).await?;
+            let (db, actor) = session(&conn).await?;
             let row = db
                 .query_one(stmt(
-                    "SELECT document, status, cancel_reason, cancelled_at FROM receipts WHERE lookup_code = $1 OR receipt_id::text = $1",
+                    "SELECT agency_code, document, status, cancel_reason, cancelled_at FROM receipts WHERE lookup_code = $1 OR receipt_id::text = $1",
                     vec![id.clone().into()],
                 ))
                 .await?;
-            let Some(row) = row else {
-                eprintln!("no receipt with lookup code or id {id}");
+            let Some(row) = row.filter(|r| r.try_get::<String>("", "agency_code").is_ok_and(|a| actor.covers(&a)))
+            else {
+                eprintln!("no receipt with lookup code or id {id} (in your scope)");
                 return Ok(ExitCode::from(2));
             };
+            actor.record(&db, "receipt.show", &id, None, serde_json::json!({})).await?;
             let status: String = row.try_get("", "status")?;
             writeln!(out, "status: {status}")?;
             if status == "cancelled" {
@@ -473,9 +672,182 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             writeln!(out, "{}", row.try_get::<String>("", "document")?)?;
         }
-        Command::Audit(a) => return audit(out, &cli.database_url, a).await,
+        Command::Audit(a) => {
+            let (db, actor) = session(&conn).await?;
+            actor.check_agency(&a.agency)?;
+            actor
+                .record(
+                    &db,
+                    "series.audit",
+                    &format!("{} {} {}", a.agency, a.template, a.symbol),
+                    None,
+                    serde_json::json!({}),
+                )
+                .await?;
+            return audit(out, &db, a).await;
+        }
+        Command::Receipts(ReceiptsCmd::Cancel { id, reason, yes }) => {
+            let correction =
+                feepay_issuer::issue::Correction { receipt: id, reason, actor: String::new(), replace: None };
+            return correct(
+                out,
+                &conn,
+                correction,
+                PathBuf::from(feepay_runtime::settings::env_or("FEEPAY_KEYS_DIR", ".local/keys")),
+                yes,
+            )
+            .await;
+        }
+        Command::Receipts(ReceiptsCmd::Replace {
+            id,
+            reason,
+            payer_name,
+            payer_id,
+            payer_tax_code,
+            payer_address,
+            keys,
+            yes,
+        }) => {
+            let correction = feepay_issuer::issue::Correction {
+                receipt: id,
+                reason,
+                actor: String::new(),
+                replace: Some(feepay_issuer::issue::PayerCorrection {
+                    full_name: payer_name,
+                    personal_id: payer_id,
+                    tax_code: payer_tax_code,
+                    address: payer_address,
+                }),
+            };
+            return correct(out, &conn, correction, keys, yes).await;
+        }
+        Command::DeadLetters(c) => return dead_letters(out, &conn, &c).await,
+        Command::Reconcile(a) => {
+            let (db, actor) = session(&conn).await?;
+            if let Some(agency) = &a.agency {
+                actor.check_agency(agency)?;
+            }
+            let day = a.date.unwrap_or_else(|| {
+                let today = Utc::now().with_timezone(&gmt7()).date_naive();
+                today.pred_opt().unwrap_or(today)
+            });
+            let (rows, unmatched) =
+                reports::reconcile(&db, &actor, day, a.agency.as_deref(), a.provider.as_deref()).await?;
+            actor
+                .record(
+                    &db,
+                    "report.reconcile",
+                    &day.to_string(),
+                    None,
+                    serde_json::json!({"agency": a.agency, "provider": a.provider}),
+                )
+                .await?;
+            match (a.format, a.unmatched) {
+                (Format::Csv, false) => {
+                    writeln!(out, "{}", reports::RECON_HEADERS.join(","))?;
+                    for r in &rows {
+                        writeln!(out, "{}", reports::csv_line(&r.cells(false)))?;
+                    }
+                }
+                (Format::Csv, true) => {
+                    writeln!(out, "{}", reports::UNMATCHED_HEADERS.join(","))?;
+                    for u in &unmatched {
+                        writeln!(out, "{}", reports::csv_line(&u.cells()))?;
+                    }
+                }
+                (Format::Xml, _) => {
+                    eprintln!("reconcile prints a table or csv");
+                    return Ok(ExitCode::from(2));
+                }
+                (Format::Table, _) => {
+                    writeln!(out, "reconciliation of payments made on {day} (GMT+7)")?;
+                    let headers: Vec<String> = reports::RECON_HEADERS.iter().map(|h| h.to_uppercase()).collect();
+                    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+                    let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells(true)).collect();
+                    table::print(out, &headers, &cells)?;
+                    let total = |f: fn(&reports::ReconRow) -> i64| rows.iter().map(f).sum::<i64>();
+                    writeln!(
+                        out,
+                        "total: {} payments, {} đ paid, {} đ collected on valid receipts, {} đ waived",
+                        total(|r| r.payments),
+                        feepay_domain::Vnd::new(total(|r| r.paid)).map(|v| v.grouped()).unwrap_or_default(),
+                        feepay_domain::Vnd::new(total(|r| r.collected)).map(|v| v.grouped()).unwrap_or_default(),
+                        feepay_domain::Vnd::new(total(|r| r.waived)).map(|v| v.grouped()).unwrap_or_default(),
+                    )?;
+                    writeln!(out, "\npayments without a valid receipt: {}", unmatched.len())?;
+                    if !unmatched.is_empty() {
+                        let headers: Vec<String> =
+                            reports::UNMATCHED_HEADERS.iter().map(|h| h.to_uppercase()).collect();
+                        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+                        let cells: Vec<Vec<String>> = unmatched.iter().map(|u| u.cells()).collect();
+                        table::print(out, &headers, &cells)?;
+                    }
+                }
+            }
+        }
+        Command::Report(ReportCmd::Usage { from, to, agency, format }) => {
+            let (db, actor) = session(&conn).await?;
+            if let Some(a) = &agency {
+                actor.check_agency(a)?;
+            }
+            if to < from {
+                eprintln!("--to {to} is before --from {from}");
+                return Ok(ExitCode::from(2));
+            }
+            let rows = reports::usage(&db, &actor, from, to, agency.as_deref()).await?;
+            actor
+                .record(&db, "report.usage", &format!("{from}..{to}"), None, serde_json::json!({"agency": agency}))
+                .await?;
+            match format {
+                Format::Csv => {
+                    writeln!(out, "{}", reports::USAGE_HEADERS.join(","))?;
+                    for r in &rows {
+                        writeln!(out, "{}", reports::csv_line(&r.cells(from, to)))?;
+                    }
+                }
+                Format::Xml => write!(out, "{}", reports::usage_xml(&rows, from, to, Utc::now()))?,
+                Format::Table => {
+                    writeln!(out, "receipt usage from {from} to {to} (GMT+7)")?;
+                    let cells: Vec<Vec<String>> = rows
+                        .iter()
+                        .map(|r| {
+                            let c = r.cells(from, to);
+                            vec![
+                                c[0].clone(),
+                                c[3].clone(),
+                                c[4].clone(),
+                                c[7].clone(),
+                                c[8].clone(),
+                                c[9].clone(),
+                                c[10].clone(),
+                                c[11].clone(),
+                                c[12].clone(),
+                                c[14].clone(),
+                            ]
+                        })
+                        .collect();
+                    table::print(
+                        out,
+                        &[
+                            "AGENCY",
+                            "TEMPLATE",
+                            "SYMBOL",
+                            "OPENING",
+                            "FROM",
+                            "TO",
+                            "USED",
+                            "CANCELLED",
+                            "CANCELLED NUMBERS",
+                            "CLOSING",
+                        ],
+                        &cells,
+                    )?;
+                }
+            }
+        }
+        Command::Operators(c) => return operators(out, &conn, &c).await,
         Command::Deliveries(DeliveriesCmd::List { status, agency, limit }) => {
-            let db = db(&cli.database_url).await?;
+            let (db, actor) = session(&conn).await?;
             if !["queued", "sent", "failed", "skipped"].contains(&status.as_str()) {
                 eprintln!("status must be queued, sent, failed or skipped");
                 return Ok(ExitCode::from(2));
@@ -483,8 +855,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rows = db
                 .query_all(stmt(
                     "SELECT d.notification_id, d.kind, d.agency_code, d.payment_id, d.recipient, d.attempts, d.last_error, d.created_at \
-                     FROM deliveries d WHERE d.status = $1 AND ($2::TEXT IS NULL OR d.agency_code = $2) ORDER BY d.created_at DESC LIMIT $3",
-                    vec![status.clone().into(), agency.into(), limit.into()],
+                     FROM deliveries d WHERE d.status = $1 AND ($2::TEXT IS NULL OR d.agency_code = $2) AND ($4::TEXT[] IS NULL OR d.agency_code = ANY($4)) ORDER BY d.created_at DESC LIMIT $3",
+                    vec![status.clone().into(), agency.into(), limit.into(), sea_orm::Value::Array(sea_orm::sea_query::ArrayType::String, actor.scope_value().map(|v| Box::new(v.into_iter().map(|s| sea_orm::Value::String(Some(Box::new(s)))).collect())))],
                 ))
                 .await?;
             let mut t = Vec::new();
@@ -511,10 +883,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             writeln!(out, "{} {status} deliver{}", t.len(), if t.len() == 1 { "y" } else { "ies" })?;
         }
         Command::Deliveries(DeliveriesCmd::Resend { id, reason, yes }) => {
-            let db = db(&cli.database_url).await?;
+            let (db, actor) = session(&conn).await?;
+            actor.require(Role::Operator, "resend emails")?;
             let rows = db
                 .query_all(stmt(
-                    "SELECT d.notification_id, d.status, d.recipient FROM deliveries d LEFT JOIN receipts r ON r.receipt_id::TEXT = d.receipt_id \
+                    "SELECT d.notification_id, d.status, d.recipient, d.agency_code FROM deliveries d LEFT JOIN receipts r ON r.receipt_id::TEXT = d.receipt_id \
                      WHERE d.receipt_id = $1 OR r.lookup_code = $1 OR d.payment_id = $1 ORDER BY d.created_at",
                     vec![id.clone().into()],
                 ))
@@ -525,6 +898,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let mut ids = Vec::new();
             for r in &rows {
+                actor.check_agency(&r.try_get::<String>("", "agency_code")?)?;
                 let nid: String = r.try_get("", "notification_id")?;
                 let status: String = r.try_get("", "status")?;
                 let to = r.try_get::<Option<String>>("", "recipient")?;
@@ -538,14 +912,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if ids.is_empty() {
                 return Ok(ExitCode::from(2));
             }
-            if !yes {
-                eprint!("resend {} email(s)? type yes to confirm: ", ids.len());
-                let mut answer = String::new();
-                std::io::stdin().read_line(&mut answer)?;
-                if answer.trim() != "yes" {
-                    eprintln!("nothing changed");
-                    return Ok(ExitCode::from(2));
-                }
+            if !yes && !confirm(&format!("resend {} email(s)?", ids.len()))? {
+                return Ok(ExitCode::from(2));
             }
             let txn = sea_orm::TransactionTrait::begin(&db).await?;
             txn.execute(stmt(
@@ -555,24 +923,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             txn.execute(stmt(
                 "INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, 'delivery.resend', $2, $3, $4)",
-                vec![cli.operator.clone().into(), id.clone().into(), reason.into(), serde_json::json!({ "notifications": ids }).into()],
+                vec![actor.name.clone().into(), id.clone().into(), reason.into(), serde_json::json!({ "notifications": ids }).into()],
             ))
             .await?;
             txn.commit().await?;
             writeln!(out, "queued; the notifier sends within seconds")?;
         }
         Command::Demo { smtp_web } => {
-            let db = db(&cli.database_url).await?;
+            let (db, actor) = session(&conn).await?;
+            actor.require(Role::Admin, "publish the demo")?;
             demo::run(out, &db, &smtp_web).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit(out: &mut impl Write, url: &str, a: AuditArgs) -> anyhow::Result<ExitCode> {
-    let db = db(url).await?;
-    let ring = feepay_issuer::keys::Keyring::load_dir(&a.keys)?;
-    let keys: Vec<(String, String)> = ring.public_keys().into_iter().map(|(_, id, pk)| (id, pk)).collect();
+async fn audit(out: &mut impl Write, db: &DatabaseConnection, a: AuditArgs) -> anyhow::Result<ExitCode> {
+    let keys: Vec<(String, String)> = match &a.public_keys {
+        Some(path) => {
+            #[derive(serde::Deserialize)]
+            struct Published {
+                keys: Vec<feepay_runtime::signing_keys::PublicKey>,
+            }
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let p: Published = serde_json::from_str(&text)
+                .with_context(|| format!("{}: expected the JSON published at /api/v1/keys", path.display()))?;
+            p.keys.into_iter().map(|k| (k.key_id, k.public_key)).collect()
+        }
+        None => feepay_runtime::signing_keys::load(db).await?.into_iter().map(|k| (k.key_id, k.public_key)).collect(),
+    };
     let key_for = |id: &str| keys.iter().find(|(k, _)| k == id).and_then(|(_, pk)| public_key_from_hex(pk).ok());
     let rows = db
         .query_all(stmt(
@@ -623,4 +1002,365 @@ async fn audit(out: &mut impl Write, url: &str, a: AuditArgs) -> anyhow::Result<
             Ok(ExitCode::from(3))
         }
     }
+}
+
+/// Cancels or replaces a receipt through the issuer's own transaction code.
+async fn correct(
+    out: &mut impl Write,
+    conn: &Conn,
+    mut correction: feepay_issuer::issue::Correction,
+    keys_dir: PathBuf,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    use feepay_issuer::issue::IssueError;
+    let (db, actor) = session(conn).await?;
+    actor.require(Role::Operator, "cancel or replace receipts")?;
+    let row = db
+        .query_one(stmt(
+            "SELECT agency_code, template, symbol, number, status, total FROM receipts WHERE receipt_id::TEXT = $1 OR lookup_code = $1",
+            vec![correction.receipt.clone().into()],
+        ))
+        .await?;
+    let Some(row) = row.filter(|r| r.try_get::<String>("", "agency_code").is_ok_and(|a| actor.covers(&a))) else {
+        eprintln!("no receipt with id or lookup code {} (in your scope)", correction.receipt);
+        return Ok(ExitCode::from(2));
+    };
+    let label = format!(
+        "{} {} {} {:07} ({} đ, {})",
+        row.try_get::<String>("", "agency_code")?,
+        row.try_get::<String>("", "template")?,
+        row.try_get::<String>("", "symbol")?,
+        row.try_get::<i32>("", "number")?,
+        feepay_domain::Vnd::new(row.try_get::<i64>("", "total")?).map(|v| v.grouped()).unwrap_or_default(),
+        row.try_get::<String>("", "status")?,
+    );
+    let what = if correction.replace.is_some() { "cancel and replace" } else { "cancel" };
+    writeln!(out, "{what} receipt {label}, reason: {}", correction.reason)?;
+    if !yes && !confirm(&format!("{what} this receipt? It cannot be undone."))? {
+        return Ok(ExitCode::from(2));
+    }
+    correction.actor = actor.name.clone();
+    // A cancellation signs nothing; a replacement needs the agency's key.
+    let keys = if correction.replace.is_none() && !keys_dir.exists() {
+        feepay_issuer::keys::Keyring::default()
+    } else {
+        feepay_issuer::keys::Keyring::load_dir(&keys_dir)
+            .with_context(|| format!("loading signing keys from {}", keys_dir.display()))?
+    };
+    feepay_runtime::signing_keys::register(&db, &keys.public_keys(), "receiptctl").await?;
+    let issuer = feepay_issuer::issue::Issuer::new(
+        db,
+        keys,
+        std::sync::Arc::new(feepay_issuer::clock::SystemClock),
+        feepay_issuer::metrics::IssuerMetrics::new(),
+        feepay_runtime::settings::Topics::from_env(),
+        feepay_runtime::settings::KafkaSettings::from_env("receiptctl")?.body_format,
+        feepay_runtime::settings::env_or("FEEPAY_ISSUER_SOURCE", "/feepay/issuer"),
+    );
+    match issuer.correct(&correction).await {
+        Ok(done) => {
+            writeln!(out, "cancelled {}", done.cancelled)?;
+            if let (Some(r), Some(code)) = (&done.replacement, &done.replacement_lookup_code) {
+                writeln!(out, "replaced by {r}, lookup code {code}")?;
+            }
+            writeln!(
+                out,
+                "the receipt events are in the outbox; the running issuer publishes them and the payer is emailed"
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (IssueError::NotFound(_) | IssueError::NotIssued(_) | IssueError::Invalid(_))) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn dead_letters(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -> anyhow::Result<ExitCode> {
+    let (db, actor) = session(conn).await?;
+    let topics = feepay_runtime::settings::Topics::from_env();
+    let kafka = feepay_runtime::settings::KafkaSettings::from_env("receiptctl")?;
+    // What a scoped operator may see: the dead letters whose event names an agency in scope.
+    let visible = |l: &dlq::Letter| match dlq::agency_of(&topics, &l.dead) {
+        Some(a) => actor.covers(&a),
+        None => actor.agencies.is_none(),
+    };
+    match cmd {
+        DeadLettersCmd::List { topic } => {
+            let names = match topic {
+                Some(t) => vec![t.clone()],
+                None => dlq::dlq_topics(&topics),
+            };
+            let mut rows = Vec::new();
+            for t in &names {
+                eprintln!("reading {t} ...");
+                let letters = tokio::task::spawn_blocking({
+                    let (k, t) = (kafka.clone(), t.clone());
+                    move || dlq::read(&k, &t, None)
+                })
+                .await??;
+                let replayed: std::collections::HashSet<(i32, i64)> = db
+                    .query_all(stmt(
+                        "SELECT partition, \"offset\" FROM dead_letter_replays WHERE dlq_topic = $1",
+                        vec![t.clone().into()],
+                    ))
+                    .await?
+                    .iter()
+                    .filter_map(|r| Some((r.try_get("", "partition").ok()?, r.try_get("", "offset").ok()?)))
+                    .collect();
+                for l in letters.iter().filter(|l| visible(l)) {
+                    let at = l.dead.dead_lettered_at.as_ref().and_then(|t| DateTime::from_timestamp(t.seconds, 0));
+                    rows.push(vec![
+                        l.reference(),
+                        at.map(datetime_gmt7).unwrap_or_default(),
+                        l.dead.reason_code.clone(),
+                        l.dead.reason.chars().take(90).collect(),
+                        if replayed.contains(&(l.partition, l.offset)) { "replayed".into() } else { String::new() },
+                    ]);
+                }
+            }
+            table::print(out, &["DEAD LETTER", "AT (GMT+7)", "CODE", "REASON", "STATE"], &rows)?;
+            writeln!(out, "{} dead letter(s)", rows.len())?;
+            actor
+                .record(&db, "dead_letters.list", topic.as_deref().unwrap_or("*"), None, serde_json::json!({}))
+                .await?;
+        }
+        DeadLettersCmd::Show { reference } => {
+            let letter = read_one(&kafka, reference).await?;
+            if !visible(&letter) {
+                return Err(access::Denied(format!("{reference} concerns an agency outside your scope")).into());
+            }
+            let dl = &letter.dead;
+            writeln!(out, "dead letter:   {}", letter.reference())?;
+            writeln!(out, "original:      {}/{}/{}", dl.original_topic, dl.original_partition, dl.original_offset)?;
+            writeln!(out, "service:       {}", dl.service)?;
+            writeln!(out, "reason code:   {}", dl.reason_code)?;
+            writeln!(out, "reason:        {}", dl.reason)?;
+            writeln!(out, "key:           {}", String::from_utf8_lossy(&dl.original_key))?;
+            writeln!(out, "headers:       {}", dlq::header_summary(dl))?;
+            writeln!(out, "body:          {} bytes", dl.original_value.len())?;
+            match dlq::decode_original(&topics, dl) {
+                Ok((json, _)) => writeln!(
+                    out,
+                    "decoded now (the fix may already be in place):\n{}",
+                    serde_json::to_string_pretty(&json)?
+                )?,
+                Err(e) => {
+                    writeln!(out, "does not decode now: {e}")?;
+                    let text = String::from_utf8_lossy(&dl.original_value);
+                    let shown: String = text.chars().take(2000).collect();
+                    writeln!(
+                        out,
+                        "body as text{}:\n{shown}",
+                        if text.chars().count() > 2000 { " (first 2000 characters)" } else { "" }
+                    )?;
+                }
+            }
+            actor.record(&db, "dead_letters.show", reference, None, serde_json::json!({})).await?;
+        }
+        DeadLettersCmd::Replay { reference, edited, reason, again, yes } => {
+            actor.require(Role::Operator, "replay dead letters")?;
+            let letter = read_one(&kafka, reference).await?;
+            if !visible(&letter) {
+                return Err(access::Denied(format!("{reference} concerns an agency outside your scope")).into());
+            }
+            let before = db
+                .query_one(stmt(
+                    "SELECT replayed_at, replayed_by FROM dead_letter_replays WHERE dlq_topic = $1 AND partition = $2 AND \"offset\" = $3",
+                    vec![letter.topic.clone().into(), letter.partition.into(), letter.offset.into()],
+                ))
+                .await?;
+            if let Some(b) = &before {
+                if !again {
+                    let at: DateTime<Utc> = b.try_get("", "replayed_at")?;
+                    eprintln!(
+                        "{reference} was already replayed at {} by {}; add --again to replay it once more",
+                        datetime_gmt7(at),
+                        b.try_get::<String>("", "replayed_by")?
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            let body = match edited {
+                Some(path) => {
+                    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                    let ct = if path.extension().is_some_and(|e| e == "pb") {
+                        "application/protobuf"
+                    } else {
+                        "application/json"
+                    };
+                    Some((bytes, ct))
+                }
+                None => None,
+            };
+            // Check the replay decodes now, so a replay does not just dead-letter again.
+            let mut probe = letter.dead.clone();
+            if let Some((b, ct)) = &body {
+                probe.original_value = b.clone();
+                probe.original_headers.retain(|h| !h.key.eq_ignore_ascii_case("content-type"));
+                probe
+                    .original_headers
+                    .push(feepay_proto::v1::RecordHeader { key: "content-type".into(), value: ct.as_bytes().to_vec() });
+            }
+            match dlq::decode_original(&topics, &probe) {
+                Ok((_, agency)) => {
+                    if let Some(a) = agency {
+                        actor.check_agency(&a)?;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("the event still does not decode: {e}");
+                    eprintln!("fix it (e.g. save the corrected JSON and pass --edited FILE) and run the command again");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            writeln!(
+                out,
+                "replay {reference} to {}{}",
+                letter.dead.original_topic,
+                if body.is_some() { " with the edited body" } else { "" }
+            )?;
+            if !yes && !confirm("replay it?")? {
+                return Ok(ExitCode::from(2));
+            }
+            let txn = sea_orm::TransactionTrait::begin(&db).await?;
+            txn.execute(stmt(
+                "INSERT INTO dead_letter_replays (dlq_topic, partition, \"offset\", replayed_by, target_topic, edited) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (dlq_topic, partition, \"offset\") DO UPDATE SET replayed_at = now(), replayed_by = EXCLUDED.replayed_by, edited = EXCLUDED.edited",
+                vec![
+                    letter.topic.clone().into(),
+                    letter.partition.into(),
+                    letter.offset.into(),
+                    actor.name.clone().into(),
+                    letter.dead.original_topic.clone().into(),
+                    body.is_some().into(),
+                ],
+            ))
+            .await?;
+            actor
+                .record(
+                    &txn,
+                    "dead_letters.replay",
+                    reference,
+                    Some(reason),
+                    serde_json::json!({"edited": body.is_some(), "again": before.is_some()}),
+                )
+                .await?;
+            dlq::replay(&kafka, &letter, body, &actor).await?;
+            txn.commit().await?;
+            writeln!(out, "replayed; the consumer picks it up within seconds")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn read_one(kafka: &feepay_runtime::settings::KafkaSettings, reference: &str) -> anyhow::Result<dlq::Letter> {
+    let (topic, partition, offset) = dlq::parse_reference(reference)?;
+    let k = kafka.clone();
+    let mut letters = tokio::task::spawn_blocking(move || dlq::read(&k, &topic, Some((partition, offset)))).await??;
+    letters.pop().with_context(|| format!("{reference} was not found"))
+}
+
+async fn operators(out: &mut impl Write, conn: &Conn, cmd: &OperatorsCmd) -> anyhow::Result<ExitCode> {
+    let (db, actor) = session(conn).await?;
+    match cmd {
+        OperatorsCmd::Add { name, role, scope } => {
+            actor.require(Role::Admin, "add operators")?;
+            let role = Role::parse(role)?;
+            if scope != "*" {
+                let known = db
+                    .query_one(stmt("SELECT 1 AS x FROM agencies WHERE code = $1", vec![scope.clone().into()]))
+                    .await?
+                    .is_some();
+                if !known {
+                    eprintln!("agency {scope} is not in the reference data; give an agency code or * for all");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            if actor.agencies.is_some() && scope == "*" {
+                return Err(access::Denied(
+                    "an admin with an agency scope cannot create an all-agency operator".into(),
+                )
+                .into());
+            }
+            if scope != "*" {
+                actor.check_agency(scope)?;
+            }
+            let token = access::new_token();
+            let txn = sea_orm::TransactionTrait::begin(&db).await?;
+            let inserted = txn
+                .execute(stmt(
+                    "INSERT INTO operators (name, role, scope, token_sha256, created_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+                    vec![name.clone().into(), role.as_str().into(), scope.clone().into(), access::token_hash(&token).into(), actor.name.clone().into()],
+                ))
+                .await?
+                .rows_affected();
+            if inserted == 0 {
+                eprintln!("operator {name} exists already; revoke it first or choose another name");
+                return Ok(ExitCode::from(2));
+            }
+            actor
+                .record(&txn, "operator.add", name, None, serde_json::json!({"role": role.as_str(), "scope": scope}))
+                .await?;
+            txn.commit().await?;
+            writeln!(out, "operator {name} added: role {}, scope {scope}", role.as_str())?;
+            writeln!(out, "token (shown once; give it to {name} and keep it secret):\n{token}")?;
+        }
+        OperatorsCmd::List => {
+            actor.require(Role::Admin, "list operators")?;
+            let rows = db
+                .query_all(stmt(
+                    "SELECT name, role, scope, created_at, created_by, revoked_at FROM operators ORDER BY name",
+                    vec![],
+                ))
+                .await?;
+            let mut t = Vec::new();
+            for r in rows {
+                let created: DateTime<Utc> = r.try_get("", "created_at")?;
+                let revoked: Option<DateTime<Utc>> = r.try_get("", "revoked_at")?;
+                t.push(vec![
+                    r.try_get::<String>("", "name")?,
+                    r.try_get::<String>("", "role")?,
+                    r.try_get::<String>("", "scope")?,
+                    datetime_gmt7(created),
+                    r.try_get::<String>("", "created_by")?,
+                    revoked.map(|t| format!("revoked {}", datetime_gmt7(t))).unwrap_or_else(|| "active".into()),
+                ]);
+            }
+            table::print(out, &["NAME", "ROLE", "SCOPE", "CREATED (GMT+7)", "BY", "STATE"], &t)?;
+        }
+        OperatorsCmd::Revoke { name, reason } => {
+            actor.require(Role::Admin, "revoke operators")?;
+            let txn = sea_orm::TransactionTrait::begin(&db).await?;
+            let n = txn
+                .execute(stmt(
+                    "UPDATE operators SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL",
+                    vec![name.clone().into()],
+                ))
+                .await?
+                .rows_affected();
+            if n == 0 {
+                eprintln!("no active operator named {name}");
+                return Ok(ExitCode::from(2));
+            }
+            actor.record(&txn, "operator.revoke", name, Some(reason), serde_json::json!({})).await?;
+            txn.commit().await?;
+            writeln!(out, "operator {name} revoked")?;
+        }
+        OperatorsCmd::Whoami => {
+            let scope = match &actor.agencies {
+                None => "all agencies".to_string(),
+                Some(a) => a.iter().cloned().collect::<Vec<_>>().join(", "),
+            };
+            writeln!(
+                out,
+                "{} ({}{}), scope: {scope}",
+                actor.name,
+                actor.role.as_str(),
+                if actor.open { ", open local mode: no operators configured" } else { "" }
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

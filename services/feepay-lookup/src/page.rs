@@ -1,0 +1,189 @@
+//! HTML pages (Vietnamese, printable) and the public JSON form of a receipt.
+
+use crate::store::StoredReceipt;
+use crate::verify::Verdict;
+use base64::Engine;
+use chrono::{Datelike, Timelike};
+use feepay_domain::money::Vnd;
+use feepay_domain::numbering::gmt7;
+use feepay_proto::v1;
+use minijinja::{context, Environment, Value};
+use serde::Serialize;
+
+/// The templates, compiled once.
+pub struct Pages {
+    env: Environment<'static>,
+}
+
+impl Default for Pages {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn grouped(s: &str) -> String {
+    Vnd::parse(s).map(|v| v.grouped()).unwrap_or_else(|_| s.to_string())
+}
+
+/// The receipt as the public may see it: what the document shows, nothing more (no email,
+/// no beneficiary categories).
+pub fn public_receipt(r: &v1::Receipt) -> serde_json::Value {
+    let mut shown = r.clone();
+    if let Some(p) = shown.payer.as_mut() {
+        p.email.clear();
+        p.categories.clear();
+    }
+    let mut v = serde_json::to_value(&shown).unwrap_or_default();
+    if let Some(p) = v.get_mut("payer").and_then(|p| p.as_object_mut()) {
+        p.remove("email");
+        p.remove("categories");
+    }
+    v
+}
+
+/// JSON answer of `GET /api/v1/receipts/{code}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptView {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<Replacement>,
+    pub receipt: serde_json::Value,
+    pub document_url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replacement {
+    pub number: String,
+    pub symbol: String,
+    /// Link to the replacing receipt's page (same payer, same payment).
+    pub url: String,
+}
+
+#[derive(Serialize)]
+struct Line {
+    name: String,
+    kind: &'static str,
+    quantity: u32,
+    base: String,
+    reduction: String,
+    due: String,
+    waiver: Option<Waiver>,
+}
+
+#[derive(Serialize)]
+struct Waiver {
+    document: String,
+    body: String,
+    description: String,
+}
+
+impl Pages {
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        for (name, text) in [
+            ("layout.html", include_str!("../templates/layout.html")),
+            ("index.html", include_str!("../templates/index.html")),
+            ("receipt.html", include_str!("../templates/receipt.html")),
+            ("not_found.html", include_str!("../templates/not_found.html")),
+            ("verify.html", include_str!("../templates/verify.html")),
+            ("limited.html", include_str!("../templates/limited.html")),
+        ] {
+            env.add_template(name, text).expect("built-in templates are valid");
+        }
+        Pages { env }
+    }
+
+    fn render(&self, name: &str, ctx: Value) -> String {
+        match self.env.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "page template failed");
+                "<!DOCTYPE html><html lang=\"vi\"><meta charset=\"utf-8\"><p>Lỗi hệ thống. Vui lòng thử lại sau.</p></html>"
+                    .to_string()
+            }
+        }
+    }
+
+    pub fn index(&self) -> String {
+        self.render("index.html", context! {})
+    }
+
+    pub fn not_found(&self) -> String {
+        self.render("not_found.html", context! {})
+    }
+
+    pub fn limited(&self, retry_after: u64) -> String {
+        self.render("limited.html", context! { retry_after })
+    }
+
+    pub fn verdict(&self, v: &Verdict) -> String {
+        self.render("verify.html", context! { v => Value::from_serialize(v) })
+    }
+
+    /// The printable receipt page. `page_url` is what the QR code encodes.
+    pub fn receipt(&self, s: &StoredReceipt, view: &ReceiptView, page_url: &str) -> String {
+        let r = &s.receipt;
+        let at = s.issued_at.with_timezone(&gmt7());
+        let lines: Vec<Line> = r
+            .lines
+            .iter()
+            .map(|l| Line {
+                name: l.fee_name.clone(),
+                kind: if l.kind == v1::FeeKind::Phi as i32 { "Phí" } else { "Lệ phí" },
+                quantity: l.quantity,
+                base: grouped(&l.base_amount),
+                reduction: l.waiver.as_ref().map(|w| grouped(&w.reduction)).unwrap_or_else(|| "0".into()),
+                due: grouped(&l.amount_due),
+                waiver: l.waiver.as_ref().map(|w| Waiver {
+                    document: w.document_number.clone(),
+                    body: w.issuing_body.clone(),
+                    description: w.description.clone(),
+                }),
+            })
+            .collect();
+        let qr = feepay_runtime::qr::qr_png(page_url);
+        let cancelled = s.cancelled.then(|| {
+            context! {
+                at => s.cancelled_at.map(|t| t.with_timezone(&gmt7()).format("%d/%m/%Y %H:%M").to_string()),
+                reason => s.cancel_reason.clone(),
+            }
+        });
+        // The replaced receipt's number and symbol are in the signed document.
+        let replaces = (!r.replaces_receipt_id.is_empty()).then(|| {
+            let doc = &s.document;
+            let part = doc.find("<BLThayThe>").map(|i| &doc[i..]).unwrap_or_default();
+            let field = |n: &str| {
+                part.find(&format!("<{n}>"))
+                    .and_then(|i| part[i + n.len() + 2..].split('<').next())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            context! { number => field("SHDon"), symbol => field("KHHDon") }
+        });
+        self.render(
+            "receipt.html",
+            context! {
+                r => Value::from_serialize(&view.receipt),
+                lines => Value::from_serialize(&lines),
+                total => grouped(&r.total),
+                issued => context! {
+                    day => format!("{:02}", at.day()),
+                    month => format!("{:02}", at.month()),
+                    year => at.year(),
+                    time => format!("{:02}:{:02}", at.hour(), at.minute()),
+                },
+                cancelled,
+                replaced_by => view.replaced_by.as_ref().map(Value::from_serialize),
+                replaces,
+                qr_base64 => base64::engine::general_purpose::STANDARD.encode(qr),
+                document_url => view.document_url.clone(),
+            },
+        )
+    }
+}

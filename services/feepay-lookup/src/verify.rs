@@ -1,0 +1,170 @@
+//! The verdict on a receipt document: signature, registration, status and chain.
+
+use crate::store::{Store, StoredReceipt};
+use feepay_domain::numbering::GENESIS_HASH;
+use feepay_domain::receipt::{verify_document, VerifiedDocument};
+use sea_orm::DbErr;
+use serde::Serialize;
+
+/// What a verifier learns about a document.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    /// Signature valid, document is the one on record, and it sits correctly in its chain.
+    pub authentic: bool,
+    pub signature_valid: bool,
+    /// Why the signature does not verify, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Agency the signing key is registered for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_agency_code: Option<String>,
+    /// The document is byte for byte the one the issuer stored.
+    pub on_record: bool,
+    /// `issued`, `cancelled` or `unknown` (not on record).
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
+    /// The receipt that replaces this one, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<ReceiptRef>,
+    pub chain: ChainCheck,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ReceiptRef>,
+    /// One sentence in Vietnamese for people.
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptRef {
+    pub agency_code: String,
+    pub template_symbol: String,
+    pub receipt_symbol: String,
+    pub number: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<String>,
+}
+
+/// Position in the series' hash chain.
+#[derive(Debug, Clone, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainCheck {
+    /// The hash of the previous receipt written in this one matches that receipt (or the
+    /// genesis value for number 1).
+    pub previous_matches: bool,
+    /// The next receipt names this one's hash; absent when this is the last one so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_matches: Option<bool>,
+}
+
+fn reference(r: &StoredReceipt) -> ReceiptRef {
+    ReceiptRef {
+        agency_code: r.agency_code.clone(),
+        template_symbol: r.template.clone(),
+        receipt_symbol: r.symbol.clone(),
+        number: format!("{:07}", r.number),
+        total: Some(r.receipt.total.clone()),
+    }
+}
+
+/// Verifies `document` against the registered keys and the records.
+pub async fn verify(store: &Store, document: &str) -> Result<Verdict, DbErr> {
+    let keys = store.keys().await?;
+    let checked = verify_document(document, |id| keys.iter().find(|k| k.key_id == id).and_then(|k| k.verifying_key()));
+    let doc: VerifiedDocument = match checked {
+        Ok(d) => d,
+        Err(e) => {
+            return Ok(Verdict {
+                authentic: false,
+                signature_valid: false,
+                signature_error: Some(e.to_string()),
+                key_id: None,
+                key_agency_code: None,
+                on_record: false,
+                status: "unknown".into(),
+                cancelled_at: None,
+                cancel_reason: None,
+                replaced_by: None,
+                chain: ChainCheck::default(),
+                receipt: None,
+                summary: "Chữ ký không hợp lệ: tài liệu không phải biên lai do hệ thống phát hành hoặc đã bị sửa đổi."
+                    .into(),
+            })
+        }
+    };
+    let key_agency = keys.iter().find(|k| k.key_id == doc.key_id).map(|k| k.agency_code.clone());
+    let stored = match doc.receipt_id.parse() {
+        Ok(id) => store.by_id(id).await?,
+        Err(_) => None,
+    };
+    let Some(stored) = stored else {
+        return Ok(Verdict {
+            authentic: false,
+            signature_valid: true,
+            signature_error: None,
+            key_id: Some(doc.key_id),
+            key_agency_code: key_agency,
+            on_record: false,
+            status: "unknown".into(),
+            cancelled_at: None,
+            cancel_reason: None,
+            replaced_by: None,
+            chain: ChainCheck::default(),
+            receipt: Some(ReceiptRef {
+                agency_code: doc.agency_code,
+                template_symbol: doc.template,
+                receipt_symbol: doc.symbol,
+                number: doc.number,
+                total: Some(doc.total),
+            }),
+            summary: "Chữ ký hợp lệ nhưng biên lai không có trong sổ của hệ thống.".into(),
+        });
+    };
+    let on_record = stored.document_hash == doc.document_hash;
+    let n = store.neighbours(&stored).await?;
+    let previous_matches = match n.previous_document_hash {
+        Some(h) => h == doc.previous_hash,
+        None => stored.number == 1 && doc.previous_hash == GENESIS_HASH,
+    };
+    let chain = ChainCheck { previous_matches, next_matches: n.next_previous_hash.map(|h| h == doc.document_hash) };
+    let replaced_by = match stored.replaced_by {
+        Some(id) => store.by_id(id).await?.map(|r| reference(&r)),
+        None => None,
+    };
+    let authentic = on_record && chain.previous_matches && chain.next_matches != Some(false);
+    let summary = if !on_record {
+        "Chữ ký hợp lệ nhưng tài liệu khác với bản đã lưu trong sổ: không dùng tài liệu này.".to_string()
+    } else if !authentic {
+        "Biên lai có trong sổ nhưng chuỗi băm của dãy biên lai không khớp: cần kiểm tra.".to_string()
+    } else if stored.cancelled {
+        match &replaced_by {
+            Some(r) => format!(
+                "Biên lai xác thực nhưng ĐÃ BỊ HỦY và được thay thế bởi biên lai số {} ký hiệu {}.",
+                r.number, r.receipt_symbol
+            ),
+            None => "Biên lai xác thực nhưng ĐÃ BỊ HỦY.".to_string(),
+        }
+    } else {
+        "Biên lai hợp lệ: chữ ký đúng, trùng với bản lưu trong sổ và đúng vị trí trong dãy biên lai.".to_string()
+    };
+    Ok(Verdict {
+        authentic,
+        signature_valid: true,
+        signature_error: None,
+        key_id: Some(doc.key_id),
+        key_agency_code: key_agency,
+        on_record,
+        status: if stored.cancelled { "cancelled" } else { "issued" }.into(),
+        cancelled_at: stored.cancelled_at.map(feepay_domain::receipt::rfc3339),
+        cancel_reason: stored.cancel_reason.clone(),
+        replaced_by,
+        chain,
+        receipt: Some(reference(&stored)),
+        summary,
+    })
+}

@@ -1,0 +1,180 @@
+//! Who may do what: operators, their role and agency scope, and the audit log.
+//!
+//! Until the first operator is added, the tool runs open (as the local administrator named by
+//! `--operator`), which is what a fresh local stack needs. Once any operator exists, every
+//! command needs a token (`--token` or `FEEPAY_OPERATOR_TOKEN`); an operator scoped to an
+//! agency sees and acts on that agency and the agencies below it only. Tokens are shown once
+//! and only their SHA-256 is stored.
+
+use anyhow::bail;
+use feepay_runtime::sql::stmt;
+use rand::RngCore;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+
+/// What an operator may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads: searches, reports, audits, dead-letter inspection.
+    Auditor,
+    /// Reads and acts: cancel, replace, resend, replay.
+    Operator,
+    /// Everything, including reference data, keys and operators.
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> anyhow::Result<Role> {
+        Ok(match s {
+            "auditor" => Role::Auditor,
+            "operator" => Role::Operator,
+            "admin" => Role::Admin,
+            _ => bail!("role must be auditor, operator or admin"),
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Auditor => "auditor",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub role: Role,
+    /// `None`: every agency. `Some`: the agency codes of the scope's subtree.
+    pub agencies: Option<BTreeSet<String>>,
+    /// No operators are configured: open local mode.
+    pub open: bool,
+}
+
+/// Refusal: exit code 4.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
+/// A fresh token: `fp_` and 32 random bytes in hex.
+pub fn new_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("fp_{}", hex::encode(b))
+}
+
+/// The agency and every agency below it.
+pub async fn subtree(db: &DatabaseConnection, agency: &str) -> anyhow::Result<BTreeSet<String>> {
+    let rows = db
+        .query_all(stmt(
+            "WITH RECURSIVE t(code) AS (SELECT code FROM agencies WHERE code = $1 UNION SELECT a.code FROM agencies a JOIN t ON a.parent = t.code) SELECT code FROM t",
+            vec![agency.into()],
+        ))
+        .await?;
+    let mut set = BTreeSet::new();
+    for r in rows {
+        set.insert(r.try_get::<String>("", "code")?);
+    }
+    if set.is_empty() {
+        // An agency not (yet) in the reference data still scopes to itself.
+        set.insert(agency.to_string());
+    }
+    Ok(set)
+}
+
+/// Resolves the caller from a token, or the open local mode when no operator exists.
+pub async fn authenticate(db: &DatabaseConnection, token: Option<&str>, fallback_name: &str) -> anyhow::Result<Actor> {
+    let active = db
+        .query_one(stmt("SELECT count(*) AS n FROM operators WHERE revoked_at IS NULL", vec![]))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
+        if active == 0 {
+            return Ok(Actor { name: fallback_name.to_string(), role: Role::Admin, agencies: None, open: true });
+        }
+        return Err(Denied(
+            "operators are configured: give your token with --token or FEEPAY_OPERATOR_TOKEN (an admin creates one with `receiptctl operators add`)".into(),
+        )
+        .into());
+    };
+    let row = db
+        .query_one(stmt(
+            "SELECT name, role, scope FROM operators WHERE token_sha256 = $1 AND revoked_at IS NULL",
+            vec![token_hash(token).into()],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Err(Denied("the token is unknown or revoked".into()).into());
+    };
+    let scope: String = row.try_get("", "scope")?;
+    Ok(Actor {
+        name: row.try_get("", "name")?,
+        role: Role::parse(&row.try_get::<String>("", "role")?)?,
+        agencies: if scope == "*" { None } else { Some(subtree(db, &scope).await?) },
+        open: false,
+    })
+}
+
+impl Actor {
+    pub fn require(&self, role: Role, what: &str) -> Result<(), Denied> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(Denied(format!(
+                "{} is {} and may not {what}; this needs the {} role",
+                self.name,
+                self.role.as_str(),
+                role.as_str()
+            )))
+        }
+    }
+
+    /// May the caller see or act on this agency's data?
+    pub fn covers(&self, agency: &str) -> bool {
+        self.agencies.as_ref().is_none_or(|a| a.contains(agency))
+    }
+
+    pub fn check_agency(&self, agency: &str) -> Result<(), Denied> {
+        if self.covers(agency) {
+            Ok(())
+        } else {
+            Err(Denied(format!("{} may not see or act on agency {agency}: it is outside their scope", self.name)))
+        }
+    }
+
+    /// The scope as an SQL array value for `agency_code = ANY($n)`, or `None` for all.
+    pub fn scope_value(&self) -> Option<Vec<String>> {
+        self.agencies.as_ref().map(|a| a.iter().cloned().collect())
+    }
+
+    /// Records an action in the audit log.
+    pub async fn record(
+        &self,
+        db: &impl ConnectionTrait,
+        action: &str,
+        target: &str,
+        reason: Option<&str>,
+        details: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        db.execute(stmt(
+            "INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                self.name.clone().into(),
+                action.into(),
+                target.into(),
+                reason.map(str::to_string).into(),
+                details.into(),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,528 @@
+//! Citizens, auditors and operators against the running services: the lookup service in a
+//! real browser, verification, the operator tool's corrections, reports, dead-letter replay
+//! and operator scopes.
+
+use chrono::Utc;
+use feepay_issuer::clock::SystemClock;
+use feepay_proto::v1;
+use feepay_runtime::envelope::BodyFormat;
+use feepay_tests::fixtures::gplx_payment;
+use feepay_tests::*;
+use sea_orm::ConnectionTrait;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn codes(db: &TestDb, n: usize) -> Vec<String> {
+    eventually(WAIT, "receipts", || async {
+        let rows = db
+            .db
+            .query_all(feepay_runtime::sql::raw(
+                "SELECT lookup_code FROM receipts WHERE status = 'issued' AND replaces IS NULL ORDER BY number",
+            ))
+            .await
+            .ok()?;
+        let codes: Vec<String> = rows.iter().map(|r| r.try_get("", "lookup_code").expect("code")).collect();
+        (codes.len() >= n).then_some(codes)
+    })
+    .await
+}
+
+async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let lookup = spawn_lookup(lookup_settings(&db)).await;
+    let p = producer();
+    let today = Utc::now();
+    for i in 0..3 {
+        let id = format!("PG-{}-{i}", unique());
+        let mut pay = gplx_payment(&id, today);
+        pay.payer.as_mut().unwrap().full_name = "Trần Thị Ngọc Ánh".into();
+        pay.payer.as_mut().unwrap().email = "ngoc.anh@example.vn".into();
+        produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
+    }
+    let codes = codes(&db, 3).await;
+    let base = &lookup.base;
+
+    // JSON by code, typed the way people type it; no email in the public view.
+    let (status, j) = get_json(&format!("{base}/api/v1/receipts/{}", codes[0])).await;
+    assert_eq!(status, 200, "{j}");
+    assert_eq!(j["status"], "issued");
+    assert_eq!(j["receipt"]["total"], "135000");
+    assert_eq!(j["receipt"]["totalInWords"], "Một trăm ba mươi lăm nghìn đồng");
+    assert_eq!(j["receipt"]["payer"]["fullName"], "Trần Thị Ngọc Ánh");
+    assert!(j["receipt"]["payer"].get("email").is_none(), "no email in public: {j}");
+    assert!(!j.to_string().contains("ngoc.anh@"), "{j}");
+    let sloppy = codes[0].to_lowercase().replace('-', " ");
+    let (status, j2) = get_json(&format!("{base}/api/v1/receipts/{}", sloppy.replace(' ', "%20"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(j2["receipt"]["receiptId"], j["receipt"]["receiptId"]);
+
+    // A wrong code and a missing one: the same answer, both held to the floor.
+    let mut answers = Vec::new();
+    for code in ["ZZZZ-ZZZZ-ZZZZ-ZZZZ", "not-a-code", "0000-0000-0000-000"] {
+        let t = Instant::now();
+        let r = reqwest::get(format!("{base}/api/v1/receipts/{code}")).await.expect("request");
+        let status = r.status().as_u16();
+        let body = r.text().await.expect("body");
+        assert!(t.elapsed() >= Duration::from_millis(150), "{code}: answered before the floor");
+        answers.push((status, body));
+    }
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    assert_eq!(answers[0].0, 404);
+    let t = Instant::now();
+    let _ = reqwest::get(format!("{base}/api/v1/receipts/{}", codes[1])).await.expect("request");
+    assert!(t.elapsed() >= Duration::from_millis(150), "a found receipt is held to the same floor");
+
+    // The signed document, byte for byte, and its verification.
+    let stored: String = db
+        .db
+        .query_one(feepay_runtime::sql::stmt(
+            "SELECT document FROM receipts WHERE lookup_code = $1",
+            vec![codes[0].clone().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "document")
+        .unwrap();
+    let r = reqwest::get(format!("{base}/api/v1/receipts/{}/document", codes[0])).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let disposition = r.headers()["content-disposition"].to_str().unwrap().to_string();
+    assert!(disposition.starts_with("attachment; filename=\"bien-lai-01BLP0-001-"), "{disposition}");
+    let doc = r.text().await.unwrap();
+    assert_eq!(doc, stored);
+    let client = reqwest::Client::new();
+    let verify = |body: String, ct: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/verify");
+        async move {
+            let r = client.post(url).header("content-type", ct).body(body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let v = verify(doc.clone(), "application/xml").await;
+    assert_eq!(v["authentic"], true, "{v}");
+    assert_eq!(v["status"], "issued");
+    assert_eq!(v["chain"]["previousMatches"], true, "{v}");
+    assert_eq!(v["chain"]["nextMatches"], true, "receipt 1 is followed by 2: {v}");
+    let tampered = doc.replace("<TgTien>135000</TgTien>", "<TgTien>13500</TgTien>");
+    assert_ne!(tampered, doc);
+    let v = verify(tampered, "application/xml").await;
+    assert_eq!(v["authentic"], false);
+    assert_eq!(v["signatureValid"], false, "{v}");
+    let v = verify(serde_json::json!({"lookupCode": codes[2]}).to_string(), "application/json").await;
+    assert_eq!(v["authentic"], true, "{v}");
+    assert!(v.get("nextMatches").is_none() && v["chain"].get("nextMatches").is_none(), "the last one: {v}");
+
+    // Public keys name the key that signed.
+    let (status, k) = get_json(&format!("{base}/api/v1/keys")).await;
+    assert_eq!(status, 200);
+    let key_id = doc.split("KeyId=\"").nth(1).unwrap().split('"').next().unwrap();
+    let key = k["keys"].as_array().unwrap().iter().find(|x| x["keyId"] == key_id).expect("signing key published");
+    assert_eq!(key["algorithm"], "Ed25519");
+    assert_eq!(key["publicKey"].as_str().unwrap().len(), 64);
+
+    // Every documented API path answers with a documented status.
+    let doc_api: serde_json::Value = reqwest::get(format!("{base}/openapi.json")).await.unwrap().json().await.unwrap();
+    for (path, item) in doc_api["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let url = format!("{base}{}", path.replace("{code}", &codes[1]));
+            let r = match method.as_str() {
+                "get" => client.get(&url).send().await.unwrap(),
+                _ => client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(serde_json::json!({"lookupCode": codes[1]}).to_string())
+                    .send()
+                    .await
+                    .unwrap(),
+            };
+            let status = r.status().as_u16().to_string();
+            assert!(op["responses"].get(&status).is_some(), "{method} {path} answered {status}, not documented");
+        }
+    }
+
+    // The page in a real browser: Vietnamese intact, the QR image decoded by the browser.
+    let page_url = format!("{base}/tra-cuu/{}", codes[0]);
+    let dom = chromium_dom(&page_url).await;
+    assert!(dom.contains("BIÊN LAI THU"), "{dom}");
+    assert!(dom.contains("Trần Thị Ngọc Ánh"));
+    assert!(dom.contains("Một trăm ba mươi lăm nghìn đồng"));
+    assert!(dom.contains("135.000"));
+    let qr_width: u32 = dom
+        .split("data-qr-width=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("the browser did not load the QR image: {dom}"));
+    assert!(qr_width > 100, "QR image {qr_width}px wide");
+    let png = chromium_screenshot(&page_url).await;
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "screenshot of {} bytes", png.len());
+    let dom = chromium_dom(&format!("{base}/tra-cuu/ZZZZ-ZZZZ-ZZZZ-ZZZZ")).await;
+    assert!(dom.contains("Không tìm thấy biên lai"), "{dom}");
+
+    // An operator cancels receipt 1 and replaces receipt 2 with a corrected name.
+    let run =
+        receiptctl(&db, &topics, None, &["receipts", "cancel", &codes[0], "--reason", "Thu nhầm hồ sơ", "--yes"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = receiptctl(
+        &db,
+        &topics,
+        None,
+        &[
+            "receipts",
+            "replace",
+            &codes[1],
+            "--reason",
+            "Sai họ tên người nộp",
+            "--payer-name",
+            "Trần Thị Ngọc Anh",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let new_code = run.stdout.split("lookup code ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let again =
+        receiptctl(&db, &topics, None, &["receipts", "cancel", &codes[0], "--reason", "lần nữa", "--yes"]).await;
+    assert_eq!(again.code, 2, "a cancelled receipt cannot be cancelled again: {again:?}");
+    assert!(again.stderr.contains("already cancelled"), "{again:?}");
+
+    let (_, j) = get_json(&format!("{base}/api/v1/receipts/{}", codes[0])).await;
+    assert_eq!(j["status"], "cancelled");
+    assert_eq!(j["cancelReason"], "Thu nhầm hồ sơ");
+    let dom = chromium_dom(&format!("{base}/tra-cuu/{}", codes[0])).await;
+    assert!(dom.contains("BIÊN LAI ĐÃ BỊ HỦY"), "{dom}");
+    let (_, j) = get_json(&format!("{base}/api/v1/receipts/{}", codes[1])).await;
+    assert_eq!(j["status"], "cancelled");
+    assert_eq!(j["replacedBy"]["url"], format!("/tra-cuu/{new_code}"));
+    let (_, n) = get_json(&format!("{base}/api/v1/receipts/{new_code}")).await;
+    assert_eq!(n["receipt"]["payer"]["fullName"], "Trần Thị Ngọc Anh");
+    assert_eq!(n["receipt"]["number"], "0000004", "the replacement takes the next number");
+    let v = verify(serde_json::json!({"lookupCode": codes[1]}).to_string(), "application/json").await;
+    assert_eq!(v["authentic"], true);
+    assert_eq!(v["status"], "cancelled");
+    assert_eq!(v["replacedBy"]["number"], "0000004", "{v}");
+    let html = reqwest::get(format!("{base}/tra-cuu/{new_code}")).await.unwrap().text().await.unwrap();
+    assert!(html.contains("Thay thế cho biên lai số 0000002"), "{html}");
+
+    // The cancellations reach Kafka through the running issuer's outbox relay.
+    let cancelled: Vec<v1::ReceiptCancelled> = read_topic(&topics.receipts_cancelled, 2, WAIT, decode_event).await;
+    let mut reasons: Vec<&str> = cancelled.iter().map(|c| c.reason.as_str()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["Sai họ tên người nộp", "Thu nhầm hồ sơ"]);
+
+    // An auditor proves the series complete and untouched, with the published keys.
+    let symbol = j["receipt"]["receiptSymbol"].as_str().unwrap().to_string();
+    let keys_file = std::env::temp_dir().join(format!("keys-{}.json", unique()));
+    std::fs::write(&keys_file, k.to_string()).unwrap();
+    let audit = receiptctl(
+        &db,
+        &topics,
+        None,
+        &[
+            "audit",
+            "--agency",
+            "BN.TTPVHCC",
+            "--template",
+            "01BLP0-001",
+            "--symbol",
+            &symbol,
+            "--public-keys",
+            keys_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(audit.code, 0, "{audit:?}");
+    assert!(audit.stdout.contains("OK: BN.TTPVHCC 01BLP0-001"), "{audit:?}");
+    assert!(audit.stdout.contains("4 receipt(s)"), "{audit:?}");
+
+    // The day's reconciliation and the usage report.
+    let day = feepay_domain::numbering::date_gmt7(today).to_string();
+    let recon =
+        receiptctl(&db, &topics, None, &["reconcile", "--date", &day, "--agency", "BN.TTPVHCC", "--format", "csv"])
+            .await;
+    assert_eq!(recon.code, 0, "{recon:?}");
+    let lines: Vec<&str> = recon.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "agency,provider,payments,paid_vnd,issued,waived_fully,rejected,receipts,cancelled,collected_vnd,waived_vnd"
+    );
+    // 3 payments of 135 000; 4 receipts (one replacement), 2 cancelled; 2 valid receipts
+    // collect 270 000 (the cancelled-only payment has none left).
+    assert_eq!(lines[1], "BN.TTPVHCC,VNPAY,3,405000,3,0,0,4,2,270000,0", "{recon:?}");
+    let unmatched = receiptctl(
+        &db,
+        &topics,
+        None,
+        &["reconcile", "--date", &day, "--agency", "BN.TTPVHCC", "--format", "csv", "--unmatched"],
+    )
+    .await;
+    let rows: Vec<&str> = unmatched.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{unmatched:?}");
+    assert!(rows[0].contains("every receipt cancelled"), "{unmatched:?}");
+    let table = receiptctl(&db, &topics, None, &["reconcile", "--date", &day]).await;
+    assert!(table.stdout.contains("payments without a valid receipt: 1"), "{table:?}");
+
+    let usage = receiptctl(
+        &db,
+        &topics,
+        None,
+        &["report", "usage", "--from", &day, "--to", &day, "--agency", "BN.TTPVHCC", "--format", "csv"],
+    )
+    .await;
+    assert_eq!(usage.code, 0, "{usage:?}");
+    let row = usage.stdout.lines().nth(1).expect("one series");
+    let cells: Vec<&str> = row.split(',').collect();
+    assert_eq!(&cells[3..5], ["01BLP0-001", symbol.as_str()]);
+    assert_eq!(&cells[7..], ["0000001", "0000001", "0000004", "4", "2", "0000001 0000002", "0", "0000004"], "{row}");
+    let xml =
+        receiptctl(&db, &topics, None, &["report", "usage", "--from", &day, "--to", &day, "--format", "xml"]).await;
+    assert!(xml.stdout.contains("<SLSDung>4</SLSDung><SLHuy>2</SLHuy><DSSoHuy>0000001 0000002</DSSoHuy>"), "{xml:?}");
+
+    // The audit log says who did what and why.
+    let log = db
+        .db
+        .query_all(feepay_runtime::sql::raw(
+            "SELECT actor, action, reason FROM audit_log WHERE action LIKE 'receipt.%' ORDER BY id",
+        ))
+        .await
+        .unwrap();
+    let log: Vec<(String, String, Option<String>)> = log
+        .iter()
+        .map(|r| (r.try_get("", "actor").unwrap(), r.try_get("", "action").unwrap(), r.try_get("", "reason").unwrap()))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("test-operator".into(), "receipt.cancel".into(), Some("Thu nhầm hồ sơ".into())),
+            ("test-operator".into(), "receipt.replace".into(), Some("Sai họ tên người nộp".into())),
+        ]
+    );
+
+    // Rate limit: a client that asks too often is told to wait.
+    let mut tight = lookup_settings(&db);
+    tight.rate_per_minute = 6;
+    tight.burst = 3;
+    let limited = spawn_lookup(tight).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = reqwest::get(format!("{}/api/v1/keys", limited.base)).await.unwrap();
+        statuses.push((r.status().as_u16(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string())));
+    }
+    assert_eq!(statuses[..3], [(200, None), (200, None), (200, None)]);
+    assert_eq!(statuses[3].0, 429);
+    assert!(statuses[3].1.as_deref().is_some_and(|s| s.parse::<u64>().unwrap() >= 1), "{statuses:?}");
+    let m = limited.running.metrics().await;
+    assert_eq!(metric_value(&m, "feepay_lookup_requests_total", &[("route", "keys"), ("outcome", "limited")]), 2.0);
+
+    limited.running.stop().await;
+    lookup.running.stop().await;
+    issuer.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let p = producer();
+    // A payment whose personal id has a wrong check: invalid, dead-lettered.
+    let id = format!("PG-{}", unique());
+    let mut bad = gplx_payment(&id, Utc::now());
+    bad.payer.as_mut().unwrap().personal_id = "12345".into();
+    produce(&p, &topics.payments_succeeded, &id, &bad, BodyFormat::Json).await;
+    let dlq = feepay_runtime::settings::dlq_topic(&topics.payments_succeeded);
+    let _: Vec<v1::DeadLetter> =
+        read_topic(&dlq, 1, WAIT, |m| prost::Message::decode(rdkafka::Message::payload(m).unwrap()).unwrap()).await;
+
+    let list = receiptctl(&db, &topics, None, &["dead-letters", "list"]).await;
+    assert_eq!(list.code, 0, "{list:?}");
+    assert!(list.stdout.contains("1 dead letter(s)"), "{list:?}");
+    let reference = list.stdout.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(reference.starts_with(&format!("{dlq}/")), "{reference}");
+    let show = receiptctl(&db, &topics, None, &["dead-letters", "show", &reference]).await;
+    assert_eq!(show.code, 0, "{show:?}");
+    assert!(show.stdout.contains("reason code:   invalid"), "{show:?}");
+    assert!(show.stdout.contains("personal"), "{show:?}");
+
+    // Replaying as it is would only dead-letter again: refused.
+    let same =
+        receiptctl(&db, &topics, None, &["dead-letters", "replay", &reference, "--reason", "thử lại", "--yes"]).await;
+    assert_eq!(same.code, 2, "{same:?}");
+    assert!(same.stderr.contains("still does not decode"), "{same:?}");
+
+    // Scopes: once operators exist, a token is needed, and Hải Dương sees nothing of Bắc Ninh.
+    let admin =
+        receiptctl(&db, &topics, None, &["operators", "add", "quan-tri", "--role", "admin", "--scope", "*"]).await;
+    assert_eq!(admin.code, 0, "{admin:?}");
+    let admin_token = admin.stdout.lines().last().unwrap().trim().to_string();
+    assert!(admin_token.starts_with("fp_"), "{admin:?}");
+    let no_token = receiptctl(&db, &topics, None, &["dead-letters", "list"]).await;
+    assert_eq!(no_token.code, 4, "{no_token:?}");
+    let hd = receiptctl(
+        &db,
+        &topics,
+        Some(&admin_token),
+        &["operators", "add", "hd-op", "--role", "operator", "--scope", "HD"],
+    )
+    .await;
+    let hd_token = hd.stdout.lines().last().unwrap().trim().to_string();
+    let bn = receiptctl(
+        &db,
+        &topics,
+        Some(&admin_token),
+        &["operators", "add", "bn-op", "--role", "operator", "--scope", "BN"],
+    )
+    .await;
+    let bn_token = bn.stdout.lines().last().unwrap().trim().to_string();
+    let bn_auditor = receiptctl(
+        &db,
+        &topics,
+        Some(&admin_token),
+        &["operators", "add", "bn-audit", "--role", "auditor", "--scope", "BN"],
+    )
+    .await;
+    let auditor_token = bn_auditor.stdout.lines().last().unwrap().trim().to_string();
+    let whoami = receiptctl(&db, &topics, Some(&bn_token), &["operators", "whoami"]).await;
+    assert!(whoami.stdout.contains("bn-op (operator), scope: BN, BN.KINHBAC"), "{whoami:?}");
+
+    let hd_list = receiptctl(&db, &topics, Some(&hd_token), &["dead-letters", "list"]).await;
+    assert!(hd_list.stdout.contains("0 dead letter(s)"), "{hd_list:?}");
+    let hd_show = receiptctl(&db, &topics, Some(&hd_token), &["dead-letters", "show", &reference]).await;
+    assert_eq!(hd_show.code, 4, "{hd_show:?}");
+
+    // The fix: the correct personal id, sent as an edited body by the Bắc Ninh operator.
+    let mut fixed = bad.clone();
+    fixed.payer.as_mut().unwrap().personal_id = feepay_tests::fixtures::payer("x").personal_id;
+    let file = std::env::temp_dir().join(format!("fixed-{}.json", unique()));
+    std::fs::write(&file, serde_json::to_string(&fixed).unwrap()).unwrap();
+    let denied = receiptctl(
+        &db,
+        &topics,
+        Some(&auditor_token),
+        &[
+            "dead-letters",
+            "replay",
+            &reference,
+            "--edited",
+            file.to_str().unwrap(),
+            "--reason",
+            "sửa số định danh",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(denied.code, 4, "an auditor does not act: {denied:?}");
+    let replay = receiptctl(
+        &db,
+        &topics,
+        Some(&bn_token),
+        &[
+            "dead-letters",
+            "replay",
+            &reference,
+            "--edited",
+            file.to_str().unwrap(),
+            "--reason",
+            "sửa số định danh",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(replay.code, 0, "{replay:?}");
+    let receipts = eventually(WAIT, "the replayed payment's receipt", || async {
+        let n = count(&db.db, &format!("SELECT count(*) AS n FROM receipts WHERE payment_id = '{id}'")).await;
+        (n == 1).then_some(n)
+    })
+    .await;
+    assert_eq!(receipts, 1);
+    let twice = receiptctl(
+        &db,
+        &topics,
+        Some(&bn_token),
+        &["dead-letters", "replay", &reference, "--edited", file.to_str().unwrap(), "--reason", "lần nữa", "--yes"],
+    )
+    .await;
+    assert_eq!(twice.code, 2, "{twice:?}");
+    assert!(twice.stderr.contains("already replayed"), "{twice:?}");
+
+    // Receipts of Bắc Ninh: visible to its operator, invisible and untouchable for Hải Dương.
+    let bn_list = receiptctl(&db, &topics, Some(&bn_token), &["receipts", "list"]).await;
+    assert!(bn_list.stdout.contains("1 receipt(s)"), "{bn_list:?}");
+    let hd_list = receiptctl(&db, &topics, Some(&hd_token), &["receipts", "list"]).await;
+    assert!(hd_list.stdout.contains("0 receipt(s)"), "{hd_list:?}");
+    let hd_cancel =
+        receiptctl(&db, &topics, Some(&hd_token), &["receipts", "cancel", &id, "--reason", "không được phép", "--yes"])
+            .await;
+    assert_ne!(hd_cancel.code, 0, "{hd_cancel:?}");
+    let code: String = db
+        .db
+        .query_one(feepay_runtime::sql::stmt(
+            "SELECT lookup_code FROM receipts WHERE payment_id = $1",
+            vec![id.clone().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "lookup_code")
+        .unwrap();
+    let hd_cancel = receiptctl(
+        &db,
+        &topics,
+        Some(&hd_token),
+        &["receipts", "cancel", &code, "--reason", "không được phép", "--yes"],
+    )
+    .await;
+    assert_eq!(hd_cancel.code, 2, "out of scope looks like not found: {hd_cancel:?}");
+    let hd_audit = receiptctl(
+        &db,
+        &topics,
+        Some(&hd_token),
+        &["audit", "--agency", "BN.TTPVHCC", "--template", "01BLP0-001", "--symbol", "X"],
+    )
+    .await;
+    assert_eq!(hd_audit.code, 4, "{hd_audit:?}");
+    let revoke =
+        receiptctl(&db, &topics, Some(&admin_token), &["operators", "revoke", "hd-op", "--reason", "chuyển công tác"])
+            .await;
+    assert_eq!(revoke.code, 0, "{revoke:?}");
+    let revoked = receiptctl(&db, &topics, Some(&hd_token), &["receipts", "list"]).await;
+    assert_eq!(revoked.code, 4, "{revoked:?}");
+
+    let actions = db
+        .db
+        .query_all(feepay_runtime::sql::raw("SELECT actor || ' ' || action AS a FROM audit_log ORDER BY id"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "a").unwrap())
+        .collect::<Vec<_>>();
+    for expected in
+        ["test-operator operator.add", "quan-tri operator.add", "bn-op dead_letters.replay", "quan-tri operator.revoke"]
+    {
+        assert!(actions.iter().any(|a| a == expected), "{expected} missing from {actions:?}");
+    }
+    issuer.stop().await;
+    db.drop().await;
+}
