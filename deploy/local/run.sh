@@ -32,14 +32,14 @@ stop() {
   fi
 }
 trap stop INT TERM EXIT
-for svc in issuer assessor notifier; do
+for svc in issuer assessor notifier lookup; do
   "$BIN/feepay-$svc" >"$LOGS/$svc.log" 2>&1 &
   pids+=($!)
   echo "feepay-$svc pid $!"
 done
 
-declare -A ports=([issuer]=9101 [assessor]=9102 [notifier]=9103)
-for svc in issuer assessor notifier; do
+declare -A ports=([issuer]=9101 [assessor]=9102 [notifier]=9103 [lookup]=9104)
+for svc in issuer assessor notifier lookup; do
   for _ in $(seq 1 120); do
     curl -fs "http://127.0.0.1:${ports[$svc]}/readyz" >/dev/null 2>&1 && break
     sleep 0.5
@@ -57,14 +57,19 @@ say "3/4 the demo: payments from Bắc Ninh and Hải Dương"
 say "4/4 where to look"
 cat <<MSG
   emails (SMTP sink web UI)   http://127.0.0.1:1080
+  citizens' lookup            http://127.0.0.1:8080 (the emails' links and QR codes lead here)
   metrics                     http://127.0.0.1:9101/metrics (issuer)
                               http://127.0.0.1:9102/metrics (assessor)
                               http://127.0.0.1:9103/metrics (notifier)
+                              http://127.0.0.1:9104/metrics (lookup)
   health                      http://127.0.0.1:9101/readyz ...
   receipts                    $BIN/receiptctl receipts list
   audit a series              $BIN/receiptctl audit --agency BN.TTPVHCC --template 01BLP0-001 --symbol BN-$(date +%y)E
   what would it cost          $BIN/receiptctl assess --agency HD.TPHD.TANBINH --fee HD-LP-GPXD --channel fully_online
-  logs                        .local/logs/{issuer,assessor,notifier}.log
+  reconcile today             $BIN/receiptctl reconcile --date $(TZ=Asia/Ho_Chi_Minh date +%F)
+  usage report (BC26)         $BIN/receiptctl report usage --from $(TZ=Asia/Ho_Chi_Minh date +%Y-01-01) --to $(TZ=Asia/Ho_Chi_Minh date +%F) --format xml
+  dead letters                $BIN/receiptctl dead-letters list
+  logs                        .local/logs/{issuer,assessor,notifier,lookup}.log
 
 The services keep running; publish more events (proto/README.md has examples).
 Press Ctrl-C to stop them.

@@ -198,6 +198,7 @@ fn manifests_and_compose_agree_with_the_settings() {
                     "feepay-issuer" => 9101,
                     "feepay-assessor" => 9102,
                     "feepay-notifier" => 9103,
+                    "feepay-lookup" => 9104,
                     other => panic!("unexpected deployment {other}"),
                 };
                 assert_eq!(port, expected, "{name}: container port matches its FEEPAY_*_HTTP_ADDR");
@@ -219,14 +220,14 @@ fn manifests_and_compose_agree_with_the_settings() {
             }
         }
     }
-    assert_eq!(deployments, 3);
+    assert_eq!(deployments, 4);
     for k in ["Deployment", "PodDisruptionBudget", "ConfigMap", "Secret", "Service"] {
         assert!(kinds.contains(k), "no {k} in deploy/k8s");
     }
     // docker-compose
     let text = std::fs::read_to_string(root.join("deploy/compose/docker-compose.yml")).unwrap();
     let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    for svc in ["kafka", "postgres", "smtp", "prometheus", "grafana", "issuer", "assessor", "notifier"] {
+    for svc in ["kafka", "postgres", "smtp", "prometheus", "grafana", "issuer", "assessor", "notifier", "lookup"] {
         assert!(v["services"][svc].is_mapping(), "compose has no {svc}");
     }
     for (k, _) in v["x-feepay-env"].as_mapping().unwrap() {
