@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test up down status build lint unit integration fmt bench
+.PHONY: run test up down status build lint unit integration fmt bench chaos
 
 run: up build
 	deploy/local/run.sh
@@ -47,3 +47,9 @@ fmt:
 bench: up build
 	deploy/local/stack.sh bench-tools
 	target/release/feepay-bench $(BENCH_ARGS)
+
+# The fault suite alone: 20 000 payments through real processes while the issuer is killed,
+# PostgreSQL restarts, SMTP stops, an issuer leaves and the broker connection is cut.
+chaos: up
+	$(CARGO) build --bins
+	$(CARGO) nextest run -p feepay-tests --test faults --no-capture

@@ -130,7 +130,7 @@ status() {
 }
 
 case "${1:-up}" in
-  up) start_postgres; start_broker; create_topics; start_smtp; install_browser; status ;;
+  up) start_postgres; start_broker; create_topics; start_smtp; install_browser; install_bench_smtp; status ;;
   down)
     stop_one smtp; stop_one broker
     if [ -f "$RUN/postgres.started-by-stack" ]; then

