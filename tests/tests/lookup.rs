@@ -128,6 +128,23 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     assert_eq!(v["authentic"], true, "{v}");
     assert!(v.get("nextMatches").is_none() && v["chain"].get("nextMatches").is_none(), "the last one: {v}");
 
+    // The citizens' form: the document uploaded as a file, the verdict in Vietnamese.
+    let boundary = "----feepay-test-boundary";
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"document\"; filename=\"bien-lai.xml\"\r\nContent-Type: application/xml\r\n\r\n{doc}\r\n--{boundary}--\r\n"
+    );
+    let r = client
+        .post(format!("{base}/xac-thuc"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("data-authentic=\"true\""), "{page}");
+    assert!(page.contains("Biên lai hợp lệ: chữ ký đúng"), "{page}");
+
     // Public keys name the key that signed.
     let (status, k) = get_json(&format!("{base}/api/v1/keys")).await;
     assert_eq!(status, 200);
