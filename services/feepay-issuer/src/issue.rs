@@ -773,7 +773,7 @@ impl Issuer {
                 sealed.signature_b64.clone().into(),
                 content.previous_hash.clone().into(),
                 sealed.document_hash.clone().into(),
-                sealed.document.clone().into(),
+                sealed.document.into(),
                 receipt_pb.encode_to_vec().into(),
                 replaces.into(),
             ]);
@@ -784,14 +784,14 @@ impl Issuer {
                 self.metrics.payment_to_receipt.observe(((now - paid_at).num_milliseconds().max(0) as f64) / 1000.0);
             }
             tracing::info!(payment_id = %t.payment_id, receipt_number = %number, series = %label, agency = %t.series.agency, total = t.total.dong(), "receipt issued");
-            let event = v1::ReceiptIssued { receipt: Some(receipt_pb), signed_document: sealed.document };
+            // The event is the receipt row itself: the outbox row only points at it.
             let id = format!("receipt-issued:{}", t.receipt_id);
-            work.outbox.push(OutboxEvent::new(
+            work.outbox.push(OutboxEvent::receipt_issued(
                 &self.topics.receipts_issued,
                 &t.payment_id,
                 &id,
                 &self.source,
-                &event,
+                t.receipt_id,
                 self.format,
             ));
             work.outcome.receipts_issued += 1;

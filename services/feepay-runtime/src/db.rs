@@ -81,7 +81,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(Deliveries), Box::new(KeysOperators)]
+        vec![Box::new(Initial), Box::new(Deliveries), Box::new(KeysOperators), Box::new(OutboxReceiptRef)]
     }
 }
 
@@ -129,6 +129,25 @@ impl MigrationTrait for KeysOperators {
         manager
             .get_connection()
             .execute_unprepared(include_str!("migrations/0003_keys_operators.sql"))
+            .await
+            .map(|_| ())
+    }
+}
+
+struct OutboxReceiptRef;
+
+impl MigrationName for OutboxReceiptRef {
+    fn name(&self) -> &str {
+        "m0004_outbox_receipt_ref"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OutboxReceiptRef {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(include_str!("migrations/0004_outbox_receipt_ref.sql"))
             .await
             .map(|_| ())
     }

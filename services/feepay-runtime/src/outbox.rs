@@ -23,6 +23,9 @@ pub struct OutboxEvent {
     pub ce_source: String,
     pub content_type: String,
     pub payload: Vec<u8>,
+    /// For a `ReceiptIssued` event: the receipt whose stored protobuf and document make the
+    /// event (the payload is then empty and built by the relay).
+    pub receipt_ref: Option<uuid::Uuid>,
 }
 
 impl OutboxEvent {
@@ -43,14 +46,48 @@ impl OutboxEvent {
             ce_source: source.to_string(),
             content_type: format.content_type().to_string(),
             payload: encode_body(msg, format),
+            receipt_ref: None,
         }
     }
+
+    /// A `ReceiptIssued` event for a receipt inserted in the same transaction, by reference.
+    pub fn receipt_issued(
+        topic: &str,
+        key: &str,
+        id: &str,
+        source: &str,
+        receipt_id: uuid::Uuid,
+        format: BodyFormat,
+    ) -> Self {
+        OutboxEvent {
+            topic: topic.to_string(),
+            key: key.to_string(),
+            ce_id: id.to_string(),
+            ce_type: <feepay_proto::v1::ReceiptIssued as EventType>::TYPE.to_string(),
+            ce_source: source.to_string(),
+            content_type: format.content_type().to_string(),
+            payload: Vec::new(),
+            receipt_ref: Some(receipt_id),
+        }
+    }
+}
+
+/// Builds the `ReceiptIssued` event of a stored receipt: its protobuf as issued and its
+/// signed document.
+fn receipt_issued_body(receipt_pb: &[u8], document: String, content_type: &str) -> Result<Vec<u8>, DbErr> {
+    let mut receipt = feepay_proto::v1::Receipt::decode(receipt_pb)
+        .map_err(|e| DbErr::Custom(format!("stored receipt does not decode: {e}")))?;
+    // The event tells of the issue; a later cancellation has its own event.
+    receipt.status = feepay_proto::v1::ReceiptStatus::Issued as i32;
+    let event = feepay_proto::v1::ReceiptIssued { receipt: Some(receipt), signed_document: document };
+    let format = if content_type == BodyFormat::Json.content_type() { BodyFormat::Json } else { BodyFormat::Protobuf };
+    Ok(encode_body(&event, format))
 }
 
 /// Inserts events for `producer` (the service name) in the caller's transaction. Takes the
 /// events by value so their payloads are moved into the statement, not copied.
 pub async fn insert<C: ConnectionTrait>(conn: &C, producer: &str, events: Vec<OutboxEvent>) -> Result<(), DbErr> {
-    const COLS: usize = 8;
+    const COLS: usize = 9;
     let per_statement = rows_per_statement(COLS);
     let mut events = events.into_iter().peekable();
     while events.peek().is_some() {
@@ -66,9 +103,10 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, producer: &str, events: Vec<Ou
             values.push(e.ce_source.into());
             values.push(e.content_type.into());
             values.push(e.payload.into());
+            values.push(e.receipt_ref.into());
         }
         let sql = format!(
-            "INSERT INTO outbox (producer, topic, key, ce_id, ce_type, ce_source, content_type, payload) VALUES {}",
+            "INSERT INTO outbox (producer, topic, key, ce_id, ce_type, ce_source, content_type, payload, receipt_ref) VALUES {}",
             placeholders(n, COLS)
         );
         conn.execute(stmt(sql, values)).await?;
@@ -122,8 +160,10 @@ impl Relay {
         }
         let rows = txn
             .query_all(stmt(
-                "SELECT id, topic, key, ce_id, ce_type, ce_source, content_type, payload, created_at FROM outbox \
-                 WHERE producer = $1 ORDER BY id LIMIT $2",
+                "SELECT o.id, o.topic, o.key, o.ce_id, o.ce_type, o.ce_source, o.content_type, o.payload, o.created_at, \
+                        o.receipt_ref, r.receipt_pb, r.document \
+                 FROM outbox o LEFT JOIN receipts r ON r.receipt_id = o.receipt_ref \
+                 WHERE o.producer = $1 ORDER BY o.id LIMIT $2",
                 vec![self.name.clone().into(), (self.batch as i64).into()],
             ))
             .await?;
@@ -137,14 +177,30 @@ impl Relay {
             let id: i64 = r.try_get("", "id")?;
             let topic: String = r.try_get("", "topic")?;
             let key: String = r.try_get("", "key")?;
-            let payload: Vec<u8> = r.try_get("", "payload")?;
             let created_at: DateTime<Utc> = r.try_get("", "created_at")?;
+            let content_type: String = r.try_get("", "content_type")?;
+            let payload: Vec<u8> = match r.try_get::<Option<uuid::Uuid>>("", "receipt_ref")? {
+                None => r.try_get("", "payload")?,
+                Some(receipt) => {
+                    let pb: Option<Vec<u8>> = r.try_get("", "receipt_pb")?;
+                    let document: Option<String> = r.try_get("", "document")?;
+                    match (pb, document) {
+                        (Some(pb), Some(doc)) => receipt_issued_body(&pb, doc, &content_type)?,
+                        _ => {
+                            return Err(DbErr::Custom(format!(
+                                "outbox row {id} names receipt {receipt}, which does not exist"
+                            ))
+                            .into())
+                        }
+                    }
+                }
+            };
             let attrs = Attributes {
                 id: r.try_get("", "ce_id")?,
                 source: r.try_get("", "ce_source")?,
                 ty: r.try_get("", "ce_type")?,
                 time: Some(created_at),
-                content_type: r.try_get("", "content_type")?,
+                content_type,
             };
             ids.push(id);
             let producer = self.producer.clone();
