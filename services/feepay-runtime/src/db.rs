@@ -81,7 +81,13 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(Deliveries), Box::new(KeysOperators), Box::new(OutboxReceiptRef)]
+        vec![
+            Box::new(Initial),
+            Box::new(Deliveries),
+            Box::new(KeysOperators),
+            Box::new(OutboxReceiptRef),
+            Box::new(Lz4Documents),
+        ]
     }
 }
 
@@ -150,6 +156,21 @@ impl MigrationTrait for OutboxReceiptRef {
             .execute_unprepared(include_str!("migrations/0004_outbox_receipt_ref.sql"))
             .await
             .map(|_| ())
+    }
+}
+
+struct Lz4Documents;
+
+impl MigrationName for Lz4Documents {
+    fn name(&self) -> &str {
+        "m0005_lz4_documents"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Lz4Documents {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared(include_str!("migrations/0005_lz4_documents.sql")).await.map(|_| ())
     }
 }
 
