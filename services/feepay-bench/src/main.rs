@@ -148,8 +148,8 @@ async fn main() -> anyhow::Result<()> {
             .env("RUST_LOG", "warn")
             .env(format!("FEEPAY_{}_HTTP_ADDR", name.to_uppercase()), format!("127.0.0.1:{port}"))
             .env("FEEPAY_NOTIFIER_RETRY_SCHEDULE", "1s,2s,5s,10s")
-            .env("FEEPAY_NOTIFIER_CONCURRENCY", "16")
-            .env("FEEPAY_SMTP_POOL_SIZE", "8")
+            .env("FEEPAY_NOTIFIER_CONCURRENCY", "32")
+            .env("FEEPAY_SMTP_POOL_SIZE", "32")
             .env("FEEPAY_SMTP_PORT", smtp_port.to_string());
         for (k, v) in topics.to_env() {
             cmd.env(k, v);
