@@ -75,102 +75,45 @@ pub async fn drop_database(url: &str) -> Result<(), DbErr> {
     admin.close().await
 }
 
-/// The migrations, applied in order and recorded in `seaql_migrations`.
+/// The migrations, applied in order and recorded in `seaql_migrations`: SQL files under
+/// `src/migrations/`, never edited once released.
 pub struct Migrator;
+
+/// One SQL file of `src/migrations/`.
+struct SqlFile {
+    name: &'static str,
+    sql: &'static str,
+}
+
+impl MigrationName for SqlFile {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SqlFile {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared(self.sql).await.map(|_| ())
+    }
+}
+
+macro_rules! sql_migrations {
+    ($($name:literal => $file:literal),* $(,)?) => {
+        vec![$(Box::new(SqlFile { name: $name, sql: include_str!(concat!("migrations/", $file)) }) as Box<dyn MigrationTrait>),*]
+    };
+}
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(Initial),
-            Box::new(Deliveries),
-            Box::new(KeysOperators),
-            Box::new(OutboxReceiptRef),
-            Box::new(Lz4Documents),
+        sql_migrations![
+            "m0001_initial" => "0001_initial.sql",
+            "m0002_deliveries" => "0002_deliveries.sql",
+            "m0003_keys_operators" => "0003_keys_operators.sql",
+            "m0004_outbox_receipt_ref" => "0004_outbox_receipt_ref.sql",
+            "m0005_lz4_documents" => "0005_lz4_documents.sql",
         ]
-    }
-}
-
-struct Initial;
-
-impl MigrationName for Initial {
-    fn name(&self) -> &str {
-        "m0001_initial"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for Initial {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(include_str!("migrations/0001_initial.sql")).await.map(|_| ())
-    }
-}
-
-struct Deliveries;
-
-impl MigrationName for Deliveries {
-    fn name(&self) -> &str {
-        "m0002_deliveries"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for Deliveries {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(include_str!("migrations/0002_deliveries.sql")).await.map(|_| ())
-    }
-}
-
-struct KeysOperators;
-
-impl MigrationName for KeysOperators {
-    fn name(&self) -> &str {
-        "m0003_keys_operators"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for KeysOperators {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(include_str!("migrations/0003_keys_operators.sql"))
-            .await
-            .map(|_| ())
-    }
-}
-
-struct OutboxReceiptRef;
-
-impl MigrationName for OutboxReceiptRef {
-    fn name(&self) -> &str {
-        "m0004_outbox_receipt_ref"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for OutboxReceiptRef {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(include_str!("migrations/0004_outbox_receipt_ref.sql"))
-            .await
-            .map(|_| ())
-    }
-}
-
-struct Lz4Documents;
-
-impl MigrationName for Lz4Documents {
-    fn name(&self) -> &str {
-        "m0005_lz4_documents"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for Lz4Documents {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(include_str!("migrations/0005_lz4_documents.sql")).await.map(|_| ())
     }
 }
 
