@@ -388,6 +388,36 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
         None => writeln!(out, "(no answer yet; the assessor may still be joining its consumer group)")?,
     }
     writeln!(out, "\nThe malformed event went to {}.dlq with its reason.", t.payments_succeeded)?;
+
+    writeln!(out, "\n== Looking receipts up as a citizen would ==")?;
+    let lookup = feepay_runtime::settings::env_or("FEEPAY_LOOKUP_PUBLIC_URL", "http://127.0.0.1:8080");
+    let rows = db
+        .query_all(stmt(
+            "SELECT lookup_code, status FROM receipts WHERE payment_id = ANY($1) ORDER BY status DESC, issued_at LIMIT 20",
+            vec![ids.into()],
+        ))
+        .await?;
+    let mut shown = std::collections::BTreeSet::new();
+    for r in rows {
+        let status: String = r.try_get("", "status")?;
+        if !shown.insert(status.clone()) {
+            continue;
+        }
+        let code: String = r.try_get("", "lookup_code")?;
+        writeln!(out, "{status:>9}: {lookup}/tra-cuu/{code}")?;
+        let verdict = reqwest::Client::new()
+            .post(format!("{lookup}/api/v1/verify"))
+            .json(&serde_json::json!({ "lookupCode": code }))
+            .send()
+            .await;
+        match verdict {
+            Ok(v) => match v.json::<serde_json::Value>().await {
+                Ok(v) => writeln!(out, "           {}", v["summary"].as_str().unwrap_or_default())?,
+                Err(e) => writeln!(out, "           (the lookup service answered something unexpected: {e})")?,
+            },
+            Err(_) => writeln!(out, "           (the lookup service at {lookup} is not reachable)")?,
+        }
+    }
     Ok(())
 }
 
