@@ -626,28 +626,26 @@ pub fn chromium() -> PathBuf {
     panic!("chromium is not installed: run `make up` (it installs Debian's chromium package)");
 }
 
-/// Renders `url` in headless Chromium and returns the DOM after scripts ran.
-pub async fn chromium_dom(url: &str) -> String {
-    let profile = std::env::temp_dir().join(format!("feepay-chromium-{}", unique()));
-    let out = tokio::time::timeout(
+/// Runs headless Chromium with a throw-away profile and `args`, within 90 s.
+async fn run_chromium(profile: &Path, args: &[&str]) -> std::process::Output {
+    tokio::time::timeout(
         Duration::from_secs(90),
         tokio::process::Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--virtual-time-budget=3000",
-                &format!("--user-data-dir={}", profile.display()),
-                "--dump-dom",
-                url,
-            ])
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(args)
             .output(),
     )
     .await
     .expect("chromium finishes")
-    .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
+    .expect("chromium runs")
+}
+
+/// Renders `url` in headless Chromium and returns the DOM after scripts ran.
+pub async fn chromium_dom(url: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("feepay-chromium-{}", unique()));
+    let out = run_chromium(&dir, &["--virtual-time-budget=3000", "--dump-dom", url]).await;
+    let _ = std::fs::remove_dir_all(&dir);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -656,24 +654,11 @@ pub async fn chromium_screenshot(url: &str) -> Vec<u8> {
     let dir = std::env::temp_dir().join(format!("feepay-chromium-{}", unique()));
     std::fs::create_dir_all(&dir).expect("dir");
     let png = dir.join("page.png");
-    let _ = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--hide-scrollbars",
-                "--window-size=1000,1400",
-                &format!("--user-data-dir={}", dir.join("profile").display()),
-                &format!("--screenshot={}", png.display()),
-                url,
-            ])
-            .output(),
+    run_chromium(
+        &dir.join("profile"),
+        &["--hide-scrollbars", "--window-size=1000,1400", &format!("--screenshot={}", png.display()), url],
     )
-    .await
-    .expect("chromium finishes");
+    .await;
     let bytes = std::fs::read(&png).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     bytes

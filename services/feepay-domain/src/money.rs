@@ -122,6 +122,12 @@ impl Vnd {
     }
 }
 
+/// A whole-đồng amount as carried on the wire (`"135000"`) printed `135.000`; text that is
+/// not an amount is shown as it is.
+pub fn grouped_text(amount: &str) -> String {
+    Vnd::parse(amount).map(|v| v.grouped()).unwrap_or_else(|_| amount.to_string())
+}
+
 fn truncate(text: &str) -> String {
     text.chars().take(40).collect()
 }

@@ -264,6 +264,10 @@ impl Shared {
     }
 }
 
+/// What a person sees when the database cannot be reached.
+const UNAVAILABLE_HTML: &str =
+    "<!DOCTYPE html><html lang=\"vi\"><meta charset=\"utf-8\"><p>Hệ thống tạm thời không phục vụ được; vui lòng thử lại sau.</p></html>";
+
 fn unavailable_json() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -315,7 +319,7 @@ async fn receipt_page(State(shared): St, Path(code): Path<String>) -> Response {
         }
         Err(status) => {
             shared.count("page", "error", started);
-            (status, Html("<!DOCTYPE html><meta charset=\"utf-8\"><p>Hệ thống tạm thời không phục vụ được; vui lòng thử lại sau.</p>")).into_response()
+            (status, Html(UNAVAILABLE_HTML)).into_response()
         }
     }
 }
@@ -466,8 +470,7 @@ async fn verify_code_page(State(shared): St, Query(q): Query<CodeQuery>) -> Resp
         }
         Err(status) => {
             shared.count("verify", "error", started);
-            (status, Html("<!DOCTYPE html><meta charset=\"utf-8\"><p>Hệ thống tạm thời không phục vụ được.</p>"))
-                .into_response()
+            (status, Html(UNAVAILABLE_HTML)).into_response()
         }
     }
 }
@@ -496,11 +499,7 @@ async fn verify_upload_page(State(shared): St, mut form: Multipart) -> Response 
         Err(e) => {
             tracing::error!(error = %e, "verification failed");
             shared.count("verify", "error", started);
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Html("<!DOCTYPE html><meta charset=\"utf-8\"><p>Hệ thống tạm thời không phục vụ được.</p>"),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Html(UNAVAILABLE_HTML)).into_response()
         }
     }
 }

@@ -4,7 +4,7 @@ use crate::store::StoredReceipt;
 use crate::verify::Verdict;
 use base64::Engine;
 use chrono::{Datelike, Timelike};
-use feepay_domain::money::Vnd;
+use feepay_domain::money::grouped_text;
 use feepay_domain::numbering::gmt7;
 use feepay_proto::v1;
 use minijinja::{context, Environment, Value};
@@ -19,10 +19,6 @@ impl Default for Pages {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn grouped(s: &str) -> String {
-    Vnd::parse(s).map(|v| v.grouped()).unwrap_or_else(|_| s.to_string())
 }
 
 /// The receipt as the public may see it: what the document shows, nothing more (no email,
@@ -137,9 +133,9 @@ impl Pages {
                 name: l.fee_name.clone(),
                 kind: if l.kind == v1::FeeKind::Phi as i32 { "Phí" } else { "Lệ phí" },
                 quantity: l.quantity,
-                base: grouped(&l.base_amount),
-                reduction: l.waiver.as_ref().map(|w| grouped(&w.reduction)).unwrap_or_else(|| "0".into()),
-                due: grouped(&l.amount_due),
+                base: grouped_text(&l.base_amount),
+                reduction: l.waiver.as_ref().map(|w| grouped_text(&w.reduction)).unwrap_or_else(|| "0".into()),
+                due: grouped_text(&l.amount_due),
                 waiver: l.waiver.as_ref().map(|w| Waiver {
                     document: w.document_number.clone(),
                     body: w.issuing_body.clone(),
@@ -171,7 +167,7 @@ impl Pages {
             context! {
                 r => Value::from_serialize(&view.receipt),
                 lines => Value::from_serialize(&lines),
-                total => grouped(&r.total),
+                total => grouped_text(&r.total),
                 issued => context! {
                     day => format!("{:02}", at.day()),
                     month => format!("{:02}", at.month()),

@@ -72,6 +72,25 @@ fn reference(r: &StoredReceipt) -> ReceiptRef {
     }
 }
 
+/// The verdict on a document that is not a receipt on record.
+fn not_on_record(signature_valid: bool, summary: &str) -> Verdict {
+    Verdict {
+        authentic: false,
+        signature_valid,
+        signature_error: None,
+        key_id: None,
+        key_agency_code: None,
+        on_record: false,
+        status: "unknown".into(),
+        cancelled_at: None,
+        cancel_reason: None,
+        replaced_by: None,
+        chain: ChainCheck::default(),
+        receipt: None,
+        summary: summary.into(),
+    }
+}
+
 /// Verifies `document` against the registered keys and the records.
 pub async fn verify(store: &Store, document: &str) -> Result<Verdict, DbErr> {
     let keys = store.keys().await?;
@@ -80,20 +99,11 @@ pub async fn verify(store: &Store, document: &str) -> Result<Verdict, DbErr> {
         Ok(d) => d,
         Err(e) => {
             return Ok(Verdict {
-                authentic: false,
-                signature_valid: false,
                 signature_error: Some(e.to_string()),
-                key_id: None,
-                key_agency_code: None,
-                on_record: false,
-                status: "unknown".into(),
-                cancelled_at: None,
-                cancel_reason: None,
-                replaced_by: None,
-                chain: ChainCheck::default(),
-                receipt: None,
-                summary: "Chữ ký không hợp lệ: tài liệu không phải biên lai do hệ thống phát hành hoặc đã bị sửa đổi."
-                    .into(),
+                ..not_on_record(
+                    false,
+                    "Chữ ký không hợp lệ: tài liệu không phải biên lai do hệ thống phát hành hoặc đã bị sửa đổi.",
+                )
             })
         }
     };
@@ -104,17 +114,8 @@ pub async fn verify(store: &Store, document: &str) -> Result<Verdict, DbErr> {
     };
     let Some(stored) = stored else {
         return Ok(Verdict {
-            authentic: false,
-            signature_valid: true,
-            signature_error: None,
             key_id: Some(doc.key_id),
             key_agency_code: key_agency,
-            on_record: false,
-            status: "unknown".into(),
-            cancelled_at: None,
-            cancel_reason: None,
-            replaced_by: None,
-            chain: ChainCheck::default(),
             receipt: Some(ReceiptRef {
                 agency_code: doc.agency_code,
                 template_symbol: doc.template,
@@ -122,7 +123,7 @@ pub async fn verify(store: &Store, document: &str) -> Result<Verdict, DbErr> {
                 number: doc.number,
                 total: Some(doc.total),
             }),
-            summary: "Chữ ký hợp lệ nhưng biên lai không có trong sổ của hệ thống.".into(),
+            ..not_on_record(true, "Chữ ký hợp lệ nhưng biên lai không có trong sổ của hệ thống.")
         });
     };
     let on_record = stored.document_hash == doc.document_hash;

@@ -6,7 +6,7 @@
 //! reaches a header except the recipient's display name, which lettre encodes (RFC 2047)
 //! after control characters are removed.
 
-use feepay_domain::money::Vnd;
+use feepay_domain::money::grouped_text;
 use feepay_domain::receipt::datetime_gmt7;
 use feepay_proto::v1;
 use feepay_runtime::convert::from_ts;
@@ -254,10 +254,6 @@ struct LineCtx {
     waiver_description: String,
 }
 
-fn grouped(s: &str) -> String {
-    Vnd::parse(s).map(|v| v.grouped()).unwrap_or_else(|_| s.to_string())
-}
-
 fn lines_ctx(lines: &[v1::AssessedLine]) -> Vec<LineCtx> {
     lines
         .iter()
@@ -265,9 +261,9 @@ fn lines_ctx(lines: &[v1::AssessedLine]) -> Vec<LineCtx> {
             fee_name: l.fee_name.clone(),
             kind: if l.kind == v1::FeeKind::Phi as i32 { "Phí".into() } else { "Lệ phí".into() },
             quantity: l.quantity,
-            base: grouped(&l.base_amount),
-            reduction: l.waiver.as_ref().map(|w| grouped(&w.reduction)).unwrap_or_default(),
-            due: grouped(&l.amount_due),
+            base: grouped_text(&l.base_amount),
+            reduction: l.waiver.as_ref().map(|w| grouped_text(&w.reduction)).unwrap_or_default(),
+            due: grouped_text(&l.amount_due),
             waiver: l.waiver.is_some(),
             waiver_document: l.waiver.as_ref().map(|w| w.document_number.clone()).unwrap_or_default(),
             waiver_description: l.waiver.as_ref().map(|w| w.description.clone()).unwrap_or_default(),
@@ -328,7 +324,7 @@ pub fn compose(
             let lookup_url = format!("{}{}", branding.lookup_base_url, r.lookup_code);
             let ctx = minijinja::context! {
                 receipt => V::from_serialize(r), agency => V::from_serialize(agency), payer => V::from_serialize(payer), lines => V::from_serialize(lines_ctx(&r.lines)),
-                total => grouped(&r.total), issued_at => from_ts(r.issued_at.as_ref()).map(datetime_gmt7).unwrap_or_default().replace('T', " "),
+                total => grouped_text(&r.total), issued_at => from_ts(r.issued_at.as_ref()).map(datetime_gmt7).unwrap_or_default().replace('T', " "),
                 lookup_url => lookup_url.clone(),
             };
             let name =
@@ -338,7 +334,7 @@ pub fn compose(
         Event::Cancelled(e) => {
             let r = e.receipt.as_ref().ok_or(ComposeError::Incomplete("receipt"))?;
             let ctx = minijinja::context! {
-                receipt => V::from_serialize(r), agency => V::from_serialize(agency), payer => V::from_serialize(payer), total => grouped(&r.total), reason => e.reason.clone(),
+                receipt => V::from_serialize(r), agency => V::from_serialize(agency), payer => V::from_serialize(payer), total => grouped_text(&r.total), reason => e.reason.clone(),
                 cancelled_at => from_ts(e.cancelled_at.as_ref()).map(datetime_gmt7).unwrap_or_default().replace('T', " "),
                 replaced => !e.replaced_by_receipt_id.is_empty(),
                 lookup_url => format!("{}{}", branding.lookup_base_url, r.lookup_code),
