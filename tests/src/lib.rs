@@ -249,6 +249,8 @@ pub fn issuer_settings(db: &TestDb, topics: &Topics, keys: &Path, group: &str) -
         relay: true,
         shutdown_deadline: Duration::from_secs(10),
         self_check_every: Duration::from_secs(1),
+        // More groups than the tests have agencies, so some transactions run side by side.
+        workers: 3,
     }
 }
 

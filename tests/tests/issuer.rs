@@ -755,3 +755,57 @@ async fn a_corpus_of_hostile_events_ends_in_dead_letters_or_rejections_and_valid
     issuer.stop().await;
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless() {
+    let db = TestDb::new().await;
+    let keys = test_keys();
+    let issuer = feepay_issuer::issue::Issuer::new(
+        db.db.clone(),
+        feepay_issuer::keys::Keyring::load_dir(&keys).unwrap(),
+        Arc::new(SystemClock),
+        feepay_issuer::metrics::IssuerMetrics::new(),
+        topics(),
+        BodyFormat::Protobuf,
+        "/tests".into(),
+    )
+    .with_workers(4);
+    let agencies =
+        ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "BN.TIENDU", "HD.TTPVHCC", "HD.TPHD", "HD.TPHD.TANBINH"];
+    let now = Utc::now();
+    let u = unique();
+    let pay = |id: &str, agency: &str| {
+        let raw = payment(id, agency, v1::Channel::Counter, vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)], now);
+        feepay_issuer::issue::Incoming::payment(feepay_runtime::convert::parse_payment(&raw).unwrap(), &raw)
+    };
+    let refund_of = |rid: &str, pid: &str| {
+        let raw = refund(rid, pid, vec![], now);
+        feepay_issuer::issue::Incoming::refund(feepay_runtime::convert::parse_refund(&raw).unwrap(), raw)
+    };
+    // A refund whose payment comes in the next batch stays pending until then.
+    let early = format!("PS-{u}-early");
+    let first = issuer.process(&[refund_of(&format!("RF-{u}-early"), &early)]).await.unwrap();
+    assert_eq!(first.refunds_pending, 1, "{first:?}");
+
+    let ids: Vec<String> = (0..210).map(|i| format!("PS-{u}-{i:03}")).collect();
+    let mut batch: Vec<_> = ids.iter().enumerate().map(|(i, id)| pay(id, agencies[i % agencies.len()])).collect();
+    batch.push(pay(&early, "HD.TPHD"));
+    batch.push(pay(&ids[0], agencies[0])); // the same event again
+    batch.push(pay(&ids[1], "HD.TPHD")); // same id, other agency: another group's transaction
+    batch.push(refund_of(&format!("RF-{u}-002"), &ids[2])); // refund of a payment of this batch
+    let outcome = issuer.process(&batch).await.unwrap();
+    assert_eq!(
+        (outcome.receipts_issued, outcome.duplicates, outcome.conflicts, outcome.refunds_applied, outcome.receipts_cancelled),
+        (211, 1, 1, 2, 2),
+        "{outcome:?}"
+    );
+    // A retry of the whole batch (as after a failure in one group) issues nothing again.
+    let again = issuer.process(&batch).await.unwrap();
+    assert_eq!((again.receipts_issued, again.duplicates, again.conflicts), (0, 213, 1), "{again:?}");
+    assert_eq!(receipts_of(&db, &ids[2]).await.iter().filter(|r| r.3 == "cancelled").count(), 1);
+    assert_eq!(receipts_of(&db, &early).await.iter().filter(|r| r.3 == "cancelled").count(), 1);
+    assert_eq!(count(&db.db, "SELECT count(DISTINCT (agency_code, template, symbol))::BIGINT AS n FROM receipts").await, 7);
+    assert_eq!(verify_all_series(&db, &keys).await, 211);
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM series_counters WHERE last_number > 0").await, 7);
+    db.drop().await;
+}

@@ -51,6 +51,9 @@ struct Args {
     /// PostgreSQL server URL (a throw-away database is created on it).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     pg: String,
+    /// Connection parameters added to the database URL (TLS costs CPU on loopback).
+    #[arg(long, default_value = "sslmode=disable")]
+    pg_params: String,
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
 }
@@ -96,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     std::fs::create_dir_all(&args.out)?;
-    let db_url = format!("{}/feepay_bench_{}", args.pg, run.replace('-', "_"));
+    let db_url = format!("{}/feepay_bench_{}?{}", args.pg, run.replace('-', "_"), args.pg_params);
     let prefix = format!("bench{}.", run.replace('-', ""));
     let topics = Topics::with_prefix(&prefix);
     let work = std::env::temp_dir().join(format!("feepay-bench-{run}"));

@@ -41,6 +41,9 @@ pub struct IssuerSettings {
     pub shutdown_deadline: Duration,
     /// `FEEPAY_ISSUER_SELF_CHECK_SECS` (default 60): numbering self-check period.
     pub self_check_every: Duration,
+    /// `FEEPAY_ISSUER_WORKERS` (default 4): concurrent transactions per batch, payments
+    /// split by agency. Each takes a database connection.
+    pub workers: usize,
 }
 
 impl IssuerSettings {
@@ -56,6 +59,7 @@ impl IssuerSettings {
             relay: settings::env_parse("FEEPAY_ISSUER_RELAY", true)?,
             shutdown_deadline: settings::shutdown_deadline()?,
             self_check_every: Duration::from_secs(settings::env_parse("FEEPAY_ISSUER_SELF_CHECK_SECS", 60)?),
+            workers: settings::env_parse("FEEPAY_ISSUER_WORKERS", 4)?,
         })
     }
 }
@@ -135,7 +139,8 @@ impl App {
             settings.topics.clone(),
             settings.kafka.body_format,
             settings.source.clone(),
-        ));
+        )
+        .with_workers(settings.workers));
         let (http_addr, http) = http::serve(
             settings.http_addr,
             http::ops_router(metrics.registry.clone(), readiness.clone()),
@@ -214,7 +219,7 @@ pub fn decode(topics: &Topics, m: &BorrowedMessage<'_>) -> Result<Incoming, Deco
 }
 
 async fn consume(
-    issuer: &Issuer,
+    issuer: &Arc<Issuer>,
     consumer: &StreamConsumer,
     producer: &rdkafka::producer::FutureProducer,
     settings: &IssuerSettings,

@@ -67,6 +67,29 @@ pub struct BatchOutcome {
     pub receipts_cancelled: usize,
 }
 
+impl BatchOutcome {
+    fn add(&mut self, o: &BatchOutcome) {
+        self.receipts_issued += o.receipts_issued;
+        self.payments_issued += o.payments_issued;
+        self.payments_waived += o.payments_waived;
+        self.payments_rejected += o.payments_rejected;
+        self.duplicates += o.duplicates;
+        self.conflicts += o.conflicts;
+        self.refunds_applied += o.refunds_applied;
+        self.refunds_pending += o.refunds_pending;
+        self.refunds_rejected += o.refunds_rejected;
+        self.receipts_cancelled += o.receipts_cancelled;
+    }
+}
+
+/// The group (transaction) a payment of this agency goes to.
+fn group_of(agency: &str, groups: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    agency.hash(&mut h);
+    (h.finish() % groups.max(1) as u64) as usize
+}
+
 /// Errors that fail the whole batch (it is retried; nothing was committed).
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
@@ -88,6 +111,8 @@ pub enum IssueError {
     NotIssued(String),
     #[error("invalid correction: {0}")]
     Invalid(String),
+    #[error("a batch worker stopped: {0}")]
+    Worker(String),
 }
 
 /// An operator's correction of one receipt: cancel it, or cancel it and issue a replacement
@@ -131,6 +156,8 @@ pub struct Issuer {
     pub format: BodyFormat,
     /// CloudEvents source of produced events.
     pub source: String,
+    /// Concurrent transactions per batch (payments split by agency); 1 = one transaction.
+    pub workers: usize,
     reference: RwLock<Option<Arc<LoadedReference>>>,
 }
 
@@ -270,7 +297,13 @@ impl Issuer {
         format: BodyFormat,
         source: String,
     ) -> Self {
-        Issuer { db, keys, clock, metrics, topics, format, source, reference: RwLock::new(None) }
+        Issuer { db, keys, clock, metrics, topics, format, source, workers: 1, reference: RwLock::new(None) }
+    }
+
+    /// Splits each batch's payments into up to `n` concurrent transactions.
+    pub fn with_workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
     }
 
     /// The reference data in use, reloaded when a newer version was stored.
@@ -296,33 +329,110 @@ impl Issuer {
         Ok(loaded)
     }
 
-    /// Processes a batch in one transaction. On error nothing is committed and the caller
-    /// retries the same batch.
-    pub async fn process(&self, items: &[Incoming]) -> Result<BatchOutcome, IssueError> {
+    /// Processes a batch. Payments are split by agency into up to [`Issuer::workers`] groups,
+    /// each in its own transaction, run concurrently: a series belongs to one agency, so the
+    /// groups lock disjoint counters and the hash chains stay sequential. Conflicting
+    /// duplicates and refunds follow in one more transaction once the payments committed.
+    ///
+    /// On error the caller retries the same batch: what already committed is found again
+    /// and counted as a duplicate, so a retry never issues twice.
+    pub async fn process(self: &Arc<Self>, items: &[Incoming]) -> Result<BatchOutcome, IssueError> {
         let loaded = self.reference().await?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
-        let mut work = Work { outbox: Vec::new(), outcome: BatchOutcome::default() };
+        let mut outcome = BatchOutcome::default();
 
-        // ---- payments ------------------------------------------------------------------
+        // The first occurrence of a payment id in the batch is the candidate; an identical
+        // repeat is a duplicate, a different one a conflict (after the first is stored).
         let mut seen: HashMap<&str, &str> = HashMap::new();
-        let mut candidates: Vec<(&Payment, &str)> = Vec::new();
+        let mut groups: Vec<Vec<(Payment, String)>> = vec![Vec::new(); self.workers];
         let mut in_batch_conflicts: Vec<(&Payment, &str)> = Vec::new();
         for item in items {
             if let Incoming::Payment { payment, hash } = item {
                 match seen.get(payment.payment_id.as_str()) {
                     None => {
                         seen.insert(&payment.payment_id, hash);
-                        candidates.push((payment, hash));
+                        groups[group_of(&payment.agency_code, self.workers)].push((payment.clone(), hash.clone()));
                     }
-                    Some(h) if *h == hash.as_str() => work.outcome.duplicates += 1,
+                    Some(h) if *h == hash.as_str() => outcome.duplicates += 1,
                     Some(_) => in_batch_conflicts.push((payment, hash)),
                 }
             }
         }
+        // Tasks, not just futures: signing is CPU work, and the groups' can use every core.
+        let tasks: Vec<_> = groups
+            .into_iter()
+            .filter(|g| !g.is_empty())
+            .map(|g| {
+                let (issuer, loaded) = (self.clone(), loaded.clone());
+                tokio::spawn(async move {
+                    let refs: Vec<(&Payment, &str)> = g.iter().map(|(p, h)| (p, h.as_str())).collect();
+                    issuer.process_payments(&loaded, &refs, now).await
+                })
+            })
+            .collect();
+        // Every group runs to its end (commit or rollback) before the batch is answered.
+        for done in futures::future::join_all(tasks).await {
+            let o = done.map_err(|e| IssueError::Worker(e.to_string()))??;
+            outcome.add(&o);
+        }
+
+        let refunds: Vec<&Incoming> = items.iter().filter(|i| matches!(i, Incoming::Refund { .. })).collect();
+        if in_batch_conflicts.is_empty() && refunds.is_empty() {
+            return Ok(outcome);
+        }
+        let txn = self.db.begin().await?;
+        let mut work = Work { outbox: Vec::new(), outcome: BatchOutcome::default() };
+        for (p, hash) in in_batch_conflicts {
+            self.record_conflict(&txn, &mut work, p, hash, now).await?;
+        }
+        let mut applicable = Vec::new();
+        for item in refunds {
+            let Incoming::Refund { refund, raw, hash } = item else { continue };
+            let row = txn
+                .query_one(stmt(
+                    "INSERT INTO refunds (refund_id, payment_id, content_hash, status, refund_pb) VALUES ($1,$2,$3,'pending',$4) \
+                     ON CONFLICT (refund_id) DO NOTHING RETURNING refund_id",
+                    vec![refund.refund_id.clone().into(), refund.payment_id.clone().into(), hash.clone().into(), raw.encode_to_vec().into()],
+                ))
+                .await?;
+            if row.is_some() {
+                applicable.push(refund);
+                continue;
+            }
+            let stored = txn
+                .query_one(stmt("SELECT content_hash FROM refunds WHERE refund_id = $1", vec![refund.refund_id.clone().into()]))
+                .await?
+                .map(|r| r.try_get::<String>("", "content_hash"))
+                .transpose()?;
+            if stored.as_deref() == Some(hash.as_str()) {
+                work.outcome.duplicates += 1;
+            } else {
+                work.outcome.conflicts += 1;
+                self.metrics.conflicts.with_label_values(&["refund"]).inc();
+            }
+        }
+        for refund in applicable {
+            self.apply_refund(&txn, &loaded, refund, now, &mut work).await?;
+        }
+        outbox::insert(&txn, crate::metrics::SERVICE, work.outbox).await?;
+        txn.commit().await?;
+        outcome.add(&work.outcome);
+        Ok(outcome)
+    }
+
+    /// One group's payments in one transaction: stored, decided, numbered, with the refunds
+    /// that arrived before them applied.
+    async fn process_payments(
+        &self,
+        loaded: &LoadedReference,
+        candidates: &[(&Payment, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<BatchOutcome, IssueError> {
+        let txn = self.db.begin().await?;
+        let mut work = Work { outbox: Vec::new(), outcome: BatchOutcome::default() };
         let decisions: Vec<Decision> =
             candidates.iter().map(|(p, _)| decide(&loaded.reference, &loaded.rules, p)).collect();
-        let new_ids = self.insert_payments(&txn, &candidates, &decisions).await?;
+        let new_ids = self.insert_payments(&txn, candidates, &decisions).await?;
         let mut to_issue = Vec::new();
         let mut new_payment_ids = Vec::new();
         for ((p, hash), decision) in candidates.iter().zip(decisions) {
@@ -331,74 +441,21 @@ impl Issuer {
                 if stored.as_deref() == Some(*hash) {
                     work.outcome.duplicates += 1;
                 } else {
-                    in_batch_conflicts.push((p, hash));
+                    self.record_conflict(&txn, &mut work, p, hash, now).await?;
                 }
                 continue;
             }
             new_payment_ids.push(p.payment_id.clone());
-            self.apply_decision(&loaded, p, decision, now, &mut to_issue, &mut work)?;
+            self.apply_decision(loaded, p, decision, now, &mut to_issue, &mut work)?;
         }
-        for (p, hash) in in_batch_conflicts {
-            work.outcome.conflicts += 1;
-            self.metrics.conflicts.with_label_values(&["payment"]).inc();
-            txn.execute(stmt(
-                "UPDATE payments SET conflicts = conflicts + 1 WHERE payment_id = $1",
-                vec![p.payment_id.clone().into()],
-            ))
-            .await?;
-            self.reject_event(
-                &mut work,
-                &p.payment_id,
-                "",
-                &p.agency_code,
-                &p.dossier_code,
-                Rejection::ConflictingDuplicate,
-                &format!(
-                    "payment {} was already received with different content; the first version stands",
-                    p.payment_id
-                ),
-                &format!("conflict:{}", &hash[..16]),
-                now,
-            );
-        }
-        self.number_and_insert(&txn, &loaded, to_issue, now, &mut work).await?;
+        self.number_and_insert(&txn, loaded, to_issue, now, &mut work).await?;
 
-        // ---- refunds, including those that arrived before their payment -----------------
-        let mut refunds: Vec<(Refund, bool)> = Vec::new();
-        for item in items {
-            if let Incoming::Refund { refund, raw, hash } = item {
-                let row = txn
-                    .query_one(stmt(
-                        "INSERT INTO refunds (refund_id, payment_id, content_hash, status, refund_pb) VALUES ($1,$2,$3,'pending',$4) \
-                         ON CONFLICT (refund_id) DO NOTHING RETURNING refund_id",
-                        vec![refund.refund_id.clone().into(), refund.payment_id.clone().into(), hash.clone().into(), raw.encode_to_vec().into()],
-                    ))
-                    .await?;
-                if row.is_some() {
-                    refunds.push((refund.clone(), true));
-                } else {
-                    let stored = txn
-                        .query_one(stmt(
-                            "SELECT content_hash FROM refunds WHERE refund_id = $1",
-                            vec![refund.refund_id.clone().into()],
-                        ))
-                        .await?
-                        .map(|r| r.try_get::<String>("", "content_hash"))
-                        .transpose()?;
-                    if stored.as_deref() == Some(hash.as_str()) {
-                        work.outcome.duplicates += 1;
-                    } else {
-                        work.outcome.conflicts += 1;
-                        self.metrics.conflicts.with_label_values(&["refund"]).inc();
-                    }
-                }
-            }
-        }
+        // Refunds that arrived before their payment (earlier batches) apply now.
         if !new_payment_ids.is_empty() {
             let rows = txn
                 .query_all(stmt(
                     "SELECT refund_pb FROM refunds WHERE status = 'pending' AND payment_id = ANY($1) ORDER BY received_at",
-                    vec![new_payment_ids.clone().into()],
+                    vec![new_payment_ids.into()],
                 ))
                 .await?;
             for r in rows {
@@ -407,18 +464,43 @@ impl Issuer {
                     .map_err(|e| IssueError::Corrupt(format!("stored refund: {e}")))?;
                 let refund = feepay_runtime::convert::parse_refund(&raw)
                     .map_err(|e| IssueError::Corrupt(format!("stored refund: {e}")))?;
-                if !refunds.iter().any(|(f, _)| f.refund_id == refund.refund_id) {
-                    refunds.push((refund, false));
-                }
+                self.apply_refund(&txn, loaded, &refund, now, &mut work).await?;
             }
         }
-        for (refund, _) in &refunds {
-            self.apply_refund(&txn, &loaded, refund, now, &mut work).await?;
-        }
-
         outbox::insert(&txn, crate::metrics::SERVICE, work.outbox).await?;
         txn.commit().await?;
         Ok(work.outcome)
+    }
+
+    /// A payment id seen again with different content: the first version stands, the
+    /// conflict is counted on the stored payment and reported.
+    async fn record_conflict(
+        &self,
+        txn: &DatabaseTransaction,
+        work: &mut Work,
+        p: &Payment,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), IssueError> {
+        work.outcome.conflicts += 1;
+        self.metrics.conflicts.with_label_values(&["payment"]).inc();
+        txn.execute(stmt(
+            "UPDATE payments SET conflicts = conflicts + 1 WHERE payment_id = $1",
+            vec![p.payment_id.clone().into()],
+        ))
+        .await?;
+        self.reject_event(
+            work,
+            &p.payment_id,
+            "",
+            &p.agency_code,
+            &p.dossier_code,
+            Rejection::ConflictingDuplicate,
+            &format!("payment {} was already received with different content; the first version stands", p.payment_id),
+            &format!("conflict:{}", &hash[..16]),
+            now,
+        );
+        Ok(())
     }
 
     async fn insert_payments(

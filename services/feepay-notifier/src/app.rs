@@ -19,7 +19,6 @@ use feepay_runtime::refdata;
 use feepay_runtime::settings::{self, BatchSettings, DatabaseSettings, KafkaSettings, Topics};
 use feepay_runtime::sql::{placeholders, rows_per_statement, stmt};
 use lettre::message::Mailbox;
-use lettre::AsyncTransport;
 use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGauge, Registry};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::BorrowedMessage;
@@ -149,7 +148,7 @@ pub struct Notifier {
     pub metrics: NotifierMetrics,
     templates: Templates,
     branding: Branding,
-    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    mailer: crate::smtp::Mailer,
     senders: tokio::sync::RwLock<(i64, BTreeMap<String, AgencySender>)>,
 }
 
@@ -184,12 +183,12 @@ impl Notifier {
             lookup_base_url: settings.lookup_base_url.clone(),
             message_id_domain: settings.message_id_domain.clone(),
         };
-        let transport = settings.smtp.transport().context("building the SMTP transport")?;
+        let mailer = crate::smtp::Mailer::new(settings.smtp.clone()).context("preparing the SMTP client")?;
         Ok(Notifier {
             db,
             templates: Templates::new(settings.templates_dir.clone()),
             branding,
-            transport,
+            mailer,
             metrics,
             settings,
             senders: tokio::sync::RwLock::new((-1, BTreeMap::new())),
@@ -476,7 +475,7 @@ impl Notifier {
             Ok(Some((msg, _))) => msg,
         };
         let started = std::time::Instant::now();
-        let r = self.transport.send(msg).await;
+        let r = self.mailer.send(&msg).await;
         let elapsed = started.elapsed().as_secs_f64();
         match r {
             Ok(_) => {

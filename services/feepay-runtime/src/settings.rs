@@ -226,7 +226,9 @@ pub fn dlq_topic(topic: &str) -> String {
 /// Database connection.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    /// `FEEPAY_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/feepay`).
+    /// `FEEPAY_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable`: the
+    /// local server over loopback, where TLS only costs CPU; use `sslmode=verify-full` for a
+    /// server across a network).
     pub url: Secret,
     /// `FEEPAY_DATABASE_MAX_CONNECTIONS` (default 8).
     pub max_connections: u32,
@@ -235,7 +237,7 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     pub fn from_env() -> Result<Self, SettingError> {
         Ok(DatabaseSettings {
-            url: Secret::new(env_or("FEEPAY_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/feepay")),
+            url: Secret::new(env_or("FEEPAY_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable")),
             max_connections: env_parse("FEEPAY_DATABASE_MAX_CONNECTIONS", 8)?,
         })
     }

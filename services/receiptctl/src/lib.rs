@@ -42,7 +42,7 @@ pub struct Cli {
         long,
         global = true,
         env = "FEEPAY_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/feepay",
+        default_value = "postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable",
         hide_default_value = false
     )]
     pub database_url: String,
