@@ -463,7 +463,7 @@ async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
         let settings = issuer_settings(&db, &topics, &keys, &group);
         let consumer = feepay_runtime::kafka::consumer(&settings.kafka, &[&topics.payments_succeeded]).unwrap();
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let issuer = feepay_issuer::issue::Issuer::new(
+        let issuer = Arc::new(feepay_issuer::issue::Issuer::new(
             db.db.clone(),
             feepay_issuer::keys::Keyring::load_dir(&keys).unwrap(),
             Arc::new(SystemClock),
@@ -471,7 +471,7 @@ async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
             topics.clone(),
             BodyFormat::Protobuf,
             "/tests".into(),
-        );
+        ));
         let mut items = Vec::new();
         while items.len() < 10 {
             let batch =
@@ -760,16 +760,18 @@ async fn a_corpus_of_hostile_events_ends_in_dead_letters_or_rejections_and_valid
 async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless() {
     let db = TestDb::new().await;
     let keys = test_keys();
-    let issuer = feepay_issuer::issue::Issuer::new(
-        db.db.clone(),
-        feepay_issuer::keys::Keyring::load_dir(&keys).unwrap(),
-        Arc::new(SystemClock),
-        feepay_issuer::metrics::IssuerMetrics::new(),
-        topics(),
-        BodyFormat::Protobuf,
-        "/tests".into(),
-    )
-    .with_workers(4);
+    let issuer = Arc::new(
+        feepay_issuer::issue::Issuer::new(
+            db.db.clone(),
+            feepay_issuer::keys::Keyring::load_dir(&keys).unwrap(),
+            Arc::new(SystemClock),
+            feepay_issuer::metrics::IssuerMetrics::new(),
+            topics(),
+            BodyFormat::Protobuf,
+            "/tests".into(),
+        )
+        .with_workers(4),
+    );
     let agencies =
         ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "BN.TIENDU", "HD.TTPVHCC", "HD.TPHD", "HD.TPHD.TANBINH"];
     let now = Utc::now();

@@ -62,9 +62,20 @@ struct Service {
     name: &'static str,
     child: Child,
     peak_rss_kib: u64,
+    /// Where its output goes.
+    logs: PathBuf,
 }
 
 impl Service {
+    /// Samples the peak resident memory; fails when the process has exited.
+    fn watch(&mut self) -> anyhow::Result<()> {
+        self.sample_rss();
+        if let Some(status) = self.child.try_wait()? {
+            bail!("feepay-{} exited ({status}); see {}", self.name, self.logs.join(format!("{}.err.log", self.name)).display());
+        }
+        Ok(())
+    }
+
     fn sample_rss(&mut self) {
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())) {
             for l in s.lines() {
@@ -161,7 +172,10 @@ async fn main() -> anyhow::Result<()> {
     let log =
         |name: &str| -> anyhow::Result<std::fs::File> { Ok(std::fs::File::create(work.join(format!("{name}.log")))?) };
     let mut services = Vec::new();
-    for (name, port) in [("issuer", 19101u16), ("notifier", 19103)] {
+    // Ports picked free: a second run (or anything else) on fixed ports would answer the
+    // readiness checks for services that could not start.
+    let mut ports = Vec::new();
+    for (name, port) in [("issuer", free_port()), ("notifier", free_port())] {
         if !args.emails && name == "notifier" {
             continue;
         }
@@ -170,14 +184,17 @@ async fn main() -> anyhow::Result<()> {
         cmd.stdout(log(name)?).stderr(log(&format!("{name}.err"))?);
         let child =
             cmd.spawn().with_context(|| format!("starting feepay-{name} (run `cargo build --release` first)"))?;
-        services.push(Service { name: if name == "issuer" { "issuer" } else { "notifier" }, child, peak_rss_kib: 0 });
+        services.push(Service {
+            name: if name == "issuer" { "issuer" } else { "notifier" },
+            child,
+            peak_rss_kib: 0,
+            logs: work.clone(),
+        });
+        ports.push(port);
     }
     progress("waiting for the services to join their consumer groups");
     let _smtp = smtp_sink;
-    for port in [19101u16, 19103] {
-        if !args.emails && port == 19103 {
-            continue;
-        }
+    for port in ports {
         wait_ready(port).await?;
     }
 
@@ -368,7 +385,7 @@ async fn wait_for(db: &DatabaseConnection, e: &Expected, services: &mut [Service
             .context("no row")?;
         let (p, r, o): (i64, i64, i64) = (row.try_get("", "p")?, row.try_get("", "r")?, row.try_get("", "o")?);
         for s in services.iter_mut() {
-            s.sample_rss();
+            s.watch()?;
         }
         if p != last {
             progress(&format!(
@@ -401,7 +418,7 @@ async fn wait_emails(db: &DatabaseConnection, services: &mut [Service]) -> anyho
             .context("no row")?;
         let (q, d, want): (i64, i64, i64) = (row.try_get("", "q")?, row.try_get("", "d")?, row.try_get("", "want")?);
         for s in services.iter_mut() {
-            s.sample_rss();
+            s.watch()?;
         }
         if q != last {
             progress(&format!("  emails: {d}/{want} recorded, {q} waiting"));

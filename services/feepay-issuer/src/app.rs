@@ -48,7 +48,7 @@ pub struct IssuerSettings {
 
 impl IssuerSettings {
     pub fn from_env() -> anyhow::Result<Self> {
-        Ok(IssuerSettings {
+        let s = IssuerSettings {
             kafka: KafkaSettings::from_env("feepay-issuer")?,
             topics: Topics::from_env(),
             database: DatabaseSettings::from_env()?,
@@ -60,7 +60,17 @@ impl IssuerSettings {
             shutdown_deadline: settings::shutdown_deadline()?,
             self_check_every: Duration::from_secs(settings::env_parse("FEEPAY_ISSUER_SELF_CHECK_SECS", 60)?),
             workers: settings::env_parse("FEEPAY_ISSUER_WORKERS", 4)?,
-        })
+        };
+        let connections = s.database.max_connections as usize;
+        if s.workers == 0 || s.workers + 2 > connections {
+            anyhow::bail!(
+                "FEEPAY_ISSUER_WORKERS is {} but must be between 1 and FEEPAY_DATABASE_MAX_CONNECTIONS - 2 ({}): \
+                 each worker holds a connection, and the relay and health checks need theirs",
+                s.workers,
+                connections.saturating_sub(2)
+            );
+        }
+        Ok(s)
     }
 }
 

@@ -90,7 +90,8 @@ fn group_of(agency: &str, groups: usize) -> usize {
     (h.finish() % groups.max(1) as u64) as usize
 }
 
-/// Errors that fail the whole batch (it is retried; nothing was committed).
+/// Errors that fail a batch. It is retried whole: the failed transaction committed nothing,
+/// and what the batch's other transactions committed is found again as duplicates.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error("database: {0}")]

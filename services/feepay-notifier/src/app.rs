@@ -146,8 +146,8 @@ pub struct Notifier {
     pub db: DatabaseConnection,
     pub settings: NotifierSettings,
     pub metrics: NotifierMetrics,
-    templates: Templates,
-    branding: Branding,
+    templates: Arc<Templates>,
+    branding: Arc<Branding>,
     mailer: crate::smtp::Mailer,
     senders: tokio::sync::RwLock<(i64, BTreeMap<String, AgencySender>)>,
 }
@@ -186,8 +186,8 @@ impl Notifier {
         let mailer = crate::smtp::Mailer::new(settings.smtp.clone()).context("preparing the SMTP client")?;
         Ok(Notifier {
             db,
-            templates: Templates::new(settings.templates_dir.clone()),
-            branding,
+            templates: Arc::new(Templates::new(settings.templates_dir.clone())),
+            branding: Arc::new(branding),
             mailer,
             metrics,
             settings,
@@ -345,19 +345,45 @@ impl Notifier {
             jobs.push((id, kind, attempts as u32, bytes, agency));
         }
         use futures::StreamExt;
-        let senders = self.agency_senders().await;
-        let senders = &senders;
-        let results: Vec<(String, Kind, u32, Option<Event>, Outcome)> =
-            futures::stream::iter(jobs.into_iter().map(|(id, kind, attempts, bytes, agency)| async move {
-                let event = match Event::decode(kind, &bytes) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        return (id, kind, attempts, None, Outcome::Permanent(format!("stored event undecodable: {e}")))
-                    }
+        // Compose on blocking threads, one share per core (templates and the QR code are
+        // CPU work), then send concurrently over the SMTP pool.
+        let senders = Arc::new(self.agency_senders().await);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let share = jobs.len().div_ceil(cores).max(1);
+        let mut composing = Vec::new();
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let part: Vec<_> = jobs.by_ref().take(share).collect();
+            let (templates, branding, senders) = (self.templates.clone(), self.branding.clone(), senders.clone());
+            composing.push(tokio::task::spawn_blocking(move || {
+                part.into_iter()
+                    .map(|(id, kind, attempts, bytes, agency): (String, Kind, u32, Vec<u8>, String)| {
+                        let (event, prepared) = match Event::decode(kind, &bytes) {
+                            Ok(e) => {
+                                let sender = senders.get(&agency).cloned().unwrap_or_default();
+                                let prepared = prepare(&e, &templates, &branding, &sender);
+                                (Some(e), prepared)
+                            }
+                            Err(e) => (None, Err(Outcome::Permanent(format!("stored event undecodable: {e}")))),
+                        };
+                        (id, kind, attempts, event, prepared)
+                    })
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut prepared = Vec::new();
+        for part in futures::future::join_all(composing).await {
+            prepared.extend(part.map_err(|e| DbErr::Custom(format!("composing emails: {e}")))?);
+        }
+        let results: Vec<(String, Kind, u32, Option<Event>, Outcome)> = futures::stream::iter(prepared)
+            .map(|(id, kind, attempts, event, prepared)| async move {
+                let outcome = match (prepared, &event) {
+                    (Ok(msg), Some(e)) => self.transmit(&msg, e).await,
+                    (Err(outcome), _) => outcome,
+                    (Ok(_), None) => unreachable!("a message is only prepared from a decoded event"),
                 };
-                let outcome = self.deliver(&event, &senders.get(&agency).cloned().unwrap_or_default()).await;
-                (id, kind, attempts, Some(event), outcome)
-            }))
+                (id, kind, attempts, event, outcome)
+            })
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
@@ -465,17 +491,26 @@ enum Outcome {
     Permanent(String),
 }
 
+/// Composes one email, or says why there is none to send.
+fn prepare(
+    event: &Event,
+    templates: &Templates,
+    branding: &Branding,
+    sender: &AgencySender,
+) -> Result<lettre::Message, Outcome> {
+    match compose(event, templates, branding, sender) {
+        Err(ComposeError::InvalidMailbox(m)) => Err(Outcome::Permanent(format!("invalid mailbox: {m}"))),
+        Err(e) => Err(Outcome::Permanent(e.to_string())),
+        Ok(None) => Err(Outcome::Skipped),
+        Ok(Some((msg, _))) => Ok(msg),
+    }
+}
+
 impl Notifier {
-    /// Composes and sends one email; classifies the result.
-    async fn deliver(&self, event: &Event, sender: &AgencySender) -> Outcome {
-        let msg = match compose(event, &self.templates, &self.branding, sender) {
-            Err(ComposeError::InvalidMailbox(m)) => return Outcome::Permanent(format!("invalid mailbox: {m}")),
-            Err(e) => return Outcome::Permanent(e.to_string()),
-            Ok(None) => return Outcome::Skipped,
-            Ok(Some((msg, _))) => msg,
-        };
+    /// Sends one composed email; classifies the result.
+    async fn transmit(&self, msg: &lettre::Message, event: &Event) -> Outcome {
         let started = std::time::Instant::now();
-        let r = self.mailer.send(&msg).await;
+        let r = self.mailer.send(msg).await;
         let elapsed = started.elapsed().as_secs_f64();
         match r {
             Ok(_) => {
