@@ -772,8 +772,7 @@ async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless()
         )
         .with_workers(4),
     );
-    let agencies =
-        ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "BN.TIENDU", "HD.TTPVHCC", "HD.TPHD", "HD.TPHD.TANBINH"];
+    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "BN.TIENDU", "HD.TTPVHCC", "HD.TPHD", "HD.TPHD.TANBINH"];
     let now = Utc::now();
     let u = unique();
     let pay = |id: &str, agency: &str| {
@@ -797,7 +796,13 @@ async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless()
     batch.push(refund_of(&format!("RF-{u}-002"), &ids[2])); // refund of a payment of this batch
     let outcome = issuer.process(&batch).await.unwrap();
     assert_eq!(
-        (outcome.receipts_issued, outcome.duplicates, outcome.conflicts, outcome.refunds_applied, outcome.receipts_cancelled),
+        (
+            outcome.receipts_issued,
+            outcome.duplicates,
+            outcome.conflicts,
+            outcome.refunds_applied,
+            outcome.receipts_cancelled
+        ),
         (211, 1, 1, 2, 2),
         "{outcome:?}"
     );
@@ -806,7 +811,10 @@ async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless()
     assert_eq!((again.receipts_issued, again.duplicates, again.conflicts), (0, 213, 1), "{again:?}");
     assert_eq!(receipts_of(&db, &ids[2]).await.iter().filter(|r| r.3 == "cancelled").count(), 1);
     assert_eq!(receipts_of(&db, &early).await.iter().filter(|r| r.3 == "cancelled").count(), 1);
-    assert_eq!(count(&db.db, "SELECT count(DISTINCT (agency_code, template, symbol))::BIGINT AS n FROM receipts").await, 7);
+    assert_eq!(
+        count(&db.db, "SELECT count(DISTINCT (agency_code, template, symbol))::BIGINT AS n FROM receipts").await,
+        7
+    );
     assert_eq!(verify_all_series(&db, &keys).await, 211);
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM series_counters WHERE last_number > 0").await, 7);
     db.drop().await;

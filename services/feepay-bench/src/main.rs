@@ -71,7 +71,11 @@ impl Service {
     fn watch(&mut self) -> anyhow::Result<()> {
         self.sample_rss();
         if let Some(status) = self.child.try_wait()? {
-            bail!("feepay-{} exited ({status}); see {}", self.name, self.logs.join(format!("{}.err.log", self.name)).display());
+            bail!(
+                "feepay-{} exited ({status}); see {}",
+                self.name,
+                self.logs.join(format!("{}.err.log", self.name)).display()
+            );
         }
         Ok(())
     }

@@ -141,16 +141,18 @@ impl App {
             metrics.conflicts.with_label_values(&[k]).inc_by(0);
         }
         let readiness = Arc::new(Readiness::default());
-        let issuer = Arc::new(Issuer::new(
-            db.clone(),
-            keys,
-            clock,
-            metrics.clone(),
-            settings.topics.clone(),
-            settings.kafka.body_format,
-            settings.source.clone(),
-        )
-        .with_workers(settings.workers));
+        let issuer = Arc::new(
+            Issuer::new(
+                db.clone(),
+                keys,
+                clock,
+                metrics.clone(),
+                settings.topics.clone(),
+                settings.kafka.body_format,
+                settings.source.clone(),
+            )
+            .with_workers(settings.workers),
+        );
         let (http_addr, http) = http::serve(
             settings.http_addr,
             http::ops_router(metrics.registry.clone(), readiness.clone()),

@@ -401,7 +401,10 @@ impl Issuer {
                 continue;
             }
             let stored = txn
-                .query_one(stmt("SELECT content_hash FROM refunds WHERE refund_id = $1", vec![refund.refund_id.clone().into()]))
+                .query_one(stmt(
+                    "SELECT content_hash FROM refunds WHERE refund_id = $1",
+                    vec![refund.refund_id.clone().into()],
+                ))
                 .await?
                 .map(|r| r.try_get::<String>("", "content_hash"))
                 .transpose()?;

@@ -124,7 +124,7 @@ impl Mailer {
                 Ok(())
             }
             Ok(Err(e)) => {
-                conn.abort().await;
+                Self::close(conn).await;
                 Err(e.into())
             }
             Err(_) => Err(SendError::TimedOut(self.settings.timeout)),
@@ -141,11 +141,18 @@ impl Mailer {
             if idle < Self::TRUST_IDLE && !conn.has_broken() {
                 return Ok(conn);
             }
-            if idle < Self::MAX_IDLE && conn.test_connected().await {
+            if idle < Self::MAX_IDLE
+                && tokio::time::timeout(self.settings.timeout, conn.test_connected()).await.unwrap_or(false)
+            {
                 return Ok(conn);
             }
-            conn.abort().await;
+            Self::close(conn).await;
         }
+    }
+
+    /// Says QUIT if the server still listens, without waiting long for a dead one.
+    async fn close(mut conn: AsyncSmtpConnection) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.abort()).await;
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {

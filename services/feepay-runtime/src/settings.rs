@@ -237,7 +237,10 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     pub fn from_env() -> Result<Self, SettingError> {
         Ok(DatabaseSettings {
-            url: Secret::new(env_or("FEEPAY_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable")),
+            url: Secret::new(env_or(
+                "FEEPAY_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable",
+            )),
             max_connections: env_parse("FEEPAY_DATABASE_MAX_CONNECTIONS", 8)?,
         })
     }
