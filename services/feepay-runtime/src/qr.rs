@@ -89,41 +89,19 @@ fn modules(text: &str) -> Option<(usize, Vec<bool>)> {
 
 /// Penalty of a masked symbol (ISO/IEC 18004 §7.8.3, as the `qrcode` crate scores it).
 fn penalty(width: usize, dark: &[bool]) -> u32 {
-    let at = |x: usize, y: usize| dark[y * width + x];
-    let mut score = 0u32;
-    for horizontal in [true, false] {
-        let line = |i: usize, j: usize| if horizontal { at(j, i) } else { at(i, j) };
-        for i in 0..width {
-            // Runs of five or more modules of one colour: 3 + (run - 5).
-            let mut run = 1;
-            for j in 1..=width {
-                if j < width && line(i, j) == line(i, j - 1) {
-                    run += 1;
-                } else {
-                    if run >= 5 {
-                        score += run - 2;
-                    }
-                    run = 1;
-                }
-            }
-            // 1:1:3:1:1 finder-like patterns without four light modules on both sides.
-            for j in 0..width.saturating_sub(6) {
-                const PATTERN: [bool; 7] = [true, false, true, true, true, false, true];
-                if (0..7).any(|k| line(i, j + k) != PATTERN[k]) {
-                    continue;
-                }
-                let dark_in = |from: usize, to: usize| (from..to.min(width)).any(|k| line(i, k));
-                if !dark_in(j.saturating_sub(4), j) || !dark_in(j + 7, j + 11) {
-                    score += 40;
-                }
-            }
+    // Columns become rows of a transposed copy, so every scan runs over a slice.
+    let mut columns = vec![false; dark.len()];
+    for (y, row) in dark.chunks_exact(width).enumerate() {
+        for (x, d) in row.iter().enumerate() {
+            columns[x * width + y] = *d;
         }
     }
+    let mut score: u32 = dark.chunks_exact(width).chain(columns.chunks_exact(width)).map(line_penalty).sum();
     // 2×2 blocks of one colour.
-    for y in 0..width - 1 {
+    for (a, b) in dark.chunks_exact(width).zip(dark.chunks_exact(width).skip(1)) {
         for x in 0..width - 1 {
-            let c = at(x, y);
-            if at(x + 1, y) == c && at(x, y + 1) == c && at(x + 1, y + 1) == c {
+            let c = a[x];
+            if a[x + 1] == c && b[x] == c && b[x + 1] == c {
                 score += 3;
             }
         }
@@ -131,6 +109,37 @@ fn penalty(width: usize, dark: &[bool]) -> u32 {
     // Balance of dark and light.
     let ratio = dark.iter().filter(|d| **d).count() * 200 / dark.len();
     score + ratio.abs_diff(100) as u32
+}
+
+/// Runs and finder-like patterns along one row or column.
+fn line_penalty(line: &[bool]) -> u32 {
+    const FINDER: [bool; 7] = [true, false, true, true, true, false, true];
+    let n = line.len();
+    let mut score = 0;
+    // Runs of five or more modules of one colour: 3 + (run - 5).
+    let mut run = 1;
+    for j in 1..=n {
+        if j < n && line[j] == line[j - 1] {
+            run += 1;
+        } else {
+            if run >= 5 {
+                score += run - 2;
+            }
+            run = 1;
+        }
+    }
+    // 1:1:3:1:1 patterns without four light modules on both sides (outside is light).
+    for j in 0..n.saturating_sub(6) {
+        if line[j..j + 7] != FINDER {
+            continue;
+        }
+        let before = &line[j.saturating_sub(4)..j];
+        let after = &line[(j + 7).min(n)..(j + 11).min(n)];
+        if !before.contains(&true) || !after.contains(&true) {
+            score += 40;
+        }
+    }
+    score
 }
 
 #[cfg(test)]
