@@ -69,7 +69,7 @@ pub fn consumer(s: &KafkaSettings, topics: &[&str]) -> Result<StreamConsumer, Ka
         .set("session.timeout.ms", s.session_timeout_ms.to_string())
         .set("heartbeat.interval.ms", (s.session_timeout_ms / 3).max(100).to_string())
         .set("partition.assignment.strategy", "range")
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", s.fetch_wait_ms.to_string())
         // Bound the prefetch buffer (librdkafka's default is 64 MiB per consumer).
         .set("queued.max.messages.kbytes", "8192")
         .create()?;
