@@ -359,7 +359,7 @@ impl Issuer {
                 }
             }
         }
-        // Tasks, not just futures: signing is CPU work, and the groups' can use every core.
+        // Tasks, not just futures: signing is CPU work, and each group's can run on its own core.
         let tasks: Vec<_> = groups
             .into_iter()
             .filter(|g| !g.is_empty())
