@@ -192,12 +192,7 @@ async fn main() -> anyhow::Result<()> {
         cmd.stdout(log(name)?).stderr(log(&format!("{name}.err"))?);
         let child =
             cmd.spawn().with_context(|| format!("starting feepay-{name} (run `cargo build --release` first)"))?;
-        services.push(Service {
-            name: if name == "issuer" { "issuer" } else { "notifier" },
-            child,
-            peak_rss_kib: 0,
-            logs: work.clone(),
-        });
+        services.push(Service { name, child, peak_rss_kib: 0, logs: work.clone() });
         ports.push(port);
     }
     progress("waiting for the services to join their consumer groups");

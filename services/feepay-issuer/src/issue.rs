@@ -82,6 +82,12 @@ impl BatchOutcome {
     }
 }
 
+/// The content hash stored under an id (`sql` selects `content_hash` by `$1`), to tell a
+/// redelivery (same hash) from a conflict.
+async fn stored_hash(txn: &DatabaseTransaction, sql: &'static str, id: &str) -> Result<Option<String>, DbErr> {
+    txn.query_one(stmt(sql, vec![id.into()])).await?.map(|r| r.try_get::<String>("", "content_hash")).transpose()
+}
+
 /// The group (transaction) a payment of this agency goes to.
 fn group_of(agency: &str, groups: usize) -> usize {
     use std::hash::{Hash, Hasher};
@@ -365,10 +371,7 @@ impl Issuer {
             .filter(|g| !g.is_empty())
             .map(|g| {
                 let (issuer, loaded) = (self.clone(), loaded.clone());
-                tokio::spawn(async move {
-                    let refs: Vec<(&Payment, &str)> = g.iter().map(|(p, h)| (p, h.as_str())).collect();
-                    issuer.process_payments(&loaded, &refs, now).await
-                })
+                tokio::spawn(async move { issuer.process_payments(&loaded, &g, now).await })
             })
             .collect();
         // Every group runs to its end (commit or rollback) before the batch is answered.
@@ -400,14 +403,8 @@ impl Issuer {
                 applicable.push(refund);
                 continue;
             }
-            let stored = txn
-                .query_one(stmt(
-                    "SELECT content_hash FROM refunds WHERE refund_id = $1",
-                    vec![refund.refund_id.clone().into()],
-                ))
-                .await?
-                .map(|r| r.try_get::<String>("", "content_hash"))
-                .transpose()?;
+            let stored =
+                stored_hash(&txn, "SELECT content_hash FROM refunds WHERE refund_id = $1", &refund.refund_id).await?;
             if stored.as_deref() == Some(hash.as_str()) {
                 work.outcome.duplicates += 1;
             } else {
@@ -429,7 +426,7 @@ impl Issuer {
     async fn process_payments(
         &self,
         loaded: &LoadedReference,
-        candidates: &[(&Payment, &str)],
+        candidates: &[(Payment, String)],
         now: DateTime<Utc>,
     ) -> Result<BatchOutcome, IssueError> {
         let txn = self.db.begin().await?;
@@ -441,8 +438,9 @@ impl Issuer {
         let mut new_payment_ids = Vec::new();
         for ((p, hash), decision) in candidates.iter().zip(decisions) {
             if !new_ids.contains(p.payment_id.as_str()) {
-                let stored = self.stored_hash(&txn, &p.payment_id).await?;
-                if stored.as_deref() == Some(*hash) {
+                let stored =
+                    stored_hash(&txn, "SELECT content_hash FROM payments WHERE payment_id = $1", &p.payment_id).await?;
+                if stored.as_deref() == Some(hash.as_str()) {
                     work.outcome.duplicates += 1;
                 } else {
                     self.record_conflict(&txn, &mut work, p, hash, now).await?;
@@ -510,12 +508,12 @@ impl Issuer {
     async fn insert_payments(
         &self,
         txn: &DatabaseTransaction,
-        candidates: &[(&Payment, &str)],
+        candidates: &[(Payment, String)],
         decisions: &[Decision],
     ) -> Result<BTreeSet<String>, DbErr> {
         const COLS: usize = 12;
         let mut inserted = BTreeSet::new();
-        let rows: Vec<(usize, &(&Payment, &str))> = candidates.iter().enumerate().collect();
+        let rows: Vec<(usize, &(Payment, String))> = candidates.iter().enumerate().collect();
         for chunk in rows.chunks(rows_per_statement(COLS)) {
             let mut v: Vec<Value> = Vec::with_capacity(chunk.len() * COLS);
             for (i, (p, hash)) in chunk {
@@ -536,7 +534,7 @@ impl Issuer {
                 };
                 v.extend([
                     p.payment_id.clone().into(),
-                    (*hash).to_string().into(),
+                    hash.clone().into(),
                     p.agency_code.clone().into(),
                     p.dossier_code.clone().into(),
                     p.provider.clone().into(),
@@ -559,13 +557,6 @@ impl Issuer {
             }
         }
         Ok(inserted)
-    }
-
-    async fn stored_hash(&self, txn: &DatabaseTransaction, payment_id: &str) -> Result<Option<String>, DbErr> {
-        txn.query_one(stmt("SELECT content_hash FROM payments WHERE payment_id = $1", vec![payment_id.into()]))
-            .await?
-            .map(|r| r.try_get::<String>("", "content_hash"))
-            .transpose()
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -377,10 +377,9 @@ impl Notifier {
         }
         let results: Vec<(String, Kind, u32, Option<Event>, Outcome)> = futures::stream::iter(prepared)
             .map(|(id, kind, attempts, event, prepared)| async move {
-                let outcome = match (prepared, &event) {
-                    (Ok(msg), Some(e)) => self.transmit(&msg, e).await,
-                    (Err(outcome), _) => outcome,
-                    (Ok(_), None) => unreachable!("a message is only prepared from a decoded event"),
+                let outcome = match prepared {
+                    Ok(msg) => self.transmit(&msg, event.as_ref().and_then(Event::issued_at)).await,
+                    Err(outcome) => outcome,
                 };
                 (id, kind, attempts, event, outcome)
             })
@@ -507,15 +506,16 @@ fn prepare(
 }
 
 impl Notifier {
-    /// Sends one composed email; classifies the result.
-    async fn transmit(&self, msg: &lettre::Message, event: &Event) -> Outcome {
+    /// Sends one composed email; classifies the result. `issued_at` feeds the
+    /// receipt-to-email latency.
+    async fn transmit(&self, msg: &lettre::Message, issued_at: Option<chrono::DateTime<Utc>>) -> Outcome {
         let started = std::time::Instant::now();
         let r = self.mailer.send(msg).await;
         let elapsed = started.elapsed().as_secs_f64();
         match r {
             Ok(_) => {
                 self.metrics.smtp_latency.with_label_values(&["accepted"]).observe(elapsed);
-                if let Some(at) = event.issued_at() {
+                if let Some(at) = issued_at {
                     self.metrics
                         .receipt_to_email
                         .observe(((Utc::now() - at).num_milliseconds().max(0) as f64) / 1000.0);
