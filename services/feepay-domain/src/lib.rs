@@ -5,12 +5,14 @@
 //! Nothing here touches the network, the database or the clock: services pass time, data
 //! and randomness in. Everything is deterministic and unit-tested.
 
+pub mod correction;
 pub mod ids;
 pub mod money;
 pub mod numbering;
 pub mod payment;
 pub mod receipt;
 pub mod reference;
+pub mod refund;
 pub mod waiver;
 pub mod words;
 
