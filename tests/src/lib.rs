@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout)]
 
 pub mod fixtures;
+pub mod process;
 
 use feepay_proto::{EventType, Message};
 use feepay_runtime::envelope::{self, BodyFormat};
@@ -53,7 +54,7 @@ impl TestDb {
             feepay_runtime::lifecycle::init_telemetry();
         }
         let url = format!("{}/feepay_t_{}", pg_server(), unique());
-        let settings = DatabaseSettings { url: Secret::new(url.clone()), max_connections: 8 };
+        let settings = DatabaseSettings::new(url.clone(), 8);
         let db = feepay_runtime::db::connect(&settings).await.expect("PostgreSQL reachable (make up)");
         feepay_runtime::db::migrate(&db).await.expect("migrations apply");
         let files = feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference"))
@@ -63,7 +64,7 @@ impl TestDb {
     }
 
     pub fn settings(&self) -> DatabaseSettings {
-        DatabaseSettings { url: Secret::new(self.url.clone()), max_connections: 8 }
+        DatabaseSettings::new(self.url.clone(), 8)
     }
 
     pub async fn drop(self) {
@@ -90,7 +91,7 @@ pub fn topics() -> Topics {
 
 /// Small batches with a short linger, as in production.
 pub fn batch() -> BatchSettings {
-    BatchSettings { max_events: 500, linger: Duration::from_millis(5) }
+    BatchSettings { max_events: 500, linger: Duration::from_millis(5), stall_after: Duration::from_secs(60) }
 }
 
 /// A plain producer.
@@ -243,6 +244,7 @@ pub fn issuer_settings(db: &TestDb, topics: &Topics, keys: &Path, group: &str) -
         topics: topics.clone(),
         database: db.settings(),
         batch: batch(),
+        dead_letters: Default::default(),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         keys_dir: keys.to_path_buf(),
         source: "/tests/issuer".into(),
@@ -305,6 +307,7 @@ pub fn notifier_settings(
         topics: topics.clone(),
         database: db.settings(),
         batch: batch(),
+        dead_letters: Default::default(),
         smtp: feepay_notifier::smtp::SmtpSettings {
             host: "127.0.0.1".into(),
             port: smtp_port,
@@ -349,7 +352,8 @@ pub struct Maildev {
     child: Option<std::process::Child>,
 }
 
-fn free_port() -> u16 {
+/// A port free at the time of asking.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
@@ -435,6 +439,7 @@ pub async fn spawn_assessor(db: &TestDb, topics: &Topics, group: &str) -> Runnin
         topics: topics.clone(),
         database: db.settings(),
         batch: batch(),
+        dead_letters: Default::default(),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         source: "/tests/assessor".into(),
     };
@@ -536,21 +541,11 @@ pub fn sample_names(text: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// A workspace binary built in debug mode (`make test` builds them first; built here if not).
+/// A workspace binary built in debug mode. `make test` builds them (`cargo build --bins`)
+/// before running the tests; no test builds anything itself.
 pub fn bin(name: &str) -> PathBuf {
     let path = repo_root().join("target/debug").join(name);
-    // Built once per test process, so a test never runs a stale binary.
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
-        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--bin", name])
-            .current_dir(repo_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building {name}");
-        built.push(name.to_string());
-    }
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` first (make test does)", path.display());
     path
 }
 
@@ -664,4 +659,51 @@ pub async fn chromium_screenshot(url: &str) -> Vec<u8> {
     let bytes = std::fs::read(&png).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     bytes
+}
+
+/// Walks every series of the database: numbers 1..n, hash chain, signatures.
+pub async fn verify_all_series(db: &TestDb, keys: &std::path::Path) -> usize {
+    use sea_orm::ConnectionTrait;
+    let ring = feepay_issuer::keys::Keyring::load_dir(keys).unwrap();
+    let pubs = ring.public_keys();
+    let key_for = |id: &str| {
+        pubs.iter()
+            .find(|(_, k, _)| k == id)
+            .and_then(|(_, _, pk)| feepay_domain::receipt::public_key_from_hex(pk).ok())
+    };
+    let series = db
+        .db
+        .query_all(feepay_runtime::sql::raw("SELECT DISTINCT agency_code, template, symbol FROM receipts"))
+        .await
+        .unwrap();
+    let mut total = 0;
+    for s in series {
+        let (a, t, y): (String, String, String) = (
+            s.try_get("", "agency_code").unwrap(),
+            s.try_get("", "template").unwrap(),
+            s.try_get("", "symbol").unwrap(),
+        );
+        let rows = db
+            .db
+            .query_all(feepay_runtime::sql::stmt(
+                "SELECT number, document FROM receipts WHERE agency_code = $1 AND template = $2 AND symbol = $3 ORDER BY number",
+                vec![a.clone().into(), t.clone().into(), y.clone().into()],
+            ))
+            .await
+            .unwrap();
+        let mut links = Vec::new();
+        for r in rows {
+            let doc: String = r.try_get("", "document").unwrap();
+            let v =
+                feepay_domain::receipt::verify_document(&doc, key_for).unwrap_or_else(|e| panic!("{a} {t} {y}: {e}"));
+            links.push(feepay_domain::numbering::ChainLink {
+                number: v.number.parse().unwrap(),
+                previous_hash: v.previous_hash,
+                document_hash: v.document_hash,
+            });
+        }
+        feepay_domain::numbering::check_chain(&links).unwrap_or_else(|d| panic!("{a} {t} {y}: {d}"));
+        total += links.len();
+    }
+    total
 }

@@ -12,11 +12,11 @@ use chrono::Utc;
 use feepay_proto::v1;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::gplx_payment;
+use feepay_tests::process::{Env, PrivatePg, Proc};
 use feepay_tests::*;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,95 +25,10 @@ use tokio::net::{TcpListener, TcpStream};
 const PAYMENTS: usize = 20_000;
 const INVALID: usize = 20;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 fn say(msg: &str) {
     println!("[faults {:>7.1}s] {msg}", START.get_or_init(Instant::now).elapsed().as_secs_f64());
 }
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-
-/// A PostgreSQL cluster of the test's own, so restarting it disturbs no other test.
-struct PrivatePg {
-    dir: PathBuf,
-    port: u16,
-    bin: PathBuf,
-}
-
-fn as_postgres(cmd: &Path) -> Command {
-    // initdb and postgres refuse to run as root; CI runs as root.
-    let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
-    if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(cmd);
-        c
-    } else {
-        Command::new(cmd)
-    }
-}
-
-impl PrivatePg {
-    fn start() -> PrivatePg {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL installed (make up)")
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .find(|p| p.join("initdb").exists())
-            .expect("initdb");
-        // A run killed by its timeout leaves its cluster running: stop those first.
-        for stale in std::fs::read_dir(std::env::temp_dir()).expect("tmp").filter_map(|e| e.ok()) {
-            if stale.file_name().to_string_lossy().starts_with("feepay-pg-") {
-                let _ = as_postgres(&bin.join("pg_ctl"))
-                    .args(["-D", &stale.path().join("data").display().to_string(), "-m", "immediate", "stop"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-                let _ = std::fs::remove_dir_all(stale.path());
-            }
-        }
-        let dir = std::env::temp_dir().join(format!("feepay-pg-{}", unique()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let _ = Command::new("chown").args(["postgres:postgres", dir.to_str().expect("utf-8")]).status();
-        let data = dir.join("data");
-        let ok = as_postgres(&bin.join("initdb"))
-            .args(["-D", data.to_str().expect("utf-8"), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
-            .stdout(Stdio::null())
-            .status()
-            .expect("initdb runs")
-            .success();
-        assert!(ok, "initdb");
-        let pg = PrivatePg { dir, port: free_port(), bin };
-        pg.ctl("start");
-        pg
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/feepay", self.port)
-    }
-
-    fn ctl(&self, action: &str) {
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c max_connections=60",
-            self.port,
-            self.dir.display()
-        );
-        let mut c = as_postgres(&self.bin.join("pg_ctl"));
-        c.args(["-D", self.dir.join("data").to_str().expect("utf-8"), "-w", "-o", &opts]);
-        c.args(["-l", self.dir.join("log").to_str().expect("utf-8")]);
-        if action == "restart" || action == "stop" {
-            c.args(["-m", "immediate"]);
-        }
-        let ok = c.arg(action).stdout(Stdio::null()).status().expect("pg_ctl runs").success();
-        assert!(ok, "pg_ctl {action}");
-    }
-}
-
-impl Drop for PrivatePg {
-    fn drop(&mut self) {
-        self.ctl("stop");
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Forwards the broker's advertised port to its real one; `cut` drops every connection and
 /// refuses new ones until restored.
@@ -162,57 +77,6 @@ impl Proxy {
     }
 }
 
-/// A child process killed when dropped.
-struct Proc {
-    child: Child,
-    name: String,
-}
-
-impl Proc {
-    fn kill9(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-    fn term(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{} did not stop within 30 s of SIGTERM", self.name);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-struct Env {
-    vars: Vec<(String, String)>,
-    logs: PathBuf,
-}
-
-impl Env {
-    fn spawn(&self, service: &str, name: &str, extra: &[(&str, String)]) -> Proc {
-        let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).expect("log file");
-        let mut c = Command::new(bin(service));
-        c.current_dir(repo_root()).stdout(log.try_clone().expect("log")).stderr(log);
-        for (k, v) in &self.vars {
-            c.env(k, v);
-        }
-        for (k, v) in extra {
-            c.env(k, v);
-        }
-        c.env("FEEPAY_KAFKA_CLIENT_ID", name);
-        Proc { child: c.spawn().expect("service starts"), name: name.into() }
-    }
-}
-
 async fn ready(addr: SocketAddr, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -224,6 +88,41 @@ async fn ready(addr: SocketAddr, timeout: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
+}
+
+/// Waits until the live issuers (their operations addresses) hold every partition of the
+/// consumed topics between them, each some and none twice: the group has formed with
+/// exactly the live members, no member of a killed process left holding partitions.
+/// Faults are injected only from such a state: the local broker (tansu) never completes a
+/// group whose leader leaves while the group is still forming (it keeps the departed member
+/// as leader), so stopping issuer B during the rebalance that follows a `kill -9` of A
+/// would stall the group for good. Real Kafka has no such quirk; waiting for the condition
+/// keeps the suite deterministic whatever the machine's load.
+async fn group_formed(live: &[SocketAddr], partitions: usize, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut held: Vec<Vec<String>> = Vec::new();
+        for addr in live {
+            let parts = match reqwest::get(format!("http://{addr}/readyz")).await {
+                Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| {
+                    v["partitions"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
+                }),
+                Err(_) => None,
+            };
+            held.push(parts.unwrap_or_default());
+        }
+        let all: std::collections::BTreeSet<&String> = held.iter().flatten().collect();
+        let total: usize = held.iter().map(Vec::len).sum();
+        if held.iter().all(|h| !h.is_empty()) && all.len() == partitions && total == partitions {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the group did not form with {live:?} within {timeout:?}; they held {held:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
@@ -251,6 +150,9 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     // The private stack.
     let pg = PrivatePg::start();
     let (broker_port, proxy_port) = (free_port(), free_port());
+    let logs = std::env::temp_dir().join(format!("feepay-faults-{}", unique()));
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    let broker_log = std::fs::File::create(logs.join("broker.log")).expect("broker log");
     let _broker = Proc {
         child: Command::new(&tansu)
             .args([
@@ -262,8 +164,9 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
                 "--storage-engine",
                 "memory://tansu/",
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("RUST_LOG", "warn")
+            .stdout(broker_log.try_clone().expect("log"))
+            .stderr(broker_log)
             .spawn()
             .expect("tansu starts"),
         name: "broker".into(),
@@ -281,15 +184,10 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     };
     let mut smtp = start_smtp();
     let brokers = format!("127.0.0.1:{proxy_port}");
-    let logs = std::env::temp_dir().join(format!("feepay-faults-{}", unique()));
-    std::fs::create_dir_all(&logs).expect("logs dir");
     say(&format!("private stack up: PostgreSQL :{}, broker :{broker_port} behind proxy :{proxy_port}, SMTP :{smtp_port}; logs in {}", pg.port, logs.display()));
 
     // Reference data and keys.
-    let settings = feepay_runtime::settings::DatabaseSettings {
-        url: feepay_runtime::settings::Secret::new(pg.url()),
-        max_connections: 4,
-    };
+    let settings = feepay_runtime::settings::DatabaseSettings::new(pg.url(), 4);
     let db = feepay_runtime::db::connect(&settings).await.expect("private PostgreSQL");
     feepay_runtime::db::migrate(&db).await.expect("migrations");
     let files =
@@ -328,7 +226,12 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     for addr in [a_addr, b_addr, n_addr] {
         assert!(ready(addr, Duration::from_secs(90)).await, "{addr} ready; see {}", logs.display());
     }
-    say("two issuers and a notifier ready");
+    // Two topics of 4 partitions each between the issuers.
+    const PARTITIONS: usize = 8;
+    if let Err(e) = group_formed(&[a_addr, b_addr], PARTITIONS, Duration::from_secs(120)).await {
+        panic!("{e}; see {}", logs.display());
+    }
+    say("two issuers and a notifier ready, their group formed");
 
     // The stream: 20 000 valid payments and 20 invalid ones, at about 200 a second, so that it
     // flows through every fault.
@@ -390,7 +293,11 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
         tokio::time::sleep(Duration::from_secs(1)).await;
         a = issuer("issuer-a", a_addr);
         assert!(ready(a_addr, Duration::from_secs(90)).await, "issuer A back; see {}", logs.display());
-        say("issuer A restarted and ready");
+        let live: &[SocketAddr] = if round < 3 { &[a_addr, b_addr] } else { &[a_addr] };
+        if let Err(e) = group_formed(live, PARTITIONS, Duration::from_secs(120)).await {
+            panic!("{e}; see {}", logs.display());
+        }
+        say("issuer A restarted and ready, the group formed again");
         match round {
             1 => {
                 say("restart PostgreSQL (immediate shutdown)");
@@ -400,6 +307,10 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
             2 => {
                 say("stop issuer B (SIGTERM) mid-stream: A takes every partition");
                 tokio::task::block_in_place(|| b.term());
+                if let Err(e) = group_formed(&[a_addr], PARTITIONS, Duration::from_secs(120)).await {
+                    panic!("{e}; see {}", logs.display());
+                }
+                say("issuer B gone, A holds the group alone");
                 tokio::time::sleep(Duration::from_secs(8)).await;
                 say("stop the SMTP server for 10 s");
                 smtp.kill9();

@@ -1,9 +1,14 @@
-//! The assessor process: consume requests, answer, then commit offsets.
+//! The assessor process: the consumer driver answers each request on `fees.assessed`, then
+//! commits its offset. An answer is sent at least once (the portal keys it by assessment
+//! id).
 
 use crate::assess;
 use anyhow::Context;
+use chrono::Utc;
 use feepay_proto::v1;
-use feepay_runtime::convert::parse_assessment_request;
+use feepay_runtime::consumer::{self, Applied, ConsumerState, Driver, Failure, Handler, Record};
+use feepay_runtime::convert::{parse_assessment_request, AssessmentRequest};
+use feepay_runtime::dead_letter::DeadLetterSettings;
 use feepay_runtime::envelope::{self, encode_body, DecodeError};
 use feepay_runtime::http::{self, Readiness};
 use feepay_runtime::kafka;
@@ -11,13 +16,12 @@ use feepay_runtime::lifecycle;
 use feepay_runtime::metrics::{counter_vec, ConsumerMetrics};
 use feepay_runtime::refdata::{self, LoadedReference};
 use feepay_runtime::settings::{self, BatchSettings, DatabaseSettings, KafkaSettings, Topics};
+use feepay_runtime::startup;
 use prometheus::{IntCounterVec, Registry};
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::Message;
 use sea_orm::DatabaseConnection;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +33,7 @@ pub struct AssessorSettings {
     pub topics: Topics,
     pub database: DatabaseSettings,
     pub batch: BatchSettings,
+    pub dead_letters: DeadLetterSettings,
     /// `FEEPAY_ASSESSOR_HTTP_ADDR` (default `127.0.0.1:9102`).
     pub http_addr: SocketAddr,
     /// `FEEPAY_ASSESSOR_SOURCE` (default `/feepay/assessor`).
@@ -37,8 +42,10 @@ pub struct AssessorSettings {
 
 impl AssessorSettings {
     pub fn from_env() -> anyhow::Result<Self> {
+        let kafka = KafkaSettings::from_env("feepay-assessor")?;
         Ok(AssessorSettings {
-            kafka: KafkaSettings::from_env("feepay-assessor")?,
+            dead_letters: DeadLetterSettings::from_env(kafka.message_max_bytes)?,
+            kafka,
             topics: Topics::from_env(),
             database: DatabaseSettings::from_env()?,
             batch: BatchSettings::from_env()?,
@@ -56,26 +63,137 @@ struct Metrics {
     waivers: IntCounterVec,
 }
 
-pub struct App {
-    settings: AssessorSettings,
+/// A request as consumed: assessable, or over a business limit (answered with the error).
+pub enum Request {
+    Valid(AssessmentRequest),
+    OverLimit { raw: v1::FeeAssessmentRequested, detail: String },
+}
+
+/// Answers requests.
+pub struct AssessmentsHandler {
     db: DatabaseConnection,
-    consumer: Arc<StreamConsumer>,
     producer: FutureProducer,
+    topics: Topics,
+    source: String,
+    format: feepay_runtime::envelope::BodyFormat,
     metrics: Metrics,
+    reference: Mutex<Option<Arc<LoadedReference>>>,
+}
+
+impl AssessmentsHandler {
+    /// The newest reference data (reloaded when a newer version exists).
+    async fn reference(&self) -> Result<Arc<LoadedReference>, Failure> {
+        let transient = |e: String| Failure::Transient(e);
+        let latest = refdata::latest_version(&self.db)
+            .await
+            .map_err(|e| transient(e.to_string()))?
+            .ok_or_else(|| transient("no reference data loaded: run `receiptctl reference load`".into()))?;
+        if let Some(r) = self.reference.lock().expect("reference lock").as_ref().filter(|r| r.version == latest) {
+            return Ok(r.clone());
+        }
+        let loaded = refdata::load_latest(&self.db)
+            .await
+            .map_err(|e| transient(format!("reference data unusable: {e}")))?
+            .ok_or_else(|| transient("no reference data loaded".into()))?;
+        tracing::info!(version = loaded.version, "reference data loaded");
+        let loaded = Arc::new(loaded);
+        *self.reference.lock().expect("reference lock") = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    fn answer(&self, reference: &LoadedReference, request: &Request) -> v1::FeeAssessed {
+        let now = Utc::now();
+        match request {
+            Request::Valid(req) => assess(reference, req, now),
+            Request::OverLimit { raw, detail } => v1::FeeAssessed {
+                assessment_id: raw.assessment_id.clone(),
+                agency_code: raw.agency_code.clone(),
+                procedure_code: raw.procedure_code.clone(),
+                lines: Vec::new(),
+                total_due: String::new(),
+                assessed_at: Some(feepay_runtime::convert::ts(now)),
+                error: detail.clone(),
+            },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for AssessmentsHandler {
+    type Item = Request;
+
+    fn decode(&self, record: &Record<'_>) -> Result<Request, DecodeError> {
+        let raw: v1::FeeAssessmentRequested = envelope::decode_record(record)?;
+        match parse_assessment_request(&raw).map_err(|e| DecodeError::new("invalid", e.to_string()))? {
+            Ok(req) => Ok(Request::Valid(req)),
+            Err(detail) => Ok(Request::OverLimit { raw, detail }),
+        }
+    }
+
+    fn subject(&self, item: &Request) -> String {
+        match item {
+            Request::Valid(r) => format!("assessment:{}", r.assessment_id),
+            Request::OverLimit { raw, .. } => format!("assessment:{}", raw.assessment_id),
+        }
+    }
+
+    fn agency(&self, item: &Request) -> Option<String> {
+        Some(match item {
+            Request::Valid(r) => r.agency_code.clone(),
+            Request::OverLimit { raw, .. } => raw.agency_code.clone(),
+        })
+    }
+
+    async fn apply(&self, items: &[Request]) -> Result<Applied, Failure> {
+        let reference = self.reference().await?;
+        let now = Utc::now();
+        let answers: Vec<v1::FeeAssessed> = items.iter().map(|r| self.answer(&reference, r)).collect();
+        let sends = answers.iter().map(|answer| {
+            let id = format!("fee-assessed:{}", answer.assessment_id);
+            let headers = envelope::headers_for::<v1::FeeAssessed>(&id, &self.source, now, self.format);
+            let body = encode_body(answer, self.format);
+            let producer = self.producer.clone();
+            let topic = self.topics.assessed.clone();
+            async move {
+                let rec = FutureRecord::to(&topic).key(&answer.assessment_id).payload(&body).headers(headers);
+                producer.send(rec, Duration::from_secs(30)).await.map_err(|(e, _)| e)
+            }
+        });
+        for r in futures::future::join_all(sends).await {
+            if let Err(e) = r {
+                return Err(match e.rdkafka_error_code() {
+                    Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) => Failure::Poison(e.to_string()),
+                    _ => Failure::Transient(format!("answer not accepted by the broker: {e}")),
+                });
+            }
+        }
+        // Every answer is acknowledged: count them.
+        let mut applied = Applied::default();
+        for answer in &answers {
+            let outcome = if answer.error.is_empty() { "assessed" } else { "refused" };
+            self.metrics.assessments.with_label_values(&[outcome]).inc();
+            for l in &answer.lines {
+                if let Some(w) = &l.waiver {
+                    self.metrics.waivers.with_label_values(&[&w.rule_id]).inc();
+                }
+            }
+            applied.count(&self.topics.assessment_requested, outcome, 1);
+        }
+        Ok(applied)
+    }
+}
+
+pub struct App {
     pub http_addr: SocketAddr,
+    driver: Driver<AssessmentsHandler>,
     shutdown: CancellationToken,
     http: tokio::task::JoinHandle<()>,
 }
 
 impl App {
+    /// Binds the operations port (reporting not ready), then waits for PostgreSQL with a
+    /// current schema and for the broker, and creates the clients.
     pub async fn build(settings: AssessorSettings, shutdown: CancellationToken) -> anyhow::Result<App> {
-        let db = feepay_runtime::db::connect(&settings.database).await.context("connecting to PostgreSQL")?;
-        feepay_runtime::db::migrate(&db).await.context("applying migrations")?;
-        kafka::ensure_topics(&settings.kafka, &settings.topics.all(), settings.kafka.partitions)
-            .await
-            .context("creating topics")?;
-        let producer = kafka::producer(&settings.kafka)?;
-        let consumer = Arc::new(kafka::consumer(&settings.kafka, &[&settings.topics.assessment_requested])?);
         let registry = Registry::new();
         let metrics = Metrics {
             consumer: ConsumerMetrics::new(&registry, SERVICE),
@@ -93,113 +211,67 @@ impl App {
             ),
             registry,
         };
+        metrics.consumer.init(&[&settings.topics.assessment_requested], &["assessed", "refused", "dead_lettered"]);
         let readiness = Arc::new(Readiness::default());
         let (http_addr, http) = http::serve(
             settings.http_addr,
             http::ops_router(metrics.registry.clone(), readiness.clone()),
             shutdown.clone(),
         )
-        .await?;
+        .await
+        .with_context(|| format!("binding {}", settings.http_addr))?;
+        let db = startup::database(&settings.database, &readiness, &shutdown)
+            .await
+            .context("stopped while waiting for PostgreSQL")?;
+        anyhow::ensure!(
+            startup::broker(&settings.kafka, &settings.topics.all(), &readiness, &shutdown).await,
+            "stopped while waiting for the broker"
+        );
+        let producer = kafka::producer(&settings.kafka).context("creating the Kafka producer")?;
+        let state = Arc::new(ConsumerState::new(settings.batch.stall_after));
+        let consumer = Arc::new(
+            consumer::group_consumer(&settings.kafka, &[&settings.topics.assessment_requested], state.clone())
+                .context("creating the Kafka consumer")?,
+        );
+        readiness.follow(state.clone());
         lifecycle::spawn_database_check(db.clone(), readiness.clone(), shutdown.clone());
-        lifecycle::spawn_consumer_check(consumer.clone(), readiness, metrics.consumer.clone(), shutdown.clone());
-        Ok(App { settings, db, consumer, producer, metrics, http_addr, shutdown, http })
+        consumer::spawn_monitor(
+            consumer.clone(),
+            state.clone(),
+            readiness,
+            metrics.consumer.clone(),
+            db.clone(),
+            SERVICE,
+            shutdown.clone(),
+        );
+        let handler = AssessmentsHandler {
+            db: db.clone(),
+            producer: producer.clone(),
+            topics: settings.topics.clone(),
+            source: settings.source.clone(),
+            format: settings.kafka.body_format,
+            metrics: metrics.clone(),
+            reference: Mutex::new(None),
+        };
+        let driver = Driver {
+            service: SERVICE,
+            consumer,
+            state,
+            producer,
+            db,
+            handler: Arc::new(handler),
+            batch: settings.batch,
+            dead_letters: settings.dead_letters,
+            metrics: metrics.consumer,
+        };
+        Ok(App { http_addr, driver, shutdown, http })
     }
 
     pub async fn run(self) -> anyhow::Result<()> {
-        let App { settings, db, consumer, producer, metrics, shutdown, http, .. } = self;
-        let mut loaded: Option<Arc<LoadedReference>> = None;
-        tracing::info!(topic = %settings.topics.assessment_requested, "assessor consuming");
-        while !shutdown.is_cancelled() {
-            let batch =
-                match kafka::recv_batch(&consumer, settings.batch.max_events, settings.batch.linger, &shutdown).await {
-                    Ok(b) if !b.is_empty() => b,
-                    Ok(_) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "kafka receive failed");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                };
-            let started = std::time::Instant::now();
-            // Reference data: reload when a newer version exists; wait while there is none.
-            loop {
-                match refdata::latest_version(&db).await {
-                    Ok(Some(v)) if loaded.as_ref().is_some_and(|l| l.version == v) => break,
-                    Ok(Some(_)) => match refdata::load_latest(&db).await {
-                        Ok(Some(l)) => {
-                            tracing::info!(version = l.version, "reference data loaded");
-                            loaded = Some(Arc::new(l));
-                            break;
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::error!(error = %e, "reference data unusable"),
-                    },
-                    Ok(None) => {
-                        tracing::error!("no reference data loaded: run `receiptctl reference load`")
-                    }
-                    Err(e) => tracing::error!(error = %e, "database unreachable"),
-                }
-                tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = shutdown.cancelled() => return Ok(()) }
-            }
-            let reference = loaded.clone().expect("loaded above");
-            let now = chrono::Utc::now();
-            for m in &batch {
-                metrics.consumer.consumed.with_label_values(&[m.topic()]).inc();
-                let decoded: Result<_, DecodeError> =
-                    envelope::decode::<v1::FeeAssessmentRequested>(m.headers(), m.payload()).and_then(|raw| {
-                        parse_assessment_request(&raw).map_err(|e| DecodeError::new("invalid", e.to_string()))
-                    });
-                match decoded {
-                    Ok(req) => {
-                        let answer = assess(&reference, &req, now);
-                        let outcome = if answer.error.is_empty() { "assessed" } else { "refused" };
-                        metrics.assessments.with_label_values(&[outcome]).inc();
-                        for l in &answer.lines {
-                            if let Some(w) = &l.waiver {
-                                metrics.waivers.with_label_values(&[&w.rule_id]).inc();
-                            }
-                        }
-                        let id = format!("fee-assessed:{}", answer.assessment_id);
-                        let headers = envelope::headers_for::<v1::FeeAssessed>(
-                            &id,
-                            &settings.source,
-                            now,
-                            settings.kafka.body_format,
-                        );
-                        let body = encode_body(&answer, settings.kafka.body_format);
-                        let mut backoff = Duration::from_millis(100);
-                        loop {
-                            let rec = FutureRecord::to(&settings.topics.assessed)
-                                .key(&answer.assessment_id)
-                                .payload(&body)
-                                .headers(headers.clone());
-                            match producer.send(rec, Duration::from_secs(30)).await {
-                                Ok(_) => break,
-                                Err((e, _)) => {
-                                    tracing::error!(error = %e, "answer not accepted by the broker, retrying");
-                                    tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = shutdown.cancelled() => return Ok(()) }
-                                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                                }
-                            }
-                        }
-                        metrics.consumer.processed.with_label_values(&[m.topic(), outcome]).inc();
-                    }
-                    Err(e) => {
-                        tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason = %e, "event dead-lettered");
-                        let dl = kafka::dead_letter_of(m, &e, SERVICE);
-                        if !kafka::dead_letter_durably(&producer, &dl, &shutdown).await {
-                            return Ok(());
-                        }
-                        metrics.consumer.count_dead_letter(&dl);
-                    }
-                }
-            }
-            if let Err(e) = kafka::commit_batch(&consumer, &batch) {
-                tracing::warn!(error = %e, "offset commit failed; answers will be sent again");
-            }
-            metrics.consumer.batch_size.observe(batch.len() as f64);
-            metrics.consumer.batch_duration.observe(started.elapsed().as_secs_f64());
-        }
+        let App { driver, shutdown, http, .. } = self;
+        tracing::info!("assessor consuming");
+        driver.run(&shutdown).await;
+        let producer = driver.producer.clone();
         let _ =
             tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5)))
                 .await;

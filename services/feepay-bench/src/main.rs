@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use feepay_proto::Message;
 use feepay_runtime::envelope::{self, BodyFormat};
-use feepay_runtime::settings::{DatabaseSettings, KafkaSettings, Secret, Topics};
+use feepay_runtime::settings::{DatabaseSettings, KafkaSettings, Topics};
 use feepay_runtime::sql::{raw, stmt};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -122,8 +122,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&keys)?;
 
     progress(&format!("run {run}: database {db_url}, topic prefix {prefix}"));
-    let db =
-        feepay_runtime::db::connect(&DatabaseSettings { url: Secret::new(db_url.clone()), max_connections: 4 }).await?;
+    let db = feepay_runtime::db::connect(&DatabaseSettings::new(db_url.clone(), 4)).await?;
     feepay_runtime::db::migrate(&db).await?;
     let files = feepay_runtime::refdata::ReferenceFiles::read_dir(Path::new("deploy/reference"))?;
     feepay_runtime::refdata::store(&db, &files, "bench").await?;

@@ -75,6 +75,8 @@ pub enum Rejection {
     ConflictingDuplicate,
     InvalidRefund,
     KindMismatch,
+    /// A business limit (quantity, amount, number of lines, text length) is exceeded.
+    LimitExceeded,
 }
 
 impl Rejection {
@@ -88,6 +90,7 @@ impl Rejection {
             Rejection::ConflictingDuplicate => "conflicting_duplicate",
             Rejection::InvalidRefund => "invalid_refund",
             Rejection::KindMismatch => "kind_mismatch",
+            Rejection::LimitExceeded => "limit_exceeded",
         }
     }
 }

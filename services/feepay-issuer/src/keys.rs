@@ -120,3 +120,55 @@ pub fn write_key_file(dir: &Path, agency: &str, key: &AgencyKey) -> std::io::Res
     opts.open(&path)?.write_all(text.as_bytes())?;
     Ok(path)
 }
+
+/// The keys in use, reloaded when their directory changes (a key added for an agency whose
+/// payments were parked, a rotated key), so a fix needs no restart.
+#[derive(Debug)]
+pub struct LiveKeys {
+    dir: Option<std::path::PathBuf>,
+    state: std::sync::RwLock<(Option<std::time::SystemTime>, Arc<Keyring>)>,
+}
+
+impl LiveKeys {
+    /// Keys that never change (tests, tools).
+    pub fn fixed(ring: Keyring) -> Self {
+        LiveKeys { dir: None, state: std::sync::RwLock::new((None, Arc::new(ring))) }
+    }
+
+    /// The keys of a directory, reloaded by [`LiveKeys::refresh`] when it changes.
+    pub fn watching(dir: &Path) -> anyhow::Result<Self> {
+        let stamp = Self::stamp(dir);
+        let ring = Keyring::load_dir(dir)?;
+        Ok(LiveKeys { dir: Some(dir.to_path_buf()), state: std::sync::RwLock::new((stamp, Arc::new(ring))) })
+    }
+
+    fn stamp(dir: &Path) -> Option<std::time::SystemTime> {
+        std::fs::metadata(dir).and_then(|m| m.modified()).ok()
+    }
+
+    pub fn current(&self) -> Arc<Keyring> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).1.clone()
+    }
+
+    /// Reloads the directory when it changed since the last load; returns the new keys
+    /// then. A directory that no longer reads keeps the keys in use (and says why).
+    pub fn refresh(&self) -> Option<Arc<Keyring>> {
+        let dir = self.dir.as_ref()?;
+        let stamp = Self::stamp(dir);
+        if stamp == self.state.read().unwrap_or_else(|e| e.into_inner()).0 {
+            return None;
+        }
+        match Keyring::load_dir(dir) {
+            Ok(ring) => {
+                let ring = Arc::new(ring);
+                *self.state.write().unwrap_or_else(|e| e.into_inner()) = (stamp, ring.clone());
+                tracing::info!(dir = %dir.display(), keys = ring.public_keys().len(), "signing keys reloaded");
+                Some(ring)
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "signing keys changed but do not load; keeping the keys in use");
+                None
+            }
+        }
+    }
+}

@@ -2,11 +2,13 @@
 //! waivers in force, and issues (or cancels) signed, gapless e-receipts exactly once per
 //! payment, publishing receipt events through a transactional outbox.
 //!
-//! [`issue::Issuer::process`] is one batch in one transaction and can be driven directly by
-//! tests; [`app::App`] wires it to Kafka.
+//! [`issue::Issuer::process`] is one batch and can be driven directly by tests;
+//! [`handler::PaymentsHandler`] is its part of the shared consumer driver; [`app::App`]
+//! wires it to Kafka.
 
 pub mod app;
 pub mod clock;
+pub mod handler;
 pub mod issue;
 pub mod keys;
 pub mod metrics;

@@ -19,7 +19,6 @@ use feepay_runtime::metrics::{counter_vec, histogram_vec};
 use feepay_runtime::settings::{self, DatabaseSettings};
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -102,9 +101,9 @@ pub const API_ROUTES: &[(&str, &str)] = &[
 ];
 
 impl App {
+    /// Binds the operations port (reporting not ready), waits for PostgreSQL with a
+    /// current schema, then binds the public port.
     pub async fn build(settings: LookupSettings, shutdown: CancellationToken) -> anyhow::Result<App> {
-        let db = feepay_runtime::db::connect(&settings.database).await.context("connecting to PostgreSQL")?;
-        feepay_runtime::db::migrate(&db).await.context("applying migrations")?;
         let registry = Registry::new();
         let metrics = Metrics {
             requests: counter_vec(
@@ -126,9 +125,14 @@ impl App {
                 metrics.requests.with_label_values(&[route, outcome]);
             }
         }
-        let readiness = Arc::new(Readiness::default());
-        readiness.broker.store(true, Ordering::Relaxed);
-        readiness.no_consumer.store(true, Ordering::Relaxed);
+        let readiness = Arc::new(Readiness::without_broker());
+        let (ops_addr, ops) =
+            http::serve(settings.ops_addr, http::ops_router(registry, readiness.clone()), shutdown.clone())
+                .await
+                .with_context(|| format!("binding the operations address {}", settings.ops_addr))?;
+        let db = feepay_runtime::startup::database(&settings.database, &readiness, &shutdown)
+            .await
+            .context("stopped while waiting for PostgreSQL")?;
         feepay_runtime::lifecycle::spawn_database_check(db.clone(), readiness.clone(), shutdown.clone());
         let shared = Arc::new(Shared {
             store: Store::new(db),
@@ -140,9 +144,6 @@ impl App {
         let (addr, public) = http::serve(settings.addr, router(shared), shutdown.clone())
             .await
             .with_context(|| format!("binding the public address {}", settings.addr))?;
-        let (ops_addr, ops) = http::serve(settings.ops_addr, http::ops_router(registry, readiness), shutdown.clone())
-            .await
-            .with_context(|| format!("binding the operations address {}", settings.ops_addr))?;
         Ok(App { addr, ops_addr, shutdown, public, ops })
     }
 

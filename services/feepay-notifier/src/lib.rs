@@ -5,7 +5,16 @@
 //! notification id, so a redelivered event sends nothing. A sender loop claims due
 //! deliveries, sends them over a pooled SMTP transport, and records the outcome; transient
 //! failures are retried on a schedule kept in the database, so retries survive restarts.
+//!
+//! Rooms: [`settings`], [`metrics`], [`deliveries`] (the delivery log), [`sender`],
+//! [`compose`] (templates, attachments, QR code), [`smtp`] (the connection pool),
+//! [`handler`] (its part of the consumer driver), [`app`] (wiring).
 
 pub mod app;
 pub mod compose;
+pub mod deliveries;
+pub mod handler;
+pub mod metrics;
+pub mod sender;
+pub mod settings;
 pub mod smtp;

@@ -3,31 +3,69 @@
 
 use chrono::{DateTime, Utc};
 use feepay_domain::ids::{PersonalId, TaxCode};
-use feepay_domain::money::Vnd;
+use feepay_domain::money::{AmountError, Vnd};
 use feepay_domain::payment::{PaidLine, Payer, Payment};
 use feepay_domain::reference::FeeKind;
 use feepay_domain::waiver::{Category, Channel, LineAssessment};
 use feepay_proto::v1;
 use feepay_proto::Timestamp;
 
-/// Field-level problems of an event; becomes the dead-letter reason.
+/// Field-level problems of an event that break the contract (a required field missing, a
+/// malformed number, identifier or enum); becomes the dead-letter reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .0.join("; "))]
 pub struct Invalid(pub Vec<String>);
 
-/// Longest accepted text field, in characters.
+/// Longest accepted text field, in characters (business limit, see proto/README.md).
 pub const MAX_TEXT: usize = 300;
-/// Most lines in one payment.
+/// Most lines in one payment (business limit).
 pub const MAX_LINES: usize = 50;
+/// Most units on one line (business limit).
+pub const MAX_QUANTITY: u32 = 10_000;
 
-struct Check(Vec<String>);
+/// An event that is well formed but breaks a business limit (quantity, amount, number of
+/// lines, text length). A paid payment is never a dead letter for such a limit: it is
+/// rejected with this detail, which operators act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverLimit {
+    pub payment_id: String,
+    pub agency_code: String,
+    pub dossier_code: String,
+    pub provider: String,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// The total paid when it is within the representable range.
+    pub total_paid: Option<Vnd>,
+    pub detail: String,
+}
+
+/// A payment event as the issuer acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // the common case is the large one; boxing it would cost every payment
+pub enum ParsedPayment {
+    Valid(Payment),
+    OverLimit(OverLimit),
+}
+
+struct Check {
+    errors: Vec<String>,
+    limits: Vec<String>,
+}
 
 impl Check {
-    fn fail(&mut self, field: &str, msg: impl AsRef<str>) {
-        self.0.push(format!("{field}: {}", msg.as_ref()));
+    fn new() -> Self {
+        Check { errors: Vec::new(), limits: Vec::new() }
     }
 
-    /// A required single-line text of at most `max` characters without control characters.
+    fn fail(&mut self, field: &str, msg: impl AsRef<str>) {
+        self.errors.push(format!("{field}: {}", msg.as_ref()));
+    }
+
+    fn limit(&mut self, field: &str, msg: impl AsRef<str>) {
+        self.limits.push(format!("{field}: {}", msg.as_ref()));
+    }
+
+    /// A single-line text: required when asked, no control characters (contract), at most
+    /// `max` characters (business limit).
     fn text(&mut self, field: &str, v: &str, required: bool, max: usize) {
         if v.trim().is_empty() {
             if required {
@@ -35,18 +73,26 @@ impl Check {
             }
             return;
         }
-        let n = v.chars().count();
-        if n > max {
-            self.fail(field, format!("is {n} characters long, at most {max} are accepted"));
-        }
         if v.chars().any(char::is_control) {
             self.fail(field, "contains control characters (line breaks, tabs, ...)");
         }
+        let n = v.chars().count();
+        if n > max {
+            self.limit(field, format!("is {n} characters long, at most {max} are accepted"));
+        }
     }
 
+    /// A whole, non-negative number of đồng (contract), at most 10^15 (business limit).
     fn amount(&mut self, field: &str, v: &str) -> Option<Vnd> {
         match Vnd::parse(v) {
             Ok(a) => Some(a),
+            Err(AmountError::TooLarge(_)) => {
+                self.limit(
+                    field,
+                    format!("{} exceeds the limit of 10^15 đồng", v.chars().take(40).collect::<String>()),
+                );
+                None
+            }
             Err(e) => {
                 self.fail(field, e.to_string());
                 None
@@ -72,12 +118,12 @@ impl Check {
         }
     }
 
-    fn done<T>(self, v: T) -> Result<T, Invalid> {
-        if self.0.is_empty() {
-            Ok(v)
-        } else {
-            Err(Invalid(self.0))
-        }
+    fn invalid(self) -> Invalid {
+        Invalid(self.errors)
+    }
+
+    fn limits(&self) -> String {
+        self.limits.join("; ")
     }
 }
 
@@ -154,9 +200,10 @@ fn categories(c: &mut Check, field: &str, raw: &[i32]) -> Vec<Category> {
     out
 }
 
-/// Validates a payment-succeeded event.
-pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<Payment, Invalid> {
-    let mut c = Check(Vec::new());
+/// Validates a payment-succeeded event: contract violations are `Err` (dead letter),
+/// business limits an [`OverLimit`] (rejection).
+pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<ParsedPayment, Invalid> {
+    let mut c = Check::new();
     c.text("payment_id", &m.payment_id, true, 100);
     c.text("dossier_code", &m.dossier_code, true, 100);
     c.text("procedure_code", &m.procedure_code, true, 100);
@@ -202,7 +249,7 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<Payment, Invalid> {
         c.fail("lines", "at least one fee line is required");
     }
     if m.lines.len() > MAX_LINES {
-        c.fail("lines", format!("{} lines, at most {MAX_LINES} are accepted", m.lines.len()));
+        c.limit("lines", format!("{} lines, at most {MAX_LINES} are accepted", m.lines.len()));
     }
     let mut lines = Vec::new();
     for (i, l) in m.lines.iter().enumerate().take(MAX_LINES) {
@@ -212,8 +259,10 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<Payment, Invalid> {
         if kind.is_none() {
             c.fail(&f("kind"), "must be FEE_KIND_PHI or FEE_KIND_LE_PHI");
         }
-        if l.quantity == 0 || l.quantity > 10_000 {
-            c.fail(&f("quantity"), format!("must be between 1 and 10000, got {}", l.quantity));
+        if l.quantity == 0 {
+            c.fail(&f("quantity"), "must be at least 1");
+        } else if l.quantity > MAX_QUANTITY {
+            c.limit(&f("quantity"), format!("{} units, at most {MAX_QUANTITY} are accepted on a line", l.quantity));
         }
         let amount = c.amount(&f("amount"), &l.amount);
         if let (Some(kind), Some(amount)) = (kind, amount) {
@@ -227,7 +276,7 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<Payment, Invalid> {
             match sum {
                 Some(s) if s == total => {}
                 Some(s) => c.fail("total_paid", format!("{total} is not the sum of the lines ({s})")),
-                None => c.fail("lines", "the sum of the lines exceeds 10^15 đồng"),
+                None => c.limit("lines", "the sum of the lines exceeds the limit of 10^15 đồng"),
             }
         }
     }
@@ -239,10 +288,24 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<Payment, Invalid> {
     c.text("provider", &m.provider, true, 40);
     c.text("provider_reference", &m.provider_reference, false, 100);
     c.text("assessment_id", &m.assessment_id, false, 100);
+    if !c.errors.is_empty() {
+        return Err(c.invalid());
+    }
+    if !c.limits.is_empty() {
+        return Ok(ParsedPayment::OverLimit(OverLimit {
+            payment_id: m.payment_id.chars().take(100).collect(),
+            agency_code: m.agency_code.chars().take(40).collect(),
+            dossier_code: m.dossier_code.chars().take(100).collect(),
+            provider: m.provider.chars().take(40).collect(),
+            paid_at,
+            total_paid: total,
+            detail: c.limits(),
+        }));
+    }
     let (Some(channel), Some(payer), Some(total_paid), Some(paid_at)) = (ch, payer, total, paid_at) else {
-        return Err(Invalid(c.0));
+        return Err(c.invalid());
     };
-    c.done(Payment {
+    Ok(ParsedPayment::Valid(Payment {
         payment_id: m.payment_id.clone(),
         dossier_code: m.dossier_code.clone(),
         procedure_code: m.procedure_code.clone(),
@@ -257,7 +320,7 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<Payment, Invalid> {
         paid_online: m.paid_online,
         assessment_id: Some(m.assessment_id.clone()).filter(|s| !s.is_empty()),
         assessed_at,
-    })
+    }))
 }
 
 /// A validated refund.
@@ -271,15 +334,28 @@ pub struct Refund {
     pub refunded_at: DateTime<Utc>,
 }
 
-/// Validates a payment-refunded event.
-pub fn parse_refund(m: &v1::PaymentRefunded) -> Result<Refund, Invalid> {
-    let mut c = Check(Vec::new());
+/// A refund event as the issuer acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedRefund {
+    Valid(Refund),
+    /// Well formed but over a business limit: rejected with this detail.
+    OverLimit {
+        refund_id: String,
+        payment_id: String,
+        detail: String,
+    },
+}
+
+/// Validates a payment-refunded event: contract violations are `Err` (dead letter),
+/// business limits an `OverLimit` (rejection).
+pub fn parse_refund(m: &v1::PaymentRefunded) -> Result<ParsedRefund, Invalid> {
+    let mut c = Check::new();
     c.text("refund_id", &m.refund_id, true, 100);
     c.text("payment_id", &m.payment_id, true, 100);
     c.text("reason", &m.reason, true, 500);
     let mut lines = Vec::new();
     if m.lines.len() > MAX_LINES {
-        c.fail("lines", "too many lines");
+        c.limit("lines", format!("{} lines, at most {MAX_LINES} are accepted", m.lines.len()));
     }
     for (i, l) in m.lines.iter().enumerate().take(MAX_LINES) {
         c.text(&format!("lines[{i}].fee_code"), &l.fee_code, true, 40);
@@ -291,16 +367,26 @@ pub fn parse_refund(m: &v1::PaymentRefunded) -> Result<Refund, Invalid> {
         }
     }
     let at = c.time("refunded_at", m.refunded_at.as_ref(), true);
+    if !c.errors.is_empty() {
+        return Err(c.invalid());
+    }
+    if !c.limits.is_empty() {
+        return Ok(ParsedRefund::OverLimit {
+            refund_id: m.refund_id.chars().take(100).collect(),
+            payment_id: m.payment_id.chars().take(100).collect(),
+            detail: c.limits(),
+        });
+    }
     let Some(refunded_at) = at else {
-        return Err(Invalid(c.0));
+        return Err(c.invalid());
     };
-    c.done(Refund {
+    Ok(ParsedRefund::Valid(Refund {
         refund_id: m.refund_id.clone(),
         payment_id: m.payment_id.clone(),
         lines,
         reason: m.reason.clone(),
         refunded_at,
-    })
+    }))
 }
 
 /// A validated assessment request.
@@ -316,9 +402,10 @@ pub struct AssessmentRequest {
     pub at: Option<DateTime<Utc>>,
 }
 
-/// Validates a fee-assessment-requested event.
-pub fn parse_assessment_request(m: &v1::FeeAssessmentRequested) -> Result<AssessmentRequest, Invalid> {
-    let mut c = Check(Vec::new());
+/// Validates a fee-assessment-requested event: contract violations are `Err` (dead
+/// letter); a request over a business limit is `Ok(Err(detail))`, answered with that error.
+pub fn parse_assessment_request(m: &v1::FeeAssessmentRequested) -> Result<Result<AssessmentRequest, String>, Invalid> {
+    let mut c = Check::new();
     c.text("assessment_id", &m.assessment_id, true, 100);
     c.text("agency_code", &m.agency_code, true, 40);
     c.text("procedure_code", &m.procedure_code, true, 100);
@@ -328,22 +415,36 @@ pub fn parse_assessment_request(m: &v1::FeeAssessmentRequested) -> Result<Assess
         c.fail("channel", "must be CHANNEL_FULLY_ONLINE, CHANNEL_PARTLY_ONLINE or CHANNEL_COUNTER");
     }
     let cats = categories(&mut c, "categories", &m.categories);
-    if m.lines.is_empty() || m.lines.len() > MAX_LINES {
-        c.fail("lines", format!("between 1 and {MAX_LINES} lines are required"));
+    if m.lines.is_empty() {
+        c.fail("lines", "at least one fee line is required");
+    }
+    if m.lines.len() > MAX_LINES {
+        c.limit("lines", format!("{} lines, at most {MAX_LINES} are accepted", m.lines.len()));
     }
     let mut lines = Vec::new();
     for (i, l) in m.lines.iter().enumerate().take(MAX_LINES) {
         c.text(&format!("lines[{i}].fee_code"), &l.fee_code, true, 40);
-        if l.quantity == 0 || l.quantity > 10_000 {
-            c.fail(&format!("lines[{i}].quantity"), format!("must be between 1 and 10000, got {}", l.quantity));
+        if l.quantity == 0 {
+            c.fail(&format!("lines[{i}].quantity"), "must be at least 1");
+        } else if l.quantity > MAX_QUANTITY {
+            c.limit(
+                &format!("lines[{i}].quantity"),
+                format!("{} units, at most {MAX_QUANTITY} are accepted on a line", l.quantity),
+            );
         }
         lines.push((l.fee_code.clone(), l.quantity));
     }
     let at = c.time("at", m.at.as_ref(), false);
+    if !c.errors.is_empty() {
+        return Err(c.invalid());
+    }
+    if !c.limits.is_empty() {
+        return Ok(Err(c.limits()));
+    }
     let Some(channel) = ch else {
-        return Err(Invalid(c.0));
+        return Err(c.invalid());
     };
-    c.done(AssessmentRequest {
+    Ok(Ok(AssessmentRequest {
         assessment_id: m.assessment_id.clone(),
         agency_code: m.agency_code.clone(),
         procedure_code: m.procedure_code.clone(),
@@ -352,7 +453,7 @@ pub fn parse_assessment_request(m: &v1::FeeAssessmentRequested) -> Result<Assess
         categories: cats,
         lines,
         at,
-    })
+    }))
 }
 
 /// Domain time to protobuf.

@@ -18,17 +18,59 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     }
 }
 
+/// Connects without creating anything: what services do (the database and its schema are
+/// the migrator's; see [`schema_behind`]).
+pub async fn connect_existing(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    try_connect_with(settings.url.expose(), settings.max_connections, settings.lock_timeout).await
+}
+
 async fn try_connect(url: &str, max: u32) -> Result<DatabaseConnection, DbErr> {
+    try_connect_with(url, max, Duration::from_secs(10)).await
+}
+
+async fn try_connect_with(url: &str, max: u32, lock_timeout: Duration) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_string());
+    let lock_timeout_ms = lock_timeout.as_millis().to_string();
     opts.max_connections(max)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false)
         // Multi-row inserts have a different text for each row count; a small prepared
-        // statement cache keeps client and server memory bounded under load.
-        .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(16));
+        // statement cache keeps client and server memory bounded under load. A bounded
+        // lock wait turns a row held elsewhere (another instance during a rebalance, an
+        // operator's session) into a transient error that is retried, not a hang.
+        .map_sqlx_postgres_opts(move |o| {
+            o.statement_cache_capacity(16).options([("lock_timeout", lock_timeout_ms.as_str())])
+        });
     Database::connect(opts).await
+}
+
+/// The SQLSTATE of a database error, when the server gave one.
+pub fn sqlstate(e: &DbErr) -> Option<String> {
+    let rt = match e {
+        DbErr::Conn(r) | DbErr::Exec(r) | DbErr::Query(r) => r,
+        _ => return None,
+    };
+    match rt {
+        sea_orm::RuntimeErr::SqlxError(sea_orm::sqlx::Error::Database(d)) => d.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// The migrations this build knows that the database has not applied yet (empty when the
+/// schema is current). Reads `seaql_migrations` only, so a service's role needs no more.
+pub async fn schema_behind(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    let applied: std::collections::BTreeSet<String> = match db
+        .query_all(Statement::from_string(db.get_database_backend(), "SELECT version FROM seaql_migrations"))
+        .await
+    {
+        Ok(rows) => rows.iter().filter_map(|r| r.try_get::<String>("", "version").ok()).collect(),
+        // No migration table yet: nothing applied.
+        Err(e) if sqlstate(&e).as_deref() == Some("42P01") => Default::default(),
+        Err(e) => return Err(e),
+    };
+    Ok(Migrator::migrations().iter().map(|m| m.name().to_string()).filter(|n| !applied.contains(n)).collect())
 }
 
 /// Splits `postgres://.../name?x` into the server URL (on database `postgres`) and `name`.
@@ -113,6 +155,7 @@ impl MigratorTrait for Migrator {
             "m0003_keys_operators" => "0003_keys_operators.sql",
             "m0004_outbox_receipt_ref" => "0004_outbox_receipt_ref.sql",
             "m0005_lz4_documents" => "0005_lz4_documents.sql",
+            "m0006_parking" => "0006_parking.sql",
         ]
     }
 }

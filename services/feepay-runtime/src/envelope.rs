@@ -140,16 +140,31 @@ pub fn decode_body<T: Message + Default + DeserializeOwned>(
     }
 }
 
-/// Decodes an event and checks its CloudEvents type when present.
-pub fn decode<T: Message + Default + DeserializeOwned + EventType>(
-    headers: Option<&BorrowedHeaders>,
+/// Decodes a consumed (or parked) record's event and checks its CloudEvents type.
+pub fn decode_record<T: Message + Default + DeserializeOwned + EventType>(
+    record: &crate::consumer::Record<'_>,
+) -> Result<T, DecodeError> {
+    decode_parts(record.ce_type, record.content_type, record.payload)
+}
+
+fn decode_parts<T: Message + Default + DeserializeOwned + EventType>(
+    ce_type: Option<&str>,
+    content_type: Option<&str>,
     body: Option<&[u8]>,
 ) -> Result<T, DecodeError> {
-    if let Some(ty) = header(headers, "ce_type") {
+    if let Some(ty) = ce_type {
         if ty != T::TYPE {
             return Err(DecodeError::new("wrong_type", format!("ce_type {ty:?} where {} was expected", T::TYPE)));
         }
     }
     let body = body.ok_or_else(|| DecodeError::new("undecodable", "record has no value"))?;
-    decode_body(header(headers, "content-type"), body)
+    decode_body(content_type, body)
+}
+
+/// Decodes an event and checks its CloudEvents type when present.
+pub fn decode<T: Message + Default + DeserializeOwned + EventType>(
+    headers: Option<&BorrowedHeaders>,
+    body: Option<&[u8]>,
+) -> Result<T, DecodeError> {
+    decode_parts(header(headers, "ce_type"), header(headers, "content-type"), body)
 }

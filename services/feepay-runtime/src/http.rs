@@ -1,5 +1,6 @@
 //! The operations endpoint of every service: `/metrics`, `/healthz`, `/readyz`.
 
+use crate::consumer::ConsumerState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -8,24 +9,55 @@ use axum::Router;
 use prometheus::Registry;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
-/// What `/readyz` reports. Services flip the flags as they learn.
+/// What `/readyz` reports. Services flip the flags as they learn; a consumer's state
+/// (assignment, stall) is read live.
 #[derive(Debug, Default)]
 pub struct Readiness {
     pub database: AtomicBool,
+    /// The schema has every migration this build knows.
+    pub schema: AtomicBool,
     pub broker: AtomicBool,
-    pub assigned: AtomicBool,
-    /// Services without a consumer set this at start.
-    pub no_consumer: AtomicBool,
+    /// Services without a broker (the lookup service) set this at start.
+    pub no_broker: AtomicBool,
+    consumer: OnceLock<Arc<ConsumerState>>,
 }
 
 impl Readiness {
+    /// Readiness of a service that uses no broker.
+    pub fn without_broker() -> Self {
+        let r = Readiness::default();
+        r.no_broker.store(true, Ordering::Relaxed);
+        r
+    }
+
+    /// Makes readiness follow a consumer: assigned partitions and not stalled.
+    pub fn follow(&self, consumer: Arc<ConsumerState>) {
+        let _ = self.consumer.set(consumer);
+    }
+
     pub fn ready(&self) -> bool {
         self.database.load(Ordering::Relaxed)
-            && self.broker.load(Ordering::Relaxed)
-            && (self.no_consumer.load(Ordering::Relaxed) || self.assigned.load(Ordering::Relaxed))
+            && self.schema.load(Ordering::Relaxed)
+            && (self.no_broker.load(Ordering::Relaxed) || self.broker.load(Ordering::Relaxed))
+            && self.consumer.get().is_none_or(|c| c.assigned() && !c.stalled())
+    }
+
+    fn body(&self) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "database": self.database.load(Ordering::Relaxed),
+            "schema_current": self.schema.load(Ordering::Relaxed),
+            "broker": self.no_broker.load(Ordering::Relaxed) || self.broker.load(Ordering::Relaxed),
+        });
+        if let Some(c) = self.consumer.get() {
+            body["consumer_assigned"] = c.assigned().into();
+            body["partitions"] = c.assignment().into();
+            body["stalled"] = c.stalled().into();
+            body["lag"] = c.lag().into();
+        }
+        body
     }
 }
 
@@ -50,13 +82,8 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
 
 async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
     let r = &ops.readiness;
-    let body = serde_json::json!({
-        "database": r.database.load(Ordering::Relaxed),
-        "broker": r.broker.load(Ordering::Relaxed),
-        "consumer_assigned": r.no_consumer.load(Ordering::Relaxed) || r.assigned.load(Ordering::Relaxed),
-    });
     let status = if r.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(body))
+    (status, axum::Json(r.body()))
 }
 
 /// Binds `addr` (port 0 picks a free port) and serves until cancelled.

@@ -4,16 +4,21 @@
 //!
 //! Services stay thin: they wire these pieces around the rules of `feepay-domain`.
 
+pub mod consumer;
 pub mod convert;
 pub mod db;
+pub mod dead_letter;
 pub mod envelope;
 pub mod http;
 pub mod kafka;
 pub mod lifecycle;
 pub mod metrics;
 pub mod outbox;
+pub mod parking;
 pub mod qr;
 pub mod refdata;
+pub mod retry;
 pub mod settings;
 pub mod signing_keys;
 pub mod sql;
+pub mod startup;

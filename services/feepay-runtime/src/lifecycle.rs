@@ -1,9 +1,6 @@
 //! Telemetry, shutdown signals and background health checks.
 
 use crate::http::Readiness;
-use crate::metrics::ConsumerMetrics;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::Offset;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -54,58 +51,6 @@ pub fn spawn_database_check(db: DatabaseConnection, readiness: Arc<Readiness>, s
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(3)) => {}
-                _ = shutdown.cancelled() => break,
-            }
-        }
-    });
-}
-
-/// Every few seconds: broker reachability, partition assignment and lag per partition.
-pub fn spawn_consumer_check(
-    consumer: Arc<StreamConsumer>,
-    readiness: Arc<Readiness>,
-    metrics: ConsumerMetrics,
-    shutdown: CancellationToken,
-) {
-    tokio::spawn(async move {
-        loop {
-            let c = consumer.clone();
-            let m = metrics.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                let assignment = c.assignment().ok();
-                let positions = c.position().ok();
-                let broker_ok = c.fetch_metadata(None, Duration::from_secs(2)).is_ok();
-                let mut assigned = false;
-                if let (Some(a), Some(pos)) = (assignment, positions) {
-                    assigned = a.count() > 0;
-                    for e in pos.elements() {
-                        if let Ok((_, high)) = c.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2)) {
-                            let committed = match e.offset() {
-                                Offset::Offset(o) => o,
-                                _ => c
-                                    .committed_offsets(pos.clone(), Duration::from_secs(2))
-                                    .ok()
-                                    .and_then(|t| {
-                                        t.find_partition(e.topic(), e.partition()).and_then(|p| p.offset().to_raw())
-                                    })
-                                    .filter(|o| *o >= 0)
-                                    .unwrap_or(0),
-                            };
-                            m.lag
-                                .with_label_values(&[e.topic(), &e.partition().to_string()])
-                                .set((high - committed).max(0));
-                        }
-                    }
-                }
-                (broker_ok, assigned)
-            })
-            .await;
-            if let Ok((broker_ok, assigned)) = r {
-                readiness.broker.store(broker_ok, Ordering::Relaxed);
-                readiness.assigned.store(assigned, Ordering::Relaxed);
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 _ = shutdown.cancelled() => break,
             }
         }

@@ -63,6 +63,9 @@ pub struct ConsumerMetrics {
     pub batch_size: Histogram,
     pub lag: IntGaugeVec,
     pub batch_failures: IntCounter,
+    pub parked: IntCounterVec,
+    pub parked_open: IntGaugeVec,
+    pub stalled: IntGauge,
 }
 
 impl ConsumerMetrics {
@@ -79,7 +82,10 @@ impl ConsumerMetrics {
             batch_duration: histogram(r, &format!("{service}_batch_duration_seconds"), "Time to process one batch, commit included", LATENCY_BUCKETS),
             batch_size: histogram(r, &format!("{service}_batch_size_events"), "Events per processed batch", BATCH_BUCKETS),
             lag: gauge_vec(r, &format!("{service}_consumer_lag_messages"), "Messages behind the end of each assigned partition", &["topic", "partition"]),
-            batch_failures: counter(r, &format!("{service}_batch_failures_total"), "Batches that failed and were retried"),
+            batch_failures: counter(r, &format!("{service}_batch_failures_total"), "Attempts to apply a batch (or part of one) that failed"),
+            parked: counter_vec(r, &format!("{service}_events_parked_total"), "Events parked because they failed on their own", &["topic", "reason"]),
+            parked_open: gauge_vec(r, &format!("{service}_parked_events"), "Parked events waiting for a fix and a retry, by reason", &["reason"]),
+            stalled: gauge(r, &format!("{service}_consumer_stalled"), "1 when the consumer holds a batch or has events waiting without committing for FEEPAY_CONSUMER_STALL_SECS"),
         }
     }
 }
@@ -100,6 +106,12 @@ impl ConsumerMetrics {
             for r in DEAD_LETTER_REASONS {
                 self.dead_lettered.with_label_values(&[t, r]).inc_by(0);
             }
+            for r in crate::parking::REASONS {
+                self.parked.with_label_values(&[t, r]).inc_by(0);
+            }
+        }
+        for r in crate::parking::REASONS {
+            self.parked_open.with_label_values(&[r]).set(0);
         }
     }
 

@@ -91,6 +91,17 @@ pub struct KafkaSettings {
     pub body_format: crate::envelope::BodyFormat,
     /// `FEEPAY_KAFKA_PARTITIONS` for topics this service creates when missing (default 4).
     pub partitions: i32,
+    /// `FEEPAY_KAFKA_MESSAGE_MAX_BYTES` (default 1000000): the largest record this service
+    /// produces (librdkafka's `message.max.bytes`). Keep it at or below the broker's and the
+    /// topics' `max.message.bytes`.
+    pub message_max_bytes: usize,
+    /// `FEEPAY_KAFKA_FETCH_MAX_BYTES` (default 4194304): bytes per fetch and per partition
+    /// fetch. A single record larger than this is still read whole.
+    pub fetch_max_bytes: usize,
+    /// `FEEPAY_KAFKA_GROUP_INSTANCE_ID` (unset by default): static group membership
+    /// (KIP-345), so a restarted instance takes its partitions back without a rebalance.
+    /// Set it per instance (e.g. a StatefulSet pod name) on brokers that honour it.
+    pub group_instance_id: Option<String>,
 }
 
 impl KafkaSettings {
@@ -110,6 +121,9 @@ impl KafkaSettings {
             fetch_wait_ms: env_parse("FEEPAY_KAFKA_FETCH_WAIT_MS", 50)?,
             body_format: env_parse("FEEPAY_KAFKA_BODY_FORMAT", crate::envelope::BodyFormat::Protobuf)?,
             partitions: env_parse("FEEPAY_KAFKA_PARTITIONS", 4)?,
+            message_max_bytes: env_parse("FEEPAY_KAFKA_MESSAGE_MAX_BYTES", 1_000_000)?,
+            fetch_max_bytes: env_parse("FEEPAY_KAFKA_FETCH_MAX_BYTES", 4 * 1024 * 1024)?,
+            group_instance_id: env_opt("FEEPAY_KAFKA_GROUP_INSTANCE_ID"),
         })
     }
 }
@@ -237,9 +251,17 @@ pub struct DatabaseSettings {
     pub url: Secret,
     /// `FEEPAY_DATABASE_MAX_CONNECTIONS` (default 8).
     pub max_connections: u32,
+    /// `FEEPAY_DATABASE_LOCK_TIMEOUT_MS` (default 10000): longest a statement waits for a
+    /// row or table lock; a timeout fails the batch transiently and it is retried.
+    pub lock_timeout: Duration,
 }
 
 impl DatabaseSettings {
+    /// Settings for `url` with the default lock timeout.
+    pub fn new(url: impl Into<String>, max_connections: u32) -> Self {
+        DatabaseSettings { url: Secret::new(url), max_connections, lock_timeout: Duration::from_secs(10) }
+    }
+
     pub fn from_env() -> Result<Self, SettingError> {
         Ok(DatabaseSettings {
             url: Secret::new(env_or(
@@ -247,6 +269,7 @@ impl DatabaseSettings {
                 "postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable",
             )),
             max_connections: env_parse("FEEPAY_DATABASE_MAX_CONNECTIONS", 8)?,
+            lock_timeout: Duration::from_millis(env_parse("FEEPAY_DATABASE_LOCK_TIMEOUT_MS", 10_000)?),
         })
     }
 }
@@ -258,6 +281,10 @@ pub struct BatchSettings {
     pub max_events: usize,
     /// `FEEPAY_BATCH_LINGER_MS` (default 5): how long to wait for more events once one arrived.
     pub linger: Duration,
+    /// `FEEPAY_CONSUMER_STALL_SECS` (default 60): a consumer holding one batch (retrying it)
+    /// this long, or with events waiting and nothing committed for this long, is stalled:
+    /// `/readyz` says not ready and the stall alert fires.
+    pub stall_after: Duration,
 }
 
 impl BatchSettings {
@@ -265,6 +292,7 @@ impl BatchSettings {
         Ok(BatchSettings {
             max_events: env_parse("FEEPAY_BATCH_MAX_EVENTS", 1000)?,
             linger: Duration::from_millis(env_parse("FEEPAY_BATCH_LINGER_MS", 5)?),
+            stall_after: Duration::from_secs(env_parse("FEEPAY_CONSUMER_STALL_SECS", 60)?),
         })
     }
 }

@@ -3,7 +3,7 @@
 //! generated inputs per run (`cargo test -p feepay-runtime --test fuzz_decode`).
 
 use feepay_proto::v1;
-use feepay_runtime::convert::{parse_payment, parse_refund};
+use feepay_runtime::convert::{parse_payment, parse_refund, ParsedPayment};
 use feepay_runtime::envelope::decode_body;
 use proptest::prelude::*;
 
@@ -72,11 +72,16 @@ proptest! {
         p.channel = channel;
         p.paid_at = Some(feepay_proto::timestamp(seconds, 0));
         match parse_payment(&p) {
-            Ok(ok) => {
+            Ok(ParsedPayment::Valid(ok)) => {
                 // What passes is sane: whole amounts that add up, a name without control characters.
                 prop_assert!(!ok.payer.full_name.chars().any(char::is_control));
                 prop_assert_eq!(ok.lines.iter().map(|l| l.amount).sum::<feepay_domain::Vnd>(), ok.total_paid);
                 prop_assert!(ok.lines.iter().all(|l| (1..=10_000).contains(&l.quantity)));
+            }
+            // Over a business limit: rejected with a detail naming the field, never silently.
+            Ok(ParsedPayment::OverLimit(b)) => {
+                prop_assert!(!b.detail.is_empty());
+                prop_assert!(qty > 10_000 || b.detail.contains("characters") || b.detail.contains("10^15"), "{}", b.detail);
             }
             Err(e) => prop_assert!(!e.0.is_empty()),
         }

@@ -132,7 +132,7 @@ pub fn decode_original(topics: &Topics, dl: &v1::DeadLetter) -> Result<(serde_js
         Ok((serde_json::to_value(&e).unwrap_or_default(), None))
     } else if t == topics.assessment_requested {
         let e = envelope::decode::<v1::FeeAssessmentRequested>(h, body).map_err(|e| e.to_string())?;
-        convert::parse_assessment_request(&e).map_err(|e| format!("invalid: {e}"))?;
+        let _ = convert::parse_assessment_request(&e).map_err(|e| format!("invalid: {e}"))?;
         Ok((serde_json::to_value(&e).unwrap_or_default(), Some(e.agency_code.clone())))
     } else {
         Err(format!("no decoder for topic {t}"))

@@ -23,6 +23,7 @@ use std::process::ExitCode;
 pub mod access;
 pub mod demo;
 pub mod dlq;
+pub mod parked;
 pub mod reports;
 pub mod table;
 
@@ -71,6 +72,9 @@ pub enum Command {
     /// Dead letters: list, inspect, replay after a fix.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCmd),
+    /// Parked events (valid events waiting for a fix: a key, a series, ...): list, show, retry.
+    #[command(subcommand)]
+    Parked(ParkedCmd),
     /// Daily reconciliation per agency and payment provider, to compare with the platform's report.
     Reconcile(ReconcileArgs),
     /// Reports for the tax authority.
@@ -122,6 +126,24 @@ pub enum KeysCmd {
     Public {
         #[arg(long, env = "FEEPAY_KEYS_DIR", default_value = ".local/keys")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParkedCmd {
+    /// Parked events waiting for a fix (with --all, resolved ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// One parked event: its reason, its record and its body.
+    Show { id: i64 },
+    /// Ask the owning service to apply it again (after the fix).
+    Retry {
+        id: i64,
+        /// Why (kept in the audit log), e.g. "khóa ký của đơn vị đã được bổ sung".
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -722,6 +744,14 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             return correct(out, &conn, correction, keys, yes).await;
         }
         Command::DeadLetters(c) => return dead_letters(out, &conn, &c).await,
+        Command::Parked(c) => {
+            let (db, actor) = session(&conn).await?;
+            return match c {
+                ParkedCmd::List { all } => parked::list(out, &db, &actor, all).await,
+                ParkedCmd::Show { id } => parked::show(out, &db, &actor, id).await,
+                ParkedCmd::Retry { id, reason } => parked::retry(out, &db, &actor, id, &reason).await,
+            };
+        }
         Command::Reconcile(a) => {
             let (db, actor) = session(&conn).await?;
             if let Some(agency) = &a.agency {

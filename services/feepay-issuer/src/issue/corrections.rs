@@ -1,0 +1,131 @@
+//! Operators' corrections: cancel a receipt, or cancel it and issue a replacement with
+//! corrected payer details (same lines, same amount, next number of the series), in one
+//! transaction through the same cancellation and numbering steps as refunds, with the
+//! audit entry in that transaction. The rules are `feepay_domain::correction`.
+
+use super::refunds::{decode_receipt, line_from_pb, replacement_of, Cancellation};
+use super::{IssueError, Issuer, Work, RECEIPT_NS};
+use feepay_domain::correction::{check_reason, correct_payer, PayerFields};
+use feepay_domain::money::Vnd;
+use feepay_domain::waiver::LineAssessment;
+use feepay_runtime::sql::stmt;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use uuid::Uuid;
+
+pub use feepay_domain::correction::PayerCorrection;
+
+/// An operator's correction of one receipt.
+#[derive(Debug, Clone)]
+pub struct Correction {
+    /// Receipt id or lookup code.
+    pub receipt: String,
+    /// Why (printed on the cancellation, kept in the audit log).
+    pub reason: String,
+    /// Who (audit log).
+    pub actor: String,
+    /// `Some` to replace: the payer fields to change.
+    pub replace: Option<PayerCorrection>,
+}
+
+/// What a correction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrected {
+    pub cancelled: String,
+    pub replacement: Option<String>,
+    pub replacement_lookup_code: Option<String>,
+}
+
+fn invalid(e: impl std::fmt::Display) -> IssueError {
+    IssueError::Invalid(e.to_string())
+}
+
+impl Issuer {
+    /// Applies an operator's correction in one transaction, with an audit log entry.
+    pub async fn correct(&self, c: &Correction) -> Result<Corrected, IssueError> {
+        check_reason(&c.reason).map_err(invalid)?;
+        let loaded = self.reference().await?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let mut work = Work::default();
+        let row = txn
+            .query_one(stmt(
+                "SELECT receipt_pb, status FROM receipts WHERE receipt_id::TEXT = $1 OR lookup_code = $1 FOR UPDATE",
+                vec![c.receipt.clone().into()],
+            ))
+            .await?
+            .ok_or_else(|| IssueError::NotFound(c.receipt.clone()))?;
+        let status: String = row.try_get("", "status")?;
+        let bytes: Vec<u8> = row.try_get("", "receipt_pb")?;
+        let original = decode_receipt(&bytes)?;
+        let label = format!("{} {} {}", original.template_symbol, original.receipt_symbol, original.number);
+        if status != "issued" {
+            return Err(IssueError::NotIssued(label));
+        }
+        let mut replacement = None;
+        if let Some(fix) = &c.replace {
+            let mut payer = original.payer.clone().unwrap_or_default();
+            let fields = PayerFields {
+                full_name: payer.full_name.clone(),
+                personal_id: payer.personal_id.clone(),
+                tax_code: payer.tax_code.clone(),
+                address: payer.address.clone(),
+            };
+            let fixed = correct_payer(&fields, fix).map_err(invalid)?;
+            payer.full_name = fixed.full_name;
+            payer.personal_id = fixed.personal_id;
+            payer.tax_code = fixed.tax_code;
+            payer.address = fixed.address;
+            let lines: Vec<LineAssessment> = original.lines.iter().map(line_from_pb).collect::<Result<_, _>>()?;
+            let total = Vnd::parse(&original.total).map_err(|e| invalid(format!("stored total: {e}")))?;
+            let id = Uuid::new_v5(&RECEIPT_NS, format!("correct|{}", original.receipt_id).as_bytes());
+            replacement = Some(replacement_of(&loaded, &original, id, payer, lines, total)?);
+        }
+        let replaced_by = replacement.as_ref().map(|r| r.receipt_id);
+        let cancellation =
+            Cancellation { receipt: original.clone(), reason: c.reason.clone(), refund_id: String::new(), replaced_by };
+        self.cancel(&txn, &cancellation, now, &mut work).await?;
+        let issued = self
+            .number_and_insert(&txn, &loaded, replacement.into_iter().collect(), now, &mut work)
+            .await
+            .map_err(|e| match e {
+                IssueError::Blocked(_, reason) | IssueError::Permanent(reason) => invalid(reason.detail),
+                other => other,
+            })?;
+        let mut corrected = Corrected { cancelled: label.clone(), replacement: None, replacement_lookup_code: None };
+        if let Some(id) = issued.first() {
+            let row = txn
+                .query_one(stmt(
+                    "SELECT template, symbol, number, lookup_code FROM receipts WHERE receipt_id = $1",
+                    vec![(*id).into()],
+                ))
+                .await?
+                .ok_or_else(|| IssueError::Reference("replacement vanished".into()))?;
+            corrected.replacement = Some(format!(
+                "{} {} {:07}",
+                row.try_get::<String>("", "template")?,
+                row.try_get::<String>("", "symbol")?,
+                row.try_get::<i32>("", "number")?
+            ));
+            corrected.replacement_lookup_code = Some(row.try_get("", "lookup_code")?);
+        }
+        txn.execute(stmt(
+            "INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                c.actor.clone().into(),
+                if c.replace.is_some() { "receipt.replace" } else { "receipt.cancel" }.into(),
+                original.receipt_id.clone().into(),
+                c.reason.clone().into(),
+                serde_json::json!({
+                    "cancelled": label,
+                    "replacement": corrected.replacement,
+                    "payment_id": original.payment_id,
+                })
+                .into(),
+            ],
+        ))
+        .await?;
+        self.commit(txn, work.outbox).await?;
+        work.tally.emit(self, &work.outcome);
+        Ok(corrected)
+    }
+}

@@ -1,0 +1,137 @@
+//! The events the issuer emits, through the outbox of the transaction that causes them.
+//! Their CloudEvents ids are stable (derived from what caused them), so consumers
+//! deduplicate a redelivery.
+
+use super::{Issuer, Work};
+use chrono::{DateTime, Utc};
+use feepay_domain::payment::{Payment, Rejection};
+use feepay_domain::receipt::AgencyInfo;
+use feepay_domain::waiver::LineAssessment;
+use feepay_proto::v1;
+use feepay_runtime::convert::{assessed_line_pb, payer_pb, ts};
+use feepay_runtime::outbox::OutboxEvent;
+use uuid::Uuid;
+
+/// Event ids, in one place.
+pub(crate) mod ids {
+    use uuid::Uuid;
+
+    pub fn receipt_issued(receipt: Uuid) -> String {
+        format!("receipt-issued:{receipt}")
+    }
+    pub fn receipt_cancelled(receipt: Uuid) -> String {
+        format!("receipt-cancelled:{receipt}")
+    }
+    pub fn payment_rejected(payment_id: &str, suffix: &str) -> String {
+        format!("payment-rejected:{payment_id}:{suffix}")
+    }
+    pub fn waiver_notice(payment_id: &str) -> String {
+        format!("waiver-notice:{payment_id}")
+    }
+}
+
+pub(super) fn agency_pb(a: &AgencyInfo) -> v1::Agency {
+    v1::Agency { code: a.code.clone(), name: a.name.clone(), tax_code: a.tax_code.clone(), address: a.address.clone() }
+}
+
+fn rejection_pb(reason: Rejection) -> v1::RejectionReason {
+    match reason {
+        Rejection::UnknownAgency => v1::RejectionReason::UnknownAgency,
+        Rejection::UnknownFee => v1::RejectionReason::UnknownFee,
+        Rejection::NoSeries => v1::RejectionReason::NoSeries,
+        Rejection::AmountMismatch => v1::RejectionReason::AmountMismatch,
+        Rejection::ConflictingDuplicate => v1::RejectionReason::ConflictingDuplicate,
+        Rejection::InvalidRefund => v1::RejectionReason::InvalidRefund,
+        Rejection::KindMismatch => v1::RejectionReason::KindMismatch,
+        Rejection::LimitExceeded => v1::RejectionReason::LimitExceeded,
+    }
+}
+
+impl Issuer {
+    /// A `PaymentRejected` event (for a payment, or for a refund when `refund_id` is set).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn reject_event(
+        &self,
+        work: &mut Work,
+        payment_id: &str,
+        refund_id: &str,
+        agency: &str,
+        dossier: &str,
+        reason: Rejection,
+        detail: &str,
+        id_suffix: &str,
+        now: DateTime<Utc>,
+    ) {
+        let msg = v1::PaymentRejected {
+            payment_id: payment_id.to_string(),
+            refund_id: refund_id.to_string(),
+            agency_code: agency.to_string(),
+            dossier_code: dossier.to_string(),
+            reason: rejection_pb(reason) as i32,
+            detail: detail.to_string(),
+            rejected_at: Some(ts(now)),
+        };
+        work.outbox.push(OutboxEvent::new(
+            &self.topics.payments_rejected,
+            payment_id,
+            &ids::payment_rejected(payment_id, id_suffix),
+            &self.source,
+            &msg,
+            self.format,
+        ));
+    }
+
+    /// A `WaiverNotice`: lines waived to 0 đ, on no receipt, told to the payer.
+    pub(super) fn waiver_notice(
+        &self,
+        work: &mut Work,
+        p: &Payment,
+        agency: &AgencyInfo,
+        waived: &[LineAssessment],
+        now: DateTime<Utc>,
+    ) {
+        let msg = v1::WaiverNotice {
+            payment_id: p.payment_id.clone(),
+            agency: Some(agency_pb(agency)),
+            payer: Some(payer_pb(&p.payer)),
+            dossier_code: p.dossier_code.clone(),
+            procedure_code: p.procedure_code.clone(),
+            lines: waived.iter().map(assessed_line_pb).collect(),
+            noticed_at: Some(ts(now)),
+        };
+        work.outbox.push(OutboxEvent::new(
+            &self.topics.payments_waived,
+            &p.payment_id,
+            &ids::waiver_notice(&p.payment_id),
+            &self.source,
+            &msg,
+            self.format,
+        ));
+    }
+
+    /// A `ReceiptIssued` event for a receipt inserted in the same transaction: the outbox
+    /// row points at the receipt, whose stored protobuf and document make the event.
+    pub(super) fn receipt_issued_event(&self, work: &mut Work, payment_id: &str, receipt_id: Uuid) {
+        work.outbox.push(OutboxEvent::receipt_issued(
+            &self.topics.receipts_issued,
+            payment_id,
+            &ids::receipt_issued(receipt_id),
+            &self.source,
+            receipt_id,
+            self.format,
+        ));
+    }
+
+    /// A `ReceiptCancelled` event.
+    pub(super) fn receipt_cancelled_event(&self, work: &mut Work, receipt_id: Uuid, event: v1::ReceiptCancelled) {
+        let payment_id = event.receipt.as_ref().map(|r| r.payment_id.clone()).unwrap_or_default();
+        work.outbox.push(OutboxEvent::new(
+            &self.topics.receipts_cancelled,
+            &payment_id,
+            &ids::receipt_cancelled(receipt_id),
+            &self.source,
+            &event,
+            self.format,
+        ));
+    }
+}

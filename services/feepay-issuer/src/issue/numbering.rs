@@ -1,0 +1,348 @@
+//! Numbering and sealing: the counters of the series involved are locked in key order,
+//! consecutive numbers assigned, each document sealed (signed, chained to the previous
+//! receipt of its series and year) and the receipts inserted with the counters, in the
+//! caller's transaction.
+
+use super::tally::Fact;
+use super::{events::agency_pb, IssueError, Issuer, Work};
+use chrono::{DateTime, Utc};
+use feepay_domain::money::Vnd;
+use feepay_domain::numbering::{receipt_symbol, year_gmt7, ReceiptNumber, GENESIS_HASH};
+use feepay_domain::receipt::{generate_lookup_code, AgencyInfo, AgencyKey, PayerInfo, ReceiptContent, Replaces};
+use feepay_domain::reference::Series;
+use feepay_domain::waiver::LineAssessment;
+use feepay_proto::v1;
+use feepay_proto::Message;
+use feepay_runtime::convert::{assessed_line_pb, ts};
+use feepay_runtime::parking::ParkReason;
+use feepay_runtime::refdata::LoadedReference;
+use feepay_runtime::sql::{placeholders, rows_per_statement, stmt};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A receipt about to be numbered.
+#[derive(Debug, Clone)]
+pub(super) struct ToIssue {
+    pub receipt_id: Uuid,
+    pub payment_id: String,
+    pub agency: AgencyInfo,
+    pub series: Series,
+    pub payer: PayerInfo,
+    pub payer_pb: v1::Payer,
+    pub dossier_code: String,
+    pub procedure_code: String,
+    pub lines: Vec<LineAssessment>,
+    pub total: Vnd,
+    pub provider: String,
+    pub provider_reference: String,
+    pub replaces: Option<Replaces>,
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+pub(super) fn payer_info(p: &v1::Payer) -> PayerInfo {
+    PayerInfo {
+        full_name: p.full_name.clone(),
+        personal_id: p.personal_id.clone(),
+        tax_code: p.tax_code.clone(),
+        address: p.address.clone(),
+    }
+}
+
+pub(super) fn series_label(template: &str, symbol: &str) -> String {
+    format!("{template}/{symbol}")
+}
+
+/// (agency, template, receipt symbol) of a counter.
+type CounterKey = (String, String, String);
+
+impl Issuer {
+    /// The key that signs for an agency (its own or its nearest ancestor's), or why none can.
+    pub(super) fn signer_for(
+        &self,
+        loaded: &LoadedReference,
+        agency: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<Arc<AgencyKey>, ParkReason> {
+        self.keys.current().for_agency(&loaded.reference, agency).ok_or_else(|| {
+            ParkReason::new(
+                "no_signing_key",
+                format!("agency {agency} has no signing key (nor has any agency above it); add one and retry"),
+            )
+        })
+    }
+
+    /// Locks the counters of every series involved (in key order), assigns consecutive
+    /// numbers, seals the documents, and inserts receipts, counters and events. Receipts
+    /// that cannot be issued (no usable signer, the series' numbers used up) fail the call
+    /// with [`IssueError::Blocked`] naming their payments; nothing is written for any.
+    pub(super) async fn number_and_insert(
+        &self,
+        txn: &DatabaseTransaction,
+        loaded: &LoadedReference,
+        to_issue: Vec<ToIssue>,
+        now: DateTime<Utc>,
+        work: &mut Work,
+    ) -> Result<Vec<Uuid>, IssueError> {
+        if to_issue.is_empty() {
+            return Ok(Vec::new());
+        }
+        let year = year_gmt7(now);
+        let mut signers = Vec::with_capacity(to_issue.len());
+        for t in &to_issue {
+            match self.signer_for(loaded, &t.series.agency, now) {
+                Ok(k) => signers.push(k),
+                Err(reason) => {
+                    let blocked: Vec<String> = to_issue
+                        .iter()
+                        .filter(|u| u.series.agency == t.series.agency)
+                        .map(|u| u.payment_id.clone())
+                        .collect();
+                    return Err(IssueError::Blocked(blocked, reason));
+                }
+            }
+        }
+        let keys: BTreeSet<CounterKey> = to_issue
+            .iter()
+            .map(|t| (t.series.agency.clone(), t.series.template.clone(), receipt_symbol(&t.series.letters, year)))
+            .collect();
+        let mut counters = lock_counters(txn, &keys, year).await?;
+        check_room(&to_issue, &counters, year)?;
+
+        const COLS: usize = 19;
+        let mut rows: Vec<Vec<Value>> = Vec::with_capacity(to_issue.len());
+        let mut ids = Vec::with_capacity(to_issue.len());
+        let mut rng = rand::rngs::OsRng;
+        for (t, key) in to_issue.into_iter().zip(signers) {
+            let symbol = receipt_symbol(&t.series.letters, year);
+            let ck = (t.series.agency.clone(), t.series.template.clone(), symbol.clone());
+            let (last, last_hash) =
+                counters.get_mut(&ck).ok_or_else(|| IssueError::Reference("counter missing".into()))?;
+            let number = ReceiptNumber::after(*last).map_err(|_| {
+                IssueError::Blocked(vec![t.payment_id.clone()], exhausted(&t.series.template, &symbol, 0))
+            })?;
+            let content = ReceiptContent {
+                receipt_id: t.receipt_id.to_string(),
+                payment_id: t.payment_id.clone(),
+                title: t.series.title.clone(),
+                agency: t.agency.clone(),
+                template: t.series.template.clone(),
+                symbol: symbol.clone(),
+                number,
+                payer: t.payer.clone(),
+                dossier_code: t.dossier_code.clone(),
+                procedure_code: t.procedure_code.clone(),
+                lines: t.lines.clone(),
+                total: t.total,
+                provider: t.provider.clone(),
+                provider_reference: t.provider_reference.clone(),
+                issued_at: now,
+                lookup_code: generate_lookup_code(&mut rng),
+                previous_hash: last_hash.clone(),
+                replaces: t.replaces.clone(),
+            };
+            let sealed = content.seal(&key);
+            *last = number.value();
+            *last_hash = sealed.document_hash.clone();
+
+            let receipt_pb = v1::Receipt {
+                receipt_id: content.receipt_id.clone(),
+                payment_id: t.payment_id.clone(),
+                agency: Some(agency_pb(&t.agency)),
+                template_symbol: content.template.clone(),
+                receipt_symbol: symbol.clone(),
+                number: number.to_string(),
+                year: year as u32,
+                payer: Some(t.payer_pb.clone()),
+                dossier_code: t.dossier_code.clone(),
+                procedure_code: t.procedure_code.clone(),
+                lines: t.lines.iter().map(assessed_line_pb).collect(),
+                total: t.total.to_string(),
+                total_in_words: feepay_domain::words::amount_in_words(t.total),
+                provider: t.provider.clone(),
+                provider_reference: t.provider_reference.clone(),
+                issued_at: Some(ts(now)),
+                lookup_code: content.lookup_code.clone(),
+                key_id: sealed.key_id.clone(),
+                signature: sealed.signature_b64.clone(),
+                previous_hash: content.previous_hash.clone(),
+                document_hash: sealed.document_hash.clone(),
+                replaces_receipt_id: t.replaces.as_ref().map(|r| r.receipt_id.clone()).unwrap_or_default(),
+                status: v1::ReceiptStatus::Issued as i32,
+                title: content.title.clone(),
+            };
+            let waived: i64 = t.lines.iter().map(|l| l.reduction().dong()).sum();
+            let replaces: Option<Uuid> = t.replaces.as_ref().and_then(|r| r.receipt_id.parse().ok());
+            rows.push(vec![
+                t.receipt_id.into(),
+                t.payment_id.clone().into(),
+                t.series.agency.clone().into(),
+                t.series.template.clone().into(),
+                symbol.clone().into(),
+                year.into(),
+                (number.value() as i32).into(),
+                t.total.dong().into(),
+                waived.into(),
+                "issued".into(),
+                now.into(),
+                content.lookup_code.clone().into(),
+                sealed.key_id.clone().into(),
+                sealed.signature_b64.clone().into(),
+                content.previous_hash.clone().into(),
+                sealed.document_hash.clone().into(),
+                sealed.document.into(),
+                receipt_pb.encode_to_vec().into(),
+                replaces.into(),
+            ]);
+            work.tally.push(Fact::Issued {
+                agency: t.series.agency.clone(),
+                series: series_label(&t.series.template, &symbol),
+                payment_id: t.payment_id.clone(),
+                number: number.to_string(),
+                total: t.total.dong(),
+                latency: t.paid_at.map(|paid_at| ((now - paid_at).num_milliseconds().max(0) as f64) / 1000.0),
+            });
+            // The event is the receipt row itself: the outbox row only points at it.
+            self.receipt_issued_event(work, &t.payment_id, t.receipt_id);
+            work.outcome.receipts_issued += 1;
+            ids.push(t.receipt_id);
+        }
+        insert_receipts(txn, rows, COLS).await?;
+        for ((a, t, s), (n, h)) in counters {
+            txn.execute(stmt(
+                "UPDATE series_counters SET last_number = $1, last_hash = $2, updated_at = now() WHERE agency = $3 AND template = $4 AND symbol = $5 AND year = $6",
+                vec![(n as i32).into(), h.into(), a.into(), t.into(), s.into(), year.into()],
+            ))
+            .await?;
+        }
+        Ok(ids)
+    }
+}
+
+fn exhausted(template: &str, symbol: &str, left: u32) -> ParkReason {
+    ParkReason::new(
+        "series_exhausted",
+        format!(
+            "series {template} {symbol} has {left} of its {} numbers of the year left; register a new series and retry",
+            ReceiptNumber::MAX
+        ),
+    )
+}
+
+/// Refuses, naming their payments, the receipts that would take a series past its last
+/// number of the year (in the order they would be numbered).
+fn check_room(
+    to_issue: &[ToIssue],
+    counters: &BTreeMap<CounterKey, (u32, String)>,
+    year: i32,
+) -> Result<(), IssueError> {
+    let mut used: BTreeMap<CounterKey, u32> = BTreeMap::new();
+    let mut blocked: Vec<String> = Vec::new();
+    let mut reason = None;
+    for t in to_issue {
+        let symbol = receipt_symbol(&t.series.letters, year);
+        let key = (t.series.agency.clone(), t.series.template.clone(), symbol.clone());
+        let last = counters.get(&key).map_or(0, |(n, _)| *n);
+        let n = used.entry(key).or_insert(0);
+        if last + *n >= ReceiptNumber::MAX {
+            blocked.push(t.payment_id.clone());
+            reason.get_or_insert_with(|| {
+                exhausted(&t.series.template, &symbol, ReceiptNumber::MAX - last.min(ReceiptNumber::MAX))
+            });
+        } else {
+            *n += 1;
+        }
+    }
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(IssueError::Blocked(blocked, reason)),
+    }
+}
+
+/// Creates missing counter rows and locks every involved one, one statement per key in key
+/// order (a stable lock order across instances). Returns (last number, last hash) by key.
+async fn lock_counters(
+    txn: &DatabaseTransaction,
+    keys: &BTreeSet<CounterKey>,
+    year: i32,
+) -> Result<BTreeMap<CounterKey, (u32, String)>, IssueError> {
+    let mut v: Vec<Value> = Vec::new();
+    for (a, t, s) in keys {
+        v.extend([a.clone().into(), t.clone().into(), s.clone().into(), year.into(), 0i32.into(), GENESIS_HASH.into()]);
+    }
+    txn.execute(stmt(
+        format!(
+            "INSERT INTO series_counters (agency, template, symbol, year, last_number, last_hash) VALUES {} ON CONFLICT DO NOTHING",
+            placeholders(keys.len(), 6)
+        ),
+        v,
+    ))
+    .await?;
+    let mut counters = BTreeMap::new();
+    for (a, t, s) in keys {
+        let row = txn
+            .query_one(stmt(
+                "SELECT last_number, last_hash FROM series_counters WHERE agency = $1 AND template = $2 AND symbol = $3 AND year = $4 FOR UPDATE",
+                vec![a.clone().into(), t.clone().into(), s.clone().into(), year.into()],
+            ))
+            .await?
+            .ok_or_else(|| IssueError::Reference("counter row vanished".into()))?;
+        let n: i32 = row.try_get("", "last_number")?;
+        counters.insert((a.clone(), t.clone(), s.clone()), (n as u32, row.try_get("", "last_hash")?));
+    }
+    Ok(counters)
+}
+
+async fn insert_receipts(txn: &DatabaseTransaction, rows: Vec<Vec<Value>>, cols: usize) -> Result<(), DbErr> {
+    let per_statement = rows_per_statement(cols);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        // Move the values (documents are kilobytes each) instead of copying them.
+        let chunk: Vec<Vec<Value>> = rows.by_ref().take(per_statement).collect();
+        let n = chunk.len();
+        let values: Vec<Value> = chunk.into_iter().flatten().collect();
+        txn.execute(stmt(
+            format!(
+                "INSERT INTO receipts (receipt_id, payment_id, agency_code, template, symbol, year, number, total, waived, status, issued_at, \
+                 lookup_code, key_id, signature, previous_hash, document_hash, document, receipt_pb, replaces) VALUES {}",
+                placeholders(n, cols)
+            ),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Checks every series of a year: numbers 1..=n without gap or repeat and the counter at
+/// n. Returns the number of defects (missing + repeated numbers) and updates the gauge.
+pub(super) async fn self_check(issuer: &Issuer, year: i32) -> Result<i64, DbErr> {
+    let rows = issuer
+        .db
+        .query_all(stmt(
+            "SELECT c.agency, c.template, c.symbol, c.last_number, count(r.number)::BIGINT AS n, count(DISTINCT r.number)::BIGINT AS d, \
+             COALESCE(max(r.number), 0)::BIGINT AS mx FROM series_counters c LEFT JOIN receipts r \
+             ON r.agency_code = c.agency AND r.template = c.template AND r.symbol = c.symbol AND r.year = c.year \
+             WHERE c.year = $1 GROUP BY c.agency, c.template, c.symbol, c.last_number",
+            vec![year.into()],
+        ))
+        .await?;
+    let mut defects = 0i64;
+    for r in rows {
+        let last: i32 = r.try_get("", "last_number")?;
+        let n: i64 = r.try_get("", "n")?;
+        let d: i64 = r.try_get("", "d")?;
+        let mx: i64 = r.try_get("", "mx")?;
+        let missing = i64::from(last).max(mx) - d;
+        let repeated = n - d;
+        if missing != 0 || repeated != 0 {
+            let (a, t, s): (String, String, String) =
+                (r.try_get("", "agency")?, r.try_get("", "template")?, r.try_get("", "symbol")?);
+            tracing::error!(agency = %a, series = %series_label(&t, &s), missing, repeated, "numbering defect found");
+        }
+        defects += missing.abs() + repeated;
+    }
+    issuer.metrics.numbering_gaps.set(defects);
+    Ok(defects)
+}

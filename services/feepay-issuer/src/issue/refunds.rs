@@ -1,0 +1,453 @@
+//! Refunds: a refund cancels the receipts it touches and, for a partial refund, issues
+//! replacements for what remains (the allocation rule is `feepay_domain::refund`). A
+//! refund for a payment not seen yet is stored and applied when the payment comes.
+//!
+//! Failures of a refund's own (its payment's stored receipt does not decode, its series
+//! left the reference data, the replacement cannot be numbered or signed) blame the
+//! refund: it is parked and the rest goes on.
+
+use super::numbering::{payer_info, ToIssue};
+use super::tally::Fact;
+use super::{Culprit, Incoming, IssueError, Issuer, Work, RECEIPT_NS};
+use chrono::{DateTime, Utc};
+use feepay_domain::money::Vnd;
+use feepay_domain::payment::Rejection;
+use feepay_domain::receipt::{AgencyInfo, Replaces};
+use feepay_domain::waiver::{AppliedRule, LineAssessment};
+use feepay_proto::v1;
+use feepay_proto::Message;
+use feepay_runtime::convert::{ts, Refund};
+use feepay_runtime::parking::{self, ParkReason};
+use feepay_runtime::refdata::LoadedReference;
+use feepay_runtime::sql::stmt;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, TransactionTrait};
+use uuid::Uuid;
+
+/// A receipt row to cancel.
+#[derive(Debug, Clone)]
+pub(super) struct Cancellation {
+    pub receipt: v1::Receipt,
+    pub reason: String,
+    pub refund_id: String,
+    pub replaced_by: Option<Uuid>,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> IssueError {
+    IssueError::Permanent(ParkReason::new("stored_row_corrupt", format!("stored {what} does not decode: {e}")))
+}
+
+/// A stored receipt's protobuf.
+pub(super) fn decode_receipt(bytes: &[u8]) -> Result<v1::Receipt, IssueError> {
+    v1::Receipt::decode(bytes).map_err(|e| corrupt("receipt", e))
+}
+
+/// A stored receipt line back into the domain.
+pub(super) fn line_from_pb(l: &v1::AssessedLine) -> Result<LineAssessment, IssueError> {
+    let amount = |s: &str| Vnd::parse(s).map_err(|e| corrupt("line amount", e));
+    let kind = feepay_runtime::convert::fee_kind(l.kind).ok_or_else(|| corrupt("line kind", l.kind))?;
+    let applied = match &l.waiver {
+        Some(w) => Some(AppliedRule {
+            rule_id: w.rule_id.clone(),
+            document_number: w.document_number.clone(),
+            issuing_body: w.issuing_body.clone(),
+            description: w.description.clone(),
+            reduction: amount(&w.reduction)?,
+        }),
+        None => None,
+    };
+    Ok(LineAssessment {
+        fee_code: l.fee_code.clone(),
+        fee_name: l.fee_name.clone(),
+        kind,
+        quantity: l.quantity,
+        base: amount(&l.base_amount)?,
+        due: amount(&l.amount_due)?,
+        applied,
+        candidates: Vec::new(),
+    })
+}
+
+/// A receipt replacing `original` (same payment, agency, series and dossier) with the given
+/// payer and lines: used by partial refunds and by operators' corrections.
+pub(super) fn replacement_of(
+    loaded: &LoadedReference,
+    original: &v1::Receipt,
+    receipt_id: Uuid,
+    payer: v1::Payer,
+    lines: Vec<LineAssessment>,
+    total: Vnd,
+) -> Result<ToIssue, IssueError> {
+    let agency = original.agency.clone().unwrap_or_default();
+    let series = loaded
+        .reference
+        .series
+        .iter()
+        .find(|s| {
+            s.agency == agency.code
+                && s.template == original.template_symbol
+                && original.receipt_symbol.starts_with(&format!("{}-", s.letters))
+        })
+        .cloned()
+        .ok_or_else(|| {
+            IssueError::Permanent(ParkReason::new(
+                "series_unknown",
+                format!(
+                    "series {} {} of receipt {} is no longer in the reference data; restore it (or load data naming the series that replaces it) and retry",
+                    original.template_symbol, original.receipt_symbol, original.number
+                ),
+            ))
+        })?;
+    Ok(ToIssue {
+        receipt_id,
+        payment_id: original.payment_id.clone(),
+        agency: AgencyInfo { code: agency.code, name: agency.name, tax_code: agency.tax_code, address: agency.address },
+        series,
+        payer: payer_info(&payer),
+        payer_pb: payer,
+        dossier_code: original.dossier_code.clone(),
+        procedure_code: original.procedure_code.clone(),
+        lines,
+        total,
+        provider: original.provider.clone(),
+        provider_reference: original.provider_reference.clone(),
+        replaces: Some(Replaces {
+            receipt_id: original.receipt_id.clone(),
+            template: original.template_symbol.clone(),
+            symbol: original.receipt_symbol.clone(),
+            number: original.number.clone(),
+        }),
+        paid_at: None,
+    })
+}
+
+impl Issuer {
+    /// The batch's refunds: each recorded once (`refunds`, keyed by refund id), then applied
+    /// or kept pending for its payment. A refund seen again with other content is a
+    /// conflict, reported; a refund parked earlier and delivered again is applied again.
+    pub(super) async fn apply_batch_refunds(
+        &self,
+        txn: &DatabaseTransaction,
+        loaded: &LoadedReference,
+        refunds: &[(usize, &Incoming)],
+        now: DateTime<Utc>,
+        work: &mut Work,
+    ) -> Result<(), IssueError> {
+        let mut applicable = Vec::new();
+        for (_, item) in refunds {
+            let (refund_id, payment_id, raw, hash, over_limit) = match item {
+                Incoming::Refund { refund, raw, hash } => (&refund.refund_id, &refund.payment_id, raw, hash, None),
+                Incoming::RefundOverLimit { refund_id, payment_id, detail, raw, hash } => {
+                    (refund_id, payment_id, raw, hash, Some(detail))
+                }
+                _ => continue,
+            };
+            let (status, detail) = match over_limit {
+                None => ("pending", None),
+                Some(d) => ("rejected", Some(d.clone())),
+            };
+            let row = txn
+                .query_one(stmt(
+                    "INSERT INTO refunds (refund_id, payment_id, content_hash, status, refund_pb, detail) VALUES ($1,$2,$3,$4,$5,$6) \
+                     ON CONFLICT (refund_id) DO NOTHING RETURNING refund_id",
+                    vec![
+                        refund_id.clone().into(),
+                        payment_id.clone().into(),
+                        hash.clone().into(),
+                        status.into(),
+                        raw.encode_to_vec().into(),
+                        detail.clone().into(),
+                    ],
+                ))
+                .await?;
+            let new = row.is_some();
+            if new {
+                match (item, over_limit) {
+                    (Incoming::Refund { refund, .. }, None) => applicable.push(refund),
+                    (_, Some(detail)) => {
+                        work.outcome.refunds_rejected += 1;
+                        self.reject_refund(work, payment_id, refund_id, Rejection::LimitExceeded, detail, now);
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let stored = txn
+                .query_one(stmt(
+                    "SELECT content_hash, status FROM refunds WHERE refund_id = $1",
+                    vec![refund_id.clone().into()],
+                ))
+                .await?;
+            let (stored_hash, stored_status): (String, String) = match stored {
+                Some(r) => (r.try_get("", "content_hash")?, r.try_get("", "status")?),
+                None => (String::new(), String::new()),
+            };
+            if stored_hash != *hash {
+                work.outcome.conflicts += 1;
+                work.tally.push(Fact::Conflict { kind: "refund" });
+                let detail =
+                    format!("refund {refund_id} was already received with different content; the first version stands");
+                self.reject_refund(work, payment_id, refund_id, Rejection::ConflictingDuplicate, &detail, now);
+            } else if stored_status == "parked" {
+                // Parked earlier and now retried (or redelivered): apply it again.
+                if let Incoming::Refund { refund, .. } = item {
+                    self.set_refund(txn, refund_id, "pending", None, now).await?;
+                    applicable.push(refund);
+                }
+            } else {
+                work.outcome.duplicates += 1;
+            }
+        }
+        for refund in applicable {
+            self.apply_refund(txn, loaded, refund, now, work)
+                .await
+                .map_err(|e| e.blame(|reason| Culprit::Refund(refund.refund_id.clone(), reason)))?;
+        }
+        Ok(())
+    }
+
+    /// Refunds that arrived before these payments (earlier batches) apply now.
+    pub(super) async fn apply_pending_refunds(
+        &self,
+        txn: &DatabaseTransaction,
+        loaded: &LoadedReference,
+        payment_ids: &[String],
+        now: DateTime<Utc>,
+        work: &mut Work,
+    ) -> Result<(), IssueError> {
+        let rows = txn
+            .query_all(stmt(
+                "SELECT refund_id, refund_pb FROM refunds WHERE status = 'pending' AND payment_id = ANY($1) ORDER BY received_at",
+                vec![payment_ids.to_vec().into()],
+            ))
+            .await?;
+        for r in rows {
+            let refund_id: String = r.try_get("", "refund_id")?;
+            let blame = |reason| Culprit::StoredRefund(refund_id.clone(), reason);
+            let bytes: Vec<u8> = r.try_get("", "refund_pb")?;
+            let refund = v1::PaymentRefunded::decode(bytes.as_slice())
+                .map_err(|e| corrupt("refund", e))
+                .and_then(|raw| match feepay_runtime::convert::parse_refund(&raw) {
+                    Ok(feepay_runtime::convert::ParsedRefund::Valid(r)) => Ok(r),
+                    Ok(feepay_runtime::convert::ParsedRefund::OverLimit { detail, .. }) => {
+                        Err(corrupt("refund", detail))
+                    }
+                    Err(e) => Err(corrupt("refund", e)),
+                })
+                .map_err(|e| e.blame(blame))?;
+            self.apply_refund(txn, loaded, &refund, now, work).await.map_err(|e| e.blame(blame))?;
+        }
+        Ok(())
+    }
+
+    /// Parks a stored refund that fails on its own: the refund row says `parked`, and the
+    /// parked event holds the refund so an operator's retry applies it again.
+    pub(super) async fn park_stored_refund(&self, refund_id: &str, reason: &ParkReason) -> Result<(), IssueError> {
+        let txn = self.db.begin().await?;
+        let row = txn
+            .query_one(stmt(
+                "UPDATE refunds SET status = 'parked', detail = $2 WHERE refund_id = $1 AND status = 'pending' RETURNING payment_id, refund_pb",
+                vec![refund_id.into(), reason.detail.clone().into()],
+            ))
+            .await?;
+        if let Some(row) = row {
+            let event = parking::NewParked {
+                service: crate::metrics::SERVICE.to_string(),
+                topic: self.topics.payments_refunded.clone(),
+                partition: -1,
+                offset: -1,
+                key: row.try_get::<String>("", "payment_id")?.into_bytes(),
+                headers: vec![
+                    ("ce_type".into(), <v1::PaymentRefunded as feepay_proto::EventType>::TYPE.as_bytes().to_vec()),
+                    ("content-type".into(), b"application/protobuf".to_vec()),
+                ],
+                payload: row.try_get("", "refund_pb")?,
+                subject: format!("refund:{refund_id}"),
+                agency: None,
+            };
+            parking::park(&txn, &event, reason).await?;
+            tracing::warn!(refund_id, reason = reason.code, detail = %reason.detail, "stored refund parked");
+            self.metrics.consumer.parked.with_label_values(&[&self.topics.payments_refunded, reason.code]).inc();
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    fn reject_refund(
+        &self,
+        work: &mut Work,
+        payment_id: &str,
+        refund_id: &str,
+        reason: Rejection,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) {
+        work.tally.push(Fact::Rejected {
+            reason: reason.code(),
+            payment_id: payment_id.to_string(),
+            detail: detail.to_string(),
+        });
+        self.reject_event(work, payment_id, refund_id, "", "", reason, detail, &format!("refund:{refund_id}"), now);
+    }
+
+    /// Applies a refund: cancels the receipts it touches and, for a partial refund, issues
+    /// replacements for what remains. A refund for a payment not seen yet stays pending.
+    async fn apply_refund(
+        &self,
+        txn: &DatabaseTransaction,
+        loaded: &LoadedReference,
+        refund: &Refund,
+        now: DateTime<Utc>,
+        work: &mut Work,
+    ) -> Result<(), IssueError> {
+        let payment = txn
+            .query_one(stmt(
+                "SELECT status, agency_code, dossier_code FROM payments WHERE payment_id = $1",
+                vec![refund.payment_id.clone().into()],
+            ))
+            .await?;
+        let Some(payment) = payment else {
+            work.outcome.refunds_pending += 1;
+            tracing::info!(payment_id = %refund.payment_id, refund_id = %refund.refund_id, "refund waits for its payment");
+            return Ok(());
+        };
+        let status: String = payment.try_get("", "status")?;
+        let agency: String = payment.try_get("", "agency_code")?;
+        let dossier: String = payment.try_get("", "dossier_code")?;
+        let reject = |work: &mut Work, detail: String| {
+            work.outcome.refunds_rejected += 1;
+            work.tally.push(Fact::Rejected {
+                reason: Rejection::InvalidRefund.code(),
+                payment_id: refund.payment_id.clone(),
+                detail: detail.clone(),
+            });
+            self.reject_event(
+                work,
+                &refund.payment_id,
+                &refund.refund_id,
+                &agency,
+                &dossier,
+                Rejection::InvalidRefund,
+                &detail,
+                &format!("refund:{}", refund.refund_id),
+                now,
+            );
+            detail
+        };
+        if status != "issued" {
+            let detail =
+                reject(work, format!("payment {} has no receipt ({status}); nothing to refund", refund.payment_id));
+            self.set_refund(txn, &refund.refund_id, "rejected", Some(&detail), now).await?;
+            return Ok(());
+        }
+        let rows = txn
+            .query_all(stmt(
+                "SELECT receipt_pb FROM receipts WHERE payment_id = $1 AND status = 'issued' ORDER BY issued_at, number FOR UPDATE",
+                vec![refund.payment_id.clone().into()],
+            ))
+            .await?;
+        let mut receipts: Vec<v1::Receipt> = Vec::with_capacity(rows.len());
+        for r in rows {
+            let bytes: Vec<u8> = r.try_get("", "receipt_pb")?;
+            receipts.push(decode_receipt(&bytes)?);
+        }
+        if receipts.is_empty() {
+            let detail = reject(work, format!("payment {} has no valid receipt left to cancel", refund.payment_id));
+            self.set_refund(txn, &refund.refund_id, "rejected", Some(&detail), now).await?;
+            return Ok(());
+        }
+        let mut collected: Vec<Vec<LineAssessment>> = Vec::with_capacity(receipts.len());
+        for r in &receipts {
+            collected.push(r.lines.iter().map(line_from_pb).collect::<Result<_, _>>()?);
+        }
+        let allocation = match feepay_domain::refund::allocate(&collected, &refund.lines) {
+            Ok(a) => a,
+            Err(over) => {
+                let detail = reject(work, over.to_string());
+                self.set_refund(txn, &refund.refund_id, "rejected", Some(&detail), now).await?;
+                return Ok(());
+            }
+        };
+        let mut replacements = Vec::new();
+        let mut cancellations = Vec::new();
+        for &ri in &allocation.touched {
+            let original = &receipts[ri];
+            let total = allocation.left_on(ri);
+            let mut replaced_by = None;
+            if total > Vnd::ZERO {
+                let id = Uuid::new_v5(
+                    &RECEIPT_NS,
+                    format!("replace|{}|{}", original.receipt_id, refund.refund_id).as_bytes(),
+                );
+                replaced_by = Some(id);
+                let payer = original.payer.clone().unwrap_or_default();
+                let remaining = allocation.remaining[ri].clone();
+                replacements.push(replacement_of(loaded, original, id, payer, remaining, total)?);
+            }
+            cancellations.push(Cancellation {
+                receipt: original.clone(),
+                reason: refund.reason.clone(),
+                refund_id: refund.refund_id.clone(),
+                replaced_by,
+            });
+        }
+        // Cancel first, then number the replacements.
+        for c in &cancellations {
+            self.cancel(txn, c, now, work).await?;
+        }
+        self.number_and_insert(txn, loaded, replacements, now, work).await?;
+        self.set_refund(txn, &refund.refund_id, "applied", None, now).await?;
+        parking::resolve_subjects(txn, crate::metrics::SERVICE, vec![format!("refund:{}", refund.refund_id)]).await?;
+        work.outcome.refunds_applied += 1;
+        Ok(())
+    }
+
+    pub(super) async fn set_refund(
+        &self,
+        txn: &DatabaseTransaction,
+        refund_id: &str,
+        status: &str,
+        detail: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        txn.execute(stmt(
+            "UPDATE refunds SET status = $1, detail = $2, applied_at = $3 WHERE refund_id = $4",
+            vec![status.into(), detail.map(str::to_string).into(), now.into(), refund_id.into()],
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    /// Marks a receipt cancelled (it keeps its number) and emits the event.
+    pub(super) async fn cancel(
+        &self,
+        txn: &DatabaseTransaction,
+        c: &Cancellation,
+        now: DateTime<Utc>,
+        work: &mut Work,
+    ) -> Result<(), IssueError> {
+        let id: Uuid = c.receipt.receipt_id.parse().map_err(|e| corrupt("receipt id", e))?;
+        let mut receipt = c.receipt.clone();
+        receipt.status = v1::ReceiptStatus::Cancelled as i32;
+        txn.execute(stmt(
+            "UPDATE receipts SET status = 'cancelled', cancelled_at = $1, cancel_reason = $2, replaced_by = $3, receipt_pb = $4 WHERE receipt_id = $5 AND status = 'issued'",
+            vec![now.into(), c.reason.clone().into(), c.replaced_by.into(), receipt.encode_to_vec().into(), id.into()],
+        ))
+        .await?;
+        work.tally.push(Fact::Cancelled {
+            agency: receipt.agency.as_ref().map(|a| a.code.clone()).unwrap_or_default(),
+            series: super::numbering::series_label(&receipt.template_symbol, &receipt.receipt_symbol),
+            payment_id: receipt.payment_id.clone(),
+            number: receipt.number.clone(),
+        });
+        let event = v1::ReceiptCancelled {
+            receipt: Some(receipt),
+            reason: c.reason.clone(),
+            cancelled_at: Some(ts(now)),
+            replaced_by_receipt_id: c.replaced_by.map(|u| u.to_string()).unwrap_or_default(),
+            refund_id: c.refund_id.clone(),
+        };
+        self.receipt_cancelled_event(work, id, event);
+        work.outcome.receipts_cancelled += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,245 @@
+//! The sender: claims due deliveries under a lease, composes them on blocking threads (one
+//! share per core), sends them concurrently over the SMTP pool, and records each outcome
+//! with its event; transient failures wait on the retry schedule kept in the database.
+
+use crate::compose::{compose, AgencySender, Branding, ComposeError, Event, Kind, Templates};
+use crate::deliveries::Notifier;
+use crate::metrics::SERVICE;
+use chrono::Utc;
+use feepay_proto::v1;
+use feepay_runtime::convert::ts;
+use feepay_runtime::outbox::{self, OutboxEvent};
+use feepay_runtime::refdata;
+use feepay_runtime::sql::stmt;
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Result of one sending pass.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SendPass {
+    pub sent: usize,
+    pub retrying: usize,
+    pub failed: usize,
+}
+
+impl Notifier {
+    /// Senders of every agency, refreshed when the reference data changed. Called once per
+    /// sending pass, not once per email.
+    async fn agency_senders(&self) -> BTreeMap<String, AgencySender> {
+        let latest = refdata::latest_version(&self.db).await.ok().flatten().unwrap_or(-1);
+        {
+            let cache = self.senders.read().await;
+            if cache.0 == latest {
+                return cache.1.clone();
+            }
+        }
+        let mut map = BTreeMap::new();
+        if let Ok(Some(loaded)) = refdata::load_latest(&self.db).await {
+            for a in loaded.reference.agencies.values() {
+                map.insert(a.code.clone(), AgencySender { from: a.email_from.clone(), reply_to: a.reply_to.clone() });
+            }
+        }
+        let mut cache = self.senders.write().await;
+        *cache = (latest, map);
+        cache.1.clone()
+    }
+
+    /// Claims due deliveries (a lease so a crash makes them due again), sends them, and
+    /// records each outcome with its event.
+    pub async fn send_due(&self, limit: i64) -> Result<SendPass, DbErr> {
+        let lease = self.settings.smtp.timeout * 3 + Duration::from_secs(30);
+        let claimed = self
+            .db
+            .query_all(stmt(
+                "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $1) \
+                 WHERE notification_id IN (SELECT notification_id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= now() \
+                 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING notification_id, kind, attempts, event_pb, agency_code",
+                vec![lease.as_secs_f64().into(), limit.into()],
+            ))
+            .await?;
+        let mut pass = SendPass::default();
+        if claimed.is_empty() {
+            return Ok(pass);
+        }
+        let mut jobs = Vec::new();
+        for r in claimed {
+            let id: String = r.try_get("", "notification_id")?;
+            let kind = Kind::from_code(&r.try_get::<String>("", "kind")?).unwrap_or(Kind::ReceiptIssued);
+            let attempts: i32 = r.try_get("", "attempts")?;
+            let bytes: Vec<u8> = r.try_get("", "event_pb")?;
+            let agency: String = r.try_get("", "agency_code")?;
+            jobs.push((id, kind, attempts as u32, bytes, agency));
+        }
+        use futures::StreamExt;
+        // Compose on blocking threads, one share per core (templates and the QR code are
+        // CPU work), then send concurrently over the SMTP pool.
+        let senders = Arc::new(self.agency_senders().await);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let share = jobs.len().div_ceil(cores).max(1);
+        let mut composing = Vec::new();
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let part: Vec<_> = jobs.by_ref().take(share).collect();
+            let (templates, branding, senders) = (self.templates.clone(), self.branding.clone(), senders.clone());
+            composing.push(tokio::task::spawn_blocking(move || {
+                part.into_iter()
+                    .map(|(id, kind, attempts, bytes, agency): (String, Kind, u32, Vec<u8>, String)| {
+                        let (event, prepared) = match Event::decode(kind, &bytes) {
+                            Ok(e) => {
+                                let sender = senders.get(&agency).cloned().unwrap_or_default();
+                                let prepared = prepare(&e, &templates, &branding, &sender);
+                                (Some(e), prepared)
+                            }
+                            Err(e) => (None, Err(Outcome::Permanent(format!("stored event undecodable: {e}")))),
+                        };
+                        (id, kind, attempts, event, prepared)
+                    })
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut prepared = Vec::new();
+        for part in futures::future::join_all(composing).await {
+            prepared.extend(part.map_err(|e| DbErr::Custom(format!("composing emails: {e}")))?);
+        }
+        let results: Vec<(String, Kind, u32, Option<Event>, Outcome)> = futures::stream::iter(prepared)
+            .map(|(id, kind, attempts, event, prepared)| async move {
+                let outcome = match prepared {
+                    Ok(msg) => self.transmit(&msg, event.as_ref().and_then(Event::issued_at)).await,
+                    Err(outcome) => outcome,
+                };
+                (id, kind, attempts, event, outcome)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let txn = self.db.begin().await?;
+        let mut events = Vec::new();
+        let sent_ids: Vec<String> =
+            results.iter().filter(|r| matches!(r.4, Outcome::Sent)).map(|r| r.0.clone()).collect();
+        if !sent_ids.is_empty() {
+            txn.execute(stmt(
+                "UPDATE deliveries SET status = 'sent', sent_at = now(), next_attempt_at = NULL, last_error = NULL WHERE notification_id = ANY($1)",
+                vec![sent_ids.into()],
+            ))
+            .await?;
+        }
+        for (id, kind, attempts, event, outcome) in results {
+            let k = kind.code();
+            match outcome {
+                Outcome::Sent => {
+                    self.metrics.emails.with_label_values(&[k, "sent"]).inc();
+                    pass.sent += 1;
+                    if let Some(event) = event {
+                        tracing::info!(payment_id = %event.payment_id(), notification = %id, attempts, "email accepted by the SMTP server");
+                        let msg = v1::NotificationSent {
+                            notification_id: id.clone(),
+                            kind: kind.pb() as i32,
+                            payment_id: event.payment_id(),
+                            receipt_id: event.receipt_id().unwrap_or_default(),
+                            message_id: crate::compose::message_id(&id, &self.branding.message_id_domain),
+                            attempts,
+                            sent_at: Some(ts(Utc::now())),
+                        };
+                        let ce_id = format!("notification-sent:{id}");
+                        events.push(OutboxEvent::new(
+                            &self.settings.topics.notifications_sent,
+                            &event.payment_id(),
+                            &ce_id,
+                            &self.settings.source,
+                            &msg,
+                            self.settings.kafka.body_format,
+                        ));
+                    }
+                }
+                Outcome::Skipped => {
+                    txn.execute(stmt(
+                        "UPDATE deliveries SET status = 'skipped', next_attempt_at = NULL WHERE notification_id = $1",
+                        vec![id.into()],
+                    ))
+                    .await?;
+                }
+                Outcome::Transient(err) if (attempts as usize) <= self.settings.retry_schedule.len() => {
+                    let wait = self.settings.retry_schedule[attempts as usize - 1];
+                    txn.execute(stmt(
+                        "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1), last_error = $2 WHERE notification_id = $3",
+                        vec![wait.as_secs_f64().into(), err.clone().into(), id.clone().into()],
+                    ))
+                    .await?;
+                    self.metrics.emails.with_label_values(&[k, "retrying"]).inc();
+                    tracing::warn!(notification = %id, attempts, retry_in_secs = wait.as_secs(), error = %err, "email not sent, will retry");
+                    pass.retrying += 1;
+                }
+                Outcome::Transient(err) | Outcome::Permanent(err) => {
+                    txn.execute(stmt(
+                        "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, last_error = $1 WHERE notification_id = $2",
+                        vec![err.clone().into(), id.clone().into()],
+                    ))
+                    .await?;
+                    self.metrics.emails.with_label_values(&[k, "failed"]).inc();
+                    tracing::error!(notification = %id, attempts, error = %err, "email failed for good");
+                    if let Some(event) = event {
+                        events.push(self.failed_event(&event, &err, attempts));
+                    }
+                    pass.failed += 1;
+                }
+            }
+        }
+        outbox::insert(&txn, SERVICE, events).await?;
+        txn.commit().await?;
+        Ok(pass)
+    }
+}
+
+enum Outcome {
+    Sent,
+    Skipped,
+    Transient(String),
+    Permanent(String),
+}
+
+/// Composes one email, or says why there is none to send.
+fn prepare(
+    event: &Event,
+    templates: &Templates,
+    branding: &Branding,
+    sender: &AgencySender,
+) -> Result<lettre::Message, Outcome> {
+    match compose(event, templates, branding, sender) {
+        Err(ComposeError::InvalidMailbox(m)) => Err(Outcome::Permanent(format!("invalid mailbox: {m}"))),
+        Err(e) => Err(Outcome::Permanent(e.to_string())),
+        Ok(None) => Err(Outcome::Skipped),
+        Ok(Some((msg, _))) => Ok(msg),
+    }
+}
+
+impl Notifier {
+    /// Sends one composed email; classifies the result. `issued_at` feeds the
+    /// receipt-to-email latency.
+    async fn transmit(&self, msg: &lettre::Message, issued_at: Option<chrono::DateTime<Utc>>) -> Outcome {
+        let started = std::time::Instant::now();
+        let r = self.mailer.send(msg).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        match r {
+            Ok(_) => {
+                self.metrics.smtp_latency.with_label_values(&["accepted"]).observe(elapsed);
+                if let Some(at) = issued_at {
+                    self.metrics
+                        .receipt_to_email
+                        .observe(((Utc::now() - at).num_milliseconds().max(0) as f64) / 1000.0);
+                }
+                Outcome::Sent
+            }
+            Err(e) => {
+                self.metrics.smtp_latency.with_label_values(&["refused"]).observe(elapsed);
+                if e.is_permanent() {
+                    Outcome::Permanent(format!("SMTP refused: {e}"))
+                } else {
+                    Outcome::Transient(format!("SMTP unavailable: {e}"))
+                }
+            }
+        }
+    }
+}

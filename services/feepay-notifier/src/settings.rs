@@ -1,0 +1,65 @@
+//! The notifier's settings, from the environment.
+
+use crate::smtp::{parse_schedule, SmtpSettings};
+use feepay_runtime::dead_letter::DeadLetterSettings;
+use feepay_runtime::settings::{self, BatchSettings, DatabaseSettings, KafkaSettings, Topics};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct NotifierSettings {
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+    pub database: DatabaseSettings,
+    pub batch: BatchSettings,
+    pub dead_letters: DeadLetterSettings,
+    pub smtp: SmtpSettings,
+    /// `FEEPAY_NOTIFIER_HTTP_ADDR` (default 127.0.0.1:9103).
+    pub http_addr: SocketAddr,
+    /// `FEEPAY_NOTIFIER_RETRY_SCHEDULE` (default `1m,5m,30m,2h,12h`): waits between attempts.
+    pub retry_schedule: Vec<Duration>,
+    /// `FEEPAY_SMTP_FROM` (default `Biên lai điện tử <bienlai@feepay.local>`).
+    pub from: String,
+    /// `FEEPAY_SMTP_REPLY_TO` (optional).
+    pub reply_to: Option<String>,
+    /// `FEEPAY_LOOKUP_BASE_URL` (default `http://127.0.0.1:8080/tra-cuu/`).
+    pub lookup_base_url: String,
+    /// `FEEPAY_MESSAGE_ID_DOMAIN` (default `feepay.local`).
+    pub message_id_domain: String,
+    /// `FEEPAY_TEMPLATES_DIR` (default `deploy/templates/email` when it exists).
+    pub templates_dir: Option<PathBuf>,
+    /// `FEEPAY_NOTIFIER_CONCURRENCY` (default 8): emails in flight.
+    pub concurrency: usize,
+    /// `FEEPAY_NOTIFIER_SOURCE` (default `/feepay/notifier`).
+    pub source: String,
+    pub shutdown_deadline: Duration,
+}
+
+impl NotifierSettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let kafka = KafkaSettings::from_env("feepay-notifier")?;
+        Ok(NotifierSettings {
+            dead_letters: DeadLetterSettings::from_env(kafka.message_max_bytes)?,
+            kafka,
+            topics: Topics::from_env(),
+            database: DatabaseSettings::from_env()?,
+            batch: BatchSettings::from_env()?,
+            smtp: SmtpSettings::from_env()?,
+            http_addr: settings::env_parse("FEEPAY_NOTIFIER_HTTP_ADDR", "127.0.0.1:9103".parse().expect("valid"))?,
+            retry_schedule: parse_schedule(&settings::env_or("FEEPAY_NOTIFIER_RETRY_SCHEDULE", "1m,5m,30m,2h,12h"))
+                .map_err(|e| anyhow::anyhow!("FEEPAY_NOTIFIER_RETRY_SCHEDULE: {e}"))?,
+            from: settings::env_or("FEEPAY_SMTP_FROM", "Biên lai điện tử <bienlai@feepay.local>"),
+            reply_to: settings::env_opt("FEEPAY_SMTP_REPLY_TO"),
+            lookup_base_url: settings::env_or("FEEPAY_LOOKUP_BASE_URL", "http://127.0.0.1:8080/tra-cuu/"),
+            message_id_domain: settings::env_or("FEEPAY_MESSAGE_ID_DOMAIN", "feepay.local"),
+            templates_dir: crate::compose::templates_dir(&settings::env_or(
+                "FEEPAY_TEMPLATES_DIR",
+                "deploy/templates/email",
+            )),
+            concurrency: settings::env_parse("FEEPAY_NOTIFIER_CONCURRENCY", 8)?,
+            source: settings::env_or("FEEPAY_NOTIFIER_SOURCE", "/feepay/notifier"),
+            shutdown_deadline: settings::shutdown_deadline()?,
+        })
+    }
+}
