@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: loads the reference data, generates local signing keys, starts every service
+# `make run`: loads the reference data, makes a local test CA and a certificate per
+# collecting agency (the Bắc Ninh centre's key inside a SoftHSM2 token, the others in
+# PKCS#12 files), starts every service
 # against the local stack, publishes the demo and prints what happened. The services keep
 # running until Ctrl-C, which stops them cleanly (SIGTERM, drain, exit).
 set -euo pipefail
@@ -10,15 +12,31 @@ LOGS="$ROOT/.local/logs"
 mkdir -p "$LOGS"
 
 export FEEPAY_LOG_FORMAT="${FEEPAY_LOG_FORMAT:-json}"
-export FEEPAY_KEYS_DIR="${FEEPAY_KEYS_DIR:-$ROOT/.local/keys}"
+export FEEPAY_SIGNERS_DIR="${FEEPAY_SIGNERS_DIR:-$ROOT/.local/signers}"
+export FEEPAY_TEST_CA_DIR="${FEEPAY_TEST_CA_DIR:-$ROOT/.local/pki}"
+export FEEPAY_TRUST_ANCHORS="${FEEPAY_TRUST_ANCHORS:-$FEEPAY_TEST_CA_DIR/ca.pem}"
+export SOFTHSM2_CONF="${SOFTHSM2_CONF:-$ROOT/.local/softhsm/softhsm2.conf}"
 export FEEPAY_TEMPLATES_DIR="${FEEPAY_TEMPLATES_DIR:-$ROOT/deploy/templates/email}"
 export FEEPAY_KAFKA_SESSION_TIMEOUT_MS="${FEEPAY_KAFKA_SESSION_TIMEOUT_MS:-6000}"
 
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
-say "1/4 reference data and signing keys"
+say "1/4 reference data and signing certificates (local test CA)"
 "$BIN/receiptctl" reference load --dir deploy/reference
-"$BIN/receiptctl" keys generate --dir "$FEEPAY_KEYS_DIR" --reference deploy/reference | tail -n 1
+"$BIN/receiptctl" keys init-ca
+# The Bắc Ninh centre signs with a key generated inside a PKCS#11 token (SoftHSM2), as a
+# centre with a USB token or an HSM would.
+if [ ! -e "$FEEPAY_SIGNERS_DIR/BN.TTPVHCC.pkcs11.toml" ] && command -v softhsm2-util >/dev/null 2>&1; then
+  mkdir -p "$ROOT/.local/softhsm/tokens" "$FEEPAY_SIGNERS_DIR"
+  [ -f "$SOFTHSM2_CONF" ] || printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+    "$ROOT/.local/softhsm/tokens" >"$SOFTHSM2_CONF"
+  pin="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  umask 077; printf '%s' "$pin" >"$ROOT/.local/softhsm/demo.pin"; umask 022
+  softhsm2-util --init-token --free --label feepay-demo --so-pin "$pin" --pin "$pin" >/dev/null
+  "$BIN/receiptctl" keys token --agency BN.TTPVHCC --token feepay-demo --pin-file "$ROOT/.local/softhsm/demo.pin"
+fi
+"$BIN/receiptctl" keys generate | tail -n 1
+"$BIN/receiptctl" keys list || true
 
 say "2/4 starting the services (logs in .local/logs/)"
 pids=()
@@ -64,6 +82,7 @@ cat <<MSG
                               http://127.0.0.1:9104/metrics (lookup)
   health                      http://127.0.0.1:9101/readyz ...
   receipts                    $BIN/receiptctl receipts list
+  signing certificates        $BIN/receiptctl keys list   (and keys registration: what to declare on 01/ĐKTĐ-CTĐT)
   audit a series              $BIN/receiptctl audit --agency BN.TTPVHCC --template 01BLP0-001 --symbol BN-$(date +%y)E
   what would it cost          $BIN/receiptctl assess --agency HD.TPHD.TANBINH --fee HD-LP-GPXD --channel fully_online
   reconcile today             $BIN/receiptctl reconcile --date $(TZ=Asia/Ho_Chi_Minh date +%F)

@@ -104,6 +104,21 @@ install_browser() {
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 }
 
+# Signature tools: xmlsec1 is the independent verifier of receipts, SoftHSM2 the PKCS#11
+# token of the tests and the demo (pkcs11-tool from opensc inspects it), xmllint validates
+# documents against the published schemas.
+install_signing_tools() {
+  local need=()
+  command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
+  command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
+  command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
+  command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+  [ ${#need[@]} -eq 0 ] && return 0
+  say "installing ${need[*]} (Debian packages) for signatures and schemas"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
 # A second SMTP server for benchmarks: aiosmtpd with its Sink handler accepts and discards
 # mail (maildev keeps every message in memory, which benchmark volumes would exhaust).
 install_bench_smtp() {
@@ -130,7 +145,7 @@ status() {
 }
 
 case "${1:-up}" in
-  up) start_postgres; start_broker; create_topics; start_smtp; install_browser; install_bench_smtp; status ;;
+  up) start_postgres; start_broker; create_topics; start_smtp; install_browser; install_signing_tools; install_bench_smtp; status ;;
   down)
     stop_one smtp; stop_one broker
     if [ -f "$RUN/postgres.started-by-stack" ]; then
@@ -143,5 +158,6 @@ case "${1:-up}" in
   topics) create_topics ;;
   bench-tools) install_bench_smtp ;;
   browser) install_browser ;;
-  *) echo "usage: $0 up|down|status|smtp-stop|smtp-start|topics|bench-tools|browser" >&2; exit 2 ;;
+  signing-tools) install_signing_tools ;;
+  *) echo "usage: $0 up|down|status|smtp-stop|smtp-start|topics|bench-tools|browser|signing-tools" >&2; exit 2 ;;
 esac

@@ -13,6 +13,7 @@ pub fn payer(name: &str) -> v1::Payer {
         email: "nguoinop@example.vn".into(),
         address: "Số 5 đường Nguyễn Đăng Đạo, phường Kinh Bắc, tỉnh Bắc Ninh".into(),
         categories: vec![],
+        passport_number: String::new(),
     }
 }
 
@@ -51,6 +52,7 @@ pub fn payment(
         paid_online: true,
         assessment_id: String::new(),
         assessed_at: None,
+        payment_method: v1::PaymentMethod::NationalPlatform as i32,
     }
 }
 

@@ -7,7 +7,10 @@
 #![allow(clippy::print_stdout)]
 
 pub mod fixtures;
+pub mod pki;
 pub mod process;
+
+pub use pki::{test_keys, xmlsec_verify, xmlsec_verify_with};
 
 use feepay_proto::{EventType, Message};
 use feepay_runtime::envelope::{self, BodyFormat};
@@ -180,16 +183,6 @@ where
     }
 }
 
-/// Generates signing keys for every agency with a series into a temporary directory.
-pub fn test_keys() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("feepay-keys-{}", unique()));
-    let files =
-        feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).expect("sample files");
-    let (reference, _) = files.parse().expect("valid");
-    feepay_issuer::keys::generate_missing(&dir, &reference, "test").expect("keys written");
-    dir
-}
-
 /// A service running in the test process.
 pub struct Running {
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -246,7 +239,8 @@ pub fn issuer_settings(db: &TestDb, topics: &Topics, keys: &Path, group: &str) -
         batch: batch(),
         dead_letters: Default::default(),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
-        keys_dir: keys.to_path_buf(),
+        signers_dir: keys.to_path_buf(),
+        trust_anchors: pki::test_pki().anchors(),
         source: "/tests/issuer".into(),
         relay: true,
         shutdown_deadline: Duration::from_secs(10),
@@ -565,6 +559,8 @@ pub async fn receiptctl(db: &TestDb, topics: &Topics, token: Option<&str>, args:
         .env("FEEPAY_DATABASE_URL", &db.url)
         .env("FEEPAY_KAFKA_BROKERS", brokers())
         .env("FEEPAY_OPERATOR", "test-operator")
+        .env("FEEPAY_TRUST_ANCHORS", pki::test_pki().anchors())
+        .env_remove("FEEPAY_SIGNERS_DIR")
         .env_remove("FEEPAY_OPERATOR_TOKEN")
         .stdin(std::process::Stdio::null());
     for (k, v) in topics.to_env() {
@@ -595,6 +591,7 @@ pub fn lookup_settings(db: &TestDb) -> feepay_lookup::app::LookupSettings {
         burst: 10_000,
         min_response: Duration::from_millis(150),
         trust_forwarded: false,
+        trust_anchors: pki::test_pki().anchors(),
     }
 }
 
@@ -661,16 +658,11 @@ pub async fn chromium_screenshot(url: &str) -> Vec<u8> {
     bytes
 }
 
-/// Walks every series of the database: numbers 1..n, hash chain, signatures.
-pub async fn verify_all_series(db: &TestDb, keys: &std::path::Path) -> usize {
+/// Walks every series of the database: numbers 1..n, hash chain, and every signature,
+/// checked by the project's verifier and by `xmlsec1`.
+pub async fn verify_all_series(db: &TestDb, _signers: &std::path::Path) -> usize {
     use sea_orm::ConnectionTrait;
-    let ring = feepay_issuer::keys::Keyring::load_dir(keys).unwrap();
-    let pubs = ring.public_keys();
-    let key_for = |id: &str| {
-        pubs.iter()
-            .find(|(_, k, _)| k == id)
-            .and_then(|(_, _, pk)| feepay_domain::receipt::public_key_from_hex(pk).ok())
-    };
+    let trust = pki::trust();
     let series = db
         .db
         .query_all(feepay_runtime::sql::raw("SELECT DISTINCT agency_code, template, symbol FROM receipts"))
@@ -694,8 +686,10 @@ pub async fn verify_all_series(db: &TestDb, keys: &std::path::Path) -> usize {
         let mut links = Vec::new();
         for r in rows {
             let doc: String = r.try_get("", "document").unwrap();
-            let v =
-                feepay_domain::receipt::verify_document(&doc, key_for).unwrap_or_else(|e| panic!("{a} {t} {y}: {e}"));
+            let v = feepay_runtime::pki::verify::verify_receipt(&doc, &trust, |_| None)
+                .unwrap_or_else(|e| panic!("{a} {t} {y}: {e}"))
+                .document;
+            xmlsec_verify(&doc).unwrap_or_else(|e| panic!("{a} {t} {y} {}: xmlsec1 rejects it: {e}", v.number));
             links.push(feepay_domain::numbering::ChainLink {
                 number: v.number.parse().unwrap(),
                 previous_hash: v.previous_hash,

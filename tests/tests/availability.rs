@@ -82,9 +82,12 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     let topics = topics();
     let keys = test_keys();
     // Bắc Ninh's Từ Sơn ward has lost its key; Tiên Du has used its last number of the year.
-    let tuson_key = keys.join("BN.TUSON.key");
+    let tuson_key = keys.join("BN.TUSON.p12");
+    let tuson_password = keys.join("BN.TUSON.p12.password");
     let saved_key = std::fs::read(&tuson_key).expect("key file");
+    let saved_password = std::fs::read(&tuson_password).expect("password file");
     std::fs::remove_file(&tuson_key).unwrap();
+    std::fs::remove_file(&tuson_password).unwrap();
     let year = feepay_domain::numbering::year_gmt7(Utc::now());
     let tiendu = db
         .db
@@ -172,6 +175,7 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     );
 
     // The fixes: the key file is back; Tiên Du gets a new series (reference data).
+    std::fs::write(&tuson_password, saved_password).unwrap();
     std::fs::write(&tuson_key, saved_key).unwrap();
     let dir = repo_root().join("deploy/reference");
     let mut files = feepay_runtime::refdata::ReferenceFiles::read_dir(&dir).unwrap();
@@ -225,11 +229,11 @@ async fn a_service_waits_for_a_late_postgresql_and_then_issues() {
     let mut vars: Vec<(String, String)> = vec![
         ("FEEPAY_KAFKA_BROKERS".into(), brokers()),
         ("FEEPAY_DATABASE_URL".into(), pg.url()),
-        ("FEEPAY_KEYS_DIR".into(), keys.display().to_string()),
         ("FEEPAY_LOG_FORMAT".into(), "text".into()),
         ("FEEPAY_KAFKA_GROUP_ID".into(), format!("issuer-{}", unique())),
         ("FEEPAY_ISSUER_HTTP_ADDR".into(), ops.to_string()),
     ];
+    vars.extend(feepay_tests::pki::signer_env(&keys));
     vars.extend(topics.to_env().into_iter().map(|(k, v)| (k.to_string(), v)));
     let env = Env { vars, logs: logs.clone() };
     let mut issuer = env.spawn("feepay-issuer", "issuer", &[]);
@@ -283,13 +287,13 @@ async fn a_batch_that_failed_once_is_counted_once_and_a_stalled_consumer_is_not_
     let mut vars: Vec<(String, String)> = vec![
         ("FEEPAY_KAFKA_BROKERS".into(), brokers()),
         ("FEEPAY_DATABASE_URL".into(), db.url.clone()),
-        ("FEEPAY_KEYS_DIR".into(), keys.display().to_string()),
         ("FEEPAY_LOG_FORMAT".into(), "json".into()),
         ("FEEPAY_KAFKA_GROUP_ID".into(), format!("issuer-{}", unique())),
         ("FEEPAY_ISSUER_HTTP_ADDR".into(), ops.to_string()),
         ("FEEPAY_DATABASE_LOCK_TIMEOUT_MS".into(), "500".into()),
         ("FEEPAY_CONSUMER_STALL_SECS".into(), "2".into()),
     ];
+    vars.extend(feepay_tests::pki::signer_env(&keys));
     vars.extend(topics.to_env().into_iter().map(|(k, v)| (k.to_string(), v)));
     let env = Env { vars, logs: logs.clone() };
     let mut issuer = env.spawn("feepay-issuer", "issuer", &[]);

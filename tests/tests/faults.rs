@@ -199,7 +199,6 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     let mut vars: Vec<(String, String)> = vec![
         ("FEEPAY_KAFKA_BROKERS".into(), brokers.clone()),
         ("FEEPAY_DATABASE_URL".into(), pg.url()),
-        ("FEEPAY_KEYS_DIR".into(), keys.display().to_string()),
         ("FEEPAY_LOG_FORMAT".into(), "text".into()),
         ("RUST_LOG".into(), "info".into()),
         ("FEEPAY_KAFKA_PARTITIONS".into(), "4".into()),
@@ -210,6 +209,7 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
         ("FEEPAY_SMTP_POOL_SIZE".into(), "16".into()),
         ("FEEPAY_SHUTDOWN_DEADLINE_SECS".into(), "10".into()),
     ];
+    vars.extend(feepay_tests::pki::signer_env(&keys));
     vars.extend(topics.to_env().into_iter().map(|(k, v)| (k.to_string(), v)));
     let env = Env { vars, logs: logs.clone() };
     let (a_addr, b_addr, n_addr): (SocketAddr, SocketAddr, SocketAddr) = (

@@ -324,7 +324,7 @@ async fn refunds_cancel_and_partial_refunds_replace() {
         issued.iter().filter_map(|e| e.receipt.as_ref()).find(|r| r.receipt_id == c.replaced_by_receipt_id).unwrap();
     assert_eq!(replacement.total, "30000", "34 000 collected, 4 000 refunded");
     assert_eq!(replacement.replaces_receipt_id, c.receipt.as_ref().unwrap().receipt_id);
-    assert!(issued.iter().any(|e| e.signed_document.contains("<BLThayThe>")));
+    assert!(issued.iter().any(|e| e.signed_document.contains("<TTruong>BLThayThe.SCTu</TTruong>")));
     let rejected: Vec<v1::PaymentRejected> = read_topic(&topics.payments_rejected, 1, WAIT, decode_event).await;
     assert_eq!(rejected[0].reason, v1::RejectionReason::InvalidRefund as i32);
     assert!(rejected[0].detail.contains("exceeds what was collected"), "{}", rejected[0].detail);
@@ -422,7 +422,7 @@ async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
             feepay_runtime::consumer::group_consumer(&settings.kafka, &[&topics.payments_succeeded], state).unwrap();
         let issuer = Arc::new(feepay_issuer::issue::Issuer::new(
             db.db.clone(),
-            feepay_issuer::keys::Keyring::load_dir(&keys).unwrap(),
+            feepay_tests::pki::signing(&keys),
             Arc::new(SystemClock),
             feepay_issuer::metrics::IssuerMetrics::new(),
             topics.clone(),
@@ -748,7 +748,7 @@ async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless()
     let issuer = Arc::new(
         feepay_issuer::issue::Issuer::new(
             db.db.clone(),
-            feepay_issuer::keys::Keyring::load_dir(&keys).unwrap(),
+            feepay_tests::pki::signing(&keys),
             Arc::new(SystemClock),
             feepay_issuer::metrics::IssuerMetrics::new(),
             topics(),

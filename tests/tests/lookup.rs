@@ -145,13 +145,27 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     assert!(page.contains("data-authentic=\"true\""), "{page}");
     assert!(page.contains("Biên lai hợp lệ: chữ ký đúng"), "{page}");
 
-    // Public keys name the key that signed.
+    // The verdict names the certificate that signed, in Vietnamese on the page.
+    let v = verify(doc.clone(), "application/xml").await;
+    let signer = &v["signer"];
+    assert_eq!(signer["taxCode"], "2300290832", "the centre's tax code: {v}");
+    assert!(signer["subject"].as_str().unwrap().contains("Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh"), "{v}");
+    assert!(signer["issuer"].as_str().unwrap().contains("feepay tests CA"), "{v}");
+    assert_eq!(v["layoutVersion"], "2.0.0");
+    assert!(page.contains("Chứng thư số của người ký"), "{page}");
+    assert!(page.contains("Mã số thuế trong chứng thư</dt><dd>2300290832"), "{page}");
+    // Published: the certificate that signed, registered for its agency, and the CA.
     let (status, k) = get_json(&format!("{base}/api/v1/keys")).await;
     assert_eq!(status, 200);
-    let key_id = doc.split("KeyId=\"").nth(1).unwrap().split('"').next().unwrap();
-    let key = k["keys"].as_array().unwrap().iter().find(|x| x["keyId"] == key_id).expect("signing key published");
-    assert_eq!(key["algorithm"], "Ed25519");
-    assert_eq!(key["publicKey"].as_str().unwrap().len(), 64);
+    let cert = k["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["fingerprint"] == v["keyId"])
+        .unwrap_or_else(|| panic!("the signing certificate is published: {k}"));
+    assert_eq!(cert["agencyCode"], "BN.TTPVHCC");
+    assert!(cert["certificatePem"].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(k["trustAnchors"].as_array().unwrap().len(), 1, "{k}");
 
     // Every documented API path answers with a documented status.
     let doc_api: serde_json::Value = reqwest::get(format!("{base}/openapi.json")).await.unwrap().json().await.unwrap();
@@ -208,7 +222,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
             "Sai họ tên người nộp",
             "--payer-name",
             "Trần Thị Ngọc Anh",
-            "--keys",
+            "--signers",
             keys.to_str().unwrap(),
             "--yes",
         ],
@@ -245,10 +259,10 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     reasons.sort();
     assert_eq!(reasons, ["Sai họ tên người nộp", "Thu nhầm hồ sơ"]);
 
-    // An auditor proves the series complete and untouched, with the published keys.
+    // An auditor proves the series complete and untouched, trusting the published CA.
     let symbol = j["receipt"]["receiptSymbol"].as_str().unwrap().to_string();
-    let keys_file = std::env::temp_dir().join(format!("keys-{}.json", unique()));
-    std::fs::write(&keys_file, k.to_string()).unwrap();
+    let anchors_file = std::env::temp_dir().join(format!("anchors-{}.pem", unique()));
+    std::fs::write(&anchors_file, k["trustAnchors"][0].as_str().unwrap()).unwrap();
     let audit = receiptctl(
         &db,
         &topics,
@@ -261,14 +275,15 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
             "01BLP0-001",
             "--symbol",
             &symbol,
-            "--public-keys",
-            keys_file.to_str().unwrap(),
+            "--trust-anchors",
+            anchors_file.to_str().unwrap(),
         ],
     )
     .await;
     assert_eq!(audit.code, 0, "{audit:?}");
     assert!(audit.stdout.contains("OK: BN.TTPVHCC 01BLP0-001"), "{audit:?}");
     assert!(audit.stdout.contains("4 receipt(s)"), "{audit:?}");
+    assert!(audit.stdout.contains("signed by C=VN, O=Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh"), "{audit:?}");
 
     // The day's reconciliation and the usage report.
     let day = feepay_domain::numbering::date_gmt7(today).to_string();

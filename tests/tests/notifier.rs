@@ -49,6 +49,7 @@ async fn a_receipt_arrives_in_vietnamese_with_its_document_and_qr_code() {
         assert!(part.contains("Lệ phí cấp giấy phép lái xe"));
         assert!(part.contains("135.000"));
         assert!(part.contains("Một trăm ba mươi lăm nghìn đồng"));
+        assert!(part.contains("có chữ ký số của đơn vị thu"), "a signed receipt is called signed: {part}");
     }
     let attachments = e["attachments"].as_array().unwrap();
     let xml = attachments

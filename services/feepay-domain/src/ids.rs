@@ -7,25 +7,60 @@ use std::fmt;
 pub enum IdError {
     #[error("personal ID must be exactly 12 digits")]
     PersonalIdFormat,
+    #[error("personal ID starts with {0}, which is no province or city code")]
+    PersonalIdProvince(String),
+    #[error("personal ID: century digit {0} stands for a birth after 2099")]
+    PersonalIdCentury(char),
+    #[error("passport number must be 5 to 20 letters and digits")]
+    PassportFormat,
     #[error("tax code must be 10 digits, 13 digits (with or without '-' before the branch) or a 12-digit personal ID")]
     TaxCodeFormat,
     #[error("tax code check digit is wrong")]
     TaxCodeCheckDigit,
+    #[error("tax code has a sequence of zeros (digits 3 to 9) or branch 000, which the tax authority never assigns")]
+    TaxCodeComponent,
 }
 
+/// Codes of the provinces and cities of birth registration that open a personal ID
+/// number (the 63 units before 1 July 2025; numbers issued keep them after the mergers).
+/// Source: Circular 07/2016/TT-BCA, Annex (mã tỉnh, thành phố trực thuộc trung ương).
+pub const PROVINCE_CODES: [&str; 63] = [
+    "001", "002", "004", "006", "008", "010", "011", "012", "014", "015", "017", "019", "020", "022", "024", "025",
+    "026", "027", "030", "031", "033", "034", "035", "036", "037", "038", "040", "042", "044", "045", "046", "048",
+    "049", "051", "052", "054", "056", "058", "060", "062", "064", "066", "067", "068", "070", "072", "074", "075",
+    "077", "079", "080", "082", "083", "084", "086", "087", "089", "091", "092", "093", "094", "095", "096",
+];
+
 /// A 12-digit personal identification number (số định danh cá nhân, CCCD).
-/// It has no check digit; the first three digits are the registration province.
+/// It has no check digit: 3 digits province of birth registration (or a country code for
+/// citizens born abroad, not checked here), 1 digit century and sex (Circular
+/// 07/2016/TT-BCA: 0/1 born in 1900–1999 male/female, 2/3 in 2000–2099, 4/5 to 8/9 later
+/// centuries), 2 digits year of birth, 6 random digits.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PersonalId(String);
 
 impl PersonalId {
-    /// Accepts exactly 12 ASCII digits.
+    /// Accepts 12 ASCII digits opening with a province code and a century digit of a
+    /// living person (0 to 3).
     pub fn parse(text: &str) -> Result<Self, IdError> {
-        if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(PersonalId(text.to_string()))
-        } else {
-            Err(IdError::PersonalIdFormat)
+        if text.len() != 12 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(IdError::PersonalIdFormat);
         }
+        if !PROVINCE_CODES.contains(&&text[..3]) {
+            return Err(IdError::PersonalIdProvince(text[..3].to_string()));
+        }
+        let century = text.as_bytes()[3] as char;
+        if !('0'..='3').contains(&century) {
+            return Err(IdError::PersonalIdCentury(century));
+        }
+        Ok(PersonalId(text.to_string()))
+    }
+
+    /// Year of birth, from the century digit and the two year digits.
+    pub fn birth_year(&self) -> i32 {
+        let century = i32::from(self.0.as_bytes()[3] - b'0') / 2;
+        let yy: i32 = self.0[4..6].parse().unwrap_or(0);
+        1900 + century * 100 + yy
     }
 
     /// The full number, for the receipt itself. Never log it.
@@ -79,6 +114,11 @@ impl TaxCode {
         match digits.len() {
             12 => Ok(TaxCode(digits)),
             10 | 13 => {
+                // The tax authority's rules, as python-stdnum's `vn.mst` also applies them:
+                // a sequence of 0000000 and branch 000 are never assigned.
+                if &digits[2..9] == "0000000" || (digits.len() == 13 && &digits[10..] == "000") {
+                    return Err(IdError::TaxCodeComponent);
+                }
                 let d: Vec<u8> = digits.bytes().map(|b| b - b'0').collect();
                 let mut nine = [0u8; 9];
                 nine.copy_from_slice(&d[..9]);
@@ -110,6 +150,17 @@ impl TaxCode {
 impl fmt::Debug for TaxCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TaxCode({})", self.masked())
+    }
+}
+
+/// A passport number: letters and digits, 5 to 20 (Vietnamese passports are a letter and
+/// 7 digits; foreign ones vary). Stored in upper case.
+pub fn passport(text: &str) -> Result<String, IdError> {
+    let t = text.trim().to_ascii_uppercase();
+    if (5..=20).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(t)
+    } else {
+        Err(IdError::PassportFormat)
     }
 }
 
@@ -150,8 +201,25 @@ mod tests {
         assert_eq!(TaxCode::parse("0100100078"), Err(IdError::TaxCodeCheckDigit));
         assert_eq!(TaxCode::parse("001203004567").unwrap().expose(), "001203004567");
         assert_eq!(TaxCode::parse("01001000"), Err(IdError::TaxCodeFormat));
+        // python-stdnum's vn.mst refuses these too.
+        assert_eq!(TaxCode::parse("0100000003"), Err(IdError::TaxCodeComponent));
+        assert_eq!(TaxCode::parse("0100100079-000"), Err(IdError::TaxCodeComponent));
+        assert!(TaxCode::parse("0100233488").is_ok());
+        assert!(TaxCode::parse("0314409058-002").is_ok());
+        assert_eq!(TaxCode::parse("0100233480"), Err(IdError::TaxCodeCheckDigit));
         assert_eq!(TaxCode::parse("010010007a"), Err(IdError::TaxCodeFormat));
         assert_eq!(TaxCode::parse("0100100079_001"), Err(IdError::TaxCodeFormat));
+    }
+
+    #[test]
+    fn personal_ids_know_provinces_and_centuries() {
+        assert_eq!(PersonalId::parse("027190001234").unwrap().birth_year(), 1990);
+        assert_eq!(PersonalId::parse("001305001234").unwrap().birth_year(), 2005);
+        assert_eq!(PersonalId::parse("003190001234"), Err(IdError::PersonalIdProvince("003".into())));
+        assert_eq!(PersonalId::parse("097190001234"), Err(IdError::PersonalIdProvince("097".into())));
+        assert_eq!(PersonalId::parse("079490001234"), Err(IdError::PersonalIdCentury('4')));
+        assert_eq!(passport("c1234567").unwrap(), "C1234567");
+        assert!(passport("C 123").is_err());
     }
 
     #[test]
@@ -170,9 +238,10 @@ mod tests {
             let accepted: Vec<u8> = (0..10)
                 .filter(|c| TaxCode::parse(&format!("{base}{c}")).is_ok())
                 .collect();
+            let zero_sequence = prefix[2..9].iter().all(|d| *d == 0);
             match tax_code_check_digit(&prefix) {
-                Some(c) => prop_assert_eq!(accepted, vec![c]),
-                None => prop_assert!(accepted.is_empty()),
+                Some(c) if !zero_sequence => prop_assert_eq!(accepted, vec![c]),
+                _ => prop_assert!(accepted.is_empty()),
             }
         }
 

@@ -13,6 +13,8 @@ pub struct Payer {
     pub full_name: String,
     pub personal_id: Option<PersonalId>,
     pub tax_code: Option<TaxCode>,
+    /// Passport number, for a payer without a Vietnamese personal ID.
+    pub passport: Option<String>,
     pub email: Option<String>,
     pub address: String,
     pub categories: Vec<Category>,
@@ -23,6 +25,7 @@ impl fmt::Debug for Payer {
         f.debug_struct("Payer")
             .field("personal_id", &self.personal_id)
             .field("tax_code", &self.tax_code)
+            .field("passport", &self.passport.as_deref().map(crate::ids::mask))
             .field("email", &self.email.as_deref().map(crate::ids::mask_email))
             .field("categories", &self.categories)
             .finish_non_exhaustive()
@@ -52,6 +55,7 @@ pub struct Payment {
     pub paid_at: DateTime<Utc>,
     pub provider: String,
     pub provider_reference: String,
+    pub payment_method: crate::receipt::PaymentMethod,
     pub paid_online: bool,
     pub assessment_id: Option<String>,
     pub assessed_at: Option<DateTime<Utc>>,

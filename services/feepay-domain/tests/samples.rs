@@ -4,8 +4,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use feepay_domain::ids::PersonalId;
 use feepay_domain::numbering::{check_chain, ChainLink, ReceiptNumber, GENESIS_HASH};
 use feepay_domain::payment::{decide, Decision, PaidLine, Payer, Payment, Rejection};
+use feepay_domain::receipt::xmldsig::{self, SignError, SignatureAlgorithm, Signer};
 use feepay_domain::receipt::{
-    generate_lookup_code, verify_document, AgencyInfo, AgencyKey, PayerInfo, ReceiptContent, VerifyError,
+    document, document_hash, generate_lookup_code, AgencyInfo, PayerInfo, PaymentMethod, ReceiptContent, VerifyError,
 };
 use feepay_domain::reference::{FeeKind, ReferenceData};
 use feepay_domain::waiver::{Category, Channel, LineQuery, RuleSet};
@@ -179,6 +180,7 @@ fn payer(categories: Vec<Category>) -> Payer {
         email: Some("huong@example.vn".into()),
         address: "Phường Kinh Bắc, tỉnh Bắc Ninh".into(),
         categories,
+        passport: None,
     }
 }
 
@@ -207,6 +209,7 @@ fn payment(
         paid_online: true,
         assessment_id: None,
         assessed_at: None,
+        payment_method: PaymentMethod::NationalPlatform,
     }
 }
 
@@ -370,6 +373,7 @@ fn content(number: u32, previous_hash: &str) -> ReceiptContent {
             full_name: "Nguyễn <Thị> & \"Hương\"\r\nBcc: x@y".into(),
             personal_id: "027190001234".into(),
             tax_code: String::new(),
+            passport: String::new(),
             address: "Bắc Ninh".into(),
         },
         dossier_code: p.dossier_code.clone(),
@@ -378,6 +382,7 @@ fn content(number: u32, previous_hash: &str) -> ReceiptContent {
         total: receipts[0].total,
         provider: "VNPAY".into(),
         provider_reference: "VNP-1".into(),
+        payment_method: PaymentMethod::NationalPlatform,
         issued_at: gmt7(2026, 11, 26, 9, 30, 5),
         lookup_code: generate_lookup_code(&mut rand::thread_rng()),
         previous_hash: previous_hash.into(),
@@ -385,21 +390,50 @@ fn content(number: u32, previous_hash: &str) -> ReceiptContent {
     }
 }
 
+/// A stand-in for a key: the domain lays out and digests the document; the signature
+/// value's arithmetic and the certificate are the services' (tested there and by xmlsec1).
+struct FakeSigner {
+    cert: Vec<Vec<u8>>,
+}
+
+impl Signer for FakeSigner {
+    fn algorithm(&self) -> SignatureAlgorithm {
+        SignatureAlgorithm::RsaSha256
+    }
+    fn certificates(&self) -> &[Vec<u8>] {
+        &self.cert
+    }
+    fn subject(&self) -> &str {
+        "CN=Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh,UID=MST:2300325950"
+    }
+    fn fingerprint(&self) -> &str {
+        "ab12"
+    }
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        Ok(data.iter().rev().take(32).copied().collect())
+    }
+}
+
 #[test]
-fn sealed_receipts_verify_and_chain_and_tampering_is_caught() {
-    let key = AgencyKey::generate("BN.TTPVHCC-2026", &mut rand::thread_rng());
-    let other = AgencyKey::generate("BN.TTPVHCC-2026", &mut rand::thread_rng());
-    let keys = |id: &str| (id == "BN.TTPVHCC-2026").then(|| key.verifying_key());
-
-    let first = content(1, GENESIS_HASH).seal(&key);
-    let second = content(2, &first.document_hash).seal(&key);
-    assert!(first.document.contains("<NLap>2026-11-26T09:30:05</NLap>"), "GMT+7 time");
+fn sealed_receipts_chain_and_their_digests_catch_tampering() {
+    let key = FakeSigner { cert: vec![b"not a real certificate".to_vec()] };
+    let first = content(1, GENESIS_HASH).seal(&key).unwrap();
+    let second = content(2, &first.document_hash).seal(&key).unwrap();
+    assert!(first.document.contains("<NLap>2026-11-26</NLap>"), "date of issue (GMT+7)");
     assert!(first.document.contains("<TgTienBChu>Một trăm ba mươi lăm nghìn đồng</TgTienBChu>"));
-    assert!(first.document.contains("Nguyễn &lt;Thị&gt; &amp; &quot;Hương&quot;  Bcc: x@y"), "escaped, no raw CR/LF");
+    assert!(first.document.contains("Nguyễn &lt;Thị&gt; &amp; \"Hương\"  Bcc: x@y"), "escaped, no raw CR/LF");
+    assert_eq!(first.key_id, "ab12");
 
-    let v1 = verify_document(&first.document, keys).unwrap();
-    let v2 = verify_document(&second.document, keys).unwrap();
+    let read = |doc: &str| {
+        let parsed = roxmltree::Document::parse(doc).unwrap();
+        let checked = xmldsig::check(&parsed).unwrap();
+        assert_eq!(checked.signing_time, "2026-11-26T09:30:05", "signing time in GMT+7");
+        document::read_fields(checked.data, "ab12".into(), document_hash(doc))
+    };
+    let v1 = read(&first.document);
+    let v2 = read(&second.document);
     assert_eq!((v1.number.as_str(), v2.number.as_str()), ("0000001", "0000002"));
+    assert_eq!(v1.document_hash, first.document_hash);
     assert_eq!(v2.previous_hash, v1.document_hash);
     let links: Vec<ChainLink> = [v1, v2]
         .into_iter()
@@ -412,8 +446,9 @@ fn sealed_receipts_verify_and_chain_and_tampering_is_caught() {
     assert_eq!(check_chain(&links), Ok(()));
 
     let tampered = first.document.replace("<TgTien>135000</TgTien>", "<TgTien>35000</TgTien>");
-    assert_eq!(verify_document(&tampered, keys), Err(VerifyError::BadSignature));
-    let forged = content(1, GENESIS_HASH).seal(&other);
-    assert_eq!(verify_document(&forged.document, keys), Err(VerifyError::BadSignature));
-    assert!(matches!(verify_document("<x/>", keys), Err(VerifyError::Malformed(_))));
+    assert_ne!(tampered, first.document);
+    let parsed = roxmltree::Document::parse(&tampered).unwrap();
+    assert!(matches!(xmldsig::check(&parsed), Err(VerifyError::Digest(_))));
+    let parsed = roxmltree::Document::parse("<x/>").unwrap();
+    assert!(matches!(xmldsig::check(&parsed), Err(VerifyError::Malformed(_))));
 }

@@ -3,7 +3,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::handler::PaymentsHandler;
 use crate::issue::Issuer;
-use crate::keys::{Keyring, LiveKeys};
+use crate::signing::Signing;
 use crate::metrics::{IssuerMetrics, SERVICE};
 use anyhow::Context;
 use feepay_runtime::consumer::{self, ConsumerState, Driver};
@@ -30,8 +30,12 @@ pub struct IssuerSettings {
     pub dead_letters: DeadLetterSettings,
     /// `FEEPAY_ISSUER_HTTP_ADDR` (default `127.0.0.1:9101`): metrics and health.
     pub http_addr: SocketAddr,
-    /// `FEEPAY_KEYS_DIR` (default `.local/keys`): agency signing keys.
-    pub keys_dir: PathBuf,
+    /// `FEEPAY_SIGNERS_DIR` (default `.local/signers`): the agencies' signers — PKCS#11
+    /// token configurations and PKCS#12 files (see `feepay_runtime::pki::signers`).
+    pub signers_dir: PathBuf,
+    /// `FEEPAY_TRUST_ANCHORS` (default `.local/pki/ca.pem`): the CA certificates (PEM) a
+    /// signing certificate must chain to.
+    pub trust_anchors: PathBuf,
     /// `FEEPAY_ISSUER_SOURCE` (default `/feepay/issuer`): CloudEvents source.
     pub source: String,
     /// `FEEPAY_ISSUER_RELAY` (default true): run the outbox relay in this process.
@@ -55,7 +59,8 @@ impl IssuerSettings {
             database: DatabaseSettings::from_env()?,
             batch: BatchSettings::from_env()?,
             http_addr: settings::env_parse("FEEPAY_ISSUER_HTTP_ADDR", "127.0.0.1:9101".parse().expect("valid"))?,
-            keys_dir: PathBuf::from(settings::env_or("FEEPAY_KEYS_DIR", ".local/keys")),
+            signers_dir: PathBuf::from(settings::env_or("FEEPAY_SIGNERS_DIR", ".local/signers")),
+            trust_anchors: PathBuf::from(settings::env_or("FEEPAY_TRUST_ANCHORS", ".local/pki/ca.pem")),
             source: settings::env_or("FEEPAY_ISSUER_SOURCE", "/feepay/issuer"),
             relay: settings::env_parse("FEEPAY_ISSUER_RELAY", true)?,
             shutdown_deadline: settings::shutdown_deadline()?,
@@ -140,14 +145,12 @@ impl App {
         )
         .await
         .with_context(|| format!("binding {}", settings.http_addr))?;
-        let keys = LiveKeys::watching(&settings.keys_dir)
-            .with_context(|| format!("loading signing keys from {}", settings.keys_dir.display()))?;
+        let trust = feepay_runtime::pki::TrustAnchors::load(&settings.trust_anchors).map_err(anyhow::Error::msg)?;
+        let signing = Signing::watching(&settings.signers_dir, trust, settings.workers)
+            .with_context(|| format!("loading the signers of {}", settings.signers_dir.display()))?;
         let db = startup::database(&settings.database, &readiness, &shutdown)
             .await
             .context("stopped while waiting for PostgreSQL")?;
-        feepay_runtime::signing_keys::register(&db, &keys.current().public_keys(), SERVICE)
-            .await
-            .context("registering the public signing keys")?;
         let topics = settings.topics.all();
         anyhow::ensure!(
             startup::broker(&settings.kafka, &topics, &readiness, &shutdown).await,
@@ -167,16 +170,16 @@ impl App {
         let issuer = Arc::new(
             Issuer::new(
                 db.clone(),
-                Keyring::default(),
+                signing,
                 clock,
                 metrics.clone(),
                 settings.topics.clone(),
                 settings.kafka.body_format,
                 settings.source.clone(),
             )
-            .with_workers(settings.workers)
-            .with_keys(keys),
+            .with_workers(settings.workers),
         );
+        issuer.register_certificates().await.context("registering the signing certificates")?;
         lifecycle::spawn_database_check(db.clone(), readiness.clone(), shutdown.clone());
         consumer::spawn_monitor(
             consumer.clone(),
@@ -225,6 +228,12 @@ impl App {
                     if let Err(e) = issuer.numbering_self_check(year).await {
                         tracing::warn!(error = %e, "numbering self-check failed");
                     }
+                    // New or rotated certificates are registered even while no payment
+                    // arrives, and the expiry gauges stay current.
+                    if let Err(e) = issuer.refresh_signers().await {
+                        tracing::warn!(error = %e, "refreshing the signers failed");
+                    }
+                    issuer.observe_certificates();
                     tokio::select! { _ = tokio::time::sleep(every) => {}, _ = stop.cancelled() => break }
                 }
             })

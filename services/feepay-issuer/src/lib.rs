@@ -10,5 +10,5 @@ pub mod app;
 pub mod clock;
 pub mod handler;
 pub mod issue;
-pub mod keys;
 pub mod metrics;
+pub mod signing;

@@ -1,7 +1,7 @@
 //! Issuer metrics. Labels are bounded: agency and series codes come from reference data.
 
-use feepay_runtime::metrics::{counter_vec, gauge, histogram, ConsumerMetrics, OutboxMetrics, LATENCY_BUCKETS};
-use prometheus::{Histogram, IntCounterVec, IntGauge, Registry};
+use feepay_runtime::metrics::{counter_vec, gauge, gauge_vec, histogram, ConsumerMetrics, OutboxMetrics, LATENCY_BUCKETS};
+use prometheus::{Histogram, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 /// Metric name prefix.
 pub const SERVICE: &str = "feepay_issuer";
@@ -21,6 +21,7 @@ pub struct IssuerMetrics {
     pub numbering_gaps: IntGauge,
     pub payment_to_receipt: Histogram,
     pub reference_version: IntGauge,
+    pub certificate_expiry: IntGaugeVec,
 }
 
 impl IssuerMetrics {
@@ -83,6 +84,12 @@ impl IssuerMetrics {
                 LATENCY_BUCKETS,
             ),
             reference_version: gauge(&r, "feepay_issuer_reference_version", "Version of the reference data in use"),
+            certificate_expiry: gauge_vec(
+                &r,
+                "feepay_issuer_certificate_expiry_seconds",
+                "Seconds until each signing certificate in use expires (negative once expired)",
+                &["agency", "serial"],
+            ),
             registry: r,
         }
     }

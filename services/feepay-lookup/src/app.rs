@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use feepay_domain::receipt::normalize_lookup_code;
 use feepay_runtime::http::{self, Readiness};
 use feepay_runtime::metrics::{counter_vec, histogram_vec};
+use feepay_runtime::pki::TrustAnchors;
 use feepay_runtime::settings::{self, DatabaseSettings};
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +49,9 @@ pub struct LookupSettings {
     /// `FEEPAY_LOOKUP_TRUST_FORWARDED` (default false): take the client address from the
     /// first `X-Forwarded-For` entry (only behind a reverse proxy that sets it).
     pub trust_forwarded: bool,
+    /// `FEEPAY_TRUST_ANCHORS` (default `.local/pki/ca.pem`): the CA certificates (PEM) a
+    /// receipt's signing certificate must chain to. Read at start-up.
+    pub trust_anchors: std::path::PathBuf,
 }
 
 impl LookupSettings {
@@ -63,6 +67,7 @@ impl LookupSettings {
             burst: settings::env_parse("FEEPAY_LOOKUP_BURST", 30)?,
             min_response: Duration::from_millis(settings::env_parse("FEEPAY_LOOKUP_MIN_RESPONSE_MS", 100)?),
             trust_forwarded: settings::env_parse("FEEPAY_LOOKUP_TRUST_FORWARDED", false)?,
+            trust_anchors: settings::env_or("FEEPAY_TRUST_ANCHORS", ".local/pki/ca.pem").into(),
         })
     }
 }
@@ -75,6 +80,7 @@ struct Metrics {
 
 struct Shared {
     store: Store,
+    trust: TrustAnchors,
     pages: Pages,
     limiter: RateLimiter,
     settings: LookupSettings,
@@ -125,6 +131,7 @@ impl App {
                 metrics.requests.with_label_values(&[route, outcome]);
             }
         }
+        let trust = TrustAnchors::load(&settings.trust_anchors).map_err(anyhow::Error::msg)?;
         let readiness = Arc::new(Readiness::without_broker());
         let (ops_addr, ops) =
             http::serve(settings.ops_addr, http::ops_router(registry, readiness.clone()), shutdown.clone())
@@ -136,6 +143,7 @@ impl App {
         feepay_runtime::lifecycle::spawn_database_check(db.clone(), readiness.clone(), shutdown.clone());
         let shared = Arc::new(Shared {
             store: Store::new(db),
+            trust,
             pages: Pages::new(),
             limiter: RateLimiter::new(settings.rate_per_minute, settings.burst),
             settings: settings.clone(),
@@ -379,9 +387,30 @@ async fn keys(State(shared): St) -> Response {
     match shared.store.keys().await {
         Ok(k) => {
             shared.count("keys", "found", started);
+            let certificates: Vec<_> = k
+                .certificates
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "fingerprint": c.fingerprint,
+                        "agencyCode": c.agency_code,
+                        "serial": c.serial,
+                        "subject": c.subject,
+                        "issuer": c.issuer,
+                        "taxCode": c.tax_code,
+                        "validFrom": feepay_domain::receipt::rfc3339(c.not_before),
+                        "validUntil": feepay_domain::receipt::rfc3339(c.not_after),
+                        "certificatePem": feepay_runtime::pki::pem("CERTIFICATE", &c.certificate),
+                    })
+                })
+                .collect();
             Json(serde_json::json!({
-                "format": "Ed25519 public keys, 32 bytes in lowercase hex; the receipt's <Signature KeyId> names the key",
-                "keys": k.as_ref(),
+                "certificates": certificates,
+                "trustAnchors": shared.trust.roots().iter().filter_map(|r| r.to_pem().ok()).map(|p| String::from_utf8_lossy(&p).into_owned()).collect::<Vec<_>>(),
+                "legacyKeys": {
+                    "format": "Ed25519 public keys of layout 1.0 receipts, 32 bytes in lowercase hex; the receipt's <Signature KeyId> names the key",
+                    "keys": k.legacy_keys,
+                },
             }))
             .into_response()
         }
@@ -398,7 +427,7 @@ async fn verify_code(shared: &Shared, typed: &str, started: Instant) -> Result<O
     let Some(s) = shared.find(typed, started).await? else {
         return Ok(None);
     };
-    verify::verify(&shared.store, &s.document).await.map(Some).map_err(|e| {
+    verify::verify(&shared.store, &shared.trust, &s.document).await.map(Some).map_err(|e| {
         tracing::error!(error = %e, "verification failed");
         StatusCode::SERVICE_UNAVAILABLE
     })
@@ -440,7 +469,7 @@ async fn verify_api(State(shared): St, headers: HeaderMap, body: Bytes) -> Respo
             )
                 .into_response();
         };
-        verify::verify(&shared.store, doc).await.map(Some).map_err(|_| StatusCode::SERVICE_UNAVAILABLE)
+        verify::verify(&shared.store, &shared.trust, doc).await.map(Some).map_err(|_| StatusCode::SERVICE_UNAVAILABLE)
     };
     match result {
         Ok(Some(v)) => {
@@ -492,7 +521,7 @@ async fn verify_upload_page(State(shared): St, mut form: Multipart) -> Response 
         )
             .into_response();
     };
-    match verify::verify(&shared.store, &doc).await {
+    match verify::verify(&shared.store, &shared.trust, &doc).await {
         Ok(v) => {
             shared.count("verify", verdict_outcome(&v), started);
             Html(shared.pages.verdict(&v)).into_response()

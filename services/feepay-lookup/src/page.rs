@@ -150,18 +150,24 @@ impl Pages {
                 reason => s.cancel_reason.clone(),
             }
         });
-        // The replaced receipt's number and symbol are in the signed document.
-        let replaces = (!r.replaces_receipt_id.is_empty()).then(|| {
-            let doc = &s.document;
-            let part = doc.find("<BLThayThe>").map(|i| &doc[i..]).unwrap_or_default();
-            let field = |n: &str| {
-                part.find(&format!("<{n}>"))
-                    .and_then(|i| part[i + n.len() + 2..].split('<').next())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            context! { number => field("SHDon"), symbol => field("KHHDon") }
-        });
+        // The replaced receipt as the signed document names it (layout 1.0 documents kept
+        // it only in their XML).
+        let replaces = match &r.replaces {
+            Some(x) => Some(context! { number => x.number.clone(), symbol => x.receipt_symbol.clone() }),
+            None if !r.replaces_receipt_id.is_empty() => {
+                let doc = &s.document;
+                let part = doc.find("<BLThayThe>").map(|i| &doc[i..]).unwrap_or_default();
+                let field = |n: &str| {
+                    part.find(&format!("<{n}>"))
+                        .and_then(|i| part[i + n.len() + 2..].split('<').next())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                Some(context! { number => field("SHDon"), symbol => field("KHHDon") })
+            }
+            None => None,
+        };
+        let method = feepay_runtime::convert::payment_method(r.payment_method, true).vi();
         self.render(
             "receipt.html",
             context! {
@@ -177,6 +183,7 @@ impl Pages {
                 cancelled,
                 replaced_by => view.replaced_by.as_ref().map(Value::from_serialize),
                 replaces,
+                payment_method => method,
                 qr_base64 => base64::engine::general_purpose::STANDARD.encode(qr),
                 document_url => view.document_url.clone(),
             },

@@ -1,6 +1,8 @@
-//! Reads receipts and keys for the lookup service. Read-only: this service never writes.
+//! Reads receipts, signing certificates and legacy keys for the lookup service. Read-only:
+//! this service never writes.
 
 use feepay_proto::v1;
+use feepay_runtime::pki::registry::{self, RegisteredCertificate};
 use feepay_runtime::signing_keys::{self, PublicKey};
 use feepay_runtime::sql::stmt;
 use prost::Message;
@@ -65,17 +67,36 @@ pub struct Neighbours {
     pub next_previous_hash: Option<String>,
 }
 
-/// The key list and when it was read.
-type CachedKeys = Option<(Instant, Arc<Vec<PublicKey>>)>;
+/// What the issuer has published to verify its receipts: the registered signing
+/// certificates (layout 2.0.0, XML signatures) and the Ed25519 keys of layout 1.0.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub certificates: Vec<RegisteredCertificate>,
+    pub legacy_keys: Vec<PublicKey>,
+}
 
-/// Database access with a short-lived cache of the public keys.
+impl Published {
+    /// The agency a signer (certificate fingerprint or legacy key id) is registered for.
+    pub fn agency_of(&self, key_id: &str) -> Option<&str> {
+        self.certificates
+            .iter()
+            .find(|c| c.fingerprint == key_id)
+            .map(|c| c.agency_code.as_str())
+            .or_else(|| self.legacy_keys.iter().find(|k| k.key_id == key_id).map(|k| k.agency_code.as_str()))
+    }
+}
+
+/// The published signers and when they were read.
+type CachedKeys = Option<(Instant, Arc<Published>)>;
+
+/// Database access with a short-lived cache of the published signers.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
     keys: Arc<RwLock<CachedKeys>>,
 }
 
-/// How long the key list is cached; a newly registered key is seen within this time.
+/// How long the signer list is cached; a newly registered certificate is seen within this time.
 const KEYS_TTL: Duration = Duration::from_secs(30);
 
 impl Store {
@@ -131,14 +152,17 @@ impl Store {
         Ok(n)
     }
 
-    /// Every registered public key (cached for 30 s).
-    pub async fn keys(&self) -> Result<Arc<Vec<PublicKey>>, DbErr> {
+    /// Every registered certificate and legacy key (cached for 30 s).
+    pub async fn keys(&self) -> Result<Arc<Published>, DbErr> {
         if let Some((at, keys)) = self.keys.read().await.as_ref() {
             if at.elapsed() < KEYS_TTL {
                 return Ok(keys.clone());
             }
         }
-        let keys = Arc::new(signing_keys::load(&self.db).await?);
+        let keys = Arc::new(Published {
+            certificates: registry::list(&self.db).await?,
+            legacy_keys: signing_keys::load(&self.db).await?,
+        });
         *self.keys.write().await = Some((Instant::now(), keys.clone()));
         Ok(keys)
     }

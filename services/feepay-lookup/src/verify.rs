@@ -2,7 +2,8 @@
 
 use crate::store::{Store, StoredReceipt};
 use feepay_domain::numbering::GENESIS_HASH;
-use feepay_domain::receipt::{verify_document, VerifiedDocument};
+use feepay_runtime::pki::verify::{verify_receipt, Verification};
+use feepay_runtime::pki::TrustAnchors;
 use sea_orm::DbErr;
 use serde::Serialize;
 
@@ -16,8 +17,15 @@ pub struct Verdict {
     /// Why the signature does not verify, when it does not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature_error: Option<String>,
+    /// The signer: certificate fingerprint (SHA-256), or the key id of a layout 1.0 receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// The certificate that signed (layout 2.0.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<Signer>,
+    /// Layout version of the document (`PBan`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout_version: Option<String>,
     /// Agency the signing key is registered for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_agency_code: Option<String>,
@@ -50,6 +58,35 @@ pub struct ReceiptRef {
     pub total: Option<String>,
 }
 
+/// The signing certificate as a verifier needs to see it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Signer {
+    pub subject: String,
+    pub issuer: String,
+    pub serial: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tax_code: Option<String>,
+    /// Validity, RFC 3339.
+    pub valid_from: String,
+    pub valid_until: String,
+    /// When the document was signed (GMT+7), as covered by the signature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_time: Option<String>,
+}
+
+fn signer(v: &Verification) -> Option<Signer> {
+    v.signer.as_ref().map(|c| Signer {
+        subject: c.subject.clone(),
+        issuer: c.issuer.clone(),
+        serial: c.serial.clone(),
+        tax_code: c.tax_code.clone(),
+        valid_from: feepay_domain::receipt::rfc3339(c.not_before),
+        valid_until: feepay_domain::receipt::rfc3339(c.not_after),
+        signing_time: v.signing_time.clone(),
+    })
+}
+
 /// Position in the series' hash chain.
 #[derive(Debug, Clone, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -79,6 +116,8 @@ fn not_on_record(signature_valid: bool, summary: &str) -> Verdict {
         signature_valid,
         signature_error: None,
         key_id: None,
+        signer: None,
+        layout_version: None,
         key_agency_code: None,
         on_record: false,
         status: "unknown".into(),
@@ -91,23 +130,29 @@ fn not_on_record(signature_valid: bool, summary: &str) -> Verdict {
     }
 }
 
-/// Verifies `document` against the registered keys and the records.
-pub async fn verify(store: &Store, document: &str) -> Result<Verdict, DbErr> {
+/// Verifies `document`: its XML signature and certificate against the trust anchors (or,
+/// for layout 1.0, the registered Ed25519 key), then against the records.
+pub async fn verify(store: &Store, trust: &TrustAnchors, document: &str) -> Result<Verdict, DbErr> {
     let keys = store.keys().await?;
-    let checked = verify_document(document, |id| keys.iter().find(|k| k.key_id == id).and_then(|k| k.verifying_key()));
-    let doc: VerifiedDocument = match checked {
-        Ok(d) => d,
+    let checked = verify_receipt(document, trust, |id| {
+        keys.legacy_keys.iter().find(|k| k.key_id == id).and_then(|k| k.verifying_key())
+    });
+    let verification = match checked {
+        Ok(v) => v,
         Err(e) => {
             return Ok(Verdict {
                 signature_error: Some(e.to_string()),
                 ..not_on_record(
                     false,
-                    "Chữ ký không hợp lệ: tài liệu không phải biên lai do hệ thống phát hành hoặc đã bị sửa đổi.",
+                    "Chữ ký số không hợp lệ: tài liệu không phải biên lai do hệ thống phát hành, đã bị sửa đổi, hoặc chứng thư số không hợp lệ.",
                 )
             })
         }
     };
-    let key_agency = keys.iter().find(|k| k.key_id == doc.key_id).map(|k| k.agency_code.clone());
+    let signer = signer(&verification);
+    let doc = verification.document;
+    let layout_version = Some(doc.version.clone());
+    let key_agency = keys.agency_of(&doc.key_id).map(str::to_string);
     let stored = match doc.receipt_id.parse() {
         Ok(id) => store.by_id(id).await?,
         Err(_) => None,
@@ -115,6 +160,8 @@ pub async fn verify(store: &Store, document: &str) -> Result<Verdict, DbErr> {
     let Some(stored) = stored else {
         return Ok(Verdict {
             key_id: Some(doc.key_id),
+            signer,
+            layout_version,
             key_agency_code: key_agency,
             receipt: Some(ReceiptRef {
                 agency_code: doc.agency_code,
@@ -158,6 +205,8 @@ pub async fn verify(store: &Store, document: &str) -> Result<Verdict, DbErr> {
         signature_valid: true,
         signature_error: None,
         key_id: Some(doc.key_id),
+        signer,
+        layout_version,
         key_agency_code: key_agency,
         on_record,
         status: if stored.cancelled { "cancelled" } else { "issued" }.into(),

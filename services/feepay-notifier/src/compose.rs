@@ -326,6 +326,8 @@ pub fn compose(
                 receipt => V::from_serialize(r), agency => V::from_serialize(agency), payer => V::from_serialize(payer), lines => V::from_serialize(lines_ctx(&r.lines)),
                 total => grouped_text(&r.total), issued_at => from_ts(r.issued_at.as_ref()).map(datetime_gmt7).unwrap_or_default().replace('T', " "),
                 lookup_url => lookup_url.clone(),
+                // Layout 1.0 receipts carried a bare key signature, not a digital signature.
+                digitally_signed => e.signed_document.contains("http://www.w3.org/2000/09/xmldsig#"),
             };
             let name =
                 format!("bien-lai-{}-{}-{}.xml", r.template_symbol, r.receipt_symbol, r.number).replace('/', "-");

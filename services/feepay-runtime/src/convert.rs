@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use feepay_domain::ids::{PersonalId, TaxCode};
 use feepay_domain::money::{AmountError, Vnd};
 use feepay_domain::payment::{PaidLine, Payer, Payment};
+use feepay_domain::receipt::PaymentMethod;
 use feepay_domain::reference::FeeKind;
 use feepay_domain::waiver::{Category, Channel, LineAssessment};
 use feepay_proto::v1;
@@ -144,6 +145,30 @@ pub fn channel_pb(c: Channel) -> v1::Channel {
     }
 }
 
+/// The payment method of an event; an older producer that sends none is taken to have
+/// paid through the national platform when `paid_online`, else in cash at the counter.
+pub fn payment_method(m: i32, paid_online: bool) -> PaymentMethod {
+    match v1::PaymentMethod::try_from(m).unwrap_or(v1::PaymentMethod::Unspecified) {
+        v1::PaymentMethod::Cash => PaymentMethod::Cash,
+        v1::PaymentMethod::BankTransfer => PaymentMethod::BankTransfer,
+        v1::PaymentMethod::Card => PaymentMethod::Card,
+        v1::PaymentMethod::EWallet => PaymentMethod::EWallet,
+        v1::PaymentMethod::NationalPlatform => PaymentMethod::NationalPlatform,
+        v1::PaymentMethod::Unspecified if paid_online => PaymentMethod::NationalPlatform,
+        v1::PaymentMethod::Unspecified => PaymentMethod::Cash,
+    }
+}
+
+pub fn payment_method_pb(m: PaymentMethod) -> v1::PaymentMethod {
+    match m {
+        PaymentMethod::Cash => v1::PaymentMethod::Cash,
+        PaymentMethod::BankTransfer => v1::PaymentMethod::BankTransfer,
+        PaymentMethod::Card => v1::PaymentMethod::Card,
+        PaymentMethod::EWallet => v1::PaymentMethod::EWallet,
+        PaymentMethod::NationalPlatform => v1::PaymentMethod::NationalPlatform,
+    }
+}
+
 pub fn fee_kind(k: i32) -> Option<FeeKind> {
     match v1::FeeKind::try_from(k).ok()? {
         v1::FeeKind::Phi => Some(FeeKind::Phi),
@@ -231,14 +256,21 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<ParsedPayment, Invalid>
             } else {
                 TaxCode::parse(&p.tax_code).map_err(|e| c.fail("payer.tax_code", e.to_string())).ok()
             };
-            if p.personal_id.is_empty() && p.tax_code.is_empty() {
-                c.fail("payer", "personal_id or tax_code is required to identify the payer");
-            }
+            // A payer may have no identifier at all (a foreigner without a passport at
+            // hand, an anonymous counter payment): the receipt is still issued.
+            let passport = if p.passport_number.trim().is_empty() {
+                None
+            } else {
+                feepay_domain::ids::passport(&p.passport_number)
+                    .map_err(|e| c.fail("payer.passport_number", e.to_string()))
+                    .ok()
+            };
             let cats = categories(&mut c, "payer.categories", &p.categories);
             Some(Payer {
                 full_name: p.full_name.trim().to_string(),
                 personal_id,
                 tax_code,
+                passport,
                 email: Some(p.email.trim().to_string()).filter(|e| !e.is_empty()),
                 address: p.address.trim().to_string(),
                 categories: cats,
@@ -317,6 +349,7 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<ParsedPayment, Invalid>
         paid_at,
         provider: m.provider.clone(),
         provider_reference: m.provider_reference.clone(),
+        payment_method: payment_method(m.payment_method, m.paid_online),
         paid_online: m.paid_online,
         assessment_id: Some(m.assessment_id.clone()).filter(|s| !s.is_empty()),
         assessed_at,
@@ -494,5 +527,6 @@ pub fn payer_pb(p: &Payer) -> v1::Payer {
         email: p.email.clone().unwrap_or_default(),
         address: p.address.clone(),
         categories: p.categories.iter().map(|c| category_pb(*c) as i32).collect(),
+        passport_number: p.passport.clone().unwrap_or_default(),
     }
 }

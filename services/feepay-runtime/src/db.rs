@@ -156,6 +156,7 @@ impl MigratorTrait for Migrator {
             "m0004_outbox_receipt_ref" => "0004_outbox_receipt_ref.sql",
             "m0005_lz4_documents" => "0005_lz4_documents.sql",
             "m0006_parking" => "0006_parking.sql",
+            "m0007_certificates" => "0007_certificates.sql",
         ]
     }
 }

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod outbox;
 pub mod parking;
+pub mod pki;
 pub mod qr;
 pub mod refdata;
 pub mod retry;

@@ -29,6 +29,7 @@ fn payer(name: &str, id: &str, email: &str, address: &str, cats: Vec<v1::Benefic
         email: email.into(),
         address: address.into(),
         categories: cats.into_iter().map(|c| c as i32).collect(),
+        passport_number: String::new(),
     }
 }
 
@@ -85,6 +86,11 @@ impl Demo {
             paid_online: channel != v1::Channel::Counter,
             assessment_id: String::new(),
             assessed_at: None,
+            payment_method: if channel == v1::Channel::Counter {
+                v1::PaymentMethod::Card
+            } else {
+                v1::PaymentMethod::NationalPlatform
+            } as i32,
         }
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
 use feepay_domain::numbering::{check_chain, gmt7, ChainLink};
-use feepay_domain::receipt::{datetime_gmt7, public_key_from_hex, verify_document};
+use feepay_domain::receipt::datetime_gmt7;
 use feepay_domain::waiver::{Category, Channel, LineQuery};
 use feepay_runtime::refdata::{self, ReferenceFiles};
 use feepay_runtime::settings::DatabaseSettings;
@@ -23,6 +23,7 @@ use std::process::ExitCode;
 pub mod access;
 pub mod demo;
 pub mod dlq;
+pub mod keys;
 pub mod parked;
 pub mod reports;
 pub mod table;
@@ -58,9 +59,10 @@ pub enum Command {
     /// Reference data: agencies, series, fees and waiver rules.
     #[command(subcommand)]
     Reference(ReferenceCmd),
-    /// Agency signing keys.
+    /// Signing certificates: the local test CA, certificates per agency (file or token),
+    /// their checks and expiry, what to register with the tax authority.
     #[command(subcommand)]
-    Keys(KeysCmd),
+    Keys(keys::KeysCmd),
     /// Waiver rules in force.
     #[command(subcommand)]
     Rules(RulesCmd),
@@ -106,25 +108,6 @@ pub enum ReferenceCmd {
     /// Validate the files without storing anything.
     Check {
         #[arg(long, default_value = "deploy/reference")]
-        dir: PathBuf,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum KeysCmd {
-    /// Generate a signing key for each agency with a receipt series (local use).
-    Generate {
-        #[arg(long, env = "FEEPAY_KEYS_DIR", default_value = ".local/keys")]
-        dir: PathBuf,
-        #[arg(long, default_value = "deploy/reference")]
-        reference: PathBuf,
-        /// Key id suffix, e.g. the year.
-        #[arg(long, default_value_t = chrono::Utc::now().with_timezone(&gmt7()).format("%Y").to_string())]
-        suffix: String,
-    },
-    /// Print the public keys (agency, key id, Ed25519 public key in hex).
-    Public {
-        #[arg(long, env = "FEEPAY_KEYS_DIR", default_value = ".local/keys")]
         dir: PathBuf,
     },
 }
@@ -231,9 +214,12 @@ pub enum ReceiptsCmd {
         /// Corrected address.
         #[arg(long)]
         payer_address: Option<String>,
-        /// Directory of the signing keys (the replacement is signed here).
-        #[arg(long, env = "FEEPAY_KEYS_DIR", default_value = ".local/keys")]
-        keys: PathBuf,
+        /// The signers directory (the replacement is signed here).
+        #[arg(long, env = "FEEPAY_SIGNERS_DIR", default_value = ".local/signers")]
+        signers: PathBuf,
+        /// The CA certificates the signing certificate must chain to.
+        #[arg(long, env = "FEEPAY_TRUST_ANCHORS", default_value = ".local/pki/ca.pem")]
+        trust_anchors: PathBuf,
         #[arg(long, short = 'y')]
         yes: bool,
     },
@@ -368,10 +354,10 @@ pub struct AuditArgs {
     /// Receipt symbol, e.g. BN-26E.
     #[arg(long)]
     pub symbol: String,
-    /// Public keys to trust, as published by the lookup service (`/api/v1/keys`, JSON);
-    /// default: the keys registered in the database.
-    #[arg(long)]
-    pub public_keys: Option<PathBuf>,
+    /// The CA certificates (PEM) signing certificates must chain to, e.g. the trust
+    /// anchors published by the lookup service (`/api/v1/keys`).
+    #[arg(long, env = "FEEPAY_TRUST_ANCHORS", default_value = ".local/pki/ca.pem")]
+    pub trust_anchors: PathBuf,
 }
 
 async fn db(url: &str) -> anyhow::Result<DatabaseConnection> {
@@ -489,22 +475,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(out, "reference version {version} already holds these files; nothing changed")?;
             }
         }
-        Command::Keys(KeysCmd::Generate { dir, reference, suffix }) => {
-            let files = ReferenceFiles::read_dir(&reference)?;
-            let (r, _) = files.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let made = feepay_issuer::keys::generate_missing(&dir, &r, &suffix)?;
-            for (path, key) in &made {
-                writeln!(out, "{}  {}  {}", path.display(), key.key_id, key.public_hex())?;
-            }
-            let made = made.len();
-            writeln!(out, "{made} key(s) generated in {}", dir.display())?;
-        }
-        Command::Keys(KeysCmd::Public { dir }) => {
-            let ring = feepay_issuer::keys::Keyring::load_dir(&dir)?;
-            let rows: Vec<Vec<String>> =
-                ring.public_keys().into_iter().map(|(a, id, pk)| vec![a, id, "Ed25519".into(), pk]).collect();
-            table::print(out, &["AGENCY", "KEY ID", "ALGORITHM", "PUBLIC KEY (HEX)"], &rows)?;
-        }
+        Command::Keys(cmd) => return keys::run(out, cmd),
         Command::Rules(RulesCmd::List { agency, date }) => {
             let (db, _actor) = session(&conn).await?;
             let loaded = refdata::load_latest(&db)
@@ -711,14 +682,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receipts(ReceiptsCmd::Cancel { id, reason, yes }) => {
             let correction =
                 feepay_issuer::issue::Correction { receipt: id, reason, actor: String::new(), replace: None };
-            return correct(
-                out,
-                &conn,
-                correction,
-                PathBuf::from(feepay_runtime::settings::env_or("FEEPAY_KEYS_DIR", ".local/keys")),
-                yes,
-            )
-            .await;
+            return correct(out, &conn, correction, None, yes).await;
         }
         Command::Receipts(ReceiptsCmd::Replace {
             id,
@@ -727,7 +691,8 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             payer_id,
             payer_tax_code,
             payer_address,
-            keys,
+            signers,
+            trust_anchors,
             yes,
         }) => {
             let correction = feepay_issuer::issue::Correction {
@@ -741,7 +706,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
                     address: payer_address,
                 }),
             };
-            return correct(out, &conn, correction, keys, yes).await;
+            return correct(out, &conn, correction, Some((signers, trust_anchors)), yes).await;
         }
         Command::DeadLetters(c) => return dead_letters(out, &conn, &c).await,
         Command::Parked(c) => {
@@ -969,20 +934,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn audit(out: &mut impl Write, db: &DatabaseConnection, a: AuditArgs) -> anyhow::Result<ExitCode> {
-    let keys: Vec<(String, String)> = match &a.public_keys {
-        Some(path) => {
-            #[derive(serde::Deserialize)]
-            struct Published {
-                keys: Vec<feepay_runtime::signing_keys::PublicKey>,
-            }
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let p: Published = serde_json::from_str(&text)
-                .with_context(|| format!("{}: expected the JSON published at /api/v1/keys", path.display()))?;
-            p.keys.into_iter().map(|k| (k.key_id, k.public_key)).collect()
-        }
-        None => feepay_runtime::signing_keys::load(db).await?.into_iter().map(|k| (k.key_id, k.public_key)).collect(),
-    };
-    let key_for = |id: &str| keys.iter().find(|(k, _)| k == id).and_then(|(_, pk)| public_key_from_hex(pk).ok());
+    let trust = feepay_runtime::pki::TrustAnchors::load(&a.trust_anchors).map_err(anyhow::Error::msg)?;
+    // Layout 1.0 receipts name an Ed25519 key registered in the database.
+    let legacy = feepay_runtime::signing_keys::load(db).await?;
+    let legacy_key = |id: &str| legacy.iter().find(|k| k.key_id == id).and_then(|k| k.verifying_key());
+    let mut signers: std::collections::BTreeMap<String, (String, usize)> = Default::default();
     let rows = db
         .query_all(stmt(
             "SELECT number, document, previous_hash, document_hash FROM receipts WHERE agency_code = $1 AND template = $2 AND symbol = $3 ORDER BY number",
@@ -994,8 +950,20 @@ async fn audit(out: &mut impl Write, db: &DatabaseConnection, a: AuditArgs) -> a
     for (i, r) in rows.iter().enumerate() {
         let number: i32 = r.try_get("", "number")?;
         let doc: String = r.try_get("", "document")?;
-        match verify_document(&doc, key_for) {
-            Ok(v) => {
+        match feepay_runtime::pki::verify::verify_receipt(&doc, &trust, legacy_key) {
+            Ok(verified) => {
+                let signer = match &verified.signer {
+                    Some(c) => format!(
+                        "{} (serial {}, valid {} to {})",
+                        c.subject,
+                        c.serial,
+                        datetime_gmt7(c.not_before),
+                        datetime_gmt7(c.not_after)
+                    ),
+                    None => format!("Ed25519 key {} (layout 1.0)", verified.document.key_id),
+                };
+                signers.entry(verified.document.key_id.clone()).or_insert((signer, 0)).1 += 1;
+                let v = verified.document;
                 let stored_hash: String = r.try_get("", "document_hash")?;
                 if v.document_hash != stored_hash || v.number != format!("{number:07}") {
                     writeln!(
@@ -1022,6 +990,9 @@ async fn audit(out: &mut impl Write, db: &DatabaseConnection, a: AuditArgs) -> a
     if total > 1000 {
         eprintln!();
     }
+    for (signer, n) in signers.values() {
+        writeln!(out, "signed by {signer}: {n} receipt(s)")?;
+    }
     match check_chain(&links) {
         Ok(()) => {
             writeln!(out, "OK: {} {} {}: {total} receipt(s), numbers 1..{total} without gap or repeat, hash chain intact, every signature valid", a.agency, a.template, a.symbol)?;
@@ -1039,7 +1010,7 @@ async fn correct(
     out: &mut impl Write,
     conn: &Conn,
     mut correction: feepay_issuer::issue::Correction,
-    keys_dir: PathBuf,
+    signers: Option<(PathBuf, PathBuf)>,
     yes: bool,
 ) -> anyhow::Result<ExitCode> {
     use feepay_issuer::issue::IssueError;
@@ -1070,23 +1041,25 @@ async fn correct(
         return Ok(ExitCode::from(2));
     }
     correction.actor = actor.name.clone();
-    // A cancellation signs nothing; a replacement needs the agency's key.
-    let keys = if correction.replace.is_none() && !keys_dir.exists() {
-        feepay_issuer::keys::Keyring::default()
-    } else {
-        feepay_issuer::keys::Keyring::load_dir(&keys_dir)
-            .with_context(|| format!("loading signing keys from {}", keys_dir.display()))?
+    // A cancellation signs nothing; a replacement needs the agency's certificate.
+    let signing = match signers {
+        Some((dir, anchors)) => {
+            let trust = feepay_runtime::pki::TrustAnchors::load(&anchors).map_err(anyhow::Error::msg)?;
+            feepay_issuer::signing::Signing::watching(&dir, trust, 1)
+                .with_context(|| format!("loading the signers of {}", dir.display()))?
+        }
+        None => feepay_issuer::signing::Signing::fixed(Default::default(), feepay_runtime::pki::TrustAnchors::empty()),
     };
-    feepay_runtime::signing_keys::register(&db, &keys.public_keys(), "receiptctl").await?;
     let issuer = feepay_issuer::issue::Issuer::new(
         db,
-        keys,
+        signing,
         std::sync::Arc::new(feepay_issuer::clock::SystemClock),
         feepay_issuer::metrics::IssuerMetrics::new(),
         feepay_runtime::settings::Topics::from_env(),
         feepay_runtime::settings::KafkaSettings::from_env("receiptctl")?.body_format,
         feepay_runtime::settings::env_or("FEEPAY_ISSUER_SOURCE", "/feepay/issuer"),
     );
+    issuer.register_certificates().await?;
     match issuer.correct(&correction).await {
         Ok(done) => {
             writeln!(out, "cancelled {}", done.cancelled)?;

@@ -35,7 +35,7 @@ impl Issuer {
     /// Processes a batch. On error the caller retries the same batch: what already
     /// committed is found again and counted as a duplicate, so a retry never issues twice.
     pub async fn process(self: &Arc<Self>, items: &[Incoming]) -> Result<Processed, IssueError> {
-        self.refresh_keys().await?;
+        self.refresh_signers().await?;
         let loaded = self.reference().await?;
         let now = self.clock.now();
         let mut processed = Processed::default();

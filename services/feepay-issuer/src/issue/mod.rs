@@ -24,7 +24,7 @@ pub use corrections::{Corrected, Correction, PayerCorrection};
 pub use intake::Processed;
 
 use crate::clock::Clock;
-use crate::keys::{Keyring, LiveKeys};
+use crate::signing::Signing;
 use crate::metrics::IssuerMetrics;
 use feepay_domain::payment::Payment;
 use feepay_proto::v1;
@@ -186,7 +186,7 @@ impl IssueError {
 /// The receipt issuer's core: everything but Kafka.
 pub struct Issuer {
     pub db: DatabaseConnection,
-    pub keys: LiveKeys,
+    pub signing: Signing,
     pub clock: Arc<dyn Clock>,
     pub metrics: IssuerMetrics,
     pub topics: Topics,
@@ -210,7 +210,7 @@ struct Work {
 impl Issuer {
     pub fn new(
         db: DatabaseConnection,
-        keys: Keyring,
+        signing: Signing,
         clock: Arc<dyn Clock>,
         metrics: IssuerMetrics,
         topics: Topics,
@@ -219,7 +219,7 @@ impl Issuer {
     ) -> Self {
         Issuer {
             db,
-            keys: LiveKeys::fixed(keys),
+            signing,
             clock,
             metrics,
             topics,
@@ -230,21 +230,40 @@ impl Issuer {
         }
     }
 
-    /// Signs with the keys of `dir`, reloaded when the directory changes.
-    pub fn with_keys(mut self, keys: LiveKeys) -> Self {
-        self.keys = keys;
-        self
-    }
-
-    /// Picks up keys added or replaced since the last batch and registers their public
-    /// halves before anything is signed with them.
-    pub async fn refresh_keys(&self) -> Result<(), IssueError> {
-        if let Some(ring) = self.keys.refresh() {
-            feepay_runtime::signing_keys::register(&self.db, &ring.public_keys(), crate::metrics::SERVICE)
-                .await
-                .map_err(|e| IssueError::Reference(format!("registering the public signing keys: {e}")))?;
+    /// Picks up signers added or replaced since the last batch and registers their
+    /// certificates before anything is signed with them.
+    pub async fn refresh_signers(&self) -> Result<(), IssueError> {
+        if self.signing.refresh().is_some() {
+            if let Err(e) = self.register_certificates().await {
+                // Registered before use: look again at the next batch.
+                self.signing.invalidate();
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    /// Registers the certificates in use and sets their expiry gauges.
+    pub async fn register_certificates(&self) -> Result<(), IssueError> {
+        let set = self.signing.current();
+        feepay_runtime::pki::registry::register(&self.db, set.all().map(|s| s.as_ref()), crate::metrics::SERVICE)
+            .await
+            .map_err(|e| IssueError::Reference(format!("registering the signing certificates: {e}")))?;
+        self.observe_certificates();
+        Ok(())
+    }
+
+    /// Seconds until each certificate in use expires (negative once expired).
+    pub fn observe_certificates(&self) {
+        let now = self.clock.now();
+        // Certificates taken out of the signers directory leave the gauge.
+        self.metrics.certificate_expiry.reset();
+        for s in self.signing.current().all() {
+            self.metrics
+                .certificate_expiry
+                .with_label_values(&[&s.agency, &s.info.serial])
+                .set((s.info.not_after - now).num_seconds());
+        }
     }
 
     /// Splits each batch's payments into up to `n` concurrent transactions.
@@ -265,9 +284,13 @@ impl Issuer {
             .await
             .map_err(|e| IssueError::Reference(e.to_string()))?
             .ok_or(IssueError::NoReference)?;
-        let missing = self.keys.current().missing(&loaded.reference);
-        if !missing.is_empty() {
-            tracing::warn!(agencies = ?missing, "agencies with a receipt series have no signing key; their payments are parked until a key is added");
+        let now = self.clock.now();
+        let agencies: std::collections::BTreeSet<&str> =
+            loaded.reference.series.iter().map(|s| s.agency.as_str()).collect();
+        for agency in agencies {
+            if let Err(reason) = self.signing.signer_for(&loaded.reference, agency, now) {
+                tracing::warn!(%agency, reason = reason.code, detail = %reason.detail, "an agency with a receipt series cannot sign; its payments are parked until this is fixed");
+            }
         }
         tracing::info!(version = loaded.version, "reference data loaded");
         self.metrics.reference_version.set(loaded.version);

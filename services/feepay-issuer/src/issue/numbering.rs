@@ -8,13 +8,14 @@ use super::{events::agency_pb, IssueError, Issuer, Work};
 use chrono::{DateTime, Utc};
 use feepay_domain::money::Vnd;
 use feepay_domain::numbering::{receipt_symbol, year_gmt7, ReceiptNumber, GENESIS_HASH};
-use feepay_domain::receipt::{generate_lookup_code, AgencyInfo, AgencyKey, PayerInfo, ReceiptContent, Replaces};
+use feepay_domain::receipt::{generate_lookup_code, AgencyInfo, PayerInfo, PaymentMethod, ReceiptContent, Replaces};
 use feepay_domain::reference::Series;
 use feepay_domain::waiver::LineAssessment;
 use feepay_proto::v1;
 use feepay_proto::Message;
-use feepay_runtime::convert::{assessed_line_pb, ts};
+use feepay_runtime::convert::{assessed_line_pb, payment_method_pb, ts};
 use feepay_runtime::parking::ParkReason;
+use feepay_runtime::pki::signers::AgencySigner;
 use feepay_runtime::refdata::LoadedReference;
 use feepay_runtime::sql::{placeholders, rows_per_statement, stmt};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
@@ -35,6 +36,7 @@ pub(super) struct ToIssue {
     pub procedure_code: String,
     pub lines: Vec<LineAssessment>,
     pub total: Vnd,
+    pub payment_method: PaymentMethod,
     pub provider: String,
     pub provider_reference: String,
     pub replaces: Option<Replaces>,
@@ -46,6 +48,7 @@ pub(super) fn payer_info(p: &v1::Payer) -> PayerInfo {
         full_name: p.full_name.clone(),
         personal_id: p.personal_id.clone(),
         tax_code: p.tax_code.clone(),
+        passport: p.passport_number.clone(),
         address: p.address.clone(),
     }
 }
@@ -58,19 +61,14 @@ pub(super) fn series_label(template: &str, symbol: &str) -> String {
 type CounterKey = (String, String, String);
 
 impl Issuer {
-    /// The key that signs for an agency (its own or its nearest ancestor's), or why none can.
+    /// The certificate that signs for an agency at `at`, checked, or why none can.
     pub(super) fn signer_for(
         &self,
         loaded: &LoadedReference,
         agency: &str,
-        _at: DateTime<Utc>,
-    ) -> Result<Arc<AgencyKey>, ParkReason> {
-        self.keys.current().for_agency(&loaded.reference, agency).ok_or_else(|| {
-            ParkReason::new(
-                "no_signing_key",
-                format!("agency {agency} has no signing key (nor has any agency above it); add one and retry"),
-            )
-        })
+        at: DateTime<Utc>,
+    ) -> Result<Arc<AgencySigner>, ParkReason> {
+        self.signing.signer_for(&loaded.reference, agency, at)
     }
 
     /// Locks the counters of every series involved (in key order), assigns consecutive
@@ -126,6 +124,7 @@ impl Issuer {
                 receipt_id: t.receipt_id.to_string(),
                 payment_id: t.payment_id.clone(),
                 title: t.series.title.clone(),
+                payment_method: t.payment_method,
                 agency: t.agency.clone(),
                 template: t.series.template.clone(),
                 symbol: symbol.clone(),
@@ -142,7 +141,13 @@ impl Issuer {
                 previous_hash: last_hash.clone(),
                 replaces: t.replaces.clone(),
             };
-            let sealed = content.seal(&key);
+            let sealed = content.seal(key.signer.as_ref()).map_err(|e| {
+                let blocked = vec![t.payment_id.clone()];
+                IssueError::Blocked(
+                    blocked,
+                    ParkReason::new("no_signing_key", format!("signing with {} failed: {}", key.source, e.0)),
+                )
+            })?;
             *last = number.value();
             *last_hash = sealed.document_hash.clone();
 
@@ -171,6 +176,15 @@ impl Issuer {
                 replaces_receipt_id: t.replaces.as_ref().map(|r| r.receipt_id.clone()).unwrap_or_default(),
                 status: v1::ReceiptStatus::Issued as i32,
                 title: content.title.clone(),
+                replaces: t.replaces.as_ref().map(|r| v1::ReceiptReference {
+                    receipt_id: r.receipt_id.clone(),
+                    template_symbol: r.template.clone(),
+                    receipt_symbol: r.symbol.clone(),
+                    number: r.number.clone(),
+                    issued_on: r.issued_on.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+                }),
+                payment_method: payment_method_pb(t.payment_method) as i32,
+                layout_version: feepay_domain::receipt::document::VERSION.to_string(),
             };
             let waived: i64 = t.lines.iter().map(|l| l.reduction().dong()).sum();
             let replaces: Option<Uuid> = t.replaces.as_ref().and_then(|r| r.receipt_id.parse().ok());

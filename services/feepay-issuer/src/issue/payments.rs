@@ -344,6 +344,7 @@ impl Issuer {
                         procedure_code: p.procedure_code.clone(),
                         lines: draft.lines,
                         total: draft.total,
+                        payment_method: p.payment_method,
                         provider: p.provider.clone(),
                         provider_reference: p.provider_reference.clone(),
                         replaces: None,

@@ -108,6 +108,7 @@ pub(super) fn replacement_of(
         procedure_code: original.procedure_code.clone(),
         lines,
         total,
+        payment_method: feepay_runtime::convert::payment_method(original.payment_method, true),
         provider: original.provider.clone(),
         provider_reference: original.provider_reference.clone(),
         replaces: Some(Replaces {
@@ -115,6 +116,8 @@ pub(super) fn replacement_of(
             template: original.template_symbol.clone(),
             symbol: original.receipt_symbol.clone(),
             number: original.number.clone(),
+            issued_on: feepay_runtime::convert::from_ts(original.issued_at.as_ref())
+                .map(|t| t.with_timezone(&feepay_domain::numbering::gmt7()).date_naive()),
         }),
         paid_at: None,
     })

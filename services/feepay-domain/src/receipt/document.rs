@@ -1,0 +1,230 @@
+//! The receipt's XML document, layout version 2.0.0, after Decision 1271/QĐ-CT.
+//!
+//! ```text
+//! BLai
+//! ├── DLBLai Id="data"                      the data part: what is signed
+//! │   ├── TTChung                           general information
+//! │   │   ├── PBan, Ten, KHMSCTu, KHCTu, SCTu, NLap (date), DVTTe, HTTToan
+//! │   │   └── TTKhac/TTin*                  project data: MaBienLai, MaGiaoDich, MaTraCuu,
+//! │   │                                     ThoiDiemLap, MaBamTruoc, MaHoSo, MaTTHC, ...,
+//! │   │                                     BLThayThe* for a replacement
+//! │   └── NDBLai                            content
+//! │       ├── DVThu: Ten, MST, DChi, TTKhac (MaDonVi)           the collector
+//! │       ├── NNop: Ten, MST?, SDDCN?, SHChieu?, DChi?          the payer
+//! │       ├── DSKhoan/Khoan*: STT, MPLPhi, TPLPhi, LPLPhi, SLuong, MThu, STGiam?, ThTien,
+//! │       │                   TTKhac (the waiver and its legal basis)
+//! │       └── TToan: TgTien, TgTienBChu
+//! └── DSCKS/DVThu/Signature                 the collector's XML signature
+//! ```
+//!
+//! Where the standard names a datum its tag is used (`TTChung`, `PBan`, `NLap` as
+//! `YYYY-MM-DD`, `DVTTe`, `HTTToan`, `Ten`, `MST`, `DChi`, `STT`, `SLuong`, `ThTien`,
+//! `TgTien`, `TTKhac/TTin` with `TTruong`/`KDLieu`/`DLieu`, `DSCKS`); the receipt's own
+//! identification follows the names the tax authority uses for e-receipts in its notice of
+//! documents issued in error (04/SS-CTĐT: `KHMSCTu`, `KHCTu`, `SCTu`); the tax
+//! authority's receipt forms name the root, data and content parts `BLai`, `DLBLai`,
+//! `NDBLai`. Everything specific to this project travels in `TTKhac/TTin` entries, which
+//! is what the standard leaves them for. `deploy/xsd/bien-lai-2.0.0.xsd` is the schema.
+//!
+//! The writer emits canonical XML (no insignificant whitespace, canonical escaping, empty
+//! elements as start and end tags), so the signed digest is over the bytes written.
+
+use super::{date_gmt7, datetime_gmt7, xml_escape, ReceiptContent, SealedReceipt, VerifiedDocument};
+use super::xmldsig::{self, SignError, Signer};
+use roxmltree::Node;
+
+/// Layout version of documents written now.
+pub const VERSION: &str = "2.0.0";
+/// `Id` of the data part.
+pub const DATA_ID: &str = "data";
+/// `Id` of the collector's signature.
+pub const SIGNATURE_ID: &str = "DVThu";
+
+/// A canonical XML writer for the receipt layout.
+struct Xml(String);
+
+impl Xml {
+    fn open(&mut self, tag: &str) {
+        self.0.push('<');
+        self.0.push_str(tag);
+        self.0.push('>');
+    }
+
+    fn close(&mut self, tag: &str) {
+        self.0.push_str("</");
+        self.0.push_str(tag);
+        self.0.push('>');
+    }
+
+    fn el(&mut self, tag: &str, text: &str) {
+        self.open(tag);
+        self.0.push_str(&xml_escape(text));
+        self.close(tag);
+    }
+
+    /// An element only when there is something to say.
+    fn opt(&mut self, tag: &str, text: &str) {
+        if !text.trim().is_empty() {
+            self.el(tag, text);
+        }
+    }
+
+    /// A `TTKhac/TTin` entry: field name, data type (`string`, `numeric`, `date`,
+    /// `dateTime`) and value.
+    fn info(&mut self, field: &str, kind: &str, value: &str) {
+        self.open("TTin");
+        self.el("TTruong", field);
+        self.el("KDLieu", kind);
+        self.el("DLieu", value);
+        self.close("TTin");
+    }
+}
+
+impl ReceiptContent {
+    /// The data part, canonical bytes: what is signed.
+    pub fn data_xml(&self) -> String {
+        let mut x = Xml(String::with_capacity(3072));
+        x.0.push_str("<DLBLai Id=\"");
+        x.0.push_str(DATA_ID);
+        x.0.push_str("\">");
+        x.open("TTChung");
+        x.el("PBan", VERSION);
+        x.el("Ten", &self.title);
+        x.el("KHMSCTu", &self.template);
+        x.el("KHCTu", &self.symbol);
+        x.el("SCTu", &self.number.to_string());
+        x.el("NLap", &date_gmt7(self.issued_at));
+        x.el("DVTTe", "VND");
+        x.el("HTTToan", self.payment_method.vi());
+        x.open("TTKhac");
+        x.info("MaBienLai", "string", &self.receipt_id);
+        x.info("ThoiDiemLap", "dateTime", &datetime_gmt7(self.issued_at));
+        x.info("MaTraCuu", "string", &self.lookup_code);
+        x.info("MaBamTruoc", "string", &self.previous_hash);
+        x.info("MaGiaoDich", "string", &self.payment_id);
+        x.info("MaHoSo", "string", &self.dossier_code);
+        x.info("MaTTHC", "string", &self.procedure_code);
+        x.info("TrungGianThanhToan", "string", &self.provider);
+        if !self.provider_reference.is_empty() {
+            x.info("MaThamChieu", "string", &self.provider_reference);
+        }
+        if let Some(r) = &self.replaces {
+            x.info("BLThayThe.KHMSCTu", "string", &r.template);
+            x.info("BLThayThe.KHCTu", "string", &r.symbol);
+            x.info("BLThayThe.SCTu", "string", &r.number);
+            if let Some(d) = r.issued_on {
+                x.info("BLThayThe.NLap", "date", &d.format("%Y-%m-%d").to_string());
+            }
+            x.info("BLThayThe.MaBienLai", "string", &r.receipt_id);
+        }
+        x.close("TTKhac");
+        x.close("TTChung");
+        x.open("NDBLai");
+        x.open("DVThu");
+        x.el("Ten", &self.agency.name);
+        x.el("MST", &self.agency.tax_code);
+        x.el("DChi", &self.agency.address);
+        x.open("TTKhac");
+        x.info("MaDonVi", "string", &self.agency.code);
+        x.close("TTKhac");
+        x.close("DVThu");
+        x.open("NNop");
+        x.el("Ten", &self.payer.full_name);
+        x.opt("MST", &self.payer.tax_code);
+        x.opt("SDDCN", &self.payer.personal_id);
+        x.opt("SHChieu", &self.payer.passport);
+        x.opt("DChi", &self.payer.address);
+        x.close("NNop");
+        x.open("DSKhoan");
+        for (i, l) in self.lines.iter().enumerate() {
+            x.open("Khoan");
+            x.el("STT", &(i + 1).to_string());
+            x.el("MPLPhi", &l.fee_code);
+            x.el("TPLPhi", &l.fee_name);
+            x.el("LPLPhi", l.kind.vi());
+            x.el("SLuong", &l.quantity.to_string());
+            x.el("MThu", &l.base.to_string());
+            if let Some(w) = &l.applied {
+                x.el("STGiam", &w.reduction.to_string());
+            }
+            x.el("ThTien", &l.due.to_string());
+            if let Some(w) = &l.applied {
+                x.open("TTKhac");
+                x.info("MienGiam.VanBan", "string", &w.document_number);
+                x.info("MienGiam.CoQuanBanHanh", "string", &w.issuing_body);
+                x.info("MienGiam.NoiDung", "string", &w.description);
+                x.info("MienGiam.MaQuyTac", "string", &w.rule_id);
+                x.close("TTKhac");
+            }
+            x.close("Khoan");
+        }
+        x.close("DSKhoan");
+        x.open("TToan");
+        x.el("TgTien", &self.total.to_string());
+        x.el("TgTienBChu", &crate::words::amount_in_words(self.total));
+        x.close("TToan");
+        x.close("NDBLai");
+        x.close("DLBLai");
+        x.0
+    }
+
+    /// Signs the data part with the collector's signer and assembles the document.
+    pub fn seal(&self, signer: &dyn Signer) -> Result<SealedReceipt, SignError> {
+        let data = self.data_xml();
+        let signed =
+            xmldsig::sign_enveloped(DATA_ID, data.as_bytes(), &datetime_gmt7(self.issued_at), SIGNATURE_ID, signer)?;
+        let mut doc = String::with_capacity(data.len() + signed.element.len() + 96);
+        doc.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<BLai>");
+        doc.push_str(&data);
+        doc.push_str("<DSCKS><DVThu>");
+        doc.push_str(&signed.element);
+        doc.push_str("</DVThu></DSCKS></BLai>\n");
+        let document_hash = super::document_hash(&doc);
+        Ok(SealedReceipt {
+            document: doc,
+            signature_b64: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &signed.signature_value),
+            document_hash,
+            key_id: signer.fingerprint().to_string(),
+        })
+    }
+}
+
+fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    n.children().find(|c| c.is_element() && c.tag_name().name() == name)
+}
+
+fn text(n: Option<Node<'_, '_>>) -> String {
+    n.and_then(|n| n.text()).unwrap_or("").to_string()
+}
+
+/// The value of a `TTKhac/TTin` entry of `parent`.
+pub fn other_info(parent: Node<'_, '_>, field: &str) -> String {
+    child(parent, "TTKhac")
+        .into_iter()
+        .flat_map(|t| t.children().filter(|c| c.is_element() && c.tag_name().name() == "TTin"))
+        .find(|t| text(child(*t, "TTruong")) == field)
+        .map(|t| text(child(t, "DLieu")))
+        .unwrap_or_default()
+}
+
+/// What a (signed, checked) data part says about the receipt.
+pub fn read_fields(data: Node<'_, '_>, key_id: String, document_hash: String) -> VerifiedDocument {
+    let head = child(data, "TTChung");
+    let body = child(data, "NDBLai");
+    let collector = body.and_then(|b| child(b, "DVThu"));
+    let from_head = |tag: &str| text(head.and_then(|h| child(h, tag)));
+    VerifiedDocument {
+        version: from_head("PBan"),
+        key_id,
+        receipt_id: head.map(|h| other_info(h, "MaBienLai")).unwrap_or_default(),
+        agency_code: collector.map(|c| other_info(c, "MaDonVi")).unwrap_or_default(),
+        agency_tax_code: text(collector.and_then(|c| child(c, "MST"))),
+        template: from_head("KHMSCTu"),
+        symbol: from_head("KHCTu"),
+        number: from_head("SCTu"),
+        previous_hash: head.map(|h| other_info(h, "MaBamTruoc")).unwrap_or_default(),
+        document_hash,
+        total: text(body.and_then(|b| child(b, "TToan")).and_then(|t| child(t, "TgTien"))),
+        lookup_code: head.map(|h| other_info(h, "MaTraCuu")).unwrap_or_default(),
+    }
+}
