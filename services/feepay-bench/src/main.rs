@@ -7,6 +7,7 @@
 
 mod gen;
 mod report;
+mod signing;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -56,6 +57,10 @@ struct Args {
     pg_params: String,
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
+    /// Key type of the agencies' certificates: `rsa` (RSA-2048, what Vietnamese CAs issue
+    /// most) or `ec` (ECDSA P-256).
+    #[arg(long, default_value = "rsa", value_parser = ["rsa", "ec"])]
+    key: String,
 }
 
 struct Service {
@@ -109,16 +114,24 @@ fn progress(msg: &str) {
     println!("[bench] {msg}");
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
+    let work = std::env::temp_dir().join(format!("feepay-bench-{run}"));
+    std::fs::create_dir_all(&work)?;
+    // The PKCS#11 module reads its configuration when it loads: set it while this is the
+    // only thread.
+    std::env::set_var("SOFTHSM2_CONF", signing::softhsm_conf(&work)?);
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(args, run, work))
+}
+
+async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let db_url = format!("{}/feepay_bench_{}?{}", args.pg, run.replace('-', "_"), args.pg_params);
     let prefix = format!("bench{}.", run.replace('-', ""));
     let topics = Topics::with_prefix(&prefix);
-    let work = std::env::temp_dir().join(format!("feepay-bench-{run}"));
-    let keys = work.join("keys");
+    let keys = work.join("signers");
+    let pki = work.join("pki");
     std::fs::create_dir_all(&keys)?;
 
     progress(&format!("run {run}: database {db_url}, topic prefix {prefix}"));
@@ -127,7 +140,25 @@ async fn main() -> anyhow::Result<()> {
     let files = feepay_runtime::refdata::ReferenceFiles::read_dir(Path::new("deploy/reference"))?;
     feepay_runtime::refdata::store(&db, &files, "bench").await?;
     let (reference, rules) = files.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    feepay_issuer::keys::generate_missing(&keys, &reference, "bench")?;
+    // RSA-2048 certificates with software keys (PKCS#12), from a CA of this run.
+    let (ca, _) = feepay_runtime::pki::provision::ensure_ca(&pki, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
+    for agency in feepay_runtime::pki::provision::agencies_without_signer(&reference, &keys) {
+        let now = chrono::Utc::now();
+        feepay_runtime::pki::provision::write_pkcs12(
+            &keys,
+            &ca,
+            agency,
+            None,
+            if args.key == "ec" {
+                feepay_runtime::pki::provision::KeyType::Ec
+            } else {
+                feepay_runtime::pki::provision::KeyType::Rsa
+            },
+            now - chrono::Duration::days(1),
+            now + chrono::Duration::days(30),
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
     let mut kafka = KafkaSettings::from_env("feepay-bench")?;
     kafka.brokers = args.brokers.clone();
     feepay_runtime::kafka::ensure_topics(&kafka, &topics.all(), 4).await?;
@@ -164,7 +195,8 @@ async fn main() -> anyhow::Result<()> {
         cmd.env("FEEPAY_DATABASE_URL", &db_url)
             .env("FEEPAY_KAFKA_BROKERS", &args.brokers)
             .env("FEEPAY_KAFKA_GROUP_ID", format!("{name}-{run}"))
-            .env("FEEPAY_KEYS_DIR", &keys)
+            .env("FEEPAY_SIGNERS_DIR", &keys)
+            .env("FEEPAY_TRUST_ANCHORS", pki.join("ca.pem"))
             .env("FEEPAY_LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
             .env(format!("FEEPAY_{}_HTTP_ADDR", name.to_uppercase()), format!("127.0.0.1:{port}"))
@@ -281,13 +313,34 @@ async fn main() -> anyhow::Result<()> {
     for s in &mut services {
         s.stop();
     }
+    // Measured with the services stopped, so they do not share the cores.
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    progress(&format!("ceiling: signatures/s with the agencies' software key ({}) on {cores} thread(s)", args.key));
+    let sign_rate = signing::software(&keys, cores)?;
+    progress(&format!("ceiling: RSA-2048 signatures/s in a SoftHSM2 token on {cores} session(s)"));
+    let softhsm_rate = match signing::softhsm(&work, &ca, &reference.agencies["BN.TTPVHCC"], cores) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            progress(&format!("  SoftHSM2 not measured: {e}"));
+            None
+        }
+    };
     let dlq = feepay_runtime::settings::dlq_topic(&topics.payments_succeeded);
     let checks = report::check(&db, &expected, args.emails, &kafka, &dlq).await?;
     let figures =
         report::figures(&db, phase1_start, phase1_end, burst_start, offered_secs, total_fixed, args.emails).await?;
     let rss: Vec<(String, u64)> = services.iter().map(|s| (s.name.to_string(), s.peak_rss_kib)).collect();
-    let result =
-        report::Report { run: run.clone(), args: format!("{args:?}"), figures, consumer_rate, pg_rate, rss, checks };
+    let result = report::Report {
+        run: run.clone(),
+        args: format!("{args:?}"),
+        figures,
+        consumer_rate,
+        pg_rate,
+        sign_rate,
+        softhsm_rate,
+        rss,
+        checks,
+    };
     result.print();
     let json = args.out.join(format!("bench-{run}.json"));
     std::fs::write(&json, serde_json::to_string_pretty(&result)?)?;

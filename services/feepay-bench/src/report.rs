@@ -69,6 +69,11 @@ pub struct Report {
     pub consumer_rate: f64,
     /// Receipt rows per second PostgreSQL accepts in batches of 500.
     pub pg_rate: f64,
+    /// Signatures per second with the agencies' software key (RSA-2048 unless `--key ec`),
+    /// every core.
+    pub sign_rate: f64,
+    /// RSA-2048 signatures per second in a SoftHSM2 token, a session per core.
+    pub softhsm_rate: Option<f64>,
     /// Peak resident memory per service, KiB.
     pub rss: Vec<(String, u64)>,
     pub checks: Checks,
@@ -106,6 +111,14 @@ impl Report {
         }
         row("ceiling: bare consumer messages/s", format!("{:.0}", self.consumer_rate));
         row("ceiling: PostgreSQL receipt rows/s (batches of 500)", format!("{:.0}", self.pg_rate));
+        row("ceiling: signatures/s, the agencies' software key, all cores", format!("{:.0}", self.sign_rate));
+        if let Some(r) = self.softhsm_rate {
+            row("ceiling: RSA-2048 signatures/s, SoftHSM2 token, all cores", format!("{r:.0}"));
+        }
+        row(
+            "ratio: pipeline receipts/s ÷ signing ceiling",
+            format!("{:.3}", f.saturation_receipts_per_s / self.sign_rate.max(1.0)),
+        );
         row(
             "ratio: pipeline payments/s ÷ consumer ceiling",
             format!("{:.3}", f.saturation_payments_per_s / self.consumer_rate.max(1.0)),

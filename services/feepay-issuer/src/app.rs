@@ -3,8 +3,8 @@
 use crate::clock::{Clock, SystemClock};
 use crate::handler::PaymentsHandler;
 use crate::issue::Issuer;
-use crate::signing::Signing;
 use crate::metrics::{IssuerMetrics, SERVICE};
+use crate::signing::Signing;
 use anyhow::Context;
 use feepay_runtime::consumer::{self, ConsumerState, Driver};
 use feepay_runtime::dead_letter::DeadLetterSettings;

@@ -1,6 +1,8 @@
 //! Issuer metrics. Labels are bounded: agency and series codes come from reference data.
 
-use feepay_runtime::metrics::{counter_vec, gauge, gauge_vec, histogram, ConsumerMetrics, OutboxMetrics, LATENCY_BUCKETS};
+use feepay_runtime::metrics::{
+    counter_vec, gauge, gauge_vec, histogram, ConsumerMetrics, OutboxMetrics, LATENCY_BUCKETS,
+};
 use prometheus::{Histogram, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 /// Metric name prefix.

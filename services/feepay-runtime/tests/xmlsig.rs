@@ -68,7 +68,11 @@ fn setup(ec: bool) -> (TestCa, SoftSigner, TrustAnchors) {
     let ca = TestCa::create("feepay test CA", now - Duration::days(400), now + Duration::days(3650)).unwrap();
     let key = if ec { testca::ec_key().unwrap() } else { testca::rsa_key().unwrap() };
     let public = openssl::pkey::PKey::public_key_from_der(&key.public_key_to_der().unwrap()).unwrap();
-    let subject = Subject { name: "Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh".into(), tax_code: "2300290832".into(), province: Some("Bắc Ninh".into()) };
+    let subject = Subject {
+        name: "Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh".into(),
+        tax_code: "2300290832".into(),
+        province: Some("Bắc Ninh".into()),
+    };
     let cert = ca.issue(&public, &subject, now - Duration::days(365), now + Duration::days(365)).unwrap();
     let signer = SoftSigner::new(key, vec![cert.to_der().unwrap(), ca.cert.to_der().unwrap()]).unwrap();
     let trust = TrustAnchors::from_pem(&ca.cert.to_pem().unwrap()).unwrap();
@@ -81,7 +85,8 @@ fn a_signed_receipt_verifies_and_its_data_part_is_canonical() {
         let (_ca, signer, trust) = setup(ec);
         let c = content();
         let sealed = c.seal(&signer).unwrap();
-        let v = verify_receipt(&sealed.document, &trust, |_| None).unwrap_or_else(|e| panic!("{e}\n{}", sealed.document));
+        let v =
+            verify_receipt(&sealed.document, &trust, |_| None).unwrap_or_else(|e| panic!("{e}\n{}", sealed.document));
         assert_eq!(v.document.number, "0000042");
         assert_eq!(v.document.symbol, "26T");
         assert_eq!(v.document.agency_code, "BN.TTPVHCC");
@@ -90,7 +95,8 @@ fn a_signed_receipt_verifies_and_its_data_part_is_canonical() {
         // The canonical form of the data part is what was written (and digested).
         let doc = roxmltree::Document::parse(&sealed.document).unwrap();
         let data = doc.root_element().first_element_child().unwrap();
-        let canonical = feepay_domain::receipt::c14n::canonicalize(data, feepay_domain::receipt::c14n::Method::Inclusive, None);
+        let canonical =
+            feepay_domain::receipt::c14n::canonicalize(data, feepay_domain::receipt::c14n::Method::Inclusive, None);
         assert_eq!(String::from_utf8(canonical).unwrap(), c.data_xml());
     }
 }
@@ -102,12 +108,18 @@ fn tampering_is_detected() {
     let d = &sealed.document;
     let altered = d.replacen("<TgTien>67500</TgTien>", "<TgTien>6750</TgTien>", 1);
     assert!(matches!(verify_receipt(&altered, &trust, |_| None), Err(VerifyError::Digest(_))));
-    let time = d.replacen("<SigningTime>2026-11-26T09:30:01</SigningTime>", "<SigningTime>2026-11-26T09:30:02</SigningTime>", 1);
+    let time = d.replacen(
+        "<SigningTime>2026-11-26T09:30:01</SigningTime>",
+        "<SigningTime>2026-11-26T09:30:02</SigningTime>",
+        1,
+    );
     assert!(matches!(verify_receipt(&time, &trust, |_| None), Err(VerifyError::Digest(_))));
     // Another certificate from the same CA cannot take the signature over.
     let (_, other, _) = setup(false);
     let other_doc = content().seal(&other).unwrap().document;
-    let cert = |doc: &str| doc.split("<X509Certificate>").nth(1).unwrap().split("</X509Certificate>").next().unwrap().to_string();
+    let cert = |doc: &str| {
+        doc.split("<X509Certificate>").nth(1).unwrap().split("</X509Certificate>").next().unwrap().to_string()
+    };
     let swapped = d.replacen(&cert(d), &cert(&other_doc), 1);
     assert!(matches!(verify_receipt(&swapped, &trust, |_| None), Err(VerifyError::BadSignature)));
     // Wrapping: the signed data moved aside and a forged data part put in its place.

@@ -152,7 +152,9 @@ pub fn run(out: &mut impl Write, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             let r = reference(&dirs.reference)?;
             let ca = ca(&dirs.ca, out)?;
             let agencies = match &agency {
-                Some(code) => vec![r.agencies.get(code).with_context(|| format!("agency {code} is not in the reference data"))?],
+                Some(code) => {
+                    vec![r.agencies.get(code).with_context(|| format!("agency {code} is not in the reference data"))?]
+                }
                 None => provision::agencies_without_signer(&r, &dirs.signers),
             };
             let (from, until) = validity(days);
@@ -161,7 +163,13 @@ pub fn run(out: &mut impl Write, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
                     provision::write_pkcs12(&dirs.signers, &ca, a, label.as_deref(), algorithm.into(), from, until)
                         .map_err(anyhow::Error::msg)?;
                 let info = feepay_runtime::pki::CertInfo::parse(&cert.to_der()?).map_err(anyhow::Error::msg)?;
-                writeln!(out, "{}  serial {}  valid until {}", path.display(), info.serial, datetime_gmt7(info.not_after))?;
+                writeln!(
+                    out,
+                    "{}  serial {}  valid until {}",
+                    path.display(),
+                    info.serial,
+                    datetime_gmt7(info.not_after)
+                )?;
             }
             writeln!(out, "{} certificate(s) issued into {}", agencies.len(), dirs.signers.display())?;
         }
@@ -172,8 +180,9 @@ pub fn run(out: &mut impl Write, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             let pin = std::fs::read_to_string(&pin_file).with_context(|| format!("reading {}", pin_file.display()))?;
             let target = TokenTarget { module: &module, token: &token, pin: pin.trim_end_matches(['\n', '\r']) };
             let (from, until) = validity(days);
-            let (path, cert) = provision::write_token_signer(&dirs.signers, &ca, a, label.as_deref(), &target, from, until)
-                .map_err(anyhow::Error::msg)?;
+            let (path, cert) =
+                provision::write_token_signer(&dirs.signers, &ca, a, label.as_deref(), &target, from, until)
+                    .map_err(anyhow::Error::msg)?;
             let info = feepay_runtime::pki::CertInfo::parse(&cert.to_der()?).map_err(anyhow::Error::msg)?;
             writeln!(
                 out,
@@ -253,10 +262,26 @@ fn list(out: &mut impl Write, signers: &Path, trust_anchors: &Path, r: &Referenc
     for code in collectors {
         for p in set.problems(code) {
             defects += 1;
-            rows.push(vec![code.into(), String::new(), String::new(), String::new(), String::new(), String::new(), format!("DOES NOT LOAD: {p}")]);
+            rows.push(vec![
+                code.into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("DOES NOT LOAD: {p}"),
+            ]);
         }
         if set.for_agency(code).is_empty() && set.problems(code).is_empty() {
-            rows.push(vec![code.into(), String::new(), String::new(), String::new(), String::new(), String::new(), "no signer of its own (an ancestor's certificate with the same tax code may sign)".into()]);
+            rows.push(vec![
+                code.into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                "no signer of its own (an ancestor's certificate with the same tax code may sign)".into(),
+            ]);
         }
     }
     table::print(out, &["AGENCY", "FILE", "STORE", "MST", "SERIAL", "VALID UNTIL (GMT+7)", "STATUS"], &rows)?;

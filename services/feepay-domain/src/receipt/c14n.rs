@@ -261,14 +261,23 @@ mod tests {
     fn the_apex_carries_the_namespaces_in_scope() {
         let doc = r#"<?xml version="1.0"?>
 <r xmlns:a="urn:a"><Signature xmlns="urn:ds"  Id="s"><SignedInfo Id="i" b="2"  a="1" ><x/></SignedInfo></Signature></r>"#;
-        assert_eq!(c14n(doc, "i", Method::Inclusive), r#"<SignedInfo xmlns="urn:ds" xmlns:a="urn:a" Id="i" a="1" b="2"><x></x></SignedInfo>"#);
-        assert_eq!(c14n(doc, "i", Method::Exclusive), r#"<SignedInfo xmlns="urn:ds" Id="i" a="1" b="2"><x></x></SignedInfo>"#);
+        assert_eq!(
+            c14n(doc, "i", Method::Inclusive),
+            r#"<SignedInfo xmlns="urn:ds" xmlns:a="urn:a" Id="i" a="1" b="2"><x></x></SignedInfo>"#
+        );
+        assert_eq!(
+            c14n(doc, "i", Method::Exclusive),
+            r#"<SignedInfo xmlns="urn:ds" Id="i" a="1" b="2"><x></x></SignedInfo>"#
+        );
     }
 
     #[test]
     fn text_and_attributes_are_escaped_as_the_standard_says() {
         let doc = "<r><d Id=\"d\" t=\"a&#9;b&#10;&quot;&lt;&gt;\">Tôi &amp; bạn &lt;&gt; \"'&#13;</d></r>";
-        assert_eq!(c14n(doc, "d", Method::Inclusive), "<d Id=\"d\" t=\"a&#x9;b&#xA;&quot;&lt;>\">Tôi &amp; bạn &lt;&gt; \"'&#xD;</d>");
+        assert_eq!(
+            c14n(doc, "d", Method::Inclusive),
+            "<d Id=\"d\" t=\"a&#x9;b&#xA;&quot;&lt;>\">Tôi &amp; bạn &lt;&gt; \"'&#xD;</d>"
+        );
     }
 
     #[test]
@@ -277,6 +286,9 @@ mod tests {
         let d = roxmltree::Document::parse(doc).unwrap();
         let apex = d.descendants().find(|n| n.attribute("Id") == Some("d")).unwrap();
         let sig = d.descendants().find(|n| n.tag_name().name() == "S").unwrap();
-        assert_eq!(String::from_utf8(canonicalize(apex, Method::Inclusive, Some(sig))).unwrap(), "<d Id=\"d\"><a>1</a><?pi data?></d>");
+        assert_eq!(
+            String::from_utf8(canonicalize(apex, Method::Inclusive, Some(sig))).unwrap(),
+            "<d Id=\"d\"><a>1</a><?pi data?></d>"
+        );
     }
 }

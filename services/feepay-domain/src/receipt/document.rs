@@ -29,8 +29,8 @@
 //! The writer emits canonical XML (no insignificant whitespace, canonical escaping, empty
 //! elements as start and end tags), so the signed digest is over the bytes written.
 
-use super::{date_gmt7, datetime_gmt7, xml_escape, ReceiptContent, SealedReceipt, VerifiedDocument};
 use super::xmldsig::{self, SignError, Signer};
+use super::{date_gmt7, datetime_gmt7, xml_escape, ReceiptContent, SealedReceipt, VerifiedDocument};
 use roxmltree::Node;
 
 /// Layout version of documents written now.

@@ -198,7 +198,8 @@ pub fn verify_document(
         return Err(VerifyError::Malformed("data part out of order".into()));
     }
     let data = &document[start..end];
-    let sig_el = between(document, "<Signature ", "</Signature>").ok_or(VerifyError::Malformed("no <Signature>".into()))?;
+    let sig_el =
+        between(document, "<Signature ", "</Signature>").ok_or(VerifyError::Malformed("no <Signature>".into()))?;
     let key_id = xml_unescape(between(sig_el, "KeyId=\"", "\"").ok_or(VerifyError::Malformed("no KeyId".into()))?);
     let sig_b64 = sig_el.rsplit('>').next().ok_or(VerifyError::Malformed("no signature value".into()))?;
     let sig_bytes: [u8; 64] = base64::engine::general_purpose::STANDARD

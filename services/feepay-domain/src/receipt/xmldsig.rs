@@ -131,7 +131,8 @@ pub fn sign_enveloped(
     );
     let signed_info_c14n = format!("<SignedInfo xmlns=\"{DSIG_NS}\">{signed_info_inner}");
     let signature_value = signer.sign(signed_info_c14n.as_bytes())?;
-    let mut element = String::with_capacity(2048 + signer.certificates().iter().map(|c| c.len() * 4 / 3).sum::<usize>());
+    let mut element =
+        String::with_capacity(2048 + signer.certificates().iter().map(|c| c.len() * 4 / 3).sum::<usize>());
     element.push_str(&format!("<Signature xmlns=\"{DSIG_NS}\" Id=\"{}\"><SignedInfo>", attr(signature_id)));
     element.push_str(&signed_info_inner);
     element.push_str("<SignatureValue>");

@@ -24,8 +24,8 @@ pub use corrections::{Corrected, Correction, PayerCorrection};
 pub use intake::Processed;
 
 use crate::clock::Clock;
-use crate::signing::Signing;
 use crate::metrics::IssuerMetrics;
+use crate::signing::Signing;
 use feepay_domain::payment::Payment;
 use feepay_proto::v1;
 use feepay_proto::Message;
@@ -217,17 +217,7 @@ impl Issuer {
         format: BodyFormat,
         source: String,
     ) -> Self {
-        Issuer {
-            db,
-            signing,
-            clock,
-            metrics,
-            topics,
-            format,
-            source,
-            workers: 1,
-            reference: RwLock::new(None),
-        }
+        Issuer { db, signing, clock, metrics, topics, format, source, workers: 1, reference: RwLock::new(None) }
     }
 
     /// Picks up signers added or replaced since the last batch and registers their

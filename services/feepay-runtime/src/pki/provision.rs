@@ -92,7 +92,9 @@ pub fn write_pkcs12(
     Ok((path, cert))
 }
 
-fn public_of(key: &openssl::pkey::PKeyRef<openssl::pkey::Private>) -> Result<openssl::pkey::PKey<openssl::pkey::Public>, String> {
+fn public_of(
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+) -> Result<openssl::pkey::PKey<openssl::pkey::Public>, String> {
     let der = key.public_key_to_der().map_err(|e| e.to_string())?;
     openssl::pkey::PKey::public_key_from_der(&der).map_err(|e| e.to_string())
 }
@@ -124,8 +126,16 @@ pub fn write_token_signer(
         return Err(format!("{} exists; give the new key a label (--label)", path.display()));
     }
     let key_label = format!("feepay-{stem}");
-    let cert =
-        testca::provision_token_key(target.module, target.token, target.pin, &key_label, ca, &subject_of(agency), from, until)?;
+    let cert = testca::provision_token_key(
+        target.module,
+        target.token,
+        target.pin,
+        &key_label,
+        ca,
+        &subject_of(agency),
+        from,
+        until,
+    )?;
     let pin_file = format!("{stem}.pin");
     testca::write_private(&signers_dir.join(&pin_file), target.pin.as_bytes())?;
     let config = format!(
@@ -154,12 +164,7 @@ mod tests {
         for name in ["BN.TTPVHCC.pkcs11.toml", "BN.KINHBAC+2026.p12", "BN.p12.password", "HD.TTPVHCC.pin"] {
             std::fs::write(dir.join(name), "").unwrap();
         }
-        let agencies = [
-            ("BN", None),
-            ("BN.TTPVHCC", Some("BN")),
-            ("BN.KINHBAC", Some("BN")),
-            ("HD.TTPVHCC", None),
-        ];
+        let agencies = [("BN", None), ("BN.TTPVHCC", Some("BN")), ("BN.KINHBAC", Some("BN")), ("HD.TTPVHCC", None)];
         let mut r = ReferenceData::default();
         for (code, parent) in agencies {
             r.agencies.insert(

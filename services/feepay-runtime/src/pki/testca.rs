@@ -104,10 +104,7 @@ impl TestCa {
     pub fn load(dir: &Path) -> Result<TestCa, String> {
         let cert = std::fs::read(dir.join("ca.pem")).map_err(|x| format!("{}: {x}", dir.join("ca.pem").display()))?;
         let key = std::fs::read(dir.join("ca.key")).map_err(|x| format!("{}: {x}", dir.join("ca.key").display()))?;
-        Ok(TestCa {
-            cert: X509::from_pem(&cert).map_err(e)?,
-            key: PKey::private_key_from_pem(&key).map_err(e)?,
-        })
+        Ok(TestCa { cert: X509::from_pem(&cert).map_err(e)?, key: PKey::private_key_from_pem(&key).map_err(e)? })
     }
 
     /// Writes `ca.pem` (the trust anchor to publish) and `ca.key` (mode 0600).
@@ -160,7 +157,8 @@ impl TestCa {
         b.append_extension(ExtendedKeyUsage::new().email_protection().build().map_err(e)?).map_err(e)?;
         let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&self.cert), None)).map_err(e)?;
         b.append_extension(ski).map_err(e)?;
-        let aki = AuthorityKeyIdentifier::new().keyid(true).build(&b.x509v3_context(Some(&self.cert), None)).map_err(e)?;
+        let aki =
+            AuthorityKeyIdentifier::new().keyid(true).build(&b.x509v3_context(Some(&self.cert), None)).map_err(e)?;
         b.append_extension(aki).map_err(e)?;
         b.sign(&self.key, MessageDigest::sha256()).map_err(e)?;
         Ok(b.build())

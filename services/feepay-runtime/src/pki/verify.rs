@@ -48,7 +48,8 @@ pub fn verify_receipt(
     trust: &TrustAnchors,
     legacy_key: impl Fn(&str) -> Option<VerifyingKey>,
 ) -> Result<Verification, VerifyError> {
-    let doc = roxmltree::Document::parse(document).map_err(|e| VerifyError::Malformed(format!("not well-formed XML: {e}")))?;
+    let doc = roxmltree::Document::parse(document)
+        .map_err(|e| VerifyError::Malformed(format!("not well-formed XML: {e}")))?;
     let version = doc
         .root_element()
         .children()
@@ -69,8 +70,8 @@ pub fn verify_receipt(
         SignatureAlgorithm::RsaSha256 => checked.signature_value.clone(),
         SignatureAlgorithm::EcdsaSha256 => ecdsa_der(&checked.signature_value)?,
     };
-    let mut verifier =
-        openssl::sign::Verifier::new(MessageDigest::sha256(), &key).map_err(|e| VerifyError::Certificate(e.to_string()))?;
+    let mut verifier = openssl::sign::Verifier::new(MessageDigest::sha256(), &key)
+        .map_err(|e| VerifyError::Certificate(e.to_string()))?;
     let valid = verifier.update(&checked.signed_info).and_then(|_| verifier.verify(&signature)).unwrap_or(false);
     if !valid {
         return Err(VerifyError::BadSignature);
