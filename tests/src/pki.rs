@@ -85,6 +85,60 @@ pub fn xmlsec_verify(document: &str) -> Result<(), String> {
     xmlsec_verify_with(document, &test_pki().anchors())
 }
 
+/// Runs an external checker over many documents, a few hundred files per call: `Ok` when
+/// it accepts all, else its output.
+fn check_all(documents: &[String], program: &str, args: &[&str]) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("feepay-docs-{}", unique()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut result = Ok(());
+    for (n, chunk) in documents.chunks(400).enumerate() {
+        let files: Vec<PathBuf> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let p = dir.join(format!("{n}-{i}.xml"));
+                std::fs::write(&p, d).expect("document written");
+                p
+            })
+            .collect();
+        let out = std::process::Command::new(program).args(args).args(&files).output();
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                result = Err(format!("{program} does not run (make up installs it): {e}"));
+                break;
+            }
+        };
+        if !out.status.success() {
+            result = Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// `xmlsec1 --verify` of every document against the test CA.
+pub fn xmlsec_verify_all(documents: &[String]) -> Result<(), String> {
+    let anchors = test_pki().anchors();
+    check_all(
+        documents,
+        "xmlsec1",
+        &["--verify", "--id-attr:Id", "DLBLai", "--trusted-pem", anchors.to_str().expect("utf-8")],
+    )
+}
+
+/// The shipped schema of the receipt layout.
+pub fn receipt_schema() -> PathBuf {
+    repo_root().join("deploy/xsd/bien-lai-2.0.0.xsd")
+}
+
+/// `xmllint --schema` of every document against the shipped XSD.
+pub fn xsd_validate_all(documents: &[String]) -> Result<(), String> {
+    let schema = receipt_schema();
+    check_all(documents, "xmllint", &["--noout", "--schema", schema.to_str().expect("utf-8")])
+}
+
 pub fn xmlsec_verify_with(document: &str, anchors: &Path) -> Result<(), String> {
     let path = std::env::temp_dir().join(format!("feepay-doc-{}.xml", unique()));
     std::fs::write(&path, document).expect("document written");
@@ -199,7 +253,12 @@ impl SoftHsm {
             .args(["--init-token", "--free", "--label", label, "--so-pin", &so_pin, "--pin", &pin])
             .output()
             .expect("softhsm2-util runs (make up installs softhsm2)");
-        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         pin
     }
 

@@ -36,7 +36,9 @@ async fn documents_of(db: &TestDb, payment_id: &str) -> Vec<(String, String, Str
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.try_get("", "document").unwrap(), r.try_get("", "status").unwrap(), r.try_get("", "key_id").unwrap()))
+        .map(|r| {
+            (r.try_get("", "document").unwrap(), r.try_get("", "status").unwrap(), r.try_get("", "key_id").unwrap())
+        })
         .collect()
 }
 
@@ -55,8 +57,7 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
     let plain = format!("PG-{u}-plain");
     produce(&p, &topics.payments_succeeded, &plain, &gplx_payment(&plain, now), BodyFormat::Protobuf).await;
     // A waiver in force whatever the date of the run: half the driving-licence charge online.
-    let mut files =
-        feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).unwrap();
+    let mut files = feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).unwrap();
     files.waivers.1.push_str(
         "\n[[rule]]\nid = \"test-gplx-online-50\"\ndocument_number = \"01/2026/TT-TEST\"\nissuing_body = \"Bộ Tài chính\"\nsigned_on = \"2020-01-01\"\n\
          description = \"Giảm 50% lệ phí cấp giấy phép lái xe khi nộp trực tuyến\"\nvalid_from = \"2020-01-01\"\n\
@@ -106,11 +107,15 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
     // Every kind, judged by xmlsec1 against the trust anchor.
     let plain_doc = documents_of(&db, &plain).await.remove(0).0;
     let waived_doc = documents_of(&db, &waived).await.remove(0).0;
-    assert!(waived_doc.contains("<TTruong>MienGiam.VanBan</TTruong>"), "the waived line names its legal basis: {waived_doc}");
+    assert!(
+        waived_doc.contains("<TTruong>MienGiam.VanBan</TTruong>"),
+        "the waived line names its legal basis: {waived_doc}"
+    );
     let cancelled_docs = documents_of(&db, &cancelled).await;
     assert_eq!(cancelled_docs[0].1, "cancelled");
     let replaced_docs = documents_of(&db, &replaced).await;
-    let replacement = replaced_docs.iter().find(|d| d.1 == "issued" && d.0.contains("BLThayThe.SCTu")).expect("replacement");
+    let replacement =
+        replaced_docs.iter().find(|d| d.1 == "issued" && d.0.contains("BLThayThe.SCTu")).expect("replacement");
     for (kind, doc) in [
         ("plain", &plain_doc),
         ("waived", &waived_doc),
@@ -119,6 +124,8 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
         ("replacement", &replacement.0),
     ] {
         xmlsec_verify(doc).unwrap_or_else(|e| panic!("{kind}: xmlsec1 refuses it: {e}\n{doc}"));
+        feepay_tests::pki::xsd_validate_all(std::slice::from_ref(doc))
+            .unwrap_or_else(|e| panic!("{kind}: not valid against the XSD: {e}\n{doc}"));
         let v = verify_receipt(doc, &trust(), |_| None).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(v.document.version, "2.0.0");
     }
@@ -143,7 +150,8 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
     let start = plain_doc.find("<DLBLai").unwrap();
     let end = plain_doc.find("</DLBLai>").unwrap() + "</DLBLai>".len();
     let signed = &plain_doc[start..end];
-    let forged_part = signed.replace("<TgTien>135000</TgTien>", "<TgTien>1</TgTien>").replace("Id=\"data\"", "Id=\"x\"");
+    let forged_part =
+        signed.replace("<TgTien>135000</TgTien>", "<TgTien>1</TgTien>").replace("Id=\"data\"", "Id=\"x\"");
     let wrapped = plain_doc.replacen(signed, &format!("{forged_part}<TTKhac>{signed}</TTKhac>"), 1);
     assert!(verify_receipt(&wrapped, &trust(), |_| None).is_err(), "a wrapped receipt verifies");
     // The signature moved out of the collector's entry in DSCKS.
@@ -242,7 +250,11 @@ async fn bad_certificates_never_sign_and_the_payments_wait_with_the_reason() {
     assert!(kinhbac.contains("is for tax code 2300413185, not for the collector's"), "{kinhbac}");
     assert!(reason("BN.TUSON").contains("does not chain to a trusted CA"), "{}", reason("BN.TUSON"));
     assert!(reason("BN.TIENDU").contains("key usage does not allow signing"), "{}", reason("BN.TIENDU"));
-    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 1, "nothing signed by a bad certificate");
+    assert_eq!(
+        count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await,
+        1,
+        "nothing signed by a bad certificate"
+    );
     let m = eventually(WAIT, "the parked gauge", || async {
         let m = issuer.metrics().await;
         (metric_value(&m, "feepay_issuer_parked_events", &[("reason", "certificate_invalid")]) == 4.0).then_some(m)
@@ -253,7 +265,8 @@ async fn bad_certificates_never_sign_and_the_payments_wait_with_the_reason() {
     // The centre gets its renewed certificate: added beside the expired one, no restart.
     issue_pkcs12(&signers, "BN.TTPVHCC", Some("2026"), KeyType::Rsa, years_ago(1), years_ahead(1));
     let id = parked.iter().find(|p| p.subject == format!("payment:PG-{u}-BN.TTPVHCC")).unwrap().id;
-    let run = receiptctl(&db, &topics, None, &["parked", "retry", &id.to_string(), "--reason", "chứng thư số mới"]).await;
+    let run =
+        receiptctl(&db, &topics, None, &["parked", "retry", &id.to_string(), "--reason", "chứng thư số mới"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let docs = eventually(WAIT, "the renewed certificate signs", || async {
         let d = documents_of(&db, &format!("PG-{u}-BN.TTPVHCC")).await;
@@ -358,7 +371,12 @@ async fn a_key_in_a_softhsm2_token_signs_receipts_that_xmlsec1_verifies() {
         .arg(&test_pki().dir)
         .output()
         .unwrap();
-    assert!(made.status.success(), "{}{}", String::from_utf8_lossy(&made.stdout), String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&made.stdout),
+        String::from_utf8_lossy(&made.stderr)
+    );
     assert!(signers.join("BN.TTPVHCC.pkcs11.toml").exists());
     assert!(!std::fs::read_dir(&signers).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".p12")));
     // The private key is sensitive and never extractable.
