@@ -83,10 +83,11 @@ cat <<MSG
   health                      http://127.0.0.1:9101/readyz ...
   receipts                    $BIN/receiptctl receipts list
   signing certificates        $BIN/receiptctl keys list   (and keys registration: what to declare on 01/ĐKTĐ-CTĐT)
-  audit a series              $BIN/receiptctl audit --agency BN.TTPVHCC --template 01BLP0-001 --symbol BN-$(date +%y)E
-  what would it cost          $BIN/receiptctl assess --agency HD.TPHD.TANBINH --fee HD-LP-GPXD --channel fully_online
+  audit a series              $BIN/receiptctl audit --agency BN.TTPVHCC --template EBL01 --symbol $(TZ=Asia/Ho_Chi_Minh date +%y)T
+  what would it cost          $BIN/receiptctl assess --agency BN.TTPVHCC --fee LP-CANCUOC-DOI --fee P-CHUNGTHUC:5 --channel fully_online
   reconcile today             $BIN/receiptctl reconcile --date $(TZ=Asia/Ho_Chi_Minh date +%F)
-  usage report (BC26)         $BIN/receiptctl report usage --from $(TZ=Asia/Ho_Chi_Minh date +%Y-01-01) --to $(TZ=Asia/Ho_Chi_Minh date +%F) --format xml
+  usage (internal table)      $BIN/receiptctl report usage --from $(TZ=Asia/Ho_Chi_Minh date +%Y-01-01) --to $(TZ=Asia/Ho_Chi_Minh date +%F)
+  for the tax authority       $BIN/receiptctl tax list   (BC26/BLĐT reports, 04/SS-CTĐT notices; tax export --dir DIR; tax registration --agency BN.TTPVHCC)
   dead letters                $BIN/receiptctl dead-letters list
   logs                        .local/logs/{issuer,assessor,notifier,lookup}.log
 

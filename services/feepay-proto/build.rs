@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "feepay/v1/assessment.proto",
         "feepay/v1/receipts.proto",
         "feepay/v1/notifications.proto",
+        "feepay/v1/tax.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

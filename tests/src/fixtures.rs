@@ -14,6 +14,7 @@ pub fn payer(name: &str) -> v1::Payer {
         address: "Số 5 đường Nguyễn Đăng Đạo, phường Kinh Bắc, tỉnh Bắc Ninh".into(),
         categories: vec![],
         passport_number: String::new(),
+        identity_level: 0,
     }
 }
 

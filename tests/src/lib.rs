@@ -240,6 +240,7 @@ pub fn issuer_settings(db: &TestDb, topics: &Topics, keys: &Path, group: &str) -
         dead_letters: Default::default(),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         signers_dir: keys.to_path_buf(),
+        tax_report_monthly: false,
         trust_anchors: pki::test_pki().anchors(),
         source: "/tests/issuer".into(),
         relay: true,

@@ -140,10 +140,20 @@ pub fn xsd_validate_all(documents: &[String]) -> Result<(), String> {
 }
 
 pub fn xmlsec_verify_with(document: &str, anchors: &Path) -> Result<(), String> {
+    xmlsec_verify_signed(document, "DLBLai", anchors)
+}
+
+/// `xmlsec1 --verify` of a document whose signed data part is the element `data_element`
+/// (`DLTBao` for a notice, `DLBCTHSDBLai` for a usage report), against the test CA.
+pub fn xmlsec_verify_document(document: &str, data_element: &str) -> Result<(), String> {
+    xmlsec_verify_signed(document, data_element, &test_pki().anchors())
+}
+
+fn xmlsec_verify_signed(document: &str, data_element: &str, anchors: &Path) -> Result<(), String> {
     let path = std::env::temp_dir().join(format!("feepay-doc-{}.xml", unique()));
     std::fs::write(&path, document).expect("document written");
     let out = std::process::Command::new("xmlsec1")
-        .args(["--verify", "--id-attr:Id", "DLBLai", "--trusted-pem"])
+        .args(["--verify", "--id-attr:Id", data_element, "--trusted-pem"])
         .arg(anchors)
         .arg(&path)
         .output();
@@ -216,6 +226,7 @@ pub fn sample_content() -> feepay_domain::receipt::ReceiptContent {
         lookup_code: feepay_domain::receipt::generate_lookup_code(&mut rand::thread_rng()),
         previous_hash: feepay_domain::numbering::GENESIS_HASH.into(),
         replaces: None,
+        delegate: None,
     }
 }
 

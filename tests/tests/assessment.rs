@@ -45,18 +45,18 @@ async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
             gmt7.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap().into(),
         ),
         (
-            "HD.TPHD.TANBINH",
+            "HP.HAIDUONG",
             v1::Channel::PartlyOnline,
             vec![],
-            vec![("HD-LP-GPXD", 1), ("HD-LP-HOTICH-TRICHLUC", 3)],
-            gmt7.with_ymd_and_hms(2025, 6, 30, 12, 0, 0).unwrap().into(),
+            vec![("HP-LP-GPXD", 1), ("P-CHUNGTHUC", 3)],
+            gmt7.with_ymd_and_hms(2026, 7, 1, 12, 0, 0).unwrap().into(),
         ),
         (
-            "HD.TPHD.TANBINH",
-            v1::Channel::PartlyOnline,
+            "BN.TTPVHCC",
+            v1::Channel::Counter,
             vec![],
-            vec![("HD-LP-GPXD", 1), ("P-CHUNGTHUC", 2)],
-            gmt7.with_ymd_and_hms(2025, 7, 1, 12, 0, 0).unwrap().into(),
+            vec![("LP-CANCUOC-DOI", 1), ("P-LLTP", 1)],
+            gmt7.with_ymd_and_hms(2026, 7, 1, 12, 0, 0).unwrap().into(),
         ),
         (
             "BN.KINHBAC",
@@ -77,6 +77,7 @@ async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
             categories: cats.iter().map(|c| *c as i32).collect(),
             lines: lines.iter().map(|(f, q)| v1::RequestedLine { fee_code: f.to_string(), quantity: *q }).collect(),
             at: Some(ts(*at)),
+            identity_level: 0,
         };
         produce(
             &p,
@@ -100,8 +101,8 @@ async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
     let answer = |i: usize| answers.iter().find(|a| a.assessment_id == format!("AS-{u}-{i}")).unwrap();
     assert_eq!(answer(0).total_due, "295000", "180 000 + 115 000 under Circular 63 on its last day");
     assert_eq!(answer(1).total_due, "335000", "normal rates from 1 January 2026");
-    assert_eq!(answer(2).total_due, "49500", "50% of 75 000 + 24 000 under NQ 06/2023");
-    assert_eq!(answer(3).total_due, "4000", "0 đ for the HĐND fee online from 1 July 2025");
+    assert_eq!(answer(2).total_due, "80000", "75 000 + certified pages 2 000 + 2 000 + 1 000");
+    assert_eq!(answer(3).total_due, "225000", "half the identity-card renewal (Circular 64/2025) + 200 000");
     assert_eq!(answer(4).lines[0].amount_due, "0");
     assert_eq!(answer(4).lines[0].waiver.as_ref().unwrap().document_number, "60/2014/QH13");
     let dead: Vec<v1::DeadLetter> =

@@ -97,7 +97,8 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
         .expect("Tiên Du has a series");
     let (template, letters): (String, String) =
         (tiendu.try_get("", "template").unwrap(), tiendu.try_get("", "letters").unwrap());
-    let symbol = feepay_domain::numbering::receipt_symbol(&letters, year);
+    assert_eq!(letters, "", "the current form makes symbols without letters");
+    let symbol = format!("{:02}T", year % 100);
     db.db
         .execute(feepay_runtime::sql::stmt(
             "INSERT INTO series_counters (agency, template, symbol, year, last_number, last_hash) VALUES ('BN.TIENDU', $1, $2, $3, 9999999, $4)",
@@ -115,7 +116,7 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
         payment(id, agency, v1::Channel::Counter, vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)], now)
     };
     let others: Vec<String> = (0..12).map(|i| format!("PG-{u}-ok-{i}")).collect();
-    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "HD.TTPVHCC"];
+    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "HP.TTPVHCC"];
     let no_key = format!("PG-{u}-tuson");
     let exhausted = format!("PG-{u}-tiendu");
     // One batch: the two culprits between valid payments of other agencies.
@@ -179,12 +180,14 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     std::fs::write(&tuson_key, saved_key).unwrap();
     let dir = repo_root().join("deploy/reference");
     let mut files = feepay_runtime::refdata::ReferenceFiles::read_dir(&dir).unwrap();
-    let old_series = format!("agency = \"BN.TIENDU\"\ntemplate = \"{template}\"\nletters = \"{letters}\"");
-    assert!(files.agencies.1.contains(&old_series), "the sample data names Tiên Du's series as expected");
-    files.agencies.1 = files
-        .agencies
-        .1
-        .replace(&old_series, &format!("agency = \"BN.TIENDU\"\ntemplate = \"{template}\"\nletters = \"TE\""));
+    // The fix: Tiên Du registers a further template for the rest of the year.
+    let old_series = "agency = \"BN.TIENDU\"\nform = \"EBL01\"";
+    assert!(files.agencies.1.contains(old_series), "the sample data names Tiên Du's series as expected");
+    files.agencies.1 = files.agencies.1.replace(old_series, "agency = \"BN.TIENDU\"\nform = \"EBL01-2\"");
+    files.agencies.1.push_str(
+        "\n[[form]]\ntemplate = \"EBL01-2\"\nkind = 1\nname = \"Biên lai thu phí, lệ phí không có mệnh giá\"\n\
+         symbol = \"{yy}T\"\nbasis = \"Mẫu đăng ký bổ sung\"\nvalid_from = \"2025-06-01\"\n",
+    );
     feepay_runtime::refdata::store(&db.db, &files, "test").await.expect("new series loads");
     for id in [a.id, b.id] {
         let run =
@@ -202,12 +205,9 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     .await;
     let resolved = feepay_runtime::parking::list(&db.db, true, 100).await.unwrap();
     assert!(resolved.iter().all(|p| p.status == feepay_runtime::parking::Status::Resolved), "{resolved:?}");
-    let new_symbol = feepay_domain::numbering::receipt_symbol("TE", year);
     let number = count(
         &db.db,
-        &format!(
-            "SELECT number::BIGINT AS n FROM receipts WHERE payment_id = '{exhausted}' AND symbol = '{new_symbol}'"
-        ),
+        &format!("SELECT number::BIGINT AS n FROM receipts WHERE payment_id = '{exhausted}' AND template = 'EBL01-2'"),
     )
     .await;
     assert_eq!(number, 1, "the new series starts at 1");

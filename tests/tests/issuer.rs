@@ -69,14 +69,15 @@ async fn payments_become_signed_gapless_receipts_and_events() {
     .await;
     let mixed_receipts = receipts_of(&db, &mixed).await;
     assert_eq!(mixed_receipts.len(), 2, "{mixed_receipts:?}");
-    assert!(mixed_receipts.iter().any(|r| r.0 == "01BLP0-002"), "phí on the phí series");
+    assert!(mixed_receipts.iter().all(|r| r.0 == "EBL01"), "one series, the current form: {mixed_receipts:?}");
+    assert_ne!(mixed_receipts[0].2, mixed_receipts[1].2, "phí and lệ phí on separate receipts, separate numbers");
     assert_eq!(verify_all_series(&db, &keys).await, 22);
 
     let events: Vec<v1::ReceiptIssued> = read_topic(&topics.receipts_issued, 22, WAIT, decode_event).await;
     assert_eq!(events.len(), 22, "every receipt is published");
     let r = events
         .iter()
-        .find_map(|e| e.receipt.as_ref().filter(|r| r.payment_id == mixed && r.template_symbol == "01BLP0-001"))
+        .find_map(|e| e.receipt.as_ref().filter(|r| r.payment_id == mixed && r.total == "100000"))
         .unwrap();
     assert_eq!(r.total, "100000");
     assert_eq!(r.total_in_words, "Một trăm nghìn đồng");
@@ -253,8 +254,8 @@ async fn refunds_cancel_and_partial_refunds_replace() {
         "BN.KINHBAC",
         v1::Channel::Counter,
         vec![
-            line("BN-LP-HOTICH-TRICHLUC", v1::FeeKind::LePhi, 3, 24_000),
-            line("P-CHUNGTHUC", v1::FeeKind::Phi, 5, 10_000),
+            line("BN-LP-HOTICH-CAICHINH", v1::FeeKind::LePhi, 1, 28_000),
+            line("P-CHUNGTHUC", v1::FeeKind::Phi, 5, 7_000),
         ],
         now,
     );
@@ -295,7 +296,7 @@ async fn refunds_cancel_and_partial_refunds_replace() {
         BodyFormat::Protobuf,
     )
     .await;
-    let too_much = refund(&format!("RF-{u}-toomuch"), &partial, vec![("BN-LP-HOTICH-TRICHLUC", 99_000)], now);
+    let too_much = refund(&format!("RF-{u}-toomuch"), &partial, vec![("BN-LP-HOTICH-CAICHINH", 99_000)], now);
     produce(&p, &topics.payments_refunded, &partial, &too_much, BodyFormat::Protobuf).await;
 
     let cancelled: Vec<v1::ReceiptCancelled> = read_topic(&topics.receipts_cancelled, 3, WAIT, decode_event).await;
@@ -308,21 +309,19 @@ async fn refunds_cancel_and_partial_refunds_replace() {
         ["cancelled"],
         "pending refund applied when its payment came"
     );
+    // Lệ phí and phí on two receipts; the refund of certified pages replaces the phí one.
     let partial_receipts = receipts_of(&db, &partial).await;
-    assert_eq!(partial_receipts.len(), 2, "{partial_receipts:?}");
-    assert_eq!(partial_receipts[0].3, "cancelled");
-    assert_eq!(partial_receipts[1].3, "issued");
-    assert_eq!(
-        partial_receipts[1].2,
-        partial_receipts[0].2 + 1,
-        "the replacement takes the next number of the same series"
-    );
+    assert_eq!(partial_receipts.len(), 3, "{partial_receipts:?}");
+    let statuses: Vec<&str> = partial_receipts.iter().map(|r| r.3.as_str()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "cancelled").count(), 1, "{partial_receipts:?}");
+    let last = partial_receipts.iter().map(|r| r.2).max().unwrap();
+    assert_eq!(last, partial_receipts.iter().map(|r| r.2).min().unwrap() + 2, "the replacement takes the next number");
     let c = cancelled.iter().find(|c| c.receipt.as_ref().unwrap().payment_id == partial).unwrap();
     assert!(!c.replaced_by_receipt_id.is_empty());
-    let issued: Vec<v1::ReceiptIssued> = read_topic(&topics.receipts_issued, 4, WAIT, decode_event).await;
+    let issued: Vec<v1::ReceiptIssued> = read_topic(&topics.receipts_issued, 5, WAIT, decode_event).await;
     let replacement =
         issued.iter().filter_map(|e| e.receipt.as_ref()).find(|r| r.receipt_id == c.replaced_by_receipt_id).unwrap();
-    assert_eq!(replacement.total, "30000", "34 000 collected, 4 000 refunded");
+    assert_eq!(replacement.total, "3000", "7 000 collected for certified pages, 4 000 refunded");
     assert_eq!(replacement.replaces_receipt_id, c.receipt.as_ref().unwrap().receipt_id);
     assert!(issued.iter().any(|e| e.signed_document.contains("<TTruong>BLThayThe.SCTu</TTruong>")));
     let rejected: Vec<v1::PaymentRejected> = read_topic(&topics.payments_rejected, 1, WAIT, decode_event).await;
@@ -330,8 +329,8 @@ async fn refunds_cancel_and_partial_refunds_replace() {
     assert!(rejected[0].detail.contains("exceeds what was collected"), "{}", rejected[0].detail);
     // Receipts are never deleted, even by hand.
     db.db.execute_unprepared("DELETE FROM receipts").await.unwrap();
-    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 4);
-    assert_eq!(verify_all_series(&db, &keys).await, 4);
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 5);
+    assert_eq!(verify_all_series(&db, &keys).await, 5);
     issuer.stop().await;
     db.drop().await;
 }
@@ -388,11 +387,11 @@ async fn numbering_restarts_at_midnight_on_new_years_eve_gmt7() {
     assert_eq!(
         rows,
         vec![
-            ("BN-26E".into(), 2026, 1),
-            ("BN-26E".into(), 2026, 2),
-            ("BN-26E".into(), 2026, 3),
-            ("BN-27E".into(), 2027, 1),
-            ("BN-27E".into(), 2027, 2)
+            ("26T".into(), 2026, 1),
+            ("26T".into(), 2026, 2),
+            ("26T".into(), 2026, 3),
+            ("27T".into(), 2027, 1),
+            ("27T".into(), 2027, 2)
         ]
     );
     assert_eq!(verify_all_series(&db, &keys).await, 5);
@@ -467,7 +466,7 @@ async fn two_issuers_and_a_rebalance_keep_numbers_gapless() {
     b.wait_ready(WAIT).await;
     let p = producer();
     let u = unique();
-    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "HD.TTPVHCC"];
+    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "HP.TTPVHCC"];
     let total = 600;
     let mut stopped_a = None;
     let mut a = Some(a);
@@ -505,7 +504,7 @@ async fn crashes_at_random_moments_lose_nothing_and_skip_no_number() {
     let p = producer();
     let u = unique();
     let total = 3000usize;
-    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "HD.TTPVHCC", "HD.TPHD.TANBINH"];
+    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "HP.TTPVHCC", "HP.HAIDUONG"];
     let producing = {
         let p = p.clone();
         let topic = topics.payments_succeeded.clone();
@@ -757,7 +756,7 @@ async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless()
         )
         .with_workers(4),
     );
-    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "BN.TIENDU", "HD.TTPVHCC", "HD.TPHD", "HD.TPHD.TANBINH"];
+    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "BN.TIENDU", "HP.TTPVHCC", "HP.HAIDUONG", "HP.HONGBANG"];
     let now = Utc::now();
     let u = unique();
     let pay = |id: &str, agency: &str| {
@@ -781,9 +780,9 @@ async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless()
 
     let ids: Vec<String> = (0..210).map(|i| format!("PS-{u}-{i:03}")).collect();
     let mut batch: Vec<_> = ids.iter().enumerate().map(|(i, id)| pay(id, agencies[i % agencies.len()])).collect();
-    batch.push(pay(&early, "HD.TPHD"));
+    batch.push(pay(&early, "HP.HAIDUONG"));
     batch.push(pay(&ids[0], agencies[0])); // the same event again
-    batch.push(pay(&ids[1], "HD.TPHD")); // same id, other agency: another group's transaction
+    batch.push(pay(&ids[1], "HP.HAIDUONG")); // same id, other agency: another group's transaction
     batch.push(refund_of(&format!("RF-{u}-002"), &ids[2])); // refund of a payment of this batch
     let outcome = issuer.process(&batch).await.unwrap().outcome;
     assert_eq!(

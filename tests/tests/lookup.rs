@@ -101,7 +101,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     let r = reqwest::get(format!("{base}/api/v1/receipts/{}/document", codes[0])).await.unwrap();
     assert_eq!(r.status(), 200);
     let disposition = r.headers()["content-disposition"].to_str().unwrap().to_string();
-    assert!(disposition.starts_with("attachment; filename=\"bien-lai-01BLP0-001-"), "{disposition}");
+    assert!(disposition.starts_with("attachment; filename=\"bien-lai-EBL01-"), "{disposition}");
     let doc = r.text().await.unwrap();
     assert_eq!(doc, stored);
     let client = reqwest::Client::new();
@@ -222,8 +222,6 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
             "Sai họ tên người nộp",
             "--payer-name",
             "Trần Thị Ngọc Anh",
-            "--signers",
-            keys.to_str().unwrap(),
             "--yes",
         ],
     )
@@ -272,7 +270,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
             "--agency",
             "BN.TTPVHCC",
             "--template",
-            "01BLP0-001",
+            "EBL01",
             "--symbol",
             &symbol,
             "--trust-anchors",
@@ -281,7 +279,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     )
     .await;
     assert_eq!(audit.code, 0, "{audit:?}");
-    assert!(audit.stdout.contains("OK: BN.TTPVHCC 01BLP0-001"), "{audit:?}");
+    assert!(audit.stdout.contains("OK: BN.TTPVHCC EBL01"), "{audit:?}");
     assert!(audit.stdout.contains("4 receipt(s)"), "{audit:?}");
     assert!(audit.stdout.contains("signed by C=VN, O=Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh"), "{audit:?}");
 
@@ -322,11 +320,59 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     assert_eq!(usage.code, 0, "{usage:?}");
     let row = usage.stdout.lines().nth(1).expect("one series");
     let cells: Vec<&str> = row.split(',').collect();
-    assert_eq!(&cells[3..5], ["01BLP0-001", symbol.as_str()]);
+    assert_eq!(&cells[3..5], ["EBL01", symbol.as_str()]);
     assert_eq!(&cells[7..], ["0000001", "0000001", "0000004", "4", "2", "0000001 0000002", "0", "0000004"], "{row}");
     let xml =
         receiptctl(&db, &topics, None, &["report", "usage", "--from", &day, "--to", &day, "--format", "xml"]).await;
-    assert!(xml.stdout.contains("<SLSDung>4</SLSDung><SLHuy>2</SLHuy><DSSoHuy>0000001 0000002</DSSoHuy>"), "{xml:?}");
+    assert_eq!(xml.code, 2, "the official XML is the issuer's signed report: {xml:?}");
+    assert!(xml.stderr.contains("receiptctl tax list --kind usage-report"), "{xml:?}");
+
+    // Each cancellation sent the tax authority its signed notice (04/SS-CTĐT).
+    let notices = receiptctl(&db, &topics, None, &["tax", "list", "--kind", "error-notice"]).await;
+    assert_eq!(notices.code, 0, "{notices:?}");
+    assert!(notices.stdout.contains("2 document(s)"), "{notices:?}");
+    let ids: Vec<String> = notices
+        .stdout
+        .lines()
+        .filter(|l| l.contains("04/SS-CTĐT"))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    let mut reasons = Vec::new();
+    for id in &ids {
+        let shown = receiptctl(&db, &topics, None, &["tax", "show", id]).await;
+        assert!(shown.stdout.contains("<MSo>04/SS-CTĐT</MSo>"), "{shown:?}");
+        assert!(
+            shown.stdout.contains("<MST>2300290832</MST>") && shown.stdout.contains("<KHMSCTu>EBL01</KHMSCTu>"),
+            "{shown:?}"
+        );
+        feepay_tests::pki::xmlsec_verify_document(&shown.stdout, "DLTBao")
+            .unwrap_or_else(|e| panic!("xmlsec1 refuses the notice: {e}"));
+        reasons.push(shown.stdout.split("<LDo>").nth(1).unwrap().split("</LDo>").next().unwrap().to_string());
+    }
+    reasons.sort();
+    assert_eq!(reasons, ["Sai họ tên người nộp", "Thu nhầm hồ sơ"]);
+    let out_dir = std::env::temp_dir().join(format!("tax-{}", unique()));
+    let export = receiptctl(&db, &topics, None, &["tax", "export", "--dir", out_dir.to_str().unwrap()]).await;
+    assert!(export.stdout.contains("document(s) written"), "{export:?}");
+    assert!(std::fs::read_dir(&out_dir).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("04-SS-CTDT-BN.TTPVHCC-")));
+    // The registration draft names the centre's form and the certificate that signs.
+    let draft = receiptctl(&db, &topics, None, &["tax", "registration", "--agency", "BN.TTPVHCC"]).await;
+    assert_eq!(draft.code, 0, "{draft:?}");
+    assert!(
+        draft.stdout.contains("<MSo>01/ĐKTĐ-CTĐT</MSo>") && draft.stdout.contains("<KHMSCTu>EBL01</KHMSCTu>"),
+        "{draft:?}"
+    );
+    assert!(draft.stdout.contains(&format!("<Seri>{}</Seri>", cert["serial"].as_str().unwrap())), "{draft:?}");
+    assert!(!draft.stdout.contains("<TDVNUNhiem>"), "the centre delegates to nobody: {draft:?}");
+    let stp = receiptctl(&db, &topics, None, &["tax", "registration", "--agency", "BN.STP"]).await;
+    assert!(
+        stp.stdout.contains("<MSTDVNUNhiem>2300290832</MSTDVNUNhiem>"),
+        "the centre issues under the department's delegation: {stp:?}"
+    );
 
     // The audit log says who did what and why.
     let log = db
@@ -416,7 +462,7 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
         &db,
         &topics,
         Some(&admin_token),
-        &["operators", "add", "hd-op", "--role", "operator", "--scope", "HD"],
+        &["operators", "add", "hd-op", "--role", "operator", "--scope", "HP"],
     )
     .await;
     let hd_token = hd.stdout.lines().last().unwrap().trim().to_string();
@@ -437,7 +483,7 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
     .await;
     let auditor_token = bn_auditor.stdout.lines().last().unwrap().trim().to_string();
     let whoami = receiptctl(&db, &topics, Some(&bn_token), &["operators", "whoami"]).await;
-    assert!(whoami.stdout.contains("bn-op (operator), scope: BN, BN.KINHBAC"), "{whoami:?}");
+    assert!(whoami.stdout.contains("bn-op (operator), scope: BN, BN.CA, BN.KINHBAC"), "{whoami:?}");
 
     let hd_list = receiptctl(&db, &topics, Some(&hd_token), &["dead-letters", "list"]).await;
     assert!(hd_list.stdout.contains("0 dead letter(s)"), "{hd_list:?}");
@@ -531,7 +577,7 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
         &db,
         &topics,
         Some(&hd_token),
-        &["audit", "--agency", "BN.TTPVHCC", "--template", "01BLP0-001", "--symbol", "X"],
+        &["audit", "--agency", "BN.TTPVHCC", "--template", "EBL01", "--symbol", "X"],
     )
     .await;
     assert_eq!(hd_audit.code, 4, "{hd_audit:?}");

@@ -64,7 +64,7 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
         &format!("PG-{u}-w"),
         "BN.KINHBAC",
         v1::Channel::Counter,
-        vec![line("BN-LP-HOTICH-TRICHLUC", v1::FeeKind::LePhi, 1, 0)],
+        vec![line("BN-LP-HOTICH-CAICHINH", v1::FeeKind::LePhi, 1, 0)],
         now,
     );
     waived.payer.as_mut().unwrap().categories = vec![v1::BeneficiaryCategory::PoorHousehold as i32];
@@ -93,11 +93,15 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
     }
     let req = v1::FeeAssessmentRequested {
         assessment_id: format!("AS-{u}"),
-        agency_code: "HD.TPHD.TANBINH".into(),
+        agency_code: "HP.HAIDUONG".into(),
         procedure_code: "1.009994".into(),
         channel: v1::Channel::FullyOnline as i32,
         paid_online: true,
-        lines: vec![v1::RequestedLine { fee_code: "HD-LP-GPXD".into(), quantity: 1 }],
+        lines: vec![v1::RequestedLine { fee_code: "LP-DKDN".into(), quantity: 1 }],
+        // Within Circular 64/2025's window, whatever the date of the run.
+        at: Some(feepay_runtime::convert::ts(
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 7, 1, 3, 0, 0).unwrap(),
+        )),
         ..Default::default()
     };
     produce(&p, &topics.assessment_requested, &req.assessment_id, &req, BodyFormat::Json).await;

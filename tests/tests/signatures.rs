@@ -83,14 +83,14 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
         "BN.KINHBAC",
         v1::Channel::Counter,
         vec![
-            line("BN-LP-HOTICH-TRICHLUC", v1::FeeKind::LePhi, 3, 24_000),
-            line("P-CHUNGTHUC", v1::FeeKind::Phi, 5, 10_000),
+            line("BN-LP-HOTICH-CAICHINH", v1::FeeKind::LePhi, 1, 28_000),
+            line("P-CHUNGTHUC", v1::FeeKind::Phi, 5, 7_000),
         ],
         now,
     );
     produce(&p, &topics.payments_succeeded, &replaced, &two_lines, BodyFormat::Protobuf).await;
-    eventually(WAIT, "four receipts", || async {
-        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 4).then_some(())
+    eventually(WAIT, "five receipts", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 5).then_some(())
     })
     .await;
     let r = |id: &str, lines: Vec<(&str, i64)>| refund(&format!("RF-{id}"), id, lines, now);
@@ -99,7 +99,7 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
         .await;
     eventually(WAIT, "a cancellation and a replacement", || async {
         (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts WHERE status = 'cancelled'").await == 2
-            && count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 5)
+            && count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 6)
             .then_some(())
     })
     .await;
@@ -120,7 +120,7 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
         ("plain", &plain_doc),
         ("waived", &waived_doc),
         ("cancelled", &cancelled_docs[0].0),
-        ("replaced", &replaced_docs[0].0),
+        ("replaced", &replaced_docs.iter().find(|d| d.1 == "cancelled").expect("the replaced receipt").0),
         ("replacement", &replacement.0),
     ] {
         xmlsec_verify(doc).unwrap_or_else(|e| panic!("{kind}: xmlsec1 refuses it: {e}\n{doc}"));
@@ -129,7 +129,7 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
         let v = verify_receipt(doc, &trust(), |_| None).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(v.document.version, "2.0.0");
     }
-    assert_eq!(verify_all_series(&db, &keys).await, 5);
+    assert_eq!(verify_all_series(&db, &keys).await, 6);
 
     // Forgeries. Any byte of the data part: xmlsec1 and our verifier refuse.
     let amount = plain_doc.replacen("<TgTien>135000</TgTien>", "<TgTien>13500</TgTien>", 1);
@@ -214,7 +214,7 @@ async fn bad_certificates_never_sign_and_the_payments_wait_with_the_reason() {
     let stranger = TestCa::create("Not a licensed CA", years_ago(1), years_ahead(1)).unwrap();
     write_p12_with(&signers, "BN.TUSON", &stranger, subject("BN.TUSON"), years_ago(1), years_ahead(1), true);
     write_p12_with(&signers, "BN.TIENDU", ca, subject("BN.TIENDU"), years_ago(1), years_ahead(1), false);
-    issue_pkcs12(&signers, "HD.TTPVHCC", None, KeyType::Rsa, years_ago(1), years_ahead(1));
+    issue_pkcs12(&signers, "HP.TTPVHCC", None, KeyType::Rsa, years_ago(1), years_ahead(1));
     let issuer = spawn_issuer(issuer_settings(&db, &topics, &signers, &format!("issuer-{}", unique())), clock()).await;
     issuer.wait_ready(WAIT).await;
     let p = producer();
@@ -223,13 +223,13 @@ async fn bad_certificates_never_sign_and_the_payments_wait_with_the_reason() {
     let gplx = |id: &str, agency: &str| {
         payment(id, agency, v1::Channel::Counter, vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)], now)
     };
-    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "BN.TIENDU", "HD.TTPVHCC"];
+    let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "BN.TIENDU", "HP.TTPVHCC"];
     for a in agencies {
         let id = format!("PG-{u}-{a}");
         produce(&p, &topics.payments_succeeded, &id, &gplx(&id, a), BodyFormat::Protobuf).await;
     }
     eventually(WAIT, "the good certificate's receipt", || async {
-        (count(&db.db, &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE payment_id = 'PG-{u}-HD.TTPVHCC'"))
+        (count(&db.db, &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE payment_id = 'PG-{u}-HP.TTPVHCC'"))
             .await
             == 1)
             .then_some(())

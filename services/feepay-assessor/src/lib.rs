@@ -46,6 +46,7 @@ pub fn assess(loaded: &LoadedReference, req: &AssessmentRequest, now: DateTime<U
             channel: req.channel,
             paid_online: req.paid_online,
             categories: &req.categories,
+            identity_level: req.identity_level,
             at,
         };
         match loaded.rules.assess_line(&loaded.reference, &q) {

@@ -15,7 +15,7 @@ pub struct PayerFields {
 
 /// Payer fields to correct; `None` keeps the field as it was, an empty string clears an
 /// identifier.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PayerCorrection {
     pub full_name: Option<String>,
     pub personal_id: Option<String>,

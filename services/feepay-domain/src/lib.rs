@@ -6,6 +6,7 @@
 //! and randomness in. Everything is deterministic and unit-tested.
 
 pub mod correction;
+pub mod forms;
 pub mod ids;
 pub mod money;
 pub mod numbering;
@@ -13,6 +14,7 @@ pub mod payment;
 pub mod receipt;
 pub mod reference;
 pub mod refund;
+pub mod tax;
 pub mod waiver;
 pub mod words;
 

@@ -1,4 +1,5 @@
-//! Receipt symbols and gapless 7-digit numbering per agency, template, receipt symbol and year.
+//! Gapless 7-digit numbering per agency, template, receipt symbol and year (the symbols
+//! themselves come from the forms, [`crate::forms`]).
 //!
 //! The number itself is assigned by the issuer under a row lock in the same database
 //! transaction as the receipt (see ARCHITECTURE.md); this module holds the pure rules:
@@ -6,9 +7,6 @@
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
 use std::fmt;
-
-/// Letters allowed in a receipt symbol.
-pub const RECEIPT_LETTERS: &str = "ABCDEGHKLMNPQRSTUVXY";
 
 /// Vietnam's offset, GMT+7, used for receipt dates, numbering years and waiver windows.
 pub fn gmt7() -> FixedOffset {
@@ -23,27 +21,6 @@ pub fn date_gmt7(at: DateTime<Utc>) -> NaiveDate {
 /// The numbering year of an instant: the year in GMT+7.
 pub fn year_gmt7(at: DateTime<Utc>) -> i32 {
     at.with_timezone(&gmt7()).year()
-}
-
-/// `01BLP0-001`: `01`/`02`, `BLP`, copies digit, `-`, three-digit ordinal.
-pub fn is_template_symbol(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10
-        && (s.starts_with("01") || s.starts_with("02"))
-        && &s[2..5] == "BLP"
-        && b[5].is_ascii_digit()
-        && b[6] == b'-'
-        && b[7..].iter().all(u8::is_ascii_digit)
-}
-
-/// One to six letters from [`RECEIPT_LETTERS`].
-pub fn is_receipt_letters(s: &str) -> bool {
-    (1..=6).contains(&s.len()) && s.chars().all(|c| RECEIPT_LETTERS.contains(c))
-}
-
-/// The receipt symbol of a series for a year: `BN` and 2026 give `BN-26E`.
-pub fn receipt_symbol(letters: &str, year: i32) -> String {
-    format!("{letters}-{:02}E", year.rem_euclid(100))
 }
 
 /// A receipt number, 1 to 9 999 999, printed with 7 digits.
@@ -145,20 +122,6 @@ pub fn check_chain(links: &[ChainLink]) -> Result<(), SeriesDefect> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-
-    #[test]
-    fn symbols() {
-        assert!(is_template_symbol("01BLP0-001"));
-        assert!(is_template_symbol("02BLP0-123"));
-        assert!(!is_template_symbol("03BLP0-001"));
-        assert!(!is_template_symbol("01BLP0001"));
-        assert!(!is_template_symbol("01BLPX-001"));
-        assert!(is_receipt_letters("AB"));
-        assert!(!is_receipt_letters("AF"), "F is not a receipt letter");
-        assert!(!is_receipt_letters(""));
-        assert_eq!(receipt_symbol("BN", 2026), "BN-26E");
-        assert_eq!(receipt_symbol("BN", 2030), "BN-30E");
-    }
 
     #[test]
     fn numbers_have_seven_digits_and_a_ceiling() {

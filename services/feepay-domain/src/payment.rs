@@ -2,7 +2,7 @@
 
 use crate::ids::{PersonalId, TaxCode};
 use crate::money::Vnd;
-use crate::reference::{FeeKind, ReferenceData, Series};
+use crate::reference::{FeeKind, MandateMode, ReferenceData, Series};
 use crate::waiver::{Category, Channel, LineAssessment, LineQuery, RuleSet};
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -18,6 +18,8 @@ pub struct Payer {
     pub email: Option<String>,
     pub address: String,
     pub categories: Vec<Category>,
+    /// Level of the electronic identity account (VNeID) the payer used: 1 or 2; 0 unknown.
+    pub identity_level: u8,
 }
 
 impl fmt::Debug for Payer {
@@ -81,6 +83,8 @@ pub enum Rejection {
     KindMismatch,
     /// A business limit (quantity, amount, number of lines, text length) is exceeded.
     LimitExceeded,
+    /// The fee is collected by another body, and this agency has no mandate for it.
+    NotCollector,
 }
 
 impl Rejection {
@@ -95,16 +99,30 @@ impl Rejection {
             Rejection::InvalidRefund => "invalid_refund",
             Rejection::KindMismatch => "kind_mismatch",
             Rejection::LimitExceeded => "limit_exceeded",
+            Rejection::NotCollector => "not_collector",
         }
     }
 }
 
-/// A receipt to be numbered and signed: one per series touched by the payment.
+/// A receipt to be numbered and signed: one per series and fee kind touched by the
+/// payment (phí and lệ phí never share a receipt).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptDraft {
+    /// The collector's series: `series.agency` is the collector named on the receipt.
     pub series: Series,
+    pub kind: FeeKind,
     pub lines: Vec<LineAssessment>,
     pub total: Vnd,
+    /// A desk issuing under a delegation: it signs, the collector is named (`None`: the
+    /// collector signs).
+    pub delegate: Option<String>,
+}
+
+impl ReceiptDraft {
+    /// The agency whose certificate signs this receipt.
+    pub fn signer(&self) -> &str {
+        self.delegate.as_deref().unwrap_or(&self.series.agency)
+    }
 }
 
 /// What to do with a payment.
@@ -121,8 +139,19 @@ pub enum Decision {
 /// Assesses every line of a payment and decides. Pure: same inputs, same decision.
 pub fn decide(reference: &ReferenceData, rules: &RuleSet, p: &Payment) -> Decision {
     let reject = |reason, detail: String| Decision::Reject { reason, detail };
-    if !reference.agencies.contains_key(&p.agency_code) {
+    let Some(agency) = reference.agencies.get(&p.agency_code) else {
         return reject(Rejection::UnknownAgency, format!("agency {} is not in the reference data", p.agency_code));
+    };
+    let paid_on = crate::numbering::date_gmt7(p.paid_at);
+    if !agency.exists_on(paid_on) {
+        return reject(
+            Rejection::UnknownAgency,
+            format!(
+                "agency {} ceased to exist on {} (reorganised); payments go to the unit that took over",
+                p.agency_code,
+                agency.until.map(|d| d.to_string()).unwrap_or_default()
+            ),
+        );
     }
     let mut assessed = Vec::with_capacity(p.lines.len());
     for (i, line) in p.lines.iter().enumerate() {
@@ -132,6 +161,19 @@ pub fn decide(reference: &ReferenceData, rules: &RuleSet, p: &Payment) -> Decisi
                 format!("lines[{i}]: fee {} is not in the fee schedule", line.fee_code),
             );
         };
+        if !fee.in_force_on(crate::numbering::date_gmt7(p.rules_time())) {
+            return reject(
+                Rejection::UnknownFee,
+                format!(
+                    "lines[{i}]: fee {} is not in force on {} (rate of {} valid {} to {})",
+                    fee.code,
+                    crate::numbering::date_gmt7(p.rules_time()),
+                    fee.basis,
+                    fee.valid_from,
+                    fee.valid_until.map(|d| d.to_string()).unwrap_or_else(|| "—".into())
+                ),
+            );
+        }
         if fee.kind != line.kind {
             return reject(
                 Rejection::KindMismatch,
@@ -146,6 +188,7 @@ pub fn decide(reference: &ReferenceData, rules: &RuleSet, p: &Payment) -> Decisi
             channel: p.channel,
             paid_online: p.paid_online,
             categories: &p.payer.categories,
+            identity_level: p.payer.identity_level,
             at: p.rules_time(),
         };
         let a = match rules.assess_line(reference, &q) {
@@ -178,23 +221,43 @@ pub fn decide(reference: &ReferenceData, rules: &RuleSet, p: &Payment) -> Decisi
     }
     let mut receipts: Vec<ReceiptDraft> = Vec::new();
     for line in collected {
-        let Some(series) = reference.series_for(&p.agency_code, line.kind) else {
+        // The collector the fee's text names, and how this agency issues for it.
+        let fee = &reference.fees[&line.fee_code];
+        let (collector, delegate) = match fee.collector.as_deref() {
+            None => (p.agency_code.as_str(), None),
+            Some(c) if c == p.agency_code => (c, None),
+            Some(c) => match agency.collects_for.iter().find(|m| m.principal == c && m.fees.contains(&fee.code)) {
+                Some(m) if m.mode == MandateMode::Identity => (c, None),
+                Some(_) => (c, Some(p.agency_code.clone())),
+                None => {
+                    return reject(
+                        Rejection::NotCollector,
+                        format!(
+                            "fee {} is collected by {c}; agency {} has no mandate to collect it (collects_for)",
+                            fee.code, p.agency_code
+                        ),
+                    )
+                }
+            },
+        };
+        let Some(series) = reference.series_for(collector, line.kind) else {
             return reject(
                 Rejection::NoSeries,
-                format!(
-                    "agency {} has no receipt series for {} (fee {})",
-                    p.agency_code,
-                    line.kind.code(),
-                    line.fee_code
-                ),
+                format!("agency {collector} has no receipt series for {} (fee {})", line.kind.code(), line.fee_code),
             );
         };
-        match receipts.iter_mut().find(|r| r.series == *series) {
+        match receipts.iter_mut().find(|r| r.series == *series && r.kind == line.kind && r.delegate == delegate) {
             Some(r) => {
                 r.total = r.total + line.due;
                 r.lines.push(line);
             }
-            None => receipts.push(ReceiptDraft { series: series.clone(), total: line.due, lines: vec![line] }),
+            None => receipts.push(ReceiptDraft {
+                series: series.clone(),
+                kind: line.kind,
+                total: line.due,
+                lines: vec![line],
+                delegate,
+            }),
         }
     }
     Decision::Issue { receipts, waived }

@@ -150,6 +150,9 @@ pub struct Conditions {
     pub paid_online: Option<bool>,
     /// The payer must belong to at least one of these; empty = anyone.
     pub categories_any: Vec<Category>,
+    /// The payer's electronic identity account (VNeID) must be at least this level (1 or
+    /// 2), as rules that favour identified online users require.
+    pub identity_level_min: Option<u8>,
 }
 
 /// A waiver rule.
@@ -185,6 +188,8 @@ pub struct LineQuery<'a> {
     pub channel: Channel,
     pub paid_online: bool,
     pub categories: &'a [Category],
+    /// Level of the payer's electronic identity account; 0 when unknown.
+    pub identity_level: u8,
     pub at: DateTime<Utc>,
 }
 
@@ -197,6 +202,7 @@ pub enum Miss {
     Channel(Channel),
     NotPaidOnline,
     NoCategory,
+    IdentityLevel { required: u8, had: u8 },
 }
 
 impl fmt::Display for Miss {
@@ -207,6 +213,9 @@ impl fmt::Display for Miss {
             Miss::OtherProcedure => write!(f, "procedure outside the rule's scope"),
             Miss::Channel(c) => write!(f, "channel {} not covered", c.code()),
             Miss::NotPaidOnline => write!(f, "requires online payment"),
+            Miss::IdentityLevel { required, had } => {
+                write!(f, "requires an identity account of level {required} (the payer's: {had})")
+            }
             Miss::NoCategory => {
                 write!(f, "payer is in none of the required beneficiary categories")
             }
@@ -310,12 +319,19 @@ impl WaiverRule {
         {
             return Err(Miss::NoCategory);
         }
+        if let Some(required) = self.conditions.identity_level_min {
+            if q.identity_level < required {
+                return Err(Miss::IdentityLevel { required, had: q.identity_level });
+            }
+        }
         Ok(())
     }
 
     /// Amount due for `quantity` units of `base_unit` under this rule.
-    pub fn due(&self, base_unit: Vnd, quantity: u32, rounding: Rounding) -> Vnd {
-        let base = base_unit.to_decimal() * Decimal::from(quantity);
+    /// What is due for a line whose schedule amount is `base` (`quantity` units; tiers and
+    /// caps already applied).
+    pub fn due(&self, base: Vnd, quantity: u32, rounding: Rounding) -> Vnd {
+        let base = base.to_decimal();
         let due = match self.effect {
             Effect::Exempt => Decimal::ZERO,
             Effect::PercentOff(p) => (base * (Decimal::ONE_HUNDRED - p) / Decimal::ONE_HUNDRED)
@@ -343,15 +359,11 @@ impl RuleSet {
         if q.quantity == 0 || q.quantity > 10_000 {
             return Err(AssessError::Quantity { fee: q.fee.code.clone(), quantity: q.quantity });
         }
-        let base = q
-            .fee
-            .base_amount
-            .checked_mul(q.quantity)
-            .ok_or_else(|| AssessError::Overflow { fee: q.fee.code.clone() })?;
+        let base = q.fee.base_for(q.quantity).ok_or_else(|| AssessError::Overflow { fee: q.fee.code.clone() })?;
         let mut candidates = Vec::new();
         let mut best: Option<(&WaiverRule, Vnd)> = None;
         for rule in self.rules.iter().filter(|r| r.covers_fee(q.fee)) {
-            let outcome = rule.check(reference, q).map(|()| rule.due(q.fee.base_amount, q.quantity, self.rounding));
+            let outcome = rule.check(reference, q).map(|()| rule.due(base, q.quantity, self.rounding));
             if let Ok(due) = outcome {
                 let better = match best {
                     None => true,
@@ -455,6 +467,7 @@ struct ConditionsEntry {
     paid_online: Option<bool>,
     #[serde(default)]
     categories_any: Vec<Category>,
+    identity_level_min: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -602,6 +615,7 @@ impl RuleSet {
                     channels: r.conditions.channels,
                     paid_online: r.conditions.paid_online,
                     categories_any: r.conditions.categories_any,
+                    identity_level_min: r.conditions.identity_level_min,
                 },
                 effect,
                 priority: r.priority,

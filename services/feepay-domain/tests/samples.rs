@@ -42,6 +42,18 @@ fn due(
     cats: &[Category],
     at: DateTime<Utc>,
 ) -> (i64, Option<String>) {
+    due_as(agency, fee, qty, channel, cats, 0, at)
+}
+
+fn due_as(
+    agency: &str,
+    fee: &str,
+    qty: u32,
+    channel: Channel,
+    cats: &[Category],
+    identity_level: u8,
+    at: DateTime<Utc>,
+) -> (i64, Option<String>) {
     let (reference, rules) = load();
     let fee = &reference.fees[fee];
     let q = LineQuery {
@@ -52,10 +64,27 @@ fn due(
         channel,
         paid_online: true,
         categories: cats,
+        identity_level,
         at,
     };
     let a = rules.assess_line(&reference, &q).unwrap();
     (a.due.dong(), a.applied.map(|r| r.rule_id))
+}
+
+#[test]
+fn circular_64_halves_listed_fees_until_the_end_of_2026() {
+    use Channel::*;
+    let now = gmt7(2026, 11, 28, 9, 0, 0);
+    assert_eq!(due("BN.TTPVHCC", "LP-CANCUOC-DOI", 1, Counter, &[], now), (25_000, Some("tt64-2025-cancuoc".into())));
+    assert_eq!(due("BN.TTPVHCC", "LP-CANCUOC-LAI", 1, FullyOnline, &[], now).0, 35_000);
+    assert_eq!(due("HP.HAIDUONG", "LP-DKDN", 1, Counter, &[], now), (25_000, Some("tt64-2025-dkdn".into())));
+    // First and last second of the window, in GMT+7.
+    assert_eq!(due("BN.TTPVHCC", "LP-CANCUOC-DOI", 1, Counter, &[], gmt7(2025, 6, 30, 23, 59, 59)).0, 50_000);
+    assert_eq!(due("BN.TTPVHCC", "LP-CANCUOC-DOI", 1, Counter, &[], gmt7(2025, 7, 1, 0, 0, 0)).0, 25_000);
+    assert_eq!(due("BN.TTPVHCC", "LP-CANCUOC-DOI", 1, Counter, &[], gmt7(2026, 12, 31, 23, 59, 59)).0, 25_000);
+    assert_eq!(due("BN.TTPVHCC", "LP-CANCUOC-DOI", 1, Counter, &[], gmt7(2027, 1, 1, 0, 0, 0)).0, 50_000);
+    // Not on the list: the full rate.
+    assert_eq!(due("BN.TTPVHCC", "LP-GPLX", 1, FullyOnline, &[], now), (135_000, None));
 }
 
 #[test]
@@ -79,72 +108,112 @@ fn circular_63_online_rates_and_their_window() {
 }
 
 #[test]
-fn hai_duong_50_percent_resolution_then_its_0_dong_replacement() {
+fn hai_duong_50_percent_online_until_the_province_merged() {
     use Channel::*;
-    let gpxd = |at| due("HD.TPHD.TANBINH", "HD-LP-GPXD", 1, FullyOnline, &[], at);
+    let gpxd = |at| due("HD.TTPVHCC", "HD-LP-GPXD", 1, FullyOnline, &[], at);
     assert_eq!(gpxd(gmt7(2023, 7, 31, 23, 59, 59)).0, 75_000, "before NQ 06/2023");
     assert_eq!(gpxd(gmt7(2023, 8, 1, 0, 0, 0)), (37_500, Some("hd-nq06-2023-online-50".into())));
     assert_eq!(gpxd(gmt7(2025, 6, 30, 23, 59, 59)).0, 37_500);
-    assert_eq!(gpxd(gmt7(2025, 7, 1, 0, 0, 0)), (0, Some("hd-2025-online-0".into())));
-    assert_eq!(gpxd(gmt7(2026, 11, 26, 10, 0, 0)).0, 0);
-    // At the counter the full rate applies; outside Hải Dương the rule does not reach.
-    assert_eq!(due("HD.TPHD.TANBINH", "HD-LP-GPXD", 1, Counter, &[], gmt7(2026, 1, 5, 8, 0, 0)).0, 75_000);
-    // 50% of an odd amount rounds half up: 2 × 8 000 is even; 3 × 8 000 = 24 000 → 12 000.
-    assert_eq!(due("HD.TTPVHCC", "HD-LP-HOTICH-TRICHLUC", 3, PartlyOnline, &[], gmt7(2024, 3, 1, 8, 0, 0)).0, 12_000);
+    // At the counter the full rate applies.
+    assert_eq!(due("HD.TTPVHCC", "HD-LP-GPXD", 1, Counter, &[], gmt7(2024, 1, 5, 8, 0, 0)).0, 75_000);
 }
 
 #[test]
-fn civil_status_exemption_for_beneficiaries_wins_over_online_cuts() {
+fn certification_of_copies_is_tiered_per_page_with_a_cap() {
     use Channel::*;
-    let at = gmt7(2024, 3, 1, 8, 0, 0);
+    let at = gmt7(2026, 11, 28, 9, 0, 0);
+    let pages = |n| due("BN.KINHBAC", "P-CHUNGTHUC", n, Counter, &[], at).0;
+    assert_eq!(pages(1), 2_000);
+    assert_eq!(pages(2), 4_000);
+    assert_eq!(pages(3), 5_000, "1 000 đ from the third page");
+    assert_eq!(pages(10), 12_000);
+    assert_eq!(pages(198), 200_000);
+    assert_eq!(pages(500), 200_000, "at most 200 000 đ per copy");
+}
+
+#[test]
+fn civil_status_exemption_covers_registration_not_extract_copies() {
+    use Channel::*;
+    let at = gmt7(2026, 3, 1, 8, 0, 0);
     assert_eq!(
-        due("HD.TTPVHCC", "HD-LP-HOTICH-TRICHLUC", 2, FullyOnline, &[Category::PoorHousehold], at),
+        due("HP.HAIDUONG", "HP-LP-HOTICH-CAICHINH", 1, FullyOnline, &[Category::PoorHousehold], at),
         (0, Some("luat-hotich-2014-doi-tuong".into()))
     );
-    assert_eq!(due("BN.KINHBAC", "BN-LP-HOTICH-TRICHLUC", 2, Counter, &[Category::PersonWithDisabilities], at).0, 0);
-    assert_eq!(due("BN.KINHBAC", "BN-LP-HOTICH-TRICHLUC", 2, Counter, &[Category::NearPoorHousehold], at).0, 16_000);
-    // 2026, online in Hải Dương: both rules give 0; the higher priority one is recorded.
-    assert_eq!(
-        due(
-            "HD.TTPVHCC",
-            "HD-LP-HOTICH-TRICHLUC",
-            1,
-            FullyOnline,
-            &[Category::PoorHousehold],
-            gmt7(2026, 2, 1, 8, 0, 0)
-        ),
-        (0, Some("luat-hotich-2014-doi-tuong".into()))
+    assert_eq!(due("BN.KINHBAC", "BN-LP-HOTICH-CAICHINH", 1, Counter, &[Category::PersonWithDisabilities], at).0, 0);
+    assert_eq!(due("BN.KINHBAC", "BN-LP-HOTICH-CAICHINH", 1, Counter, &[Category::NearPoorHousehold], at).0, 28_000);
+    // Extract copies are a phí the law does not exempt: 8 000 đ a copy, for anyone.
+    assert_eq!(due("BN.KINHBAC", "P-HOTICH-TRICHLUC", 3, Counter, &[Category::PoorHousehold], at), (24_000, None));
+}
+
+#[test]
+fn a_rule_can_require_a_level_2_identity_account() {
+    let (reference, _) = load();
+    let text = format!(
+        "{WAIVERS}\n[[rule]]\nid = \"vneid-2\"\ndocument_number = \"01/2026/TT-X\"\nissuing_body = \"Bộ Tài chính\"\n\
+         signed_on = \"2026-01-01\"\ndescription = \"Miễn khi dùng tài khoản định danh mức 2\"\nvalid_from = \"2026-01-01\"\n\
+         priority = 30\nscope = {{ fee_codes = [\"LP-GPLX\"] }}\nconditions = {{ identity_level_min = 2 }}\n\
+         effect = {{ kind = \"exempt\" }}\n"
+    );
+    let rules = RuleSet::parse("waivers.toml", &text, &reference).unwrap();
+    let fee = &reference.fees["LP-GPLX"];
+    let at = gmt7(2026, 11, 28, 9, 0, 0);
+    let assess = |identity_level| {
+        let q = LineQuery {
+            agency: "BN.TTPVHCC",
+            procedure: "1.000000",
+            fee,
+            quantity: 1,
+            channel: Channel::FullyOnline,
+            paid_online: true,
+            categories: &[],
+            identity_level,
+            at,
+        };
+        rules.assess_line(&reference, &q).unwrap()
+    };
+    assert_eq!(assess(2).due.dong(), 0);
+    let level1 = assess(1);
+    assert_eq!(level1.due.dong(), 135_000);
+    assert!(
+        level1.explain().contains("requires an identity account of level 2 (the payer's: 1)"),
+        "{}",
+        level1.explain()
     );
 }
 
 #[test]
 fn every_decision_is_explained() {
     let (reference, rules) = load();
-    let fee = &reference.fees["HD-LP-GPXD"];
+    let fee = &reference.fees["LP-CANCUOC-DOI"];
     let q = LineQuery {
-        agency: "HD.TPHD.TANBINH",
-        procedure: "1.009994",
+        agency: "BN.TTPVHCC",
+        procedure: "1.000000",
         fee,
         quantity: 1,
         channel: Channel::FullyOnline,
         paid_online: true,
         categories: &[],
-        at: gmt7(2025, 7, 1, 8, 0, 0),
+        identity_level: 0,
+        at: gmt7(2027, 1, 2, 8, 0, 0),
     };
     let text = rules.assess_line(&reference, &q).unwrap().explain();
-    assert!(text.contains("hd-nq06-2023-online-50 does not apply (not in force at that date)"), "{text}");
-    assert!(text.contains("hd-2025-online-0 matches (due 0 đ)"), "{text}");
-    assert!(text.contains("applied hd-2025-online-0"), "{text}");
+    assert!(text.contains("tt64-2025-cancuoc does not apply (not in force at that date)"), "{text}");
+    let q = LineQuery { at: gmt7(2026, 7, 1, 8, 0, 0), ..q };
+    let text = rules.assess_line(&reference, &q).unwrap().explain();
+    assert!(text.contains("tt64-2025-cancuoc matches (due 25.000 đ)"), "{text}");
+    assert!(text.contains("applied tt64-2025-cancuoc"), "{text}");
 }
 
 #[test]
 fn bad_rule_files_are_refused_with_file_line_and_reason() {
     let (reference, _) = load();
     let cases: &[(&str, &str)] = &[
-        ("percent = 50", "percent = 150"),
+        ("percent = 50 }\n\n[[rule]]\nid = \"tt64-2025-dkdn\"", "percent = 150 }\n\n[[rule]]\nid = \"tt64-2025-dkdn\""),
         ("percent = 10", "percent = -5"),
-        ("valid_until = \"2025-06-30\" # replaced", "valid_until = \"2022-06-30\" # replaced"),
-        ("valid_until = \"2025-06-30\" # replaced", "valid_until = \"2025-07-01\" # replaced"),
+        (
+            "valid_until = \"2025-06-30\"\npriority = 10\nscope = { agencies = [\"HD\"]",
+            "valid_until = \"2022-06-30\"\npriority = 10\nscope = { agencies = [\"HD\"]",
+        ),
         ("amount = 115000", "amount = 150000"),
     ];
     // Line of a rule's `[[rule]]` header in the sample file.
@@ -153,14 +222,9 @@ fn bad_rule_files_are_refused_with_file_line_and_reason() {
         WAIVERS[..idx].lines().count()
     };
     let expected = [
-        format!("waivers.toml:{}: rule hd-nq06-2023-online-50: percent_off must be more than 0 and at most 100, got 150", at("hd-nq06-2023-online-50")),
+        format!("waivers.toml:{}: rule tt64-2025-cancuoc: percent_off must be more than 0 and at most 100, got 150", at("tt64-2025-cancuoc")),
         format!("waivers.toml:{}: rule tt63-2023-hochieu-online: percent_off must be more than 0 and at most 100, got -5", at("tt63-2023-hochieu-online")),
         format!("waivers.toml:{}: rule hd-nq06-2023-online-50: window ends (2022-06-30) before it starts (2023-08-01)", at("hd-nq06-2023-online-50")),
-        format!(
-            "waivers.toml:{}: rule hd-2025-online-0: ambiguous overlap with rule hd-nq06-2023-online-50 (line {})",
-            at("hd-2025-online-0"),
-            at("hd-nq06-2023-online-50")
-        ),
         format!("waivers.toml:{}: rule tt63-2023-gplx-online: set_amount 150000 is above the base amount 135000 of fee LP-GPLX", at("tt63-2023-gplx-online")),
     ];
     for ((from, to), want) in cases.iter().zip(expected) {
@@ -168,6 +232,21 @@ fn bad_rule_files_are_refused_with_file_line_and_reason() {
         let err = RuleSet::parse("waivers.toml", &WAIVERS.replacen(from, to, 1), &reference).unwrap_err().to_string();
         assert!(err.contains(&want), "expected {want:?} in:\n{err}");
     }
+    // Two rules of the same priority that could apply to the same fee on the same day.
+    let overlapping = WAIVERS.replacen(
+        "scope = { fee_codes = [\"LP-DKDN\"] }",
+        "scope = { fee_codes = [\"LP-DKDN\", \"LP-CANCUOC-DOI\"] }",
+        1,
+    );
+    let err = RuleSet::parse("waivers.toml", &overlapping, &reference).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "waivers.toml:{}: rule tt64-2025-dkdn: ambiguous overlap with rule tt64-2025-cancuoc (line {})",
+            at("tt64-2025-dkdn"),
+            at("tt64-2025-cancuoc")
+        )),
+        "{err}"
+    );
     let err = RuleSet::parse("w.toml", "[[rule]]\nid = 3\n", &reference).unwrap_err().to_string();
     assert!(err.starts_with("w.toml:2: "), "{err}");
 }
@@ -181,6 +260,7 @@ fn payer(categories: Vec<Category>) -> Payer {
         address: "Phường Kinh Bắc, tỉnh Bắc Ninh".into(),
         categories,
         passport: None,
+        identity_level: 0,
     }
 }
 
@@ -214,7 +294,7 @@ fn payment(
 }
 
 #[test]
-fn phi_and_le_phi_get_one_receipt_per_series() {
+fn phi_and_le_phi_get_separate_receipts_of_the_same_series() {
     let (reference, rules) = load();
     let p = payment(
         "BN.TTPVHCC",
@@ -226,8 +306,40 @@ fn phi_and_le_phi_get_one_receipt_per_series() {
         Decision::Issue { receipts, waived } => {
             assert!(waived.is_empty());
             assert_eq!(receipts.len(), 2);
-            assert_eq!((receipts[0].series.letters.as_str(), receipts[0].total.dong()), ("BP", 500_000));
-            assert_eq!((receipts[1].series.letters.as_str(), receipts[1].total.dong()), ("BN", 100_000));
+            assert_eq!((receipts[0].kind, receipts[0].total.dong()), (FeeKind::Phi, 500_000));
+            assert_eq!((receipts[1].kind, receipts[1].total.dong()), (FeeKind::LePhi, 100_000));
+            assert_eq!(receipts[0].series, receipts[1].series);
+            let s = &receipts[0].series;
+            assert_eq!(
+                (s.agency.as_str(), s.template.as_str(), s.symbol(2026).as_str()),
+                ("BN.TTPVHCC", "EBL01", "26T")
+            );
+            assert_eq!(s.title, "Biên lai thu phí, lệ phí không có mệnh giá", "the name the decree gives the form");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_fee_another_body_collects_is_issued_as_that_body_or_under_its_delegation() {
+    let (reference, rules) = load();
+    // The police's passport fee paid at the centre's desk: the police's own receipt.
+    let p = payment("BN.TTPVHCC", vec![("LP-HOCHIEU-CAPMOI", FeeKind::LePhi, 1, 200_000)], Channel::Counter, vec![]);
+    let Decision::Issue { receipts, .. } = decide(&reference, &rules, &p) else { panic!() };
+    assert_eq!((receipts[0].series.agency.as_str(), receipts[0].delegate.as_deref()), ("BN.CA", None));
+    assert_eq!(receipts[0].signer(), "BN.CA");
+    // A criminal-record extract at the same desk: the Department of Justice's series, issued
+    // by the desk under a registered delegation, signed with the desk's certificate.
+    let p = payment("BN.TTPVHCC", vec![("P-LLTP", FeeKind::Phi, 1, 200_000)], Channel::Counter, vec![]);
+    let Decision::Issue { receipts, .. } = decide(&reference, &rules, &p) else { panic!() };
+    assert_eq!((receipts[0].series.agency.as_str(), receipts[0].delegate.as_deref()), ("BN.STP", Some("BN.TTPVHCC")));
+    assert_eq!(receipts[0].signer(), "BN.TTPVHCC");
+    // A commune has no mandate for the police's fees.
+    let p = payment("BN.KINHBAC", vec![("LP-HOCHIEU-CAPMOI", FeeKind::LePhi, 1, 200_000)], Channel::Counter, vec![]);
+    match decide(&reference, &rules, &p) {
+        Decision::Reject { reason, detail } => {
+            assert_eq!(reason, Rejection::NotCollector);
+            assert_eq!(detail, "fee LP-HOCHIEU-CAPMOI is collected by BN.CA; agency BN.KINHBAC has no mandate to collect it (collects_for)");
         }
         other => panic!("{other:?}"),
     }
@@ -262,9 +374,22 @@ fn rejections_say_precisely_why() {
     let mut p = ok.clone();
     p.lines[0].kind = FeeKind::Phi;
     assert_eq!(reason(&p).0, Rejection::KindMismatch);
-    let mut p = ok.clone();
-    p.agency_code = "BN".into(); // the province itself has no series
-    assert_eq!(reason(&p), (Rejection::NoSeries, "agency BN has no receipt series for le_phi (fee LP-GPLX)".into()));
+    let mut p = payment("BN", vec![("P-HOTICH-TRICHLUC", FeeKind::Phi, 1, 8_000)], Channel::Counter, vec![]);
+    assert_eq!(
+        reason(&p),
+        (Rejection::NoSeries, "agency BN has no receipt series for phi (fee P-HOTICH-TRICHLUC)".into())
+    );
+    p.agency_code = "HD.TTPVHCC".into(); // merged into Hải Phòng on 1 July 2025
+    let (r, d) = reason(&p);
+    assert_eq!(r, Rejection::UnknownAgency);
+    assert!(d.contains("ceased to exist on 2025-06-30"), "{d}");
+    // A Hải Dương fee after the merger is no longer in force.
+    let mut p = payment("HP.HAIDUONG", vec![("HD-LP-GPXD", FeeKind::LePhi, 1, 75_000)], Channel::Counter, vec![]);
+    let (r, d) = reason(&p);
+    assert_eq!(r, Rejection::UnknownFee);
+    assert!(d.contains("is not in force on 2026-11-26"), "{d}");
+    p.lines[0].fee_code = "HP-LP-GPXD".into();
+    assert!(matches!(decide(&reference, &rules, &p), Decision::Issue { .. }));
     let mut p = ok;
     p.total_paid = Vnd::new(1).unwrap();
     assert_eq!(reason(&p).0, Rejection::AmountMismatch);
@@ -275,13 +400,13 @@ fn a_fully_waived_payment_uses_no_receipt_number() {
     let (reference, rules) = load();
     let p = payment(
         "BN.KINHBAC",
-        vec![("BN-LP-HOTICH-TRICHLUC", FeeKind::LePhi, 2, 0)],
+        vec![("BN-LP-HOTICH-CAICHINH", FeeKind::LePhi, 1, 0)],
         Channel::Counter,
         vec![Category::PoorHousehold],
     );
     match decide(&reference, &rules, &p) {
         Decision::FullyWaived { waived } => {
-            assert_eq!(waived[0].base.dong(), 16_000);
+            assert_eq!(waived[0].base.dong(), 28_000);
             assert_eq!(waived[0].applied.as_ref().unwrap().document_number, "60/2014/QH13");
         }
         other => panic!("{other:?}"),
@@ -314,7 +439,17 @@ proptest! {
         let fee = reference.fees.values().nth(fee_idx % reference.fees.len()).unwrap();
         let agency = reference.agencies.keys().nth(agency_idx % reference.agencies.len()).unwrap();
         let at = gmt7(2023, 1, 1, 12, 0, 0) + chrono::Duration::days(days);
-        let q = LineQuery { agency, procedure: "1.000000", fee, quantity: qty, channel, paid_online, categories: &cats, at };
+        let q = LineQuery {
+            agency,
+            procedure: "1.000000",
+            fee,
+            quantity: qty,
+            channel,
+            paid_online,
+            categories: &cats,
+            identity_level: 0,
+            at,
+        };
         let a = rules.assess_line(&reference, &q).unwrap();
         prop_assert!(a.due <= a.base);
         prop_assert_eq!(a.base.dong(), fee.base_amount.dong() * i64::from(qty));
@@ -387,6 +522,7 @@ fn content(number: u32, previous_hash: &str) -> ReceiptContent {
         lookup_code: generate_lookup_code(&mut rand::thread_rng()),
         previous_hash: previous_hash.into(),
         replaces: None,
+        delegate: None,
     }
 }
 

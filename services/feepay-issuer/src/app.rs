@@ -36,6 +36,9 @@ pub struct IssuerSettings {
     /// `FEEPAY_TRUST_ANCHORS` (default `.local/pki/ca.pem`): the CA certificates (PEM) a
     /// signing certificate must chain to.
     pub trust_anchors: PathBuf,
+    /// `FEEPAY_TAX_REPORT_PERIOD` (default `quarter`, or `month`): the period of the usage
+    /// report BC26/BLĐT, signed for each collector once a period has closed.
+    pub tax_report_monthly: bool,
     /// `FEEPAY_ISSUER_SOURCE` (default `/feepay/issuer`): CloudEvents source.
     pub source: String,
     /// `FEEPAY_ISSUER_RELAY` (default true): run the outbox relay in this process.
@@ -61,6 +64,11 @@ impl IssuerSettings {
             http_addr: settings::env_parse("FEEPAY_ISSUER_HTTP_ADDR", "127.0.0.1:9101".parse().expect("valid"))?,
             signers_dir: PathBuf::from(settings::env_or("FEEPAY_SIGNERS_DIR", ".local/signers")),
             trust_anchors: PathBuf::from(settings::env_or("FEEPAY_TRUST_ANCHORS", ".local/pki/ca.pem")),
+            tax_report_monthly: match settings::env_or("FEEPAY_TAX_REPORT_PERIOD", "quarter").as_str() {
+                "quarter" => false,
+                "month" => true,
+                other => anyhow::bail!("FEEPAY_TAX_REPORT_PERIOD must be quarter or month, got {other:?}"),
+            },
             source: settings::env_or("FEEPAY_ISSUER_SOURCE", "/feepay/issuer"),
             relay: settings::env_parse("FEEPAY_ISSUER_RELAY", true)?,
             shutdown_deadline: settings::shutdown_deadline()?,
@@ -222,6 +230,7 @@ impl App {
             let issuer = issuer.clone();
             let stop = shutdown.clone();
             let every = settings.self_check_every;
+            let monthly = settings.tax_report_monthly;
             tokio::spawn(async move {
                 loop {
                     let year = feepay_domain::numbering::year_gmt7(issuer.clock.now());
@@ -234,7 +243,26 @@ impl App {
                         tracing::warn!(error = %e, "refreshing the signers failed");
                     }
                     issuer.observe_certificates();
+                    // The usage reports of the last closed period, once (zero reports too).
+                    match issuer.produce_usage_reports(monthly).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(reports = n, "usage reports BC26/BLĐT signed"),
+                        Err(e) => tracing::warn!(error = %e, "usage reports could not be made yet"),
+                    }
                     tokio::select! { _ = tokio::time::sleep(every) => {}, _ = stop.cancelled() => break }
+                }
+            })
+        };
+        // Operators' corrections queued by receiptctl: carried out here, where the keys are.
+        let corrections = {
+            let issuer = issuer.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = issuer.serve_correction_requests().await {
+                        tracing::warn!(error = %e, "serving correction requests failed; retrying");
+                    }
+                    tokio::select! { _ = tokio::time::sleep(Duration::from_millis(500)) => {}, _ = stop.cancelled() => break }
                 }
             })
         };
@@ -252,6 +280,7 @@ impl App {
             tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5)))
                 .await;
         checker.abort();
+        corrections.abort();
         let _ = http.await;
         tracing::info!("issuer stopped");
         Ok(())

@@ -20,6 +20,7 @@ pub struct IssuerMetrics {
     pub payments_rejected: IntCounterVec,
     pub waivers_applied: IntCounterVec,
     pub conflicts: IntCounterVec,
+    pub tax_documents: IntCounterVec,
     pub numbering_gaps: IntGauge,
     pub payment_to_receipt: Histogram,
     pub reference_version: IntGauge,
@@ -29,7 +30,7 @@ pub struct IssuerMetrics {
 impl IssuerMetrics {
     pub fn new() -> Self {
         let r = Registry::new();
-        IssuerMetrics {
+        let m = IssuerMetrics {
             consumer: ConsumerMetrics::new(&r, SERVICE),
             outbox: OutboxMetrics::new(&r, SERVICE),
             receipts_issued: counter_vec(
@@ -74,6 +75,12 @@ impl IssuerMetrics {
                 "Same id, different content",
                 &["kind"],
             ),
+            tax_documents: counter_vec(
+                &r,
+                "feepay_issuer_tax_documents_total",
+                "Documents signed for the tax authority (usage reports, notices of receipts issued in error)",
+                &["kind"],
+            ),
             numbering_gaps: gauge(
                 &r,
                 "feepay_issuer_numbering_gaps",
@@ -93,7 +100,11 @@ impl IssuerMetrics {
                 &["agency", "serial"],
             ),
             registry: r,
+        };
+        for kind in ["usage_report", "error_notice"] {
+            m.tax_documents.with_label_values(&[kind]);
         }
+        m
     }
 }
 

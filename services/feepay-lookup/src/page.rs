@@ -153,7 +153,11 @@ impl Pages {
         // The replaced receipt as the signed document names it (layout 1.0 documents kept
         // it only in their XML).
         let replaces = match &r.replaces {
-            Some(x) => Some(context! { number => x.number.clone(), symbol => x.receipt_symbol.clone() }),
+            Some(x) => Some(context! {
+                number => x.number.clone(),
+                symbol => x.receipt_symbol.clone(),
+                date => chrono::NaiveDate::parse_from_str(&x.issued_on, "%Y-%m-%d").ok().map(|d| d.format("%d/%m/%Y").to_string()),
+            }),
             None if !r.replaces_receipt_id.is_empty() => {
                 let doc = &s.document;
                 let part = doc.find("<BLThayThe>").map(|i| &doc[i..]).unwrap_or_default();

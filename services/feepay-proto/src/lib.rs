@@ -38,6 +38,7 @@ event_type!(
     WaiverNotice,
     NotificationSent,
     NotificationFailed,
+    TaxDocumentIssued,
     DeadLetter,
 );
 

@@ -266,6 +266,9 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<ParsedPayment, Invalid>
                     .ok()
             };
             let cats = categories(&mut c, "payer.categories", &p.categories);
+            if p.identity_level > 2 {
+                c.fail("payer.identity_level", format!("must be 0 (unknown), 1 or 2, got {}", p.identity_level));
+            }
             Some(Payer {
                 full_name: p.full_name.trim().to_string(),
                 personal_id,
@@ -274,6 +277,7 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<ParsedPayment, Invalid>
                 email: Some(p.email.trim().to_string()).filter(|e| !e.is_empty()),
                 address: p.address.trim().to_string(),
                 categories: cats,
+                identity_level: p.identity_level.min(2) as u8,
             })
         }
     };
@@ -431,6 +435,7 @@ pub struct AssessmentRequest {
     pub channel: Channel,
     pub paid_online: bool,
     pub categories: Vec<Category>,
+    pub identity_level: u8,
     pub lines: Vec<(String, u32)>,
     pub at: Option<DateTime<Utc>>,
 }
@@ -448,6 +453,9 @@ pub fn parse_assessment_request(m: &v1::FeeAssessmentRequested) -> Result<Result
         c.fail("channel", "must be CHANNEL_FULLY_ONLINE, CHANNEL_PARTLY_ONLINE or CHANNEL_COUNTER");
     }
     let cats = categories(&mut c, "categories", &m.categories);
+    if m.identity_level > 2 {
+        c.fail("identity_level", format!("must be 0 (unknown), 1 or 2, got {}", m.identity_level));
+    }
     if m.lines.is_empty() {
         c.fail("lines", "at least one fee line is required");
     }
@@ -484,6 +492,7 @@ pub fn parse_assessment_request(m: &v1::FeeAssessmentRequested) -> Result<Result
         channel,
         paid_online: m.paid_online,
         categories: cats,
+        identity_level: m.identity_level.min(2) as u8,
         lines,
         at,
     }))
@@ -528,5 +537,6 @@ pub fn payer_pb(p: &Payer) -> v1::Payer {
         address: p.address.clone(),
         categories: p.categories.iter().map(|c| category_pb(*c) as i32).collect(),
         passport_number: p.passport.clone().unwrap_or_default(),
+        identity_level: u32::from(p.identity_level),
     }
 }

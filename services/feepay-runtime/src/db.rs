@@ -157,6 +157,8 @@ impl MigratorTrait for Migrator {
             "m0005_lz4_documents" => "0005_lz4_documents.sql",
             "m0006_parking" => "0006_parking.sql",
             "m0007_certificates" => "0007_certificates.sql",
+            "m0008_tax_documents" => "0008_tax_documents.sql",
+            "m0009_correction_requests" => "0009_correction_requests.sql",
         ]
     }
 }

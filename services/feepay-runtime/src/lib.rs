@@ -6,6 +6,7 @@
 
 pub mod consumer;
 pub mod convert;
+pub mod correction_requests;
 pub mod db;
 pub mod dead_letter;
 pub mod envelope;
@@ -23,3 +24,4 @@ pub mod settings;
 pub mod signing_keys;
 pub mod sql;
 pub mod startup;
+pub mod tax_documents;

@@ -141,11 +141,13 @@ pub struct Topics {
     pub receipts_cancelled: String,
     pub notifications_sent: String,
     pub notifications_failed: String,
+    /// Signed documents for the tax authority (reports, notices).
+    pub tax_documents: String,
 }
 
 impl Topics {
     /// The environment variable of each topic name, with its default.
-    const VARIABLES: [(&'static str, &'static str); 10] = [
+    const VARIABLES: [(&'static str, &'static str); 11] = [
         ("FEEPAY_TOPIC_ASSESSMENT_REQUESTED", "fees.assessment.requested"),
         ("FEEPAY_TOPIC_ASSESSED", "fees.assessed"),
         ("FEEPAY_TOPIC_PAYMENTS_SUCCEEDED", "payments.succeeded"),
@@ -156,11 +158,12 @@ impl Topics {
         ("FEEPAY_TOPIC_RECEIPTS_CANCELLED", "receipts.cancelled"),
         ("FEEPAY_TOPIC_NOTIFICATIONS_SENT", "notifications.sent"),
         ("FEEPAY_TOPIC_NOTIFICATIONS_FAILED", "notifications.failed"),
+        ("FEEPAY_TOPIC_TAX_DOCUMENTS", "tax.documents"),
     ];
 
     /// Builds topics from names in the order of [`Self::VARIABLES`].
     fn from_names(mut name: impl FnMut(&'static str, &'static str) -> String) -> Self {
-        let [a, b, c, d, e, f, g, h, i, j] = Self::VARIABLES.map(|(var, default)| name(var, default));
+        let [a, b, c, d, e, f, g, h, i, j, k] = Self::VARIABLES.map(|(var, default)| name(var, default));
         Topics {
             assessment_requested: a,
             assessed: b,
@@ -172,6 +175,7 @@ impl Topics {
             receipts_cancelled: h,
             notifications_sent: i,
             notifications_failed: j,
+            tax_documents: k,
         }
     }
 
@@ -193,6 +197,7 @@ impl Topics {
             &self.receipts_cancelled,
             &self.notifications_sent,
             &self.notifications_failed,
+            &self.tax_documents,
         ];
         Self::VARIABLES.iter().zip(names).map(|((var, _), name)| (*var, name.clone())).collect()
     }
@@ -231,6 +236,7 @@ impl Topics {
             self.receipts_cancelled.clone(),
             self.notifications_sent.clone(),
             self.notifications_failed.clone(),
+            self.tax_documents.clone(),
         ];
         v.extend(self.consumed().into_iter().map(dlq_topic));
         v

@@ -60,6 +60,7 @@ fn content() -> ReceiptContent {
         lookup_code: "DADZ-RF3N-CT9K-2M4P".into(),
         previous_hash: GENESIS_HASH.into(),
         replaces: None,
+        delegate: None,
     }
 }
 
@@ -135,4 +136,45 @@ fn tampering_is_detected() {
     let (_, stranger, _) = setup(false);
     let foreign = content().seal(&stranger).unwrap().document;
     assert!(matches!(verify_receipt(&foreign, &trust, |_| None), Err(VerifyError::Certificate(_))));
+}
+
+#[test]
+fn under_a_delegation_the_delegate_signs_and_the_collector_is_named() {
+    let now = Utc::now();
+    let ca = TestCa::create("feepay test CA", now - Duration::days(400), now + Duration::days(3650)).unwrap();
+    let trust = TrustAnchors::from_pem(&ca.cert.to_pem().unwrap()).unwrap();
+    let key = testca::rsa_key().unwrap();
+    let public = openssl::pkey::PKey::public_key_from_der(&key.public_key_to_der().unwrap()).unwrap();
+    // The desk's certificate (its own tax code), not the collector's.
+    let desk = Subject {
+        name: "Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh".into(),
+        tax_code: "2300290832".into(),
+        province: None,
+    };
+    let cert = ca.issue(&public, &desk, now - Duration::days(365), now + Duration::days(365)).unwrap();
+    let signer = SoftSigner::new(key, vec![cert.to_der().unwrap()]).unwrap();
+    let mut c = content();
+    c.agency = AgencyInfo {
+        code: "BN.STP".into(),
+        name: "Sở Tư pháp tỉnh Bắc Ninh".into(),
+        tax_code: "2300119183".into(),
+        address: "Tỉnh Bắc Ninh".into(),
+    };
+    // Without a delegation the desk's certificate cannot sign for the department.
+    let undelegated = c.seal(&signer).unwrap();
+    let e = verify_receipt(&undelegated.document, &trust, |_| None).unwrap_err();
+    assert!(e.to_string().contains("is for tax code 2300290832, not for the collector's 2300119183"), "{e}");
+    c.delegate = Some(AgencyInfo {
+        code: "BN.TTPVHCC".into(),
+        name: desk.name.clone(),
+        tax_code: desk.tax_code.clone(),
+        address: "Tỉnh Bắc Ninh".into(),
+    });
+    let sealed = c.seal(&signer).unwrap();
+    assert!(sealed.document.contains("<TTruong>UyNhiem.MST</TTruong><KDLieu>string</KDLieu><DLieu>2300290832</DLieu>"));
+    let v = verify_receipt(&sealed.document, &trust, |_| None).unwrap();
+    assert_eq!(
+        (v.document.agency_tax_code.as_str(), v.document.signer_tax_code.as_str()),
+        ("2300119183", "2300290832")
+    );
 }

@@ -30,7 +30,12 @@ fn payer(name: &str, id: &str, email: &str, address: &str, cats: Vec<v1::Benefic
         address: address.into(),
         categories: cats.into_iter().map(|c| c as i32).collect(),
         passport_number: String::new(),
+        identity_level: 0,
     }
+}
+
+fn foreigner(name: &str, passport: &str, email: &str, address: &str) -> v1::Payer {
+    v1::Payer { passport_number: passport.into(), ..payer(name, "", email, address, vec![]) }
 }
 
 fn line(fee: &str, kind: v1::FeeKind, qty: u32, amount: i64) -> v1::PaidLine {
@@ -108,7 +113,10 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     use v1::Channel::*;
     use v1::FeeKind::*;
     let bn = "phường Kinh Bắc, tỉnh Bắc Ninh";
+    let hp = "phường Hải Dương, thành phố Hải Phòng";
     let mut payments = [
+        // 1. A driving licence at the provincial centre's desk: the police's fee, issued
+        //    as the police's own receipt (a mandate of mode identity).
         demo.payment(
             1,
             "BN.TTPVHCC",
@@ -117,6 +125,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             payer("Nguyễn Văn An", "027090001234", "nguyenvanan@example.vn", bn, vec![]),
             vec![line("LP-GPLX", LePhi, 1, 135_000)],
         ),
+        // 2. A land certificate: phí and lệ phí, two receipts of the centre's series.
         demo.payment(
             2,
             "BN.TTPVHCC",
@@ -125,28 +134,26 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             payer("Trần Thị Bình", "027185004321", "tranthibinh@example.vn", "xã Tiên Du, tỉnh Bắc Ninh", vec![]),
             vec![line("BN-P-THAMDINH-GCN", Phi, 1, 500_000), line("BN-LP-GCN", LePhi, 1, 100_000)],
         ),
+        // 3. A civil-status correction for a poor household: exempt, no receipt number used.
         demo.payment(
             3,
             "BN.KINHBAC",
             "2.000635",
             Counter,
             payer("Lê Hoàng Cường", "027079002468", "lehoangcuong@example.vn", bn, vec![B::PoorHousehold]),
-            vec![line("BN-LP-HOTICH-TRICHLUC", LePhi, 2, 0)],
+            vec![line("BN-LP-HOTICH-CAICHINH", LePhi, 1, 0)],
         ),
+        // 4. Hải Phòng: a building permit and 5 certified pages (2 000 + 2 000 + 3 × 1 000).
         demo.payment(
             4,
-            "HD.TPHD.TANBINH",
+            "HP.HAIDUONG",
             "1.009994",
             FullyOnline,
-            payer(
-                "Phạm Thu Dung",
-                "030192007531",
-                "phamthudung@example.vn",
-                "phường Tân Bình, thành phố Hải Dương",
-                vec![],
-            ),
-            vec![line("HD-LP-GPXD", LePhi, 1, 0), line("P-CHUNGTHUC", Phi, 5, 10_000)],
+            payer("Phạm Thu Dung", "030192007531", "phamthudung@example.vn", hp, vec![]),
+            vec![line("HP-LP-GPXD", LePhi, 1, 75_000), line("P-CHUNGTHUC", Phi, 5, 7_000)],
         ),
+        // 5. A passport assessed on 15 Dec 2025, while Circular 63/2023/TT-BTC cut the online
+        //    rate to 90%: waivers are evaluated at the assessment time.
         demo.payment(
             5,
             "BN.TTPVHCC",
@@ -155,6 +162,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             payer("Hoàng Minh Đức", "027201009876", "hoangminhduc@example.vn", bn, vec![]),
             vec![line("LP-HOCHIEU-CAPMOI", LePhi, 1, 180_000)],
         ),
+        // 6. A household business registration, refunded later: the receipt is cancelled.
         demo.payment(
             6,
             "BN.TUSON",
@@ -163,25 +171,45 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             payer("Vũ Thị Hoa", "027188003579", "vuthihoa@example.vn", "phường Từ Sơn, tỉnh Bắc Ninh", vec![]),
             vec![line("BN-LP-DKKD-HKD", LePhi, 1, 100_000)],
         ),
+        // 7. Sent to the former Hải Dương centre, which ceased on 30 June 2025: rejected.
         demo.payment(
             7,
             "HD.TTPVHCC",
             "1.000459",
             FullyOnline,
-            payer("Đặng Quốc Huy", "030087006543", "dangquochuy@example.vn", "thành phố Hải Dương", vec![]),
-            vec![line("HD-LP-GPLD", LePhi, 1, 600_000)],
+            payer("Đặng Quốc Huy", "030087006543", "dangquochuy@example.vn", hp, vec![]),
+            vec![line("HD-LP-GPXD", LePhi, 1, 75_000)],
         ),
+        // 8. Three certified pages at a commune, no email given.
         demo.payment(
             8,
             "BN.TIENDU",
             "2.000815",
             PartlyOnline,
             payer("Ngô Thanh Lan", "027295001122", "", "xã Tiên Du, tỉnh Bắc Ninh", vec![]),
-            vec![line("P-CHUNGTHUC", Phi, 3, 6_000)],
+            vec![line("P-CHUNGTHUC", Phi, 3, 5_000)],
+        ),
+        // 9. A work permit for a foreign worker, identified by passport only.
+        demo.payment(
+            9,
+            "HP.TTPVHCC",
+            "1.000105",
+            Counter,
+            foreigner("Kim Min-jun", "M12345678", "kim.minjun@example.kr", hp),
+            vec![line("HP-LP-GPLD", LePhi, 1, 600_000)],
+        ),
+        // 10. An identity-card renewal at half rate (Circular 64/2025/TT-BTC, until 31 Dec
+        //     2026), and a criminal-record extract the desk issues under the Department of
+        //     Justice's delegation.
+        demo.payment(
+            10,
+            "BN.TTPVHCC",
+            "2.001195",
+            Counter,
+            payer("Bùi Thị Giang", "027302004455", "buithigiang@example.vn", bn, vec![]),
+            vec![line("LP-CANCUOC-DOI", LePhi, 1, 25_000), line("P-LLTP", Phi, 1, 200_000)],
         ),
     ];
-    // Payment 5 was assessed on 15 Dec 2025, while Circular 63/2023/TT-BTC cut the online
-    // passport fee to 90%: the issuer evaluates waivers at the assessment time.
     payments[4].assessed_at =
         Some(ts(gmt7().with_ymd_and_hms(2025, 12, 15, 9, 30, 0).single().expect("valid").with_timezone(&Utc)));
     payments[4].assessment_id = format!("AS{}005", demo.run);
@@ -224,13 +252,15 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
         paid_online: true,
         categories: vec![B::PersonWithDisabilities as i32],
         lines: vec![
-            v1::RequestedLine { fee_code: "BN-LP-HOTICH-TRICHLUC".into(), quantity: 3 },
+            v1::RequestedLine { fee_code: "BN-LP-HOTICH-CAICHINH".into(), quantity: 1 },
+            v1::RequestedLine { fee_code: "P-HOTICH-TRICHLUC".into(), quantity: 3 },
             v1::RequestedLine { fee_code: "P-CHUNGTHUC".into(), quantity: 4 },
         ],
         at: None,
+        identity_level: 2,
     };
     demo.send(&t.assessment_requested, &assessment.assessment_id, &assessment, BodyFormat::Json).await?;
-    writeln!(out, "published: 8 payments, 1 refund, 1 malformed event, 1 fee-assessment request")?;
+    writeln!(out, "published: {} payments, 1 refund, 1 malformed event, 1 fee-assessment request", payments.len())?;
 
     // Wait for the pipeline: 8 payments recorded, the refund applied, emails settled.
     let ids: Vec<String> = payments.iter().map(|p| p.payment_id.clone()).collect();
@@ -256,15 +286,16 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             row.try_get("", "rc")?,
         );
         // Expected deliveries: one per receipt, one per cancellation, one per waiver notice.
-        let expected_deliveries = rc + 1 + 2;
+        let expected_deliveries = rc + 1 + 1;
         let status = format!(
-            "  … payments recorded {p}/8, refund applied {r}/1, emails recorded {d}/{expected_deliveries}, queued {q}"
+            "  … payments recorded {p}/{}, refund applied {r}/1, emails recorded {d}/{expected_deliveries}, queued {q}",
+            payments.len()
         );
         if status != last {
             writeln!(out, "{status}")?;
             last = status;
         }
-        if p == 8 && r == 1 && q == 0 && d >= expected_deliveries {
+        if p == payments.len() as i64 && r == 1 && q == 0 && d >= expected_deliveries {
             break;
         }
         if std::time::Instant::now() > deadline {

@@ -27,6 +27,7 @@ pub mod keys;
 pub mod parked;
 pub mod reports;
 pub mod table;
+pub mod tax;
 
 /// Operator command line of feepay: reference data, keys, waivers, receipts and audits.
 #[derive(Debug, Parser)]
@@ -79,9 +80,13 @@ pub enum Command {
     Parked(ParkedCmd),
     /// Daily reconciliation per agency and payment provider, to compare with the platform's report.
     Reconcile(ReconcileArgs),
-    /// Reports for the tax authority.
+    /// Internal reports (the usage table behind BC26).
     #[command(subcommand)]
     Report(ReportCmd),
+    /// Documents for the tax authority: signed usage reports (BC26/BLĐT) and notices of
+    /// receipts issued in error (04/SS-CTĐT), and the registration draft (01/ĐKTĐ-CTĐT).
+    #[command(subcommand)]
+    Tax(tax::TaxCmd),
     /// Operators of this tool: their role, agency scope and token.
     #[command(subcommand)]
     Operators(OperatorsCmd),
@@ -159,6 +164,9 @@ pub struct AssessArgs {
     /// Beneficiary categories, e.g. poor_household (repeatable).
     #[arg(long = "category")]
     pub categories: Vec<String>,
+    /// Level of the payer's electronic identity account (VNeID), 0 when unknown.
+    #[arg(long, default_value_t = 0)]
+    pub identity_level: u8,
     /// Time of assessment, RFC 3339 (default now).
     #[arg(long)]
     pub at: Option<DateTime<Utc>>,
@@ -214,12 +222,6 @@ pub enum ReceiptsCmd {
         /// Corrected address.
         #[arg(long)]
         payer_address: Option<String>,
-        /// The signers directory (the replacement is signed here).
-        #[arg(long, env = "FEEPAY_SIGNERS_DIR", default_value = ".local/signers")]
-        signers: PathBuf,
-        /// The CA certificates the signing certificate must chain to.
-        #[arg(long, env = "FEEPAY_TRUST_ANCHORS", default_value = ".local/pki/ca.pem")]
-        trust_anchors: PathBuf,
         #[arg(long, short = 'y')]
         yes: bool,
     },
@@ -282,7 +284,8 @@ pub struct ReconcileArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ReportCmd {
-    /// Receipt usage per template and series for a period (the content of report BC26).
+    /// Receipt usage per template and series for a period, in detail (opening and closing
+    /// numbers, cancelled numbers): an internal table behind BC26/BLĐT.
     Usage {
         /// First day, YYYY-MM-DD (GMT+7).
         #[arg(long)]
@@ -543,6 +546,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
                     channel,
                     paid_online: a.paid_online,
                     categories: &categories,
+                    identity_level: a.identity_level,
                     at,
                 };
                 let l = loaded.rules.assess_line(&loaded.reference, &q)?;
@@ -680,9 +684,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             return audit(out, &db, a).await;
         }
         Command::Receipts(ReceiptsCmd::Cancel { id, reason, yes }) => {
-            let correction =
-                feepay_issuer::issue::Correction { receipt: id, reason, actor: String::new(), replace: None };
-            return correct(out, &conn, correction, None, yes).await;
+            return correct(out, &conn, CorrectionAsk { receipt: id, reason, replace: None }, yes).await;
         }
         Command::Receipts(ReceiptsCmd::Replace {
             id,
@@ -691,24 +693,21 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             payer_id,
             payer_tax_code,
             payer_address,
-            signers,
-            trust_anchors,
             yes,
         }) => {
-            let correction = feepay_issuer::issue::Correction {
-                receipt: id,
-                reason,
-                actor: String::new(),
-                replace: Some(feepay_issuer::issue::PayerCorrection {
-                    full_name: payer_name,
-                    personal_id: payer_id,
-                    tax_code: payer_tax_code,
-                    address: payer_address,
-                }),
+            let replace = feepay_domain::correction::PayerCorrection {
+                full_name: payer_name,
+                personal_id: payer_id,
+                tax_code: payer_tax_code,
+                address: payer_address,
             };
-            return correct(out, &conn, correction, Some((signers, trust_anchors)), yes).await;
+            return correct(out, &conn, CorrectionAsk { receipt: id, reason, replace: Some(replace) }, yes).await;
         }
         Command::DeadLetters(c) => return dead_letters(out, &conn, &c).await,
+        Command::Tax(c) => {
+            let (db, actor) = session(&conn).await?;
+            return tax::run(out, &db, &actor, c).await;
+        }
         Command::Parked(c) => {
             let (db, actor) = session(&conn).await?;
             return match c {
@@ -800,7 +799,12 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
                         writeln!(out, "{}", reports::csv_line(&r.cells(from, to)))?;
                     }
                 }
-                Format::Xml => write!(out, "{}", reports::usage_xml(&rows, from, to, Utc::now()))?,
+                Format::Xml => {
+                    eprintln!(
+                        "the official XML of BC26/BLĐT is signed by the issuer for each closed period: receiptctl tax list --kind usage-report"
+                    );
+                    return Ok(ExitCode::from(2));
+                }
                 Format::Table => {
                     writeln!(out, "receipt usage from {from} to {to} (GMT+7)")?;
                     let cells: Vec<Vec<String>> = rows
@@ -1005,25 +1009,32 @@ async fn audit(out: &mut impl Write, db: &DatabaseConnection, a: AuditArgs) -> a
     }
 }
 
-/// Cancels or replaces a receipt through the issuer's own transaction code.
-async fn correct(
-    out: &mut impl Write,
-    conn: &Conn,
-    mut correction: feepay_issuer::issue::Correction,
-    signers: Option<(PathBuf, PathBuf)>,
-    yes: bool,
-) -> anyhow::Result<ExitCode> {
-    use feepay_issuer::issue::IssueError;
+/// A correction an operator asks for.
+pub struct CorrectionAsk {
+    /// Receipt id or lookup code.
+    pub receipt: String,
+    pub reason: String,
+    /// The payer fields to change for a replacement.
+    pub replace: Option<feepay_domain::correction::PayerCorrection>,
+}
+
+/// Cancels or replaces a receipt: the request is queued and the running issuer, which holds
+/// the signing keys, carries it out in its own transaction; this waits for the outcome.
+async fn correct(out: &mut impl Write, conn: &Conn, ask: CorrectionAsk, yes: bool) -> anyhow::Result<ExitCode> {
     let (db, actor) = session(conn).await?;
     actor.require(Role::Operator, "cancel or replace receipts")?;
+    if let Err(e) = feepay_domain::correction::check_reason(&ask.reason) {
+        eprintln!("{e}");
+        return Ok(ExitCode::from(2));
+    }
     let row = db
         .query_one(stmt(
             "SELECT agency_code, template, symbol, number, status, total FROM receipts WHERE receipt_id::TEXT = $1 OR lookup_code = $1",
-            vec![correction.receipt.clone().into()],
+            vec![ask.receipt.clone().into()],
         ))
         .await?;
     let Some(row) = row.filter(|r| r.try_get::<String>("", "agency_code").is_ok_and(|a| actor.covers(&a))) else {
-        eprintln!("no receipt with id or lookup code {} (in your scope)", correction.receipt);
+        eprintln!("no receipt with id or lookup code {} (in your scope)", ask.receipt);
         return Ok(ExitCode::from(2));
     };
     let label = format!(
@@ -1035,48 +1046,46 @@ async fn correct(
         feepay_domain::Vnd::new(row.try_get::<i64>("", "total")?).map(|v| v.grouped()).unwrap_or_default(),
         row.try_get::<String>("", "status")?,
     );
-    let what = if correction.replace.is_some() { "cancel and replace" } else { "cancel" };
-    writeln!(out, "{what} receipt {label}, reason: {}", correction.reason)?;
+    let what = if ask.replace.is_some() { "cancel and replace" } else { "cancel" };
+    writeln!(out, "{what} receipt {label}, reason: {}", ask.reason)?;
     if !yes && !confirm(&format!("{what} this receipt? It cannot be undone."))? {
         return Ok(ExitCode::from(2));
     }
-    correction.actor = actor.name.clone();
-    // A cancellation signs nothing; a replacement needs the agency's certificate.
-    let signing = match signers {
-        Some((dir, anchors)) => {
-            let trust = feepay_runtime::pki::TrustAnchors::load(&anchors).map_err(anyhow::Error::msg)?;
-            feepay_issuer::signing::Signing::watching(&dir, trust, 1)
-                .with_context(|| format!("loading the signers of {}", dir.display()))?
-        }
-        None => feepay_issuer::signing::Signing::fixed(Default::default(), feepay_runtime::pki::TrustAnchors::empty()),
-    };
-    let issuer = feepay_issuer::issue::Issuer::new(
-        db,
-        signing,
-        std::sync::Arc::new(feepay_issuer::clock::SystemClock),
-        feepay_issuer::metrics::IssuerMetrics::new(),
-        feepay_runtime::settings::Topics::from_env(),
-        feepay_runtime::settings::KafkaSettings::from_env("receiptctl")?.body_format,
-        feepay_runtime::settings::env_or("FEEPAY_ISSUER_SOURCE", "/feepay/issuer"),
-    );
-    issuer.register_certificates().await?;
-    match issuer.correct(&correction).await {
-        Ok(done) => {
-            writeln!(out, "cancelled {}", done.cancelled)?;
-            if let (Some(r), Some(code)) = (&done.replacement, &done.replacement_lookup_code) {
-                writeln!(out, "replaced by {r}, lookup code {code}")?;
+    let replace = ask.replace.as_ref().map(serde_json::to_value).transpose()?;
+    let id = feepay_runtime::correction_requests::request(&db, &ask.receipt, &ask.reason, replace, &actor.name).await?;
+    let wait = std::time::Duration::from_secs(feepay_runtime::settings::env_parse("FEEPAY_CORRECTION_WAIT_SECS", 60)?);
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let r = feepay_runtime::correction_requests::get(&db, id).await?.context("the request vanished")?;
+        let outcome = r.outcome.unwrap_or_default();
+        match r.status.as_str() {
+            "done" => {
+                writeln!(out, "cancelled {}", outcome["cancelled"].as_str().unwrap_or_default())?;
+                if let (Some(rep), Some(code)) =
+                    (outcome["replacement"].as_str(), outcome["replacementLookupCode"].as_str())
+                {
+                    writeln!(out, "replaced by {rep}, lookup code {code}")?;
+                }
+                writeln!(
+                    out,
+                    "the issuer publishes the receipt events and the notice to the tax authority; the payer is emailed"
+                )?;
+                return Ok(ExitCode::SUCCESS);
             }
-            writeln!(
-                out,
-                "the receipt events are in the outbox; the running issuer publishes them and the payer is emailed"
-            )?;
-            Ok(ExitCode::SUCCESS)
+            "refused" => {
+                eprintln!("{}", outcome["error"].as_str().unwrap_or("refused"));
+                return Ok(ExitCode::from(2));
+            }
+            _ if std::time::Instant::now() > deadline => {
+                eprintln!(
+                    "request {id} is queued but the issuer has not carried it out within {} s: is feepay-issuer running? \
+                     It will be carried out when the issuer runs (receiptctl does not sign).",
+                    wait.as_secs()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
         }
-        Err(e @ (IssueError::NotFound(_) | IssueError::NotIssued(_) | IssueError::Invalid(_))) => {
-            eprintln!("{e}");
-            Ok(ExitCode::from(2))
-        }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -4,10 +4,9 @@
 use crate::access::Actor;
 use chrono::{DateTime, NaiveDate, Utc};
 use feepay_domain::numbering::gmt7;
-use feepay_domain::receipt::{datetime_gmt7, xml_escape};
+use feepay_domain::receipt::datetime_gmt7;
 use feepay_runtime::sql::stmt;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
-use std::collections::BTreeMap;
 
 /// Start of a GMT+7 day, as a UTC instant.
 pub fn day_start(d: NaiveDate) -> DateTime<Utc> {
@@ -329,46 +328,6 @@ impl Usage {
             n7(self.closing_number),
         ]
     }
-}
-
-/// The usage report as XML, one `<BCao>` per agency. Element names follow the style of the
-/// tax authority's receipt data (the official BC26 schema is not reproduced here).
-pub fn usage_xml(rows: &[Usage], from: NaiveDate, to: NaiveDate, now: DateTime<Utc>) -> String {
-    let mut by_agency: BTreeMap<&str, Vec<&Usage>> = BTreeMap::new();
-    for r in rows {
-        by_agency.entry(r.agency.as_str()).or_default().push(r);
-    }
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<BCTHSDBLai>\n");
-    x.push_str(&format!(
-        "  <TTChung><TenBC>Báo cáo tình hình sử dụng biên lai điện tử</TenBC><KyBC><TuNgay>{from}</TuNgay><DenNgay>{to}</DenNgay></KyBC><NLap>{}</NLap></TTChung>\n",
-        datetime_gmt7(now)
-    ));
-    for (agency, series) in by_agency {
-        let first = series[0];
-        x.push_str(&format!(
-            "  <BCao>\n    <DVThu><Ma>{}</Ma><Ten>{}</Ten><MST>{}</MST></DVThu>\n    <DSBLai>\n",
-            xml_escape(agency),
-            xml_escape(&first.agency_name),
-            xml_escape(&first.agency_tax_code)
-        ));
-        for s in series {
-            x.push_str(&format!(
-                "      <BLai><KHMSBLai>{}</KHMSBLai><KHBLai>{}</KHBLai><SoDauKy>{}</SoDauKy><TuSo>{}</TuSo><DenSo>{}</DenSo><SLSDung>{}</SLSDung><SLHuy>{}</SLHuy><DSSoHuy>{}</DSSoHuy><SLMat>0</SLMat><SoCuoiKy>{}</SoCuoiKy></BLai>\n",
-                xml_escape(&s.template),
-                xml_escape(&s.symbol),
-                n7(s.opening_number),
-                n7(s.from_number),
-                n7(s.to_number),
-                s.used,
-                s.cancelled.len(),
-                s.cancelled.iter().map(|n| n7(*n)).collect::<Vec<_>>().join(" "),
-                n7(s.closing_number)
-            ));
-        }
-        x.push_str("    </DSBLai>\n  </BCao>\n");
-    }
-    x.push_str("</BCTHSDBLai>\n");
-    x
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! │   │                                     ThoiDiemLap, MaBamTruoc, MaHoSo, MaTTHC, ...,
 //! │   │                                     BLThayThe* for a replacement
 //! │   └── NDBLai                            content
-//! │       ├── DVThu: Ten, MST, DChi, TTKhac (MaDonVi)           the collector
+//! │       ├── DVThu: Ten, MST, DChi, TTKhac (MaDonVi, UyNhiem.*)  the collector (and
+//! │       │                                                       the delegate issuing)
 //! │       ├── NNop: Ten, MST?, SDDCN?, SHChieu?, DChi?          the payer
 //! │       ├── DSKhoan/Khoan*: STT, MPLPhi, TPLPhi, LPLPhi, SLuong, MThu, STGiam?, ThTien,
 //! │       │                   TTKhac (the waiver and its legal basis)
@@ -126,6 +127,12 @@ impl ReceiptContent {
         x.el("DChi", &self.agency.address);
         x.open("TTKhac");
         x.info("MaDonVi", "string", &self.agency.code);
+        if let Some(d) = &self.delegate {
+            // Issued under a delegation: the delegate's identity, whose certificate signs.
+            x.info("UyNhiem.MaDonVi", "string", &d.code);
+            x.info("UyNhiem.Ten", "string", &d.name);
+            x.info("UyNhiem.MST", "string", &d.tax_code);
+        }
         x.close("TTKhac");
         x.close("DVThu");
         x.open("NNop");
@@ -219,6 +226,10 @@ pub fn read_fields(data: Node<'_, '_>, key_id: String, document_hash: String) ->
         receipt_id: head.map(|h| other_info(h, "MaBienLai")).unwrap_or_default(),
         agency_code: collector.map(|c| other_info(c, "MaDonVi")).unwrap_or_default(),
         agency_tax_code: text(collector.and_then(|c| child(c, "MST"))),
+        signer_tax_code: collector
+            .map(|c| other_info(c, "UyNhiem.MST"))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| text(collector.and_then(|c| child(c, "MST")))),
         template: from_head("KHMSCTu"),
         symbol: from_head("KHCTu"),
         number: from_head("SCTu"),

@@ -219,6 +219,7 @@ pub fn verify_document(
     Ok(VerifiedDocument {
         version: VERSION.to_string(),
         agency_tax_code: field(agency, "MST"),
+        signer_tax_code: field(agency, "MST"),
         key_id,
         receipt_id: field(head_own, "MBLai"),
         agency_code: field(agency, "Ma"),

@@ -133,6 +133,9 @@ pub struct ReceiptContent {
     pub lookup_code: String,
     pub previous_hash: String,
     pub replaces: Option<Replaces>,
+    /// The desk issuing under a delegation (ủy nhiệm) from the collector: named on the
+    /// receipt, and its certificate signs.
+    pub delegate: Option<AgencyInfo>,
 }
 
 /// A receipt sealed: its signed document, its hash, and who signed it.
@@ -194,6 +197,9 @@ pub struct VerifiedDocument {
     pub receipt_id: String,
     pub agency_code: String,
     pub agency_tax_code: String,
+    /// The tax code the signing certificate must name: the delegate's when the receipt was
+    /// issued under a delegation, else the collector's.
+    pub signer_tax_code: String,
     pub template: String,
     pub symbol: String,
     pub number: String,

@@ -8,6 +8,7 @@ use super::{IssueError, Issuer, Work, RECEIPT_NS};
 use feepay_domain::correction::{check_reason, correct_payer, PayerFields};
 use feepay_domain::money::Vnd;
 use feepay_domain::waiver::LineAssessment;
+use feepay_runtime::correction_requests;
 use feepay_runtime::sql::stmt;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
@@ -25,6 +26,8 @@ pub struct Correction {
     pub actor: String,
     /// `Some` to replace: the payer fields to change.
     pub replace: Option<PayerCorrection>,
+    /// The queued request this carries out (marked done in the same transaction).
+    pub request_id: Option<i64>,
 }
 
 /// What a correction did.
@@ -83,7 +86,7 @@ impl Issuer {
         let replaced_by = replacement.as_ref().map(|r| r.receipt_id);
         let cancellation =
             Cancellation { receipt: original.clone(), reason: c.reason.clone(), refund_id: String::new(), replaced_by };
-        self.cancel(&txn, &cancellation, now, &mut work).await?;
+        self.cancel(&txn, &loaded, &cancellation, now, &mut work).await?;
         let issued = self
             .number_and_insert(&txn, &loaded, replacement.into_iter().collect(), now, &mut work)
             .await
@@ -124,8 +127,63 @@ impl Issuer {
             ],
         ))
         .await?;
+        if let Some(id) = c.request_id {
+            correction_requests::finish(&txn, id, "done", corrected.to_json()).await?;
+        }
         self.commit(txn, work.outbox).await?;
         work.tally.emit(self, &work.outcome);
         Ok(corrected)
+    }
+
+    /// Carries out the operators' queued correction requests. A refused one (not found,
+    /// already cancelled, invalid) is recorded with the reason; one that failed for a
+    /// transient reason stays queued for the next pass.
+    pub async fn serve_correction_requests(&self) -> Result<usize, IssueError> {
+        let pending = correction_requests::take_pending(&self.db, 20).await?;
+        let mut served = 0;
+        for r in pending {
+            let replace = match r.replace.clone().map(serde_json::from_value::<PayerCorrection>).transpose() {
+                Ok(x) => x,
+                Err(e) => {
+                    let why = serde_json::json!({"error": format!("the requested changes do not read: {e}")});
+                    correction_requests::finish(&self.db, r.request_id, "refused", why).await?;
+                    continue;
+                }
+            };
+            let c = Correction {
+                receipt: r.receipt.clone(),
+                reason: r.reason.clone(),
+                actor: r.actor.clone(),
+                replace,
+                request_id: Some(r.request_id),
+            };
+            match self.correct(&c).await {
+                Ok(done) => {
+                    tracing::info!(request = r.request_id, cancelled = %done.cancelled, replacement = ?done.replacement, actor = %r.actor, "correction carried out");
+                    served += 1;
+                }
+                Err(e @ (IssueError::NotFound(_) | IssueError::NotIssued(_) | IssueError::Invalid(_))) => {
+                    let why = serde_json::json!({"error": e.to_string()});
+                    correction_requests::finish(&self.db, r.request_id, "refused", why).await?;
+                    served += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(request = r.request_id, error = %e, "a correction could not be carried out yet; it stays queued");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(served)
+    }
+}
+
+impl Corrected {
+    /// The outcome as recorded on the request.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "cancelled": self.cancelled,
+            "replacement": self.replacement,
+            "replacementLookupCode": self.replacement_lookup_code,
+        })
     }
 }

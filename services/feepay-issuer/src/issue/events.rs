@@ -44,6 +44,7 @@ fn rejection_pb(reason: Rejection) -> v1::RejectionReason {
         Rejection::InvalidRefund => v1::RejectionReason::InvalidRefund,
         Rejection::KindMismatch => v1::RejectionReason::KindMismatch,
         Rejection::LimitExceeded => v1::RejectionReason::LimitExceeded,
+        Rejection::NotCollector => v1::RejectionReason::NotCollector,
     }
 }
 

@@ -19,6 +19,7 @@ mod numbering;
 mod payments;
 mod refunds;
 mod tally;
+mod tax;
 
 pub use corrections::{Corrected, Correction, PayerCorrection};
 pub use intake::Processed;

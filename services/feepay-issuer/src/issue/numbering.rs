@@ -7,7 +7,7 @@ use super::tally::Fact;
 use super::{events::agency_pb, IssueError, Issuer, Work};
 use chrono::{DateTime, Utc};
 use feepay_domain::money::Vnd;
-use feepay_domain::numbering::{receipt_symbol, year_gmt7, ReceiptNumber, GENESIS_HASH};
+use feepay_domain::numbering::{year_gmt7, ReceiptNumber, GENESIS_HASH};
 use feepay_domain::receipt::{generate_lookup_code, AgencyInfo, PayerInfo, PaymentMethod, ReceiptContent, Replaces};
 use feepay_domain::reference::Series;
 use feepay_domain::waiver::LineAssessment;
@@ -28,8 +28,11 @@ use uuid::Uuid;
 pub(super) struct ToIssue {
     pub receipt_id: Uuid,
     pub payment_id: String,
+    /// The collector named on the receipt (the series' agency).
     pub agency: AgencyInfo,
     pub series: Series,
+    /// A desk issuing under a delegation from the collector: named, and signing.
+    pub delegate: Option<AgencyInfo>,
     pub payer: PayerInfo,
     pub payer_pb: v1::Payer,
     pub dossier_code: String,
@@ -50,6 +53,13 @@ pub(super) fn payer_info(p: &v1::Payer) -> PayerInfo {
         tax_code: p.tax_code.clone(),
         passport: p.passport_number.clone(),
         address: p.address.clone(),
+    }
+}
+
+impl ToIssue {
+    /// The agency whose certificate signs.
+    pub fn signer(&self) -> &str {
+        self.delegate.as_ref().map_or(&self.series.agency, |d| &d.code)
     }
 }
 
@@ -89,21 +99,18 @@ impl Issuer {
         let year = year_gmt7(now);
         let mut signers = Vec::with_capacity(to_issue.len());
         for t in &to_issue {
-            match self.signer_for(loaded, &t.series.agency, now) {
+            match self.signer_for(loaded, t.signer(), now) {
                 Ok(k) => signers.push(k),
                 Err(reason) => {
-                    let blocked: Vec<String> = to_issue
-                        .iter()
-                        .filter(|u| u.series.agency == t.series.agency)
-                        .map(|u| u.payment_id.clone())
-                        .collect();
+                    let blocked: Vec<String> =
+                        to_issue.iter().filter(|u| u.signer() == t.signer()).map(|u| u.payment_id.clone()).collect();
                     return Err(IssueError::Blocked(blocked, reason));
                 }
             }
         }
         let keys: BTreeSet<CounterKey> = to_issue
             .iter()
-            .map(|t| (t.series.agency.clone(), t.series.template.clone(), receipt_symbol(&t.series.letters, year)))
+            .map(|t| (t.series.agency.clone(), t.series.template.clone(), t.series.symbol(year)))
             .collect();
         let mut counters = lock_counters(txn, &keys, year).await?;
         check_room(&to_issue, &counters, year)?;
@@ -113,7 +120,7 @@ impl Issuer {
         let mut ids = Vec::with_capacity(to_issue.len());
         let mut rng = rand::rngs::OsRng;
         for (t, key) in to_issue.into_iter().zip(signers) {
-            let symbol = receipt_symbol(&t.series.letters, year);
+            let symbol = t.series.symbol(year);
             let ck = (t.series.agency.clone(), t.series.template.clone(), symbol.clone());
             let (last, last_hash) =
                 counters.get_mut(&ck).ok_or_else(|| IssueError::Reference("counter missing".into()))?;
@@ -140,6 +147,7 @@ impl Issuer {
                 lookup_code: generate_lookup_code(&mut rng),
                 previous_hash: last_hash.clone(),
                 replaces: t.replaces.clone(),
+                delegate: t.delegate.clone(),
             };
             let sealed = content.seal(key.signer.as_ref()).map_err(|e| {
                 let blocked = vec![t.payment_id.clone()];
@@ -185,6 +193,7 @@ impl Issuer {
                 }),
                 payment_method: payment_method_pb(t.payment_method) as i32,
                 layout_version: feepay_domain::receipt::document::VERSION.to_string(),
+                delegate: t.delegate.as_ref().map(agency_pb),
             };
             let waived: i64 = t.lines.iter().map(|l| l.reduction().dong()).sum();
             let replaces: Option<Uuid> = t.replaces.as_ref().and_then(|r| r.receipt_id.parse().ok());
@@ -255,7 +264,7 @@ fn check_room(
     let mut blocked: Vec<String> = Vec::new();
     let mut reason = None;
     for t in to_issue {
-        let symbol = receipt_symbol(&t.series.letters, year);
+        let symbol = t.series.symbol(year);
         let key = (t.series.agency.clone(), t.series.template.clone(), symbol.clone());
         let last = counters.get(&key).map_or(0, |(n, _)| *n);
         let n = used.entry(key).or_insert(0);

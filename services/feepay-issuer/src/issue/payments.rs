@@ -160,8 +160,7 @@ impl Issuer {
         let mut blocked = Vec::new();
         for (c, d) in candidates.iter().zip(decisions) {
             if let Decision::Issue { receipts, .. } = d {
-                if let Some(reason) = receipts.iter().find_map(|r| self.signer_for(loaded, &r.series.agency, now).err())
-                {
+                if let Some(reason) = receipts.iter().find_map(|r| self.signer_for(loaded, r.signer(), now).err()) {
                     blocked.push((c.payment_id().to_string(), reason));
                 }
             }
@@ -321,23 +320,38 @@ impl Issuer {
             Decision::Issue { receipts, waived } => {
                 let CandidateKind::Valid(p) = &c.kind else { unreachable!("only valid payments are issued") };
                 work.outcome.payments_issued += 1;
-                let agency = agency(&p.agency_code).ok_or_else(|| IssueError::Reference("agency vanished".into()))?;
+                let paying = agency(&p.agency_code).ok_or_else(|| IssueError::Reference("agency vanished".into()))?;
                 if !waived.is_empty() {
                     work.tally.waivers(&p.agency_code, &waived);
-                    self.waiver_notice(work, p, &agency, &waived, now);
+                    self.waiver_notice(work, p, &paying, &waived, now);
                 }
                 let payer_pb = payer_pb(&p.payer);
                 for draft in receipts {
                     work.tally.waivers(&p.agency_code, &draft.lines);
                     let key = format!(
-                        "{}|{}|{}|{}",
-                        p.payment_id, draft.series.agency, draft.series.template, draft.series.letters
+                        "{}|{}|{}|{}|{}",
+                        p.payment_id,
+                        draft.series.agency,
+                        draft.series.template,
+                        draft.series.letters,
+                        draft.kind.code()
                     );
+                    // The collector named on the receipt: the body the fee's text names
+                    // (or the paying agency itself).
+                    let collector = agency(&draft.series.agency)
+                        .ok_or_else(|| IssueError::Reference("collector vanished".into()))?;
+                    let delegate = match &draft.delegate {
+                        Some(code) => {
+                            Some(agency(code).ok_or_else(|| IssueError::Reference("delegate vanished".into()))?)
+                        }
+                        None => None,
+                    };
                     to_issue.push(ToIssue {
                         receipt_id: Uuid::new_v5(&RECEIPT_NS, key.as_bytes()),
                         payment_id: p.payment_id.clone(),
-                        agency: agency.clone(),
+                        agency: collector,
                         series: draft.series,
+                        delegate,
                         payer: super::numbering::payer_info(&payer_pb),
                         payer_pb: payer_pb.clone(),
                         dossier_code: p.dossier_code.clone(),

@@ -85,7 +85,7 @@ pub(super) fn replacement_of(
         .find(|s| {
             s.agency == agency.code
                 && s.template == original.template_symbol
-                && original.receipt_symbol.starts_with(&format!("{}-", s.letters))
+                && s.symbol(original.year as i32) == original.receipt_symbol
         })
         .cloned()
         .ok_or_else(|| {
@@ -102,6 +102,13 @@ pub(super) fn replacement_of(
         payment_id: original.payment_id.clone(),
         agency: AgencyInfo { code: agency.code, name: agency.name, tax_code: agency.tax_code, address: agency.address },
         series,
+        // A replacement is issued as the original was: by the same delegate, if any.
+        delegate: original.delegate.clone().map(|d| AgencyInfo {
+            code: d.code,
+            name: d.name,
+            tax_code: d.tax_code,
+            address: d.address,
+        }),
         payer: payer_info(&payer),
         payer_pb: payer,
         dossier_code: original.dossier_code.clone(),
@@ -395,7 +402,7 @@ impl Issuer {
         }
         // Cancel first, then number the replacements.
         for c in &cancellations {
-            self.cancel(txn, c, now, work).await?;
+            self.cancel(txn, loaded, c, now, work).await?;
         }
         self.number_and_insert(txn, loaded, replacements, now, work).await?;
         self.set_refund(txn, &refund.refund_id, "applied", None, now).await?;
@@ -420,10 +427,12 @@ impl Issuer {
         .map(|_| ())
     }
 
-    /// Marks a receipt cancelled (it keeps its number) and emits the event.
+    /// Marks a receipt cancelled (it keeps its number), emits the event, and signs the
+    /// notice to the tax authority that it was issued in error (04/SS-CTĐT).
     pub(super) async fn cancel(
         &self,
         txn: &DatabaseTransaction,
+        loaded: &LoadedReference,
         c: &Cancellation,
         now: DateTime<Utc>,
         work: &mut Work,
@@ -450,6 +459,7 @@ impl Issuer {
             refund_id: c.refund_id.clone(),
         };
         self.receipt_cancelled_event(work, id, event);
+        self.error_notice(txn, loaded, &c.receipt, &c.reason, now, work).await?;
         work.outcome.receipts_cancelled += 1;
         Ok(())
     }

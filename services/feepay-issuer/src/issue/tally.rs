@@ -13,6 +13,7 @@ pub(super) enum Fact {
     Waiver { rule: String, agency: String, reduction: i64 },
     Rejected { reason: &'static str, payment_id: String, detail: String },
     Conflict { kind: &'static str },
+    TaxDocument { kind: &'static str, agency: String },
 }
 
 /// The facts of one transaction.
@@ -63,6 +64,10 @@ impl Tally {
                     tracing::info!(%payment_id, reason, %detail, "payment rejected");
                 }
                 Fact::Conflict { kind } => m.conflicts.with_label_values(&[kind]).inc(),
+                Fact::TaxDocument { kind, agency } => {
+                    m.tax_documents.with_label_values(&[kind]).inc();
+                    tracing::info!(kind, %agency, "document for the tax authority signed");
+                }
             }
         }
         let (pay, refund) = (&issuer.topics.payments_succeeded, &issuer.topics.payments_refunded);

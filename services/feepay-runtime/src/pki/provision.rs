@@ -177,14 +177,19 @@ mod tests {
                     parent: parent.map(Into::into),
                     email_from: None,
                     reply_to: None,
+                    until: None,
+                    collects_for: vec![],
+                    tax_office: None,
                 },
             );
             r.series.push(feepay_domain::reference::Series {
                 agency: code.into(),
                 template: "1".into(),
-                letters: "AA".into(),
+                letters: String::new(),
                 kinds: vec![],
                 title: String::new(),
+                form_kind: 1,
+                symbol_rule: feepay_domain::forms::SymbolRule::parse("{yy}T").unwrap(),
             });
         }
         let missing: Vec<&str> = agencies_without_signer(&r, &dir).iter().map(|a| a.code.as_str()).collect();

@@ -80,7 +80,7 @@ pub fn verify_receipt(
     let at = parse_signing_time(&checked.signing_time)
         .ok_or_else(|| VerifyError::Malformed(format!("signing time {:?} is not a time", checked.signing_time)))?;
     let fields = document::read_fields(checked.data, info.fingerprint.clone(), document_hash(document));
-    if let Some(problem) = check_signing_certificate(&info, &checked.certificates, trust, at, &fields.agency_tax_code) {
+    if let Some(problem) = check_signing_certificate(&info, &checked.certificates, trust, at, &fields.signer_tax_code) {
         return Err(VerifyError::Certificate(problem));
     }
     Ok(Verification { document: fields, signer: Some(info), signing_time: Some(checked.signing_time) })
