@@ -69,7 +69,7 @@ for svc in issuer assessor notifier lookup; do
   fi
 done
 
-say "3/4 the demo: payments from Bắc Ninh and Hải Dương"
+say "3/4 the demo: payments in Bắc Ninh and Hải Phòng"
 "$BIN/receiptctl" demo
 
 say "4/4 where to look"

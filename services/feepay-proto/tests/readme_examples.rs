@@ -30,11 +30,12 @@ fn readme_examples_decode() {
             "NotificationSent" => check::<v1::NotificationSent>(name, json),
             "NotificationFailed" => check::<v1::NotificationFailed>(name, json),
             "DeadLetter" => check::<v1::DeadLetter>(name, json),
+            "TaxDocumentIssued" => check::<v1::TaxDocumentIssued>(name, json),
             other => panic!("proto/README.md has an example of {other}, which no test decodes"),
         }
         checked += 1;
     }
-    assert_eq!(checked, 11, "one example per event");
+    assert_eq!(checked, 12, "one example per event");
 }
 
 #[test]

@@ -426,6 +426,31 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     }
     writeln!(out, "\nThe malformed event went to {}.dlq with its reason.", t.payments_succeeded)?;
 
+    writeln!(out, "\n== Documents for the tax authority (signed by the issuer) ==")?;
+    let docs = feepay_runtime::tax_documents::list(db, None, None, 200).await?;
+    let cancelled: Vec<uuid::Uuid> = db
+        .query_all(stmt(
+            "SELECT receipt_id FROM receipts WHERE payment_id = ANY($1) AND status = 'cancelled'",
+            vec![ids.clone().into()],
+        ))
+        .await?
+        .iter()
+        .filter_map(|r| r.try_get("", "receipt_id").ok())
+        .collect();
+    let notices = docs.iter().filter(|d| d.receipt_id.is_some_and(|r| cancelled.contains(&r))).count();
+    let reports: Vec<&feepay_runtime::tax_documents::TaxDocument> =
+        docs.iter().filter(|d| d.kind == "usage_report").collect();
+    writeln!(out, "04/SS-CTĐT notices for this run's cancelled receipts: {notices}")?;
+    if let Some(latest) = reports.first() {
+        writeln!(
+            out,
+            "BC26/BLĐT usage reports of period {}: {} (zero reports included)",
+            latest.period.clone().unwrap_or_default(),
+            reports.iter().filter(|d| d.period == latest.period).count()
+        )?;
+    }
+    writeln!(out, "list them with `receiptctl tax list`, write them out with `receiptctl tax export --dir DIR`")?;
+
     writeln!(out, "\n== Looking receipts up as a citizen would ==")?;
     let lookup = feepay_runtime::settings::env_or("FEEPAY_LOOKUP_PUBLIC_URL", "http://127.0.0.1:8080");
     let rows = db

@@ -233,18 +233,23 @@ fn list(out: &mut impl Write, signers: &Path, trust_anchors: &Path, r: &Referenc
     let mut rows = Vec::new();
     let mut defects = 0;
     for s in set.all() {
-        let tax_code = r.agencies.get(&s.agency).map(|a| a.tax_code.as_str()).unwrap_or_default();
         let days = (s.info.not_after - now).num_days();
-        let status = match check_signing_certificate(&s.info, s.chain(), &trust, now, tax_code) {
-            Some(problem) => {
+        let status = match r.agencies.get(&s.agency) {
+            None => {
                 defects += 1;
-                format!("NOT USABLE: {problem}")
+                "UNUSED: the agency is not in the reference data (remove the file)".to_string()
             }
-            None if days < EXPIRY_WARNING_DAYS => {
-                defects += 1;
-                format!("EXPIRES in {days} day(s): add a new certificate now")
-            }
-            None => "ok".to_string(),
+            Some(a) => match check_signing_certificate(&s.info, s.chain(), &trust, now, &a.tax_code) {
+                Some(problem) => {
+                    defects += 1;
+                    format!("NOT USABLE: {problem}")
+                }
+                None if days < EXPIRY_WARNING_DAYS => {
+                    defects += 1;
+                    format!("EXPIRES in {days} day(s): add a new certificate now")
+                }
+                None => "ok".to_string(),
+            },
         };
         rows.push(vec![
             s.agency.clone(),
