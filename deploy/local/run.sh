@@ -22,6 +22,7 @@ export FEEPAY_KAFKA_SESSION_TIMEOUT_MS="${FEEPAY_KAFKA_SESSION_TIMEOUT_MS:-6000}
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
 say "1/4 reference data and signing certificates (local test CA)"
+"$BIN/receiptctl" migrate
 "$BIN/receiptctl" reference load --dir deploy/reference
 "$BIN/receiptctl" keys init-ca
 # The Bắc Ninh centre signs with a key generated inside a PKCS#11 token (SoftHSM2), as a

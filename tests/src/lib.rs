@@ -554,10 +554,19 @@ pub struct CliRun {
 
 /// Runs `receiptctl` as an operator would, against a test's database and topics.
 pub async fn receiptctl(db: &TestDb, topics: &Topics, token: Option<&str>, args: &[&str]) -> CliRun {
+    receiptctl_with(&db.url, topics, token, args).await
+}
+
+/// `receiptctl` connecting with another database URL (another role).
+pub async fn receiptctl_as(_db: &TestDb, topics: &Topics, url: &str, args: &[&str]) -> CliRun {
+    receiptctl_with(url, topics, None, args).await
+}
+
+async fn receiptctl_with(url: &str, topics: &Topics, token: Option<&str>, args: &[&str]) -> CliRun {
     let mut cmd = tokio::process::Command::new(bin("receiptctl"));
     cmd.args(args)
         .current_dir(repo_root())
-        .env("FEEPAY_DATABASE_URL", &db.url)
+        .env("FEEPAY_DATABASE_URL", url)
         .env("FEEPAY_KAFKA_BROKERS", brokers())
         .env("FEEPAY_OPERATOR", "test-operator")
         .env("FEEPAY_TRUST_ANCHORS", pki::test_pki().anchors())
@@ -591,7 +600,10 @@ pub fn lookup_settings(db: &TestDb) -> feepay_lookup::app::LookupSettings {
         rate_per_minute: 100_000,
         burst: 10_000,
         min_response: Duration::from_millis(150),
-        trust_forwarded: false,
+        proxy_hops: 0,
+        header_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(20),
+        max_concurrent: 256,
         trust_anchors: pki::test_pki().anchors(),
     }
 }

@@ -529,6 +529,19 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
     )
     .await;
     assert_eq!(replay.code, 0, "{replay:?}");
+    // The audit row says exactly what was sent: the hash of the edited body.
+    let sent = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&file).unwrap()))
+    };
+    let audited = count(
+        &db.db,
+        &format!(
+            "SELECT count(*)::BIGINT AS n FROM audit_log WHERE action = 'dead_letters.replay' AND details->>'body_sha256' = '{sent}' AND (details->>'edited')::BOOLEAN"
+        ),
+    )
+    .await;
+    assert_eq!(audited, 1, "the replay is audited with the hash of the body sent");
     let receipts = eventually(WAIT, "the replayed payment's receipt", || async {
         let n = count(&db.db, &format!("SELECT count(*) AS n FROM receipts WHERE payment_id = '{id}'")).await;
         (n == 1).then_some(n)

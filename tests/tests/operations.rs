@@ -140,6 +140,7 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
     let alerts = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).unwrap();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let readme_metrics = &readme[readme.find("## Metrics").expect("README has a Metrics section")..];
+    let readme_metrics = &readme_metrics[..readme_metrics[3..].find("\n## ").map_or(readme_metrics.len(), |i| i + 3)];
     // (source, text, how many metric names it must at least name, so the check is never vacuous)
     for (source, text, least) in
         [("dashboard", dashboard.as_str(), 15), ("alerts", alerts.as_str(), 5), ("README", readme_metrics, 25)]
@@ -183,6 +184,8 @@ fn manifests_and_compose_agree_with_the_settings() {
     // Kubernetes
     let mut deployments = 0;
     let mut kinds = BTreeSet::new();
+    let mut secrets = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    let mut secret_files = Vec::new();
     for entry in std::fs::read_dir(root.join("deploy/k8s")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -197,10 +200,15 @@ fn manifests_and_compose_agree_with_the_settings() {
                     assert!(documented(k), "configmap key {k} is not documented in the README");
                 }
             }
-            if kind == "Secret" && v["metadata"]["name"] == "feepay-secrets" {
-                for (k, _) in v["stringData"].as_mapping().unwrap() {
-                    assert!(documented(k.as_str().unwrap()), "secret key {k:?} is not documented");
-                }
+            if kind == "Secret" {
+                let name = v["metadata"]["name"].as_str().unwrap().to_string();
+                let keys: BTreeSet<String> = v["stringData"]
+                    .as_mapping()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, _)| k.as_str().unwrap().to_string())
+                    .collect();
+                secrets.insert(name, keys);
             }
             if kind == "Deployment" {
                 deployments += 1;
@@ -221,20 +229,63 @@ fn manifests_and_compose_agree_with_the_settings() {
                     v["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"].as_str().unwrap(),
                     expected.to_string()
                 );
+                // Least privilege: settings from the shared ConfigMap, secrets only as files from
+                // the service's own Secret, the signers in the issuer alone.
                 let refs: Vec<&str> = c["envFrom"]
                     .as_sequence()
                     .unwrap()
                     .iter()
                     .filter_map(|e| e["configMapRef"]["name"].as_str().or(e["secretRef"]["name"].as_str()))
                     .collect();
-                assert_eq!(refs, ["feepay-config", "feepay-secrets"]);
+                assert_eq!(refs, ["feepay-config"], "{name}: no secret in the environment");
+                let volumes = v["spec"]["template"]["spec"]["volumes"].as_sequence().unwrap();
+                let secret_volumes: Vec<&str> =
+                    volumes.iter().filter_map(|vol| vol["secret"]["secretName"].as_str()).collect();
+                let own = format!("{name}-secrets");
+                assert!(secret_volumes.contains(&own.as_str()), "{name} mounts its own secret {own}");
+                assert_eq!(
+                    secret_volumes.contains(&"feepay-signers"),
+                    name == "feepay-issuer",
+                    "{name}: only the issuer holds the signers"
+                );
+                for other in ["feepay-issuer", "feepay-assessor", "feepay-notifier", "feepay-lookup", "feepay-migrator"]
+                {
+                    if other != name {
+                        let theirs = format!("{other}-secrets");
+                        assert!(!secret_volumes.contains(&theirs.as_str()), "{name} mounts {theirs}");
+                    }
+                }
+                for e in c["env"].as_sequence().unwrap() {
+                    let key = e["name"].as_str().unwrap();
+                    assert!(
+                        e["valueFrom"]["secretKeyRef"].is_null(),
+                        "{name}: {key} comes from a secret as a variable"
+                    );
+                    if let Some(file) = key.strip_suffix("_FILE") {
+                        assert!(documented(key), "{key} is not documented in the README");
+                        assert!(documented(file), "{file} is not documented in the README");
+                        let path = e["value"].as_str().unwrap();
+                        let file_name = path
+                            .strip_prefix("/etc/feepay/secrets/")
+                            .expect("secret files live in /etc/feepay/secrets");
+                        secret_files.push((own.clone(), file_name.to_string()));
+                    }
+                }
                 let grace = v["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap();
                 assert!(grace > 20, "{name}: grace period above the shutdown deadline");
             }
         }
     }
     assert_eq!(deployments, 4);
-    for k in ["Deployment", "PodDisruptionBudget", "ConfigMap", "Secret", "Service"] {
+    assert!(!secret_files.is_empty());
+    for (secret, file) in &secret_files {
+        let keys = secrets.get(secret).unwrap_or_else(|| panic!("no Secret {secret} in deploy/k8s"));
+        assert!(keys.contains(file), "{secret} has no key {file}");
+    }
+    // The public service holds a read-only database login and nothing else.
+    assert_eq!(secrets["feepay-lookup-secrets"], BTreeSet::from(["database-url".to_string()]));
+    assert!(!secrets["feepay-lookup-secrets"].is_empty() && secrets.contains_key("feepay-migrator-secrets"));
+    for k in ["Deployment", "PodDisruptionBudget", "ConfigMap", "Secret", "Service", "NetworkPolicy"] {
         assert!(kinds.contains(k), "no {k} in deploy/k8s");
     }
     // docker-compose

@@ -46,9 +46,17 @@ pub struct LookupSettings {
     /// `FEEPAY_LOOKUP_MIN_RESPONSE_MS` (default 100): every answer to a lookup code takes at
     /// least this long, found or not, so timing tells nothing about which codes exist.
     pub min_response: Duration,
-    /// `FEEPAY_LOOKUP_TRUST_FORWARDED` (default false): take the client address from the
-    /// first `X-Forwarded-For` entry (only behind a reverse proxy that sets it).
-    pub trust_forwarded: bool,
+    /// `FEEPAY_LOOKUP_PROXY_HOPS` (default 0): how many reverse proxies stand in front; the
+    /// client is the address that many hops from the right of `X-Forwarded-For` + the peer,
+    /// so an address a client writes in the header itself is never believed.
+    pub proxy_hops: usize,
+    /// `FEEPAY_LOOKUP_HEADER_TIMEOUT_SECS` (default 10): a client must send its request
+    /// head within this; `FEEPAY_LOOKUP_REQUEST_TIMEOUT_SECS` (default 20): the whole
+    /// request, body included, within this (408 after).
+    pub header_timeout: Duration,
+    pub request_timeout: Duration,
+    /// `FEEPAY_LOOKUP_MAX_CONCURRENT` (default 256): requests served at once; more wait.
+    pub max_concurrent: usize,
     /// `FEEPAY_TRUST_ANCHORS` (default `.local/pki/ca.pem`): the CA certificates (PEM) a
     /// receipt's signing certificate must chain to. Read at start-up.
     pub trust_anchors: std::path::PathBuf,
@@ -66,7 +74,14 @@ impl LookupSettings {
             rate_per_minute: settings::env_parse("FEEPAY_LOOKUP_RATE_PER_MINUTE", 120)?,
             burst: settings::env_parse("FEEPAY_LOOKUP_BURST", 30)?,
             min_response: Duration::from_millis(settings::env_parse("FEEPAY_LOOKUP_MIN_RESPONSE_MS", 100)?),
-            trust_forwarded: settings::env_parse("FEEPAY_LOOKUP_TRUST_FORWARDED", false)?,
+            proxy_hops: match settings::env_opt("FEEPAY_LOOKUP_PROXY_HOPS") {
+                Some(_) => settings::env_parse("FEEPAY_LOOKUP_PROXY_HOPS", 0)?,
+                // The former switch: one proxy.
+                None => usize::from(settings::env_parse("FEEPAY_LOOKUP_TRUST_FORWARDED", false)?),
+            },
+            header_timeout: Duration::from_secs(settings::env_parse("FEEPAY_LOOKUP_HEADER_TIMEOUT_SECS", 10)?),
+            request_timeout: Duration::from_secs(settings::env_parse("FEEPAY_LOOKUP_REQUEST_TIMEOUT_SECS", 20)?),
+            max_concurrent: settings::env_parse("FEEPAY_LOOKUP_MAX_CONCURRENT", 256)?,
             trust_anchors: settings::env_or("FEEPAY_TRUST_ANCHORS", ".local/pki/ca.pem").into(),
         })
     }
@@ -149,7 +164,9 @@ impl App {
             settings: settings.clone(),
             metrics,
         });
-        let (addr, public) = http::serve(settings.addr, router(shared), shutdown.clone())
+        let limits =
+            http::EdgeLimits { header_read_timeout: settings.header_timeout, shutdown_grace: Duration::from_secs(5) };
+        let (addr, public) = http::serve_public(settings.addr, router(shared), limits, shutdown.clone())
             .await
             .with_context(|| format!("binding the public address {}", settings.addr))?;
         Ok(App { addr, ops_addr, shutdown, public, ops })
@@ -164,40 +181,97 @@ impl App {
     }
 }
 
+/// The handler of the receipt page's QR image, which the CSP allows by its hash.
+const QR_ONLOAD: &str = "document.body.setAttribute('data-qr-width', String(this.naturalWidth))";
+
+/// Content-Security-Policy of every public response: nothing from elsewhere, no script but
+/// the QR image's handler, no framing.
+fn content_security_policy() -> HeaderValue {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(QR_ONLOAD.as_bytes()));
+    HeaderValue::from_str(&format!(
+        "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-hashes' 'sha256-{hash}'; \
+         form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ))
+    .expect("a valid header")
+}
+
 fn router(shared: Arc<Shared>) -> Router {
+    use tower_http::limit::RequestBodyLimitLayer;
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let timeout = shared.settings.request_timeout;
+    let concurrent = shared.settings.max_concurrent;
+    // Bodies are refused on their declared length before a byte is read, and a chunked body
+    // is cut off at the same size: 1 MiB on the two verification routes, 4 KiB elsewhere.
+    let uploads = Router::new()
+        .route("/xac-thuc", get(verify_code_page).post(verify_upload_page))
+        .route("/api/v1/verify", post(verify_api))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(UPLOAD_LIMIT));
     Router::new()
         .route("/", get(index))
         .route("/tra-cuu", get(lookup_form))
         .route("/tra-cuu/{code}", get(receipt_page))
         .route("/tra-cuu/{code}/bien-lai.xml", get(document))
-        .route("/xac-thuc", get(verify_code_page).post(verify_upload_page))
         .route("/api/v1/receipts/{code}", get(receipt_json))
         .route("/api/v1/receipts/{code}/document", get(document))
-        .route("/api/v1/verify", post(verify_api))
         .route("/api/v1/keys", get(keys))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .layer(RequestBodyLimitLayer::new(4096))
+        .merge(uploads)
         .layer(middleware::from_fn_with_state(shared.clone(), limit))
-        .layer(DefaultBodyLimit::max(feepay_runtime::envelope::MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrent))
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, content_security_policy()))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        // Receipts hold personal data: no cache keeps them.
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .with_state(shared)
 }
 
+/// Largest receipt document accepted for verification.
+const UPLOAD_LIMIT: usize = 1024 * 1024;
+
+/// The client: `proxy_hops` addresses from the right of `X-Forwarded-For` followed by the
+/// peer. Entries a client wrote itself sit further left and are never reached.
 fn client_ip(shared: &Shared, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
-    if shared.settings.trust_forwarded {
-        if let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-        {
-            return ip;
-        }
+    let peer_ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let hops = shared.settings.proxy_hops;
+    if hops == 0 {
+        return peer_ip;
     }
-    peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    // [.., client, proxy 1, ..., proxy n-1] + [peer = proxy n]
+    forwarded.len().checked_sub(hops).map(|i| forwarded[i]).unwrap_or(peer_ip)
+}
+
+/// The rate limit's key: an IPv6 client is its /64 (one subscriber's whole prefix), an IPv4
+/// client its address.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 async fn limit(State(shared): St, req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let ip = client_ip(&shared, req.headers(), peer);
+    let ip = limit_key(client_ip(&shared, req.headers(), peer));
     match shared.limiter.check(ip, Instant::now()) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
@@ -443,6 +517,13 @@ fn verdict_outcome(v: &Verdict) -> &'static str {
 
 async fn verify_api(State(shared): St, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": "bad_request", "message": "Gửi tài liệu biên lai (application/xml) hoặc {\"lookupCode\": \"XXXX-XXXX-XXXX-XXXX\"} (application/json)."})),
+        )
+            .into_response();
+    }
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -514,7 +595,7 @@ async fn verify_upload_page(State(shared): St, mut form: Multipart) -> Response 
             break;
         }
     }
-    let Some(doc) = document.and_then(|b| String::from_utf8(b.to_vec()).ok()) else {
+    let Some(doc) = document.and_then(|b| String::from_utf8(b.to_vec()).ok()).filter(|d| !d.trim().is_empty()) else {
         return (
             StatusCode::BAD_REQUEST,
             Html("<!DOCTYPE html><html lang=\"vi\"><meta charset=\"utf-8\"><p>Vui lòng chọn tệp biên lai điện tử (.xml) để xác thực.</p><a href=\"/\">Quay lại</a></html>"),

@@ -21,13 +21,20 @@ impl Default for Pages {
     }
 }
 
-/// The receipt as the public may see it: what the document shows, nothing more (no email,
-/// no beneficiary categories).
+/// The receipt as the public may see it, with a lookup code: no email, no beneficiary
+/// categories, and the personal ID and passport number partly masked (the signed document
+/// keeps them in full, as the law requires on the receipt itself).
 pub fn public_receipt(r: &v1::Receipt) -> serde_json::Value {
     let mut shown = r.clone();
     if let Some(p) = shown.payer.as_mut() {
         p.email.clear();
         p.categories.clear();
+        if !p.personal_id.is_empty() {
+            p.personal_id = feepay_domain::ids::mask(&p.personal_id);
+        }
+        if !p.passport_number.is_empty() {
+            p.passport_number = feepay_domain::ids::mask(&p.passport_number);
+        }
     }
     let mut v = serde_json::to_value(&shown).unwrap_or_default();
     if let Some(p) = v.get_mut("payer").and_then(|p| p.as_object_mut()) {

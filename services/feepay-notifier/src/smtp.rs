@@ -52,15 +52,24 @@ pub struct SmtpSettings {
 
 impl SmtpSettings {
     pub fn from_env() -> Result<Self, SettingError> {
-        Ok(SmtpSettings {
+        let s = SmtpSettings {
             host: env_or("FEEPAY_SMTP_HOST", "127.0.0.1"),
             port: env_parse("FEEPAY_SMTP_PORT", 1025)?,
             tls: env_parse("FEEPAY_SMTP_TLS", TlsMode::None)?,
             username: env_opt("FEEPAY_SMTP_USERNAME"),
-            password: Secret::new(env_or("FEEPAY_SMTP_PASSWORD", "")),
+            password: feepay_runtime::settings::env_secret("FEEPAY_SMTP_PASSWORD", "")?,
             pool_size: env_parse("FEEPAY_SMTP_POOL_SIZE", 4)?,
             timeout: Duration::from_secs(env_parse("FEEPAY_SMTP_TIMEOUT_SECS", 10)?),
-        })
+        };
+        // A password never crosses the network in clear: AUTH needs TLS unless the operator
+        // opts out explicitly (a relay on the same host).
+        if s.username.is_some() && s.tls == TlsMode::None && !env_parse("FEEPAY_SMTP_ALLOW_PLAINTEXT_AUTH", false)? {
+            return Err(SettingError {
+                name: "FEEPAY_SMTP_TLS".into(),
+                message: "SMTP authentication needs FEEPAY_SMTP_TLS=starttls or tls (or FEEPAY_SMTP_ALLOW_PLAINTEXT_AUTH=true for a relay on this host)".into(),
+            });
+        }
+        Ok(s)
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters, lettre::transport::smtp::Error> {

@@ -159,6 +159,7 @@ impl MigratorTrait for Migrator {
             "m0007_certificates" => "0007_certificates.sql",
             "m0008_tax_documents" => "0008_tax_documents.sql",
             "m0009_correction_requests" => "0009_correction_requests.sql",
+            "m0010_roles" => "0010_roles.sql",
         ]
     }
 }

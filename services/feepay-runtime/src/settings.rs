@@ -34,6 +34,18 @@ where
     }
 }
 
+/// A secret: from the file named by `<name>_FILE` (a mounted secret, the safer way: not in
+/// the process environment), else from `<name>`, else `default`.
+pub fn env_secret(name: &str, default: &str) -> Result<Secret, SettingError> {
+    let file_var = format!("{name}_FILE");
+    match env_opt(&file_var) {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
+            .map_err(|e| SettingError { name: file_var, message: format!("{path}: {e}") }),
+        None => Ok(Secret::new(env_or(name, default))),
+    }
+}
+
 /// Optional variable.
 pub fn env_opt(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -111,7 +123,7 @@ impl KafkaSettings {
             security_protocol: env_or("FEEPAY_KAFKA_SECURITY_PROTOCOL", "plaintext"),
             sasl_mechanism: env_opt("FEEPAY_KAFKA_SASL_MECHANISM"),
             sasl_username: env_opt("FEEPAY_KAFKA_SASL_USERNAME"),
-            sasl_password: Secret::new(env_or("FEEPAY_KAFKA_SASL_PASSWORD", "")),
+            sasl_password: env_secret("FEEPAY_KAFKA_SASL_PASSWORD", "")?,
             ssl_ca_location: env_opt("FEEPAY_KAFKA_SSL_CA_LOCATION"),
             ssl_certificate_location: env_opt("FEEPAY_KAFKA_SSL_CERTIFICATE_LOCATION"),
             ssl_key_location: env_opt("FEEPAY_KAFKA_SSL_KEY_LOCATION"),
@@ -270,13 +282,61 @@ impl DatabaseSettings {
 
     pub fn from_env() -> Result<Self, SettingError> {
         Ok(DatabaseSettings {
-            url: Secret::new(env_or(
-                "FEEPAY_DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable",
+            url: Secret::new(with_tls_default(
+                env_secret("FEEPAY_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable")?
+                    .expose(),
             )),
             max_connections: env_parse("FEEPAY_DATABASE_MAX_CONNECTIONS", 8)?,
             lock_timeout: Duration::from_millis(env_parse("FEEPAY_DATABASE_LOCK_TIMEOUT_MS", 10_000)?),
         })
+    }
+}
+
+/// A database on another host is reached with TLS and its certificate verified, unless the
+/// URL says otherwise (`sslmode=...`); on this host (loopback) TLS would only cost CPU.
+pub fn with_tls_default(url: &str) -> String {
+    if url.contains("sslmode=") {
+        return url.to_string();
+    }
+    let host = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
+        .map(|auth| auth.rsplit('@').next().unwrap_or(auth))
+        .map(|h| h.trim_start_matches('[').split(']').next().unwrap_or(h))
+        .map(|h| if h.contains(':') && !h.contains("::") { h.split(':').next().unwrap_or(h) } else { h })
+        .unwrap_or("");
+    let local = matches!(host, "127.0.0.1" | "localhost" | "::1" | "") || host.starts_with('/');
+    if local {
+        url.to_string()
+    } else {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}sslmode=verify-full")
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::with_tls_default;
+
+    #[test]
+    fn remote_databases_verify_tls_unless_told() {
+        assert_eq!(
+            with_tls_default("postgres://u@db.example.gov.vn:5432/feepay"),
+            "postgres://u@db.example.gov.vn:5432/feepay?sslmode=verify-full"
+        );
+        assert_eq!(
+            with_tls_default("postgres://u:p@10.0.0.5/feepay?application_name=x"),
+            "postgres://u:p@10.0.0.5/feepay?application_name=x&sslmode=verify-full"
+        );
+        assert_eq!(
+            with_tls_default("postgres://u@db.example.gov.vn/feepay?sslmode=require"),
+            "postgres://u@db.example.gov.vn/feepay?sslmode=require"
+        );
+        assert_eq!(
+            with_tls_default("postgres://postgres@127.0.0.1:5432/feepay"),
+            "postgres://postgres@127.0.0.1:5432/feepay"
+        );
+        assert_eq!(with_tls_default("postgres://postgres@localhost/feepay"), "postgres://postgres@localhost/feepay");
     }
 }
 

@@ -1,8 +1,8 @@
 //! Who may do what: operators, their role and agency scope, and the audit log.
 //!
 //! Until the first operator is added, the tool runs open (as the local administrator named by
-//! `--operator`), which is what a fresh local stack needs. Once any operator exists, every
-//! command needs a token (`--token` or `FEEPAY_OPERATOR_TOKEN`); an operator scoped to an
+//! `--operator`), which is what a fresh local stack needs. Once an operator has existed —
+//! even if every one was revoked since — every command needs a token (`--token` or `FEEPAY_OPERATOR_TOKEN`); an operator scoped to an
 //! agency sees and acts on that agency and the agencies below it only. Tokens are shown once
 //! and only their SHA-256 is stored.
 
@@ -90,14 +90,15 @@ pub async fn subtree(db: &DatabaseConnection, agency: &str) -> anyhow::Result<BT
 
 /// Resolves the caller from a token, or the open local mode when no operator exists.
 pub async fn authenticate(db: &DatabaseConnection, token: Option<&str>, fallback_name: &str) -> anyhow::Result<Actor> {
-    let active = db
-        .query_one(stmt("SELECT count(*) AS n FROM operators WHERE revoked_at IS NULL", vec![]))
+    // Open mode exists only before the first operator: revoking everyone never reopens it.
+    let ever = db
+        .query_one(stmt("SELECT count(*) AS n FROM operators", vec![]))
         .await?
         .map(|r| r.try_get::<i64>("", "n"))
         .transpose()?
         .unwrap_or(0);
     let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
-        if active == 0 {
+        if ever == 0 {
             return Ok(Actor { name: fallback_name.to_string(), role: Role::Admin, agencies: None, open: true });
         }
         return Err(Denied(

@@ -365,9 +365,7 @@ pub struct AuditArgs {
 
 async fn db(url: &str) -> anyhow::Result<DatabaseConnection> {
     let s = DatabaseSettings { url: feepay_runtime::settings::Secret::new(url), ..DatabaseSettings::from_env()? };
-    let db = feepay_runtime::db::connect(&s).await.context("connecting to PostgreSQL (FEEPAY_DATABASE_URL)")?;
-    feepay_runtime::db::migrate(&db).await.context("applying migrations")?;
-    Ok(db)
+    feepay_runtime::db::connect(&s).await.context("connecting to PostgreSQL (FEEPAY_DATABASE_URL)")
 }
 
 fn parse_channel(s: &str) -> anyhow::Result<Channel> {
@@ -410,6 +408,15 @@ pub struct Conn {
 /// Connects, applies migrations and resolves the caller.
 async fn session(conn: &Conn) -> anyhow::Result<(DatabaseConnection, Actor)> {
     let db = db(&conn.database_url).await?;
+    // Only `receiptctl migrate`, run as the schema's owner, changes the schema.
+    let behind = feepay_runtime::db::schema_behind(&db).await?;
+    if !behind.is_empty() {
+        anyhow::bail!(
+            "the database schema is behind ({} migration(s) not applied, from {}): run `receiptctl migrate` with the migrator's database URL",
+            behind.len(),
+            behind[0]
+        );
+    }
     let actor = access::authenticate(&db, conn.token.as_deref(), &conn.operator).await?;
     Ok((db, actor))
 }
@@ -432,7 +439,9 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Conn { database_url: cli.database_url.clone(), token: cli.token.clone(), operator: cli.operator.clone() };
     match cli.command {
         Command::Migrate => {
-            let (_, actor) = session(&conn).await?;
+            let db = db(&conn.database_url).await?;
+            feepay_runtime::db::migrate(&db).await.context("applying migrations (needs the schema owner's rights)")?;
+            let actor = access::authenticate(&db, conn.token.as_deref(), &conn.operator).await?;
             actor.require(Role::Admin, "apply migrations")?;
             writeln!(out, "migrations applied")?;
         }
@@ -592,21 +601,13 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(d) = dossier {
                 add(" AND p.dossier_code = $?", d.into(), &mut v, &mut sql);
             }
+            // Days are GMT+7 days: compare instants with midnight in Vietnam, computed here.
+            // (PostgreSQL reads `AT TIME ZONE '+07'` as POSIX, i.e. UTC−7.)
             if let Some(f) = from {
-                add(
-                    " AND (r.issued_at AT TIME ZONE '+07') >= $?",
-                    f.and_hms_opt(0, 0, 0).expect("midnight").into(),
-                    &mut v,
-                    &mut sql,
-                );
+                add(" AND r.issued_at >= $?", reports::day_start(f).into(), &mut v, &mut sql);
             }
             if let Some(t) = to {
-                add(
-                    " AND (r.issued_at AT TIME ZONE '+07') < $?",
-                    t.succ_opt().unwrap_or(t).and_hms_opt(0, 0, 0).expect("midnight").into(),
-                    &mut v,
-                    &mut sql,
-                );
+                add(" AND r.issued_at < $?", reports::day_start(t.succ_opt().unwrap_or(t)).into(), &mut v, &mut sql);
             }
             v.push(limit.into());
             sql.push_str(&format!(" ORDER BY r.issued_at DESC, r.number DESC LIMIT ${}", v.len()));
@@ -1250,18 +1251,40 @@ async fn dead_letters(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -
                 ],
             ))
             .await?;
+            // What is sent, exactly: its hash and size are in the audit row, which commits
+            // before anything is published.
+            let sent: &[u8] = body.as_ref().map_or(&letter.dead.original_value[..], |(b, _)| &b[..]);
+            let sent_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(sent));
             actor
                 .record(
                     &txn,
                     "dead_letters.replay",
                     reference,
                     Some(reason),
-                    serde_json::json!({"edited": body.is_some(), "again": before.is_some()}),
+                    serde_json::json!({
+                        "edited": body.is_some(),
+                        "again": before.is_some(),
+                        "target_topic": letter.dead.original_topic,
+                        "body_sha256": sent_sha256,
+                        "body_bytes": sent.len(),
+                        "original_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&letter.dead.original_value)),
+                    }),
                 )
                 .await?;
-            dlq::replay(&kafka, &letter, body, &actor).await?;
             txn.commit().await?;
-            writeln!(out, "replayed; the consumer picks it up within seconds")?;
+            if let Err(e) = dlq::replay(&kafka, &letter, body, &actor).await {
+                actor
+                    .record(
+                        &db,
+                        "dead_letters.replay_failed",
+                        reference,
+                        Some(&e.to_string()),
+                        serde_json::json!({"body_sha256": sent_sha256}),
+                    )
+                    .await?;
+                return Err(e);
+            }
+            writeln!(out, "replayed (body sha256 {sent_sha256}); the consumer picks it up within seconds")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -1345,18 +1368,58 @@ async fn operators(out: &mut impl Write, conn: &Conn, cmd: &OperatorsCmd) -> any
         OperatorsCmd::Revoke { name, reason } => {
             actor.require(Role::Admin, "revoke operators")?;
             let txn = sea_orm::TransactionTrait::begin(&db).await?;
-            let n = txn
-                .execute(stmt(
-                    "UPDATE operators SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL",
+            let target = txn
+                .query_one(stmt(
+                    "SELECT role, scope FROM operators WHERE name = $1 AND revoked_at IS NULL FOR UPDATE",
                     vec![name.clone().into()],
                 ))
-                .await?
-                .rows_affected();
-            if n == 0 {
+                .await?;
+            let Some(target) = target else {
                 eprintln!("no active operator named {name}");
                 return Ok(ExitCode::from(2));
+            };
+            let (role, scope): (String, String) = (target.try_get("", "role")?, target.try_get("", "scope")?);
+            // An admin acts within its subtree, on operators too.
+            let within = match (&actor.agencies, scope.as_str()) {
+                (None, _) => true,
+                (Some(_), "*") => false,
+                (Some(_), s) => actor.covers(s),
+            };
+            if !within {
+                return Err(access::Denied(format!(
+                    "{} may not revoke {name}, whose scope ({scope}) is wider than or outside their own",
+                    actor.name
+                ))
+                .into());
             }
-            actor.record(&txn, "operator.revoke", name, Some(reason), serde_json::json!({})).await?;
+            // A scope never loses its last admin: another active admin must cover it.
+            if role == "admin" {
+                let others = txn
+                    .query_all(stmt(
+                        "SELECT scope FROM operators WHERE role = 'admin' AND revoked_at IS NULL AND name <> $1",
+                        vec![name.clone().into()],
+                    ))
+                    .await?;
+                let mut covered = false;
+                for o in others {
+                    let other: String = o.try_get("", "scope")?;
+                    if other == "*" || (scope != "*" && access::subtree(&db, &other).await?.contains(&scope)) {
+                        covered = true;
+                        break;
+                    }
+                }
+                if !covered {
+                    return Err(access::Denied(format!(
+                        "{name} is the last admin of scope {scope}: add another admin for it first"
+                    ))
+                    .into());
+                }
+            }
+            txn.execute(stmt("UPDATE operators SET revoked_at = now() WHERE name = $1", vec![name.clone().into()]))
+                .await?;
+            actor
+                .record(&txn, "operator.revoke", name, Some(reason), serde_json::json!({"role": role, "scope": scope}))
+                .await?;
             txn.commit().await?;
             writeln!(out, "operator {name} revoked")?;
         }

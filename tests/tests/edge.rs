@@ -1,0 +1,154 @@
+//! The public lookup service's edge, tried from outside: spoofed `X-Forwarded-For` behind
+//! one proxy does not escape the rate limit, an IPv6 subscriber is limited per /64, a client
+//! that trickles its request head is cut off, every answer carries the security headers,
+//! personal IDs are masked in the public view, and empty or oversized requests are refused.
+
+use chrono::Utc;
+use feepay_issuer::clock::SystemClock;
+use feepay_runtime::envelope::BodyFormat;
+use feepay_tests::fixtures::gplx_payment;
+use feepay_tests::*;
+use sea_orm::ConnectionTrait;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+async fn status_from(base: &str, forwarded: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base}/api/v1/keys"))
+        .header("x-forwarded-for", forwarded)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Sends a request head declaring `length` bytes of body, sends no body, and returns the
+/// status the server answers with.
+async fn status_of_head(addr: &str, request_line: &str, content_type: &str, length: usize) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{request_line} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf)).await.expect("an answer").unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&answer);
+    line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("status line: {line}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_one_proxy_spoofing_does_not_escape_the_limit_and_ipv6_is_limited_per_64() {
+    let db = TestDb::new().await;
+    let mut settings = lookup_settings(&db);
+    settings.proxy_hops = 1;
+    settings.rate_per_minute = 1;
+    settings.burst = 2;
+    let lookup = spawn_lookup(settings).await;
+    let base = &lookup.base;
+    // The proxy appends the address it saw; whatever the client wrote stays to the left.
+    for spoof in ["1.1.1.1", "2.2.2.2"] {
+        assert_eq!(status_from(base, &format!("{spoof}, 203.0.113.9")).await, 200);
+    }
+    assert_eq!(status_from(base, "3.3.3.3, 203.0.113.9").await, 429, "a third spoofed address is the same client");
+    assert_eq!(status_from(base, "203.0.113.10").await, 200, "another client has its own budget");
+    // One IPv6 subscriber, two addresses of its /64; then another /64.
+    assert_eq!(status_from(base, "2001:db8:1:2::1").await, 200);
+    assert_eq!(status_from(base, "2001:db8:1:2:aaaa::2").await, 200);
+    assert_eq!(status_from(base, "2001:db8:1:2:ffff::3").await, 429, "the same /64");
+    assert_eq!(status_from(base, "2001:db8:1:3::1").await, 200, "another /64");
+    lookup.running.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_trickling_its_request_head_is_cut_off() {
+    let db = TestDb::new().await;
+    let mut settings = lookup_settings(&db);
+    settings.header_timeout = Duration::from_secs(1);
+    let lookup = spawn_lookup(settings).await;
+    let addr = lookup.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // Never finishing the head: the server closes the connection (waited for, not timed).
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(WAIT, slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the server kept a trickling client for {WAIT:?}");
+    // Meanwhile others are served, and shutdown does not wait on the stalled client.
+    let _held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(reqwest::get(format!("{}/", lookup.base)).await.unwrap().status(), 200);
+    tokio::time::timeout(WAIT, lookup.running.stop()).await.expect("shutdown despite an idle connection");
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_security_headers_and_mask_personal_ids_and_bad_requests_are_refused() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let lookup = spawn_lookup(lookup_settings(&db)).await;
+    let id = format!("PG-{}", unique());
+    produce(&producer(), &topics.payments_succeeded, &id, &gplx_payment(&id, Utc::now()), BodyFormat::Protobuf).await;
+    let code = eventually(WAIT, "a receipt", || async {
+        db.db
+            .query_one(feepay_runtime::sql::raw("SELECT lookup_code FROM receipts"))
+            .await
+            .unwrap()
+            .map(|r| r.try_get::<String>("", "lookup_code").unwrap())
+    })
+    .await;
+    let base = &lookup.base;
+    for path in ["/".to_string(), format!("/tra-cuu/{code}"), format!("/api/v1/receipts/{code}")] {
+        let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+    }
+    // The public view masks the personal ID; the signed document keeps it, as the law wants.
+    let j: serde_json::Value =
+        reqwest::get(format!("{base}/api/v1/receipts/{code}")).await.unwrap().json().await.unwrap();
+    assert_eq!(j["receipt"]["payer"]["personalId"], "027******234", "{j}");
+    let page = reqwest::get(format!("{base}/tra-cuu/{code}")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("027******234") && !page.contains("027190001234"), "the page masks it");
+    let doc = reqwest::get(format!("{base}/api/v1/receipts/{code}/document")).await.unwrap().text().await.unwrap();
+    assert!(doc.contains("<SDDCN>027190001234</SDDCN>"));
+    // The page's QR handler is allowed by its hash under the CSP: a real browser runs it.
+    let dom = chromium_dom(&format!("{base}/tra-cuu/{code}")).await;
+    assert!(dom.contains("data-qr-width=\""), "the CSP lets the QR image's handler run: {dom}");
+
+    let client = reqwest::Client::new();
+    let empty = client
+        .post(format!("{base}/api/v1/verify"))
+        .header("content-type", "application/xml")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 400);
+    // Oversized bodies are refused on their declared length, before a byte of them is read.
+    // (Sent as a bare head: a client still writing a body the server refuses can see the
+    // connection reset before it reads the answer, whatever the server does.)
+    let addr = base.trim_start_matches("http://");
+    let big = status_of_head(addr, "POST /api/v1/verify", "application/xml", 2 * 1024 * 1024).await;
+    assert_eq!(big, 413, "a verification body is at most 1 MiB");
+    let sneaky = status_of_head(addr, &format!("POST /api/v1/receipts/{code}"), "text/plain", 64 * 1024).await;
+    assert!((400..500).contains(&sneaky), "no other route takes a body: {sneaky}");
+    lookup.running.stop().await;
+    issuer.stop().await;
+    db.drop().await;
+}
