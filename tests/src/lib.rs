@@ -538,8 +538,12 @@ pub fn sample_names(text: &str) -> std::collections::BTreeSet<String> {
 
 /// A workspace binary built in debug mode. `make test` builds them (`cargo build --bins`)
 /// before running the tests; no test builds anything itself.
+/// They sit beside the test executable's `deps/` directory, wherever the target directory
+/// is (`CARGO_TARGET_DIR` included).
 pub fn bin(name: &str) -> PathBuf {
-    let path = repo_root().join("target/debug").join(name);
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
+    let path = profile_dir.join(name);
     assert!(path.exists(), "{} is missing: run `cargo build --bins` first (make test does)", path.display());
     path
 }
@@ -557,9 +561,9 @@ pub async fn receiptctl(db: &TestDb, topics: &Topics, token: Option<&str>, args:
     receiptctl_with(&db.url, topics, token, args).await
 }
 
-/// `receiptctl` connecting with another database URL (another role).
-pub async fn receiptctl_as(_db: &TestDb, topics: &Topics, url: &str, args: &[&str]) -> CliRun {
-    receiptctl_with(url, topics, None, args).await
+/// `receiptctl` connecting with another database URL (another login).
+pub async fn receiptctl_as(topics: &Topics, url: &str, token: Option<&str>, args: &[&str]) -> CliRun {
+    receiptctl_with(url, topics, token, args).await
 }
 
 async fn receiptctl_with(url: &str, topics: &Topics, token: Option<&str>, args: &[&str]) -> CliRun {

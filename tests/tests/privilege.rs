@@ -1,6 +1,7 @@
 //! Least privilege, tried as an attacker would: the public lookup service's database role
 //! cannot write anything, an operator's role reads and files requests but cannot change a
-//! receipt, scoped admins stay in their scope, the last admin of a scope stays, open mode
+//! receipt, a bound operator login is held to its agency scope by the database and by the
+//! issuer, scoped admins stay in their scope, the last admin of a scope stays, open mode
 //! never comes back, and day filters are Vietnamese days.
 
 use chrono::{TimeZone, Utc};
@@ -111,25 +112,40 @@ async fn the_lookup_service_runs_read_only_and_an_operator_role_cannot_touch_a_r
         assert_eq!(refused(&as_lookup, sql).await.as_deref(), Some("42501"), "the lookup role may not: {sql}");
     }
 
-    // An operator's role: reads, files a correction request; the issuer carries it out.
+    // An operator's login: bound to an operator, it reads and files a correction request;
+    // the issuer carries it out.
     let operator_user = LoginUser::create(&db, "feepay_operator").await;
+    let r = receiptctl_as(&topics, &operator_user.url(&db), None, &["receipts", "list"]).await;
+    assert_eq!(r.code, 4, "an operator login bound to no operator is refused: {r:?}");
+    assert!(r.stderr.contains("bound to no active operator"), "{r:?}");
+    let add = receiptctl(
+        &db,
+        &topics,
+        None,
+        &["operators", "add", "an", "--role", "operator", "--scope", "*", "--db-login", &operator_user.name],
+    )
+    .await;
+    assert_eq!(add.code, 0, "{add:?}");
+    let token = add.stdout.lines().last().unwrap().trim().to_string();
     let as_operator = operator_user.connect(&db).await;
     for sql in [
         "UPDATE receipts SET status = 'cancelled'",
         "INSERT INTO payments (payment_id) VALUES ('x')",
         "DELETE FROM audit_log",
         "UPDATE operators SET role = 'admin'",
-        "INSERT INTO operators (name, role, scope, token_sha256, created_by) VALUES ('x', 'admin', '*', 'x', 'x')",
+        "UPDATE operators SET scope = '*'",
+        "INSERT INTO signing_certificates (fingerprint) VALUES ('f')",
     ] {
         assert_eq!(refused(&as_operator, sql).await.as_deref(), Some("42501"), "the operator role may not: {sql}");
     }
-    let mut cli = receiptctl_as(&db, &topics, &operator_user.url(&db), &["receipts", "list"]).await;
+    let url = operator_user.url(&db);
+    let mut cli = receiptctl_as(&topics, &url, Some(&token), &["receipts", "list"]).await;
     assert_eq!(cli.code, 0, "{cli:?}");
     assert!(cli.stdout.contains(&code), "{cli:?}");
     cli = receiptctl_as(
-        &db,
         &topics,
-        &operator_user.url(&db),
+        &url,
+        Some(&token),
         &["receipts", "cancel", &code, "--reason", "Thu nhầm hồ sơ", "--yes"],
     )
     .await;
@@ -141,6 +157,155 @@ async fn the_lookup_service_runs_read_only_and_an_operator_role_cannot_touch_a_r
     db.drop().await;
     lookup_user.drop().await;
     operator_user.drop().await;
+}
+
+/// Lookup codes of the receipts of these payments, in order.
+async fn codes_of(db: &TestDb, ids: &[&str]) -> Vec<String> {
+    let mut codes = Vec::new();
+    for id in ids {
+        let sql = format!("SELECT lookup_code FROM receipts WHERE payment_id = '{id}'");
+        let code = eventually(WAIT, "a receipt", || async {
+            db.db
+                .query_one(feepay_runtime::sql::raw(&sql))
+                .await
+                .unwrap()
+                .map(|r| r.try_get::<String>("", "lookup_code").unwrap())
+        })
+        .await;
+        codes.push(code);
+    }
+    codes
+}
+
+async fn request_outcome(db: &TestDb, code: &str) -> (String, String) {
+    let sql = format!("SELECT status, outcome::TEXT AS outcome FROM correction_requests WHERE receipt = '{code}'");
+    eventually(WAIT, "the request carried out or refused", || async {
+        let row = db.db.query_one(feepay_runtime::sql::raw(&sql)).await.unwrap()?;
+        let status: String = row.try_get("", "status").unwrap();
+        (status != "pending")
+            .then(|| (status, row.try_get::<Option<String>>("", "outcome").unwrap().unwrap_or_default()))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks_the_requester() {
+    use feepay_proto::v1;
+    use feepay_tests::fixtures::{line, payment};
+    use sea_orm::TransactionTrait;
+    let db = TestDb::new().await;
+    let topics = topics();
+    let keys = test_keys();
+    let issuer =
+        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
+            .await;
+    let u = unique();
+    let (b1, b2, hp) = (format!("PG-{u}-b1"), format!("PG-{u}-b2"), format!("PG-{u}-hp"));
+    let p = producer();
+    for (id, agency) in [(&b1, "BN.TTPVHCC"), (&b2, "BN.KINHBAC"), (&hp, "HP.TTPVHCC")] {
+        let pay = payment(
+            id,
+            agency,
+            v1::Channel::Counter,
+            vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)],
+            Utc::now(),
+        );
+        produce(&p, &topics.payments_succeeded, id, &pay, BodyFormat::Protobuf).await;
+    }
+    let codes = codes_of(&db, &[&b1, &b2, &hp]).await;
+    let (bn1, bn2, hp_code) = (&codes[0], &codes[1], &codes[2]);
+
+    // The schema owner binds an all-agency admin; the admin binds a Bắc Ninh operator.
+    let root = receiptctl(&db, &topics, None, &["operators", "add", "root", "--role", "admin", "--scope", "*"]).await;
+    assert_eq!(root.code, 0, "{root:?}");
+    let root_token = root.stdout.lines().last().unwrap().trim().to_string();
+    let bn_user = LoginUser::create(&db, "feepay_operator").await;
+    let add = receiptctl(
+        &db,
+        &topics,
+        Some(&root_token),
+        &["operators", "add", "bn-op", "--role", "operator", "--scope", "BN", "--db-login", &bn_user.name],
+    )
+    .await;
+    assert_eq!(add.code, 0, "{add:?}");
+    let bn_token = add.stdout.lines().last().unwrap().trim().to_string();
+
+    // With psql rather than receiptctl, the login still sees only Bắc Ninh's rows...
+    let as_bn = bn_user.connect(&db).await;
+    let seen = |sql: &'static str| {
+        let as_bn = &as_bn;
+        async move {
+            let rows = as_bn.query_all(feepay_runtime::sql::raw(sql)).await.unwrap();
+            rows.iter().map(|r| r.try_get::<String>("", "agency_code").unwrap()).collect::<Vec<_>>()
+        }
+    };
+    let receipts = seen("SELECT agency_code FROM receipts ORDER BY agency_code").await;
+    assert_eq!(receipts, ["BN.KINHBAC", "BN.TTPVHCC"], "Hải Phòng's receipt is invisible");
+    assert_eq!(seen("SELECT agency_code FROM payments ORDER BY agency_code").await.len(), 2);
+    // ...files no request outside its scope, cannot widen itself, and cannot sign the audit
+    // log with another name.
+    let outside = format!(
+        "INSERT INTO correction_requests (receipt, reason, actor) VALUES ('{hp_code}', 'Thu nhầm hồ sơ', 'bn-op')"
+    );
+    assert_eq!(refused(&as_bn, &outside).await.as_deref(), Some("42501"), "out of scope");
+    for sql in [
+        "INSERT INTO operators (name, role, scope, token_sha256, created_by) VALUES ('x', 'admin', '*', 'x', 'x')",
+        "UPDATE operators SET scope = '*' WHERE name = 'bn-op'",
+        "UPDATE operators SET role = 'admin' WHERE name = 'bn-op'",
+    ] {
+        assert_eq!(refused(&as_bn, sql).await.as_deref(), Some("42501"), "{sql}");
+    }
+    as_bn
+        .execute_unprepared(
+            "INSERT INTO audit_log (actor, action, target, db_login) VALUES ('root', 'x', 'y', 'postgres')",
+        )
+        .await
+        .unwrap();
+    let stamped = count(
+        &db.db,
+        &format!("SELECT count(*)::BIGINT AS n FROM audit_log WHERE actor = 'root' AND db_login = '{}'", bn_user.name),
+    )
+    .await;
+    assert_eq!(stamped, 1, "the database stamps the real login");
+
+    // receiptctl on that login: another operator's token is refused, its own works.
+    let url = bn_user.url(&db);
+    let r = receiptctl_as(&topics, &url, Some(&root_token), &["receipts", "list"]).await;
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("is bound to operator bn-op"), "{r:?}");
+    let r = receiptctl_as(
+        &topics,
+        &url,
+        Some(&bn_token),
+        &["receipts", "cancel", bn1, "--reason", "Thu nhầm hồ sơ", "--yes"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(request_outcome(&db, bn1).await.0, "done");
+
+    // A request filed before its operator was revoked is refused by the issuer, which checks
+    // the requester where the key is: the revocation commits before the request does.
+    let txn = as_bn.begin().await.unwrap();
+    txn.execute_unprepared(&format!(
+        "INSERT INTO correction_requests (receipt, reason, actor) VALUES ('{bn2}', 'Thu nhầm hồ sơ', 'bn-op')"
+    ))
+    .await
+    .unwrap();
+    db.db.execute_unprepared("UPDATE operators SET revoked_at = now() WHERE name = 'bn-op'").await.unwrap();
+    txn.commit().await.unwrap();
+    let (status, outcome) = request_outcome(&db, bn2).await;
+    assert_eq!(status, "refused", "{outcome}");
+    assert!(outcome.contains("was revoked"), "{outcome}");
+    let issued = count(
+        &db.db,
+        &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE lookup_code = '{bn2}' AND status = 'issued'"),
+    )
+    .await;
+    assert_eq!(issued, 1, "the receipt stays issued");
+    drop(as_bn);
+    issuer.stop().await;
+    db.drop().await;
+    bn_user.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,8 @@ pub mod entity {
         pub outcome: Option<Json>,
         pub requested_at: DateTimeUtc,
         pub done_at: Option<DateTimeUtc>,
+        /// The login that filed it, stamped by the database (never by the client).
+        pub db_login: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -160,6 +160,7 @@ impl MigratorTrait for Migrator {
             "m0008_tax_documents" => "0008_tax_documents.sql",
             "m0009_correction_requests" => "0009_correction_requests.sql",
             "m0010_roles" => "0010_roles.sql",
+            "m0011_operator_scope" => "0011_operator_scope.sql",
         ]
     }
 }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod kafka;
 pub mod lifecycle;
 pub mod metrics;
+pub mod operators;
 pub mod outbox;
 pub mod parking;
 pub mod pki;

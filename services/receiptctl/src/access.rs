@@ -5,8 +5,13 @@
 //! even if every one was revoked since — every command needs a token (`--token` or `FEEPAY_OPERATOR_TOKEN`); an operator scoped to an
 //! agency sees and acts on that agency and the agencies below it only. Tokens are shown once
 //! and only their SHA-256 is stored.
+//!
+//! The database holds a login of the `feepay_operator` role to the operator bound to it
+//! (`--db-login`, row-level security of migration 0011), whatever client it uses; the tool
+//! refuses a token of another operator on such a login. The schema owner's connection is the
+//! break-glass path and is only held by the token's operator checks here.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use feepay_runtime::sql::stmt;
 use rand::RngCore;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -98,6 +103,14 @@ pub async fn authenticate(db: &DatabaseConnection, token: Option<&str>, fallback
         .transpose()?
         .unwrap_or(0);
     let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
+        if let Some(login) = rls_login(db).await? {
+            return Err(if ever == 0 {
+                unbound(&login)
+            } else {
+                Denied("operators are configured: give your token with --token or FEEPAY_OPERATOR_TOKEN".into())
+            }
+            .into());
+        }
         if ever == 0 {
             return Ok(Actor { name: fallback_name.to_string(), role: Role::Admin, agencies: None, open: true });
         }
@@ -116,12 +129,49 @@ pub async fn authenticate(db: &DatabaseConnection, token: Option<&str>, fallback
         return Err(Denied("the token is unknown or revoked".into()).into());
     };
     let scope: String = row.try_get("", "scope")?;
+    let name: String = row.try_get("", "name")?;
+    if let Some(login) = rls_login(db).await? {
+        let bound = feepay_runtime::operators::bound_to(db, &login).await?.filter(|o| o.revoked_at.is_none());
+        match bound {
+            None => return Err(unbound(&login).into()),
+            Some(o) if o.name != name => {
+                return Err(Denied(format!(
+                    "the token belongs to {name}, but database login {login} is bound to operator {}",
+                    o.name
+                ))
+                .into())
+            }
+            Some(_) => {}
+        }
+    }
     Ok(Actor {
-        name: row.try_get("", "name")?,
+        name,
         role: Role::parse(&row.try_get::<String>("", "role")?)?,
         agencies: if scope == "*" { None } else { Some(subtree(db, &scope).await?) },
         open: false,
     })
+}
+
+/// The login, when the database holds this connection to an operator's scope (a login in
+/// the `feepay_operator` role); `None` for the schema owner.
+async fn rls_login(db: &DatabaseConnection) -> anyhow::Result<Option<String>> {
+    let row = db
+        .query_one(stmt("SELECT row_security_active('receipts') AS rls, session_user::TEXT AS login", vec![]))
+        .await?
+        .context("no answer")?;
+    Ok(row.try_get::<bool>("", "rls")?.then(|| row.try_get::<String>("", "login")).transpose()?)
+}
+
+fn unbound(login: &str) -> Denied {
+    Denied(format!(
+        "database login {login} is bound to no active operator: an admin binds it with \
+         `receiptctl operators add NAME --role ROLE --scope AGENCY --db-login {login}`"
+    ))
+}
+
+/// Is there a PostgreSQL role of this name?
+pub async fn login_exists(db: &DatabaseConnection, login: &str) -> anyhow::Result<bool> {
+    Ok(db.query_one(stmt("SELECT 1 AS x FROM pg_roles WHERE rolname = $1", vec![login.into()])).await?.is_some())
 }
 
 impl Actor {

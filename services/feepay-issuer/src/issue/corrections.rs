@@ -8,8 +8,8 @@ use super::{IssueError, Issuer, Work, RECEIPT_NS};
 use feepay_domain::correction::{check_reason, correct_payer, PayerFields};
 use feepay_domain::money::Vnd;
 use feepay_domain::waiver::LineAssessment;
-use feepay_runtime::correction_requests;
 use feepay_runtime::sql::stmt;
+use feepay_runtime::{correction_requests, operators};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
 
@@ -150,6 +150,13 @@ impl Issuer {
                     continue;
                 }
             };
+            if let Some(why) = self.requester_refusal(&r).await? {
+                tracing::warn!(request = r.request_id, actor = %r.actor, login = ?r.db_login, %why, "a correction request was refused");
+                correction_requests::finish(&self.db, r.request_id, "refused", serde_json::json!({"error": why}))
+                    .await?;
+                served += 1;
+                continue;
+            }
             let c = Correction {
                 receipt: r.receipt.clone(),
                 reason: r.reason.clone(),
@@ -174,6 +181,46 @@ impl Issuer {
             }
         }
         Ok(served)
+    }
+}
+
+impl Issuer {
+    /// Why the login that filed a request may not have this correction carried out, checked
+    /// here, where the key is, on top of the database's own policy: its operator was revoked
+    /// or demoted since, or the receipt's agency is outside its scope. A request filed by a
+    /// login bound to no operator came from the schema owner (the database refuses it from
+    /// any operator login) and is carried out.
+    async fn requester_refusal(
+        &self,
+        r: &correction_requests::CorrectionRequest,
+    ) -> Result<Option<String>, IssueError> {
+        let Some(login) = &r.db_login else { return Ok(None) };
+        let Some(op) = operators::bound_to(&self.db, login).await? else { return Ok(None) };
+        if op.revoked_at.is_some() {
+            return Ok(Some(format!("operator {} was revoked before the request was carried out", op.name)));
+        }
+        if !matches!(op.role.as_str(), "operator" | "admin") {
+            return Ok(Some(format!("operator {} is {} and may not cancel or replace receipts", op.name, op.role)));
+        }
+        if op.scope == "*" {
+            return Ok(None);
+        }
+        let agency = self
+            .db
+            .query_one(stmt(
+                "SELECT agency_code FROM receipts WHERE receipt_id::TEXT = $1 OR lookup_code = $1",
+                vec![r.receipt.clone().into()],
+            ))
+            .await?
+            .map(|row| row.try_get::<String>("", "agency_code"))
+            .transpose()?;
+        let Some(agency) = agency else { return Ok(None) };
+        let loaded = self.reference().await?;
+        if loaded.reference.is_within(&agency, &op.scope) {
+            Ok(None)
+        } else {
+            Ok(Some(format!("receipt of agency {agency} is outside the scope {} of operator {}", op.scope, op.name)))
+        }
     }
 }
 

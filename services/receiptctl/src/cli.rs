@@ -1,0 +1,345 @@
+//! The command line: every command, its arguments and their help texts.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use crate::{keys, tax};
+
+/// Operator command line of feepay: reference data, keys, waivers, receipts and audits.
+#[derive(Debug, Parser)]
+#[command(name = "receiptctl", version, about, long_about = None)]
+pub struct Cli {
+    /// Who is acting when no operators are configured (open local mode); recorded in the
+    /// audit log.
+    #[arg(long, global = true, env = "FEEPAY_OPERATOR", default_value = "operator")]
+    pub operator: String,
+    /// Operator token (required once operators are configured; see `receiptctl operators`).
+    #[arg(long, global = true, env = "FEEPAY_OPERATOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PostgreSQL URL.
+    #[arg(
+        long,
+        global = true,
+        env = "FEEPAY_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable",
+        hide_default_value = false
+    )]
+    pub database_url: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations.
+    Migrate,
+    /// Reference data: agencies, series, fees and waiver rules.
+    #[command(subcommand)]
+    Reference(ReferenceCmd),
+    /// Signing certificates: the local test CA, certificates per agency (file or token),
+    /// their checks and expiry, what to register with the tax authority.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
+    /// Waiver rules in force.
+    #[command(subcommand)]
+    Rules(RulesCmd),
+    /// What a dossier would cost: every line with its waiver and legal basis.
+    Assess(AssessArgs),
+    /// Receipts: search, show, cancel, replace.
+    #[command(subcommand)]
+    Receipts(ReceiptsCmd),
+    /// Dead letters: list, inspect, replay after a fix.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCmd),
+    /// Parked events (valid events waiting for a fix: a key, a series, ...): list, show, retry.
+    #[command(subcommand)]
+    Parked(ParkedCmd),
+    /// Daily reconciliation per agency and payment provider, to compare with the platform's report.
+    Reconcile(ReconcileArgs),
+    /// Internal reports (the usage table behind BC26).
+    #[command(subcommand)]
+    Report(ReportCmd),
+    /// Documents for the tax authority: signed usage reports (BC26/BLĐT) and notices of
+    /// receipts issued in error (04/SS-CTĐT), and the registration draft (01/ĐKTĐ-CTĐT).
+    #[command(subcommand)]
+    Tax(tax::TaxCmd),
+    /// Operators of this tool: their role, agency scope and token.
+    #[command(subcommand)]
+    Operators(OperatorsCmd),
+    /// Audit a series: numbering, hash chain and every signature.
+    Audit(AuditArgs),
+    /// Email deliveries: list them, resend a receipt's email.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCmd),
+    /// Publish a realistic demo day and print what became of it (used by `make run`).
+    Demo {
+        /// Web address of the SMTP sink.
+        #[arg(long, env = "FEEPAY_DEMO_SMTP_WEB", default_value = "http://127.0.0.1:1080")]
+        smtp_web: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReferenceCmd {
+    /// Validate the files and store them as a new version, all or nothing.
+    Load {
+        #[arg(long, default_value = "deploy/reference")]
+        dir: PathBuf,
+    },
+    /// Validate the files without storing anything.
+    Check {
+        #[arg(long, default_value = "deploy/reference")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParkedCmd {
+    /// Parked events waiting for a fix (with --all, resolved ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// One parked event: its reason, its record and its body.
+    Show { id: i64 },
+    /// Ask the owning service to apply it again (after the fix).
+    Retry {
+        id: i64,
+        /// Why (kept in the audit log), e.g. "khóa ký của đơn vị đã được bổ sung".
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCmd {
+    /// Rules in force for an agency on a date (GMT+7).
+    List {
+        #[arg(long)]
+        agency: String,
+        /// Date, YYYY-MM-DD (default today in GMT+7).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AssessArgs {
+    #[arg(long)]
+    pub agency: String,
+    #[arg(long, default_value = "")]
+    pub procedure: String,
+    /// Fee lines as CODE or CODE:QUANTITY, repeatable.
+    #[arg(long = "fee", required = true)]
+    pub fees: Vec<String>,
+    /// fully_online, partly_online or counter.
+    #[arg(long, default_value = "counter")]
+    pub channel: String,
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub paid_online: bool,
+    /// Beneficiary categories, e.g. poor_household (repeatable).
+    #[arg(long = "category")]
+    pub categories: Vec<String>,
+    /// Level of the payer's electronic identity account (VNeID), 0 when unknown.
+    #[arg(long, default_value_t = 0)]
+    pub identity_level: u8,
+    /// Time of assessment, RFC 3339 (default now).
+    #[arg(long)]
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiptsCmd {
+    /// Search receipts.
+    List {
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long)]
+        payment: Option<String>,
+        #[arg(long)]
+        dossier: Option<String>,
+        /// From date, YYYY-MM-DD (GMT+7).
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// To date inclusive, YYYY-MM-DD (GMT+7).
+        #[arg(long)]
+        to: Option<NaiveDate>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one receipt by lookup code or receipt id, with its signed document.
+    Show { id: String },
+    /// Cancel a receipt (it keeps its number; a ReceiptCancelled event and an email follow).
+    Cancel {
+        /// Receipt id or lookup code.
+        id: String,
+        /// Why (printed on the cancellation and kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Do it without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Cancel a receipt and issue a replacement with corrected payer details.
+    Replace {
+        /// Receipt id or lookup code.
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// Corrected name of the payer.
+        #[arg(long)]
+        payer_name: Option<String>,
+        /// Corrected personal identification number (12 digits; empty to remove).
+        #[arg(long)]
+        payer_id: Option<String>,
+        /// Corrected tax code (empty to remove).
+        #[arg(long)]
+        payer_tax_code: Option<String>,
+        /// Corrected address.
+        #[arg(long)]
+        payer_address: Option<String>,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCmd {
+    /// List dead letters of every consumed topic (or one), oldest first.
+    List {
+        /// A dead-letter topic, e.g. payments.succeeded.dlq.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Show one dead letter: reason, headers and the original event decoded when possible.
+    Show {
+        /// <dlq topic>/<partition>/<offset>, as listed.
+        reference: String,
+    },
+    /// Put a dead letter back on its original topic, as it was or with a corrected body.
+    Replay {
+        reference: String,
+        /// A corrected event body (JSON, or protobuf if the file ends in .pb) to send instead.
+        #[arg(long)]
+        edited: Option<PathBuf>,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: String,
+        /// Replay even if it was replayed before.
+        #[arg(long)]
+        again: bool,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Xml,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReconcileArgs {
+    /// Day of payment, YYYY-MM-DD (GMT+7); default yesterday.
+    #[arg(long)]
+    pub date: Option<NaiveDate>,
+    #[arg(long)]
+    pub agency: Option<String>,
+    /// Payment provider code as in the events.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// table (both sections), csv (the summary) ...
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// ... or, with csv, the payments without a receipt instead of the summary.
+    #[arg(long)]
+    pub unmatched: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// Receipt usage per template and series for a period, in detail (opening and closing
+    /// numbers, cancelled numbers): an internal table behind BC26/BLĐT.
+    Usage {
+        /// First day, YYYY-MM-DD (GMT+7).
+        #[arg(long)]
+        from: NaiveDate,
+        /// Last day, inclusive.
+        #[arg(long)]
+        to: NaiveDate,
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorsCmd {
+    /// Add an operator and print their token (shown once).
+    Add {
+        name: String,
+        /// auditor (read), operator (read and act) or admin (everything).
+        #[arg(long)]
+        role: String,
+        /// Agency code whose subtree the operator covers, or * for all.
+        #[arg(long)]
+        scope: String,
+        /// The PostgreSQL login the operator connects with (a member of `feepay_operator`):
+        /// the database then holds that login to this operator's role and scope.
+        #[arg(long)]
+        db_login: Option<String>,
+    },
+    /// List operators (never their tokens).
+    List,
+    /// Revoke an operator's token.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Show who the current token belongs to.
+    Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCmd {
+    /// List deliveries (failed ones by default), newest first.
+    List {
+        /// queued, sent, failed or skipped.
+        #[arg(long, default_value = "failed")]
+        status: String,
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Queue a receipt's email(s) again: by receipt id, lookup code or payment id.
+    Resend {
+        id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Do it without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    pub agency: String,
+    #[arg(long)]
+    pub template: String,
+    /// Receipt symbol, e.g. BN-26E.
+    #[arg(long)]
+    pub symbol: String,
+    /// The CA certificates (PEM) signing certificates must chain to, e.g. the trust
+    /// anchors published by the lookup service (`/api/v1/keys`).
+    #[arg(long, env = "FEEPAY_TRUST_ANCHORS", default_value = ".local/pki/ca.pem")]
+    pub trust_anchors: PathBuf,
+}

@@ -1,0 +1,55 @@
+//! One module per command group; `run` dispatches a parsed command line.
+
+mod audit;
+mod dead_letters;
+mod deliveries;
+mod operators;
+mod receipts;
+mod reference;
+mod reports;
+mod rules;
+
+use crate::access::Role;
+use crate::session::{session, Conn};
+use crate::{demo, keys, parked, tax, Cli, Command, ParkedCmd, ReportCmd, RulesCmd};
+use std::process::ExitCode;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let out = &mut std::io::stdout().lock();
+    let conn =
+        Conn { database_url: cli.database_url.clone(), token: cli.token.clone(), operator: cli.operator.clone() };
+    match cli.command {
+        Command::Migrate => reference::migrate(out, &conn).await,
+        Command::Reference(cmd) => reference::run(out, &conn, cmd).await,
+        Command::Keys(cmd) => keys::run(out, cmd),
+        Command::Rules(RulesCmd::List { agency, date }) => rules::list(out, &conn, agency, date).await,
+        Command::Assess(a) => rules::assess(out, &conn, a).await,
+        Command::Receipts(cmd) => receipts::run(out, &conn, cmd).await,
+        Command::Audit(a) => audit::run(out, &conn, a).await,
+        Command::DeadLetters(c) => dead_letters::run(out, &conn, &c).await,
+        Command::Tax(c) => {
+            let (db, actor) = session(&conn).await?;
+            tax::run(out, &db, &actor, c).await
+        }
+        Command::Parked(c) => {
+            let (db, actor) = session(&conn).await?;
+            match c {
+                ParkedCmd::List { all } => parked::list(out, &db, &actor, all).await,
+                ParkedCmd::Show { id } => parked::show(out, &db, &actor, id).await,
+                ParkedCmd::Retry { id, reason } => parked::retry(out, &db, &actor, id, &reason).await,
+            }
+        }
+        Command::Reconcile(a) => reports::reconcile(out, &conn, a).await,
+        Command::Report(ReportCmd::Usage { from, to, agency, format }) => {
+            reports::usage(out, &conn, from, to, agency, format).await
+        }
+        Command::Operators(c) => operators::run(out, &conn, &c).await,
+        Command::Deliveries(cmd) => deliveries::run(out, &conn, cmd).await,
+        Command::Demo { smtp_web } => {
+            let (db, actor) = session(&conn).await?;
+            actor.require(Role::Admin, "publish the demo")?;
+            demo::run(out, &db, &smtp_web).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
