@@ -238,6 +238,12 @@ fn manifests_and_compose_agree_with_the_settings() {
                     .filter_map(|e| e["configMapRef"]["name"].as_str().or(e["secretRef"]["name"].as_str()))
                     .collect();
                 assert_eq!(refs, ["feepay-config"], "{name}: no secret in the environment");
+                let image = c["image"].as_str().unwrap();
+                let pinned = image.contains("@sha256:")
+                    || image.rsplit_once(':').is_some_and(|(_, tag)| {
+                        tag.split('.').count() == 3 && tag.split('.').all(|n| n.parse::<u32>().is_ok())
+                    });
+                assert!(pinned, "{name}: image {image} is pinned by digest or a release version");
                 let volumes = v["spec"]["template"]["spec"]["volumes"].as_sequence().unwrap();
                 let secret_volumes: Vec<&str> =
                     volumes.iter().filter_map(|vol| vol["secret"]["secretName"].as_str()).collect();
