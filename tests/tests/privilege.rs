@@ -268,6 +268,56 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     .await;
     assert_eq!(stamped, 1, "the database stamps the real login");
 
+    // A replay is a request to the owning service, only for an agency in scope, and that
+    // service applies nothing that concerns another agency than the one asked for.
+    let hp2 = format!("PG-{u}-hp2");
+    let hp_payment = payment(
+        &hp2,
+        "HP.TTPVHCC",
+        v1::Channel::Counter,
+        vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)],
+        Utc::now(),
+    );
+    let replay_for = |agency: &str| {
+        use rdkafka::message::Headers;
+        let headers = feepay_runtime::envelope::headers_for::<v1::PaymentSucceeded>(
+            &unique(),
+            "/tests",
+            Utc::now(),
+            BodyFormat::Json,
+        );
+        feepay_runtime::parking::NewParked {
+            service: feepay_runtime::service::ISSUER.into(),
+            topic: topics.payments_succeeded.clone(),
+            partition: 0,
+            offset: 0,
+            key: hp2.clone().into_bytes(),
+            headers: headers.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect(),
+            payload: feepay_runtime::envelope::encode_body(&hp_payment, BodyFormat::Json),
+            subject: format!("payment:{hp2}"),
+            agency: Some(agency.to_string()),
+        }
+    };
+    let outside = feepay_runtime::parking::request_replay(&as_bn, &replay_for("HP.TTPVHCC"), "thử", "bn-op").await;
+    assert_eq!(outside.err().and_then(|e| feepay_runtime::db::sqlstate(&e)).as_deref(), Some("42501"));
+    let not_a_replay = "INSERT INTO parked_events (service, topic, partition, \"offset\", record_key, headers, payload, content_hash, subject, agency_code, reason_code, reason, status) \
+         VALUES ('feepay_issuer', 'x', 0, 0, '\\x', '[]', '\\x', 'h', 'payment:x', 'BN.TTPVHCC', 'no_signing_key', 'x', 'retry_requested')";
+    assert_eq!(refused(&as_bn, not_a_replay).await.as_deref(), Some("42501"), "only replay requests go in");
+    let disguised = feepay_runtime::parking::request_replay(&as_bn, &replay_for("BN.TTPVHCC"), "thử", "bn-op")
+        .await
+        .expect("in scope, the database takes the request")
+        .expect("a new request");
+    let sql = format!("SELECT status, reason_code FROM parked_events WHERE id = {disguised}");
+    let (status, reason_code) = eventually(WAIT, "the issuer to look at the replay", || async {
+        let row = db.db.query_one(feepay_runtime::sql::raw(&sql)).await.unwrap()?;
+        let status: String = row.try_get("", "status").unwrap();
+        (status != "retry_requested").then(|| (status, row.try_get::<String>("", "reason_code").unwrap()))
+    })
+    .await;
+    assert_eq!((status.as_str(), reason_code.as_str()), ("parked", "replay_refused"));
+    let issued = count(&db.db, &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE payment_id = '{hp2}'")).await;
+    assert_eq!(issued, 0, "no receipt for another agency's payment slipped in as a replay");
+
     // receiptctl on that login: another operator's token is refused, its own works.
     let url = bn_user.url(&db);
     let r = receiptctl_as(&topics, &url, Some(&root_token), &["receipts", "list"]).await;

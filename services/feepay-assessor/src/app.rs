@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-pub const SERVICE: &str = "feepay_assessor";
+pub const SERVICE: &str = feepay_runtime::service::ASSESSOR;
 
 #[derive(Debug, Clone)]
 pub struct AssessorSettings {

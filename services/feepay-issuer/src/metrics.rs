@@ -6,7 +6,7 @@ use feepay_runtime::metrics::{
 use prometheus::{Histogram, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 /// Metric name prefix.
-pub const SERVICE: &str = "feepay_issuer";
+pub const SERVICE: &str = feepay_runtime::service::ISSUER;
 
 #[derive(Clone)]
 pub struct IssuerMetrics {

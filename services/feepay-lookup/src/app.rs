@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-pub const SERVICE: &str = "feepay_lookup";
+pub const SERVICE: &str = feepay_runtime::service::LOOKUP;
 
 /// The OpenAPI document of the public API.
 pub const OPENAPI: &str = include_str!("../openapi.json");

@@ -6,7 +6,7 @@ use feepay_runtime::metrics::{
 use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGauge, Registry};
 
 /// Metric name prefix and outbox producer name.
-pub const SERVICE: &str = "feepay_notifier";
+pub const SERVICE: &str = feepay_runtime::service::NOTIFIER;
 
 #[derive(Clone)]
 pub struct NotifierMetrics {

@@ -519,6 +519,18 @@ impl<H: Handler> Driver<H> {
             };
             let outcome = match self.handler.decode(&record) {
                 Err(e) => Err(ParkReason::new("undecodable", e.to_string())),
+                // A replay is allowed for the agency it was requested for (the database
+                // checked that agency against the operator's scope), and no other.
+                Ok(item) if p.reason_code == parking::REPLAY && self.handler.agency(&item) != p.agency_code => {
+                    Err(ParkReason::new(
+                        "replay_refused",
+                        format!(
+                            "the replayed event concerns agency {}, but the replay was requested for {}",
+                            self.handler.agency(&item).unwrap_or_else(|| "(none)".into()),
+                            p.agency_code.clone().unwrap_or_else(|| "(none)".into())
+                        ),
+                    ))
+                }
                 Ok(item) => match self.handler.apply(std::slice::from_ref(&item)).await {
                     Ok(applied) => match applied.park.into_iter().next() {
                         Some((_, reason)) => Err(reason),

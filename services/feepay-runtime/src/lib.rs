@@ -26,3 +26,11 @@ pub mod signing_keys;
 pub mod sql;
 pub mod startup;
 pub mod tax_documents;
+
+/// The services' names: metric prefixes, the owners of parked events, log fields.
+pub mod service {
+    pub const ISSUER: &str = "feepay_issuer";
+    pub const ASSESSOR: &str = "feepay_assessor";
+    pub const NOTIFIER: &str = "feepay_notifier";
+    pub const LOOKUP: &str = "feepay_lookup";
+}

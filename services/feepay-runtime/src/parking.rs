@@ -22,7 +22,13 @@ pub const REASONS: &[&str] = &[
     "stored_row_corrupt",
     "undecodable",
     "unexpected_error",
+    REPLAY,
+    "replay_refused",
 ];
+
+/// The reason code of a dead letter handed back by an operator for replay (a retry request
+/// from the start; see [`request_replay`]).
+pub const REPLAY: &str = "dead_letter_replay";
 
 /// Why an event was parked: a stable code (one of [`REASONS`]) and a precise detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +89,8 @@ pub mod entity {
         pub retry_requested_by: Option<String>,
         pub retry_requested_at: Option<DateTimeUtc>,
         pub resolved_at: Option<DateTimeUtc>,
+        /// The login that inserted the row, stamped by the database.
+        pub db_login: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -243,6 +251,57 @@ pub async fn list(db: &DatabaseConnection, include_resolved: bool, limit: u64) -
 /// One parked event.
 pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<Parked>, DbErr> {
     entity::Entity::find_by_id(id).one(db).await
+}
+
+/// Hands an event back to the service that owns its topic as a retry request (a dead
+/// letter an operator checked and perhaps edited): that service applies it through its
+/// normal path, as it does parked events, so the operator needs no right to write to the
+/// broker. Returns the row's id, or `None` when the same event is open already (parked or
+/// waiting for its retry).
+pub async fn request_replay(
+    db: &impl ConnectionTrait,
+    e: &NewParked,
+    why: &str,
+    by: &str,
+) -> Result<Option<i64>, DbErr> {
+    use entity::Column as C;
+    let now = Utc::now();
+    let headers: Vec<(String, String)> = e.headers.iter().map(|(k, v)| (k.clone(), hex::encode(v))).collect();
+    let row = entity::ActiveModel {
+        service: Set(e.service.clone()),
+        topic: Set(e.topic.clone()),
+        partition: Set(e.partition),
+        offset: Set(e.offset),
+        record_key: Set(e.key.clone()),
+        headers: Set(serde_json::to_value(headers).unwrap_or_default()),
+        payload: Set(e.payload.clone()),
+        content_hash: Set(hex::encode(Sha256::digest(&e.payload))),
+        subject: Set(e.subject.clone()),
+        agency_code: Set(e.agency.clone()),
+        reason_code: Set(REPLAY.to_string()),
+        reason: Set(why.to_string()),
+        status: Set(Status::RetryRequested),
+        attempts: Set(0),
+        parked_at: Set(now),
+        last_attempt_at: Set(now),
+        retry_requested_by: Set(Some(by.to_string())),
+        retry_requested_at: Set(Some(now)),
+        ..Default::default()
+    };
+    let inserted = entity::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([C::Service, C::Subject, C::ContentHash])
+                .target_and_where(Expr::col(C::Status).ne("resolved"))
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec(db)
+        .await;
+    match inserted {
+        Ok(r) => Ok(Some(r.last_insert_id)),
+        Err(DbErr::RecordNotInserted) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Asks the owning service to apply a parked event again. Returns false when it is not

@@ -217,7 +217,8 @@ pub enum DeadLettersCmd {
         /// <dlq topic>/<partition>/<offset>, as listed.
         reference: String,
     },
-    /// Put a dead letter back on its original topic, as it was or with a corrected body.
+    /// Hand a dead letter back to the service that owns it, as it was or with a corrected
+    /// body; that service applies it through its normal path.
     Replay {
         reference: String,
         /// A corrected event body (JSON, or protobuf if the file ends in .pb) to send instead.

@@ -1,5 +1,7 @@
-//! Dead letters: read them from the `.dlq` topics, decode what can be decoded, and replay
-//! one to its original topic after a fix.
+//! Dead letters: read them from the `.dlq` topics, decode what can be decoded, and hand one
+//! back to the service that owns it after a fix (a replay request, applied by that service:
+//! the operator needs read access to the `.dlq` topics only, no right to write anywhere on
+//! the broker).
 //!
 //! A dead letter is named `<dlq topic>/<partition>/<offset>`, e.g.
 //! `payments.succeeded.dlq/0/12`.
@@ -12,7 +14,6 @@ use feepay_runtime::settings::{dlq_topic, KafkaSettings, Topics};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
@@ -113,27 +114,49 @@ fn owned_headers(h: &[v1::RecordHeader]) -> OwnedHeaders {
     h.iter().fold(OwnedHeaders::new(), |acc, h| acc.insert(Header { key: &h.key, value: Some(&h.value) }))
 }
 
-/// The original event as canonical JSON, and the agency it concerns (if it says), or why it
-/// cannot be decoded.
-pub fn decode_original(topics: &Topics, dl: &v1::DeadLetter) -> Result<(serde_json::Value, Option<String>), String> {
+/// A dead letter's event as it decodes now.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The event as canonical JSON.
+    pub json: serde_json::Value,
+    /// The agency it concerns, if it says.
+    pub agency: Option<String>,
+    /// What it is about, as its consumer names it (`payment:<id>`, ...).
+    pub subject: String,
+}
+
+/// The original event decoded and validated exactly as its consumer does, so "decodes"
+/// means "would be accepted", or why it cannot be.
+pub fn decode_original(topics: &Topics, dl: &v1::DeadLetter) -> Result<Decoded, String> {
     let headers = owned_headers(&dl.original_headers);
     let h = Some(headers.as_borrowed());
     let body = Some(dl.original_value.as_slice());
     let t = dl.original_topic.as_str();
     use feepay_runtime::convert;
-    // Decoded and validated exactly as the consumer does, so "decodes" means "would be accepted".
     if t == topics.payments_succeeded {
         let e = envelope::decode::<v1::PaymentSucceeded>(h, body).map_err(|e| e.to_string())?;
         convert::parse_payment(&e).map_err(|e| format!("invalid: {e}"))?;
-        Ok((serde_json::to_value(&e).unwrap_or_default(), Some(e.agency_code.clone())))
+        Ok(Decoded {
+            json: serde_json::to_value(&e).unwrap_or_default(),
+            agency: Some(e.agency_code.clone()),
+            subject: format!("payment:{}", e.payment_id),
+        })
     } else if t == topics.payments_refunded {
         let e = envelope::decode::<v1::PaymentRefunded>(h, body).map_err(|e| e.to_string())?;
         convert::parse_refund(&e).map_err(|e| format!("invalid: {e}"))?;
-        Ok((serde_json::to_value(&e).unwrap_or_default(), None))
+        Ok(Decoded {
+            json: serde_json::to_value(&e).unwrap_or_default(),
+            agency: None,
+            subject: format!("refund:{}", e.refund_id),
+        })
     } else if t == topics.assessment_requested {
         let e = envelope::decode::<v1::FeeAssessmentRequested>(h, body).map_err(|e| e.to_string())?;
         let _ = convert::parse_assessment_request(&e).map_err(|e| format!("invalid: {e}"))?;
-        Ok((serde_json::to_value(&e).unwrap_or_default(), Some(e.agency_code.clone())))
+        Ok(Decoded {
+            json: serde_json::to_value(&e).unwrap_or_default(),
+            agency: Some(e.agency_code.clone()),
+            subject: format!("assessment:{}", e.assessment_id),
+        })
     } else {
         Err(format!("no decoder for topic {t}"))
     }
@@ -155,41 +178,43 @@ pub fn agency_of(topics: &Topics, dl: &v1::DeadLetter) -> Option<String> {
     }
 }
 
-/// Puts the original record (or `edited` body) back on its original topic and waits for the
-/// broker's acknowledgement. Headers are the original ones plus `feepay_replayed_from`; an
-/// edited body gets the content type of its format.
-pub async fn replay(
-    k: &KafkaSettings,
+/// The replay request of a letter (or of its `edited` body): the original record as its
+/// owning service (the one that dead-lettered it) applies it, with the original key and
+/// headers plus `feepay_replayed_from` and `feepay_replayed_by`; an edited body gets the
+/// content type of its format.
+pub fn replay_request(
     letter: &Letter,
+    decoded: &Decoded,
     edited: Option<(Vec<u8>, &'static str)>,
     actor: &Actor,
-) -> anyhow::Result<()> {
-    let producer: FutureProducer = feepay_runtime::kafka::producer(k)?;
+) -> feepay_runtime::parking::NewParked {
     let dl = &letter.dead;
-    let reference = letter.reference();
-    let mut headers = OwnedHeaders::new();
-    for h in &dl.original_headers {
-        if edited.is_some() && h.key.eq_ignore_ascii_case("content-type") {
-            continue;
+    let mut headers: Vec<(String, Vec<u8>)> = dl
+        .original_headers
+        .iter()
+        .filter(|h| edited.is_none() || !h.key.eq_ignore_ascii_case("content-type"))
+        .map(|h| (h.key.clone(), h.value.clone()))
+        .collect();
+    let payload = match edited {
+        Some((b, ct)) => {
+            headers.push(("content-type".into(), ct.as_bytes().to_vec()));
+            b
         }
-        headers = headers.insert(Header { key: &h.key, value: Some(&h.value) });
-    }
-    let (body, content_type) = match &edited {
-        Some((b, ct)) => (b.clone(), Some(*ct)),
-        None => (dl.original_value.clone(), None),
+        None => dl.original_value.clone(),
     };
-    if let Some(ct) = content_type {
-        headers = headers.insert(Header { key: "content-type", value: Some(ct) });
+    headers.push(("feepay_replayed_from".into(), letter.reference().into_bytes()));
+    headers.push(("feepay_replayed_by".into(), actor.name.clone().into_bytes()));
+    feepay_runtime::parking::NewParked {
+        service: dl.service.clone(),
+        topic: dl.original_topic.clone(),
+        partition: dl.original_partition,
+        offset: dl.original_offset,
+        key: dl.original_key.clone(),
+        headers,
+        payload,
+        subject: decoded.subject.clone(),
+        agency: decoded.agency.clone(),
     }
-    headers = headers
-        .insert(Header { key: "feepay_replayed_from", value: Some(reference.as_str()) })
-        .insert(Header { key: "feepay_replayed_by", value: Some(actor.name.as_str()) });
-    let record = FutureRecord::to(&dl.original_topic).key(&dl.original_key).payload(&body).headers(headers);
-    producer
-        .send(record, Duration::from_secs(30))
-        .await
-        .map_err(|(e, _)| anyhow::anyhow!("the broker did not accept the replay: {e}"))?;
-    Ok(())
 }
 
 /// Names the headers of a record for display (values of `ce_*` and content type).

@@ -7,6 +7,7 @@ use crate::{dlq, DeadLettersCmd};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use feepay_domain::receipt::datetime_gmt7;
+use feepay_runtime::parking;
 use feepay_runtime::sql::stmt;
 use sea_orm::ConnectionTrait;
 use std::io::Write;
@@ -76,10 +77,10 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -> any
             writeln!(out, "headers:       {}", dlq::header_summary(dl))?;
             writeln!(out, "body:          {} bytes", dl.original_value.len())?;
             match dlq::decode_original(&topics, dl) {
-                Ok((json, _)) => writeln!(
+                Ok(decoded) => writeln!(
                     out,
                     "decoded now (the fix may already be in place):\n{}",
-                    serde_json::to_string_pretty(&json)?
+                    serde_json::to_string_pretty(&decoded.json)?
                 )?,
                 Err(e) => {
                     writeln!(out, "does not decode now: {e}")?;
@@ -138,28 +139,40 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -> any
                     .original_headers
                     .push(feepay_proto::v1::RecordHeader { key: "content-type".into(), value: ct.as_bytes().to_vec() });
             }
-            match dlq::decode_original(&topics, &probe) {
-                Ok((_, agency)) => {
-                    if let Some(a) = agency {
-                        actor.check_agency(&a)?;
-                    }
-                }
+            let decoded = match dlq::decode_original(&topics, &probe) {
+                Ok(decoded) => decoded,
                 Err(e) => {
                     eprintln!("the event still does not decode: {e}");
                     eprintln!("fix it (e.g. save the corrected JSON and pass --edited FILE) and run the command again");
                     return Ok(ExitCode::from(2));
                 }
+            };
+            if let Some(a) = &decoded.agency {
+                actor.check_agency(a)?;
             }
             writeln!(
                 out,
-                "replay {reference} to {}{}",
-                letter.dead.original_topic,
+                "replay {reference} ({}) through {}{}",
+                decoded.subject,
+                letter.dead.service,
                 if body.is_some() { " with the edited body" } else { "" }
             )?;
             if !yes && !confirm("replay it?")? {
                 return Ok(ExitCode::from(2));
             }
+            let request = dlq::replay_request(&letter, &decoded, body.clone(), &actor);
+            // The request, the replay record and the audit row (with the exact body's hash)
+            // commit together; the owning service applies the event after that.
+            let sent_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&request.payload));
             let txn = sea_orm::TransactionTrait::begin(&db).await?;
+            let why = format!("replay of {reference} requested by {}: {reason}", actor.name);
+            let Some(id) = parking::request_replay(&txn, &request, &why, &actor.name).await? else {
+                eprintln!(
+                    "{} is waiting already (parked or being retried): see receiptctl parked list",
+                    decoded.subject
+                );
+                return Ok(ExitCode::from(2));
+            };
             txn.execute(stmt(
                 "INSERT INTO dead_letter_replays (dlq_topic, partition, \"offset\", replayed_by, target_topic, edited) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (dlq_topic, partition, \"offset\") DO UPDATE SET replayed_at = now(), replayed_by = EXCLUDED.replayed_by, edited = EXCLUDED.edited",
@@ -173,10 +186,6 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -> any
                 ],
             ))
             .await?;
-            // What is sent, exactly: its hash and size are in the audit row, which commits
-            // before anything is published.
-            let sent: &[u8] = body.as_ref().map_or(&letter.dead.original_value[..], |(b, _)| &b[..]);
-            let sent_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(sent));
             actor
                 .record(
                     &txn,
@@ -187,26 +196,21 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -> any
                         "edited": body.is_some(),
                         "again": before.is_some(),
                         "target_topic": letter.dead.original_topic,
+                        "service": letter.dead.service,
+                        "parked_event": id,
                         "body_sha256": sent_sha256,
-                        "body_bytes": sent.len(),
+                        "body_bytes": request.payload.len(),
                         "original_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&letter.dead.original_value)),
                     }),
                 )
                 .await?;
             txn.commit().await?;
-            if let Err(e) = dlq::replay(&kafka, &letter, body, &actor).await {
-                actor
-                    .record(
-                        &db,
-                        "dead_letters.replay_failed",
-                        reference,
-                        Some(&e.to_string()),
-                        serde_json::json!({"body_sha256": sent_sha256}),
-                    )
-                    .await?;
-                return Err(e);
-            }
-            writeln!(out, "replayed (body sha256 {sent_sha256}); the consumer picks it up within seconds")?;
+            writeln!(
+                out,
+                "replay requested as parked event {id} (body sha256 {sent_sha256}); {} applies it within seconds \
+                 (receiptctl parked show {id})",
+                letter.dead.service
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
