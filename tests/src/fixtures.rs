@@ -11,7 +11,7 @@ pub fn payer(name: &str) -> v1::Payer {
         personal_id: "027190001234".into(),
         tax_code: String::new(),
         email: "nguoinop@example.vn".into(),
-        address: "Số 5 đường Nguyễn Đăng Đạo, phường Kinh Bắc, tỉnh Bắc Ninh".into(),
+        address: "Số 5 đường Nguyễn Đăng Đạo, phường Kinh Bắc, thành phố Bắc Ninh".into(),
         categories: vec![],
         passport_number: String::new(),
         identity_level: 0,

@@ -41,7 +41,7 @@ async fn a_receipt_arrives_in_vietnamese_with_its_document_and_qr_code() {
     let e = &emails[0];
     let subject = e["subject"].as_str().unwrap();
     assert!(subject.starts_with("Biên lai điện tử số 0000"), "{subject}");
-    assert!(subject.contains("Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh"), "{subject}");
+    assert!(subject.contains("Trung tâm Phục vụ hành chính công thành phố Bắc Ninh"), "{subject}");
     let html = e["html"].as_str().unwrap();
     let text = e["text"].as_str().unwrap();
     for part in [html, text] {

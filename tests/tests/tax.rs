@@ -98,7 +98,7 @@ async fn a_closed_quarter_gets_its_signed_usage_reports_and_a_cancellation_its_n
         "{notice}"
     );
     assert!(
-        notice.contains("<MCQT>23100</MCQT><TCQT>Thuế tỉnh Bắc Ninh</TCQT>"),
+        notice.contains("<MCQT>23100</MCQT><TCQT>Thuế thành phố Bắc Ninh</TCQT>"),
         "the tax office of the province: {notice}"
     );
     assert!(notice.contains("<NLap>2026-08-15</NLap>"), "{notice}");

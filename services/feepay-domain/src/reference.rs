@@ -725,7 +725,7 @@ valid_from = "2025-06-01"
 
 [[agency]]
 code = "BN"
-name = "Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh"
+name = "Trung tâm Phục vụ hành chính công thành phố Bắc Ninh"
 tax_code = "0100100079"
 address = "Bắc Ninh"
 

@@ -257,7 +257,7 @@ fn payer(categories: Vec<Category>) -> Payer {
         personal_id: Some(PersonalId::parse("027190001234").unwrap()),
         tax_code: None,
         email: Some("huong@example.vn".into()),
-        address: "Phường Kinh Bắc, tỉnh Bắc Ninh".into(),
+        address: "Phường Kinh Bắc, thành phố Bắc Ninh".into(),
         categories,
         passport: None,
         identity_level: 0,
@@ -540,7 +540,7 @@ impl Signer for FakeSigner {
         &self.cert
     }
     fn subject(&self) -> &str {
-        "CN=Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh,UID=MST:2300325950"
+        "CN=Trung tâm Phục vụ hành chính công thành phố Bắc Ninh,UID=MST:2300325950"
     }
     fn fingerprint(&self) -> &str {
         "ab12"

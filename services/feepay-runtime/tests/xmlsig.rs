@@ -20,9 +20,9 @@ fn content() -> ReceiptContent {
         title: "Biên lai thu phí, lệ phí không có mệnh giá".into(),
         agency: AgencyInfo {
             code: "BN.TTPVHCC".into(),
-            name: "Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh".into(),
+            name: "Trung tâm Phục vụ hành chính công thành phố Bắc Ninh".into(),
             tax_code: "2300290832".into(),
-            address: "Số 11 đường Lý Thái Tổ, phường Kinh Bắc, tỉnh Bắc Ninh".into(),
+            address: "Số 11 đường Lý Thái Tổ, phường Kinh Bắc, thành phố Bắc Ninh".into(),
         },
         template: "1".into(),
         symbol: "26T".into(),
@@ -70,7 +70,7 @@ fn setup(ec: bool) -> (TestCa, SoftSigner, TrustAnchors) {
     let key = if ec { testca::ec_key().unwrap() } else { testca::rsa_key().unwrap() };
     let public = openssl::pkey::PKey::public_key_from_der(&key.public_key_to_der().unwrap()).unwrap();
     let subject = Subject {
-        name: "Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh".into(),
+        name: "Trung tâm Phục vụ hành chính công thành phố Bắc Ninh".into(),
         tax_code: "2300290832".into(),
         province: Some("Bắc Ninh".into()),
     };
@@ -147,7 +147,7 @@ fn under_a_delegation_the_delegate_signs_and_the_collector_is_named() {
     let public = openssl::pkey::PKey::public_key_from_der(&key.public_key_to_der().unwrap()).unwrap();
     // The desk's certificate (its own tax code), not the collector's.
     let desk = Subject {
-        name: "Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh".into(),
+        name: "Trung tâm Phục vụ hành chính công thành phố Bắc Ninh".into(),
         tax_code: "2300290832".into(),
         province: None,
     };
@@ -156,9 +156,9 @@ fn under_a_delegation_the_delegate_signs_and_the_collector_is_named() {
     let mut c = content();
     c.agency = AgencyInfo {
         code: "BN.STP".into(),
-        name: "Sở Tư pháp tỉnh Bắc Ninh".into(),
+        name: "Sở Tư pháp thành phố Bắc Ninh".into(),
         tax_code: "2300119183".into(),
-        address: "Tỉnh Bắc Ninh".into(),
+        address: "Thành phố Bắc Ninh".into(),
     };
     // Without a delegation the desk's certificate cannot sign for the department.
     let undelegated = c.seal(&signer).unwrap();
@@ -168,7 +168,7 @@ fn under_a_delegation_the_delegate_signs_and_the_collector_is_named() {
         code: "BN.TTPVHCC".into(),
         name: desk.name.clone(),
         tax_code: desk.tax_code.clone(),
-        address: "Tỉnh Bắc Ninh".into(),
+        address: "Thành phố Bắc Ninh".into(),
     });
     let sealed = c.seal(&signer).unwrap();
     assert!(sealed.document.contains("<TTruong>UyNhiem.MST</TTruong><KDLieu>string</KDLieu><DLieu>2300290832</DLieu>"));

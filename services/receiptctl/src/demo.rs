@@ -112,7 +112,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     use v1::BeneficiaryCategory as B;
     use v1::Channel::*;
     use v1::FeeKind::*;
-    let bn = "phường Kinh Bắc, tỉnh Bắc Ninh";
+    let bn = "phường Kinh Bắc, thành phố Bắc Ninh";
     let hp = "phường Hải Dương, thành phố Hải Phòng";
     let mut payments = [
         // 1. A driving licence at the provincial centre's desk: the police's fee, issued
@@ -131,7 +131,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             "BN.TTPVHCC",
             "1.003003",
             PartlyOnline,
-            payer("Trần Thị Bình", "027185004321", "tranthibinh@example.vn", "xã Tiên Du, tỉnh Bắc Ninh", vec![]),
+            payer("Trần Thị Bình", "027185004321", "tranthibinh@example.vn", "phường Tiên Du, thành phố Bắc Ninh", vec![]),
             vec![line("BN-P-THAMDINH-GCN", Phi, 1, 500_000), line("BN-LP-GCN", LePhi, 1, 100_000)],
         ),
         // 3. A civil-status correction for a poor household: exempt, no receipt number used.
@@ -168,7 +168,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             "BN.TUSON",
             "2.000720",
             Counter,
-            payer("Vũ Thị Hoa", "027188003579", "vuthihoa@example.vn", "phường Từ Sơn, tỉnh Bắc Ninh", vec![]),
+            payer("Vũ Thị Hoa", "027188003579", "vuthihoa@example.vn", "phường Từ Sơn, thành phố Bắc Ninh", vec![]),
             vec![line("BN-LP-DKKD-HKD", LePhi, 1, 100_000)],
         ),
         // 7. Sent to the former Hải Dương centre, which ceased on 30 June 2025: rejected.
@@ -186,7 +186,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             "BN.TIENDU",
             "2.000815",
             PartlyOnline,
-            payer("Ngô Thanh Lan", "027295001122", "", "xã Tiên Du, tỉnh Bắc Ninh", vec![]),
+            payer("Ngô Thanh Lan", "027295001122", "", "phường Tiên Du, thành phố Bắc Ninh", vec![]),
             vec![line("P-CHUNGTHUC", Phi, 3, 5_000)],
         ),
         // 9. A work permit for a foreign worker, identified by passport only.
