@@ -149,7 +149,10 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     let v = verify(doc.clone(), "application/xml").await;
     let signer = &v["signer"];
     assert_eq!(signer["taxCode"], "2300290832", "the centre's tax code: {v}");
-    assert!(signer["subject"].as_str().unwrap().contains("Trung tâm Phục vụ hành chính công thành phố Bắc Ninh"), "{v}");
+    assert!(
+        signer["subject"].as_str().unwrap().contains("Trung tâm Phục vụ hành chính công thành phố Bắc Ninh"),
+        "{v}"
+    );
     assert!(signer["issuer"].as_str().unwrap().contains("feepay tests CA"), "{v}");
     assert_eq!(v["layoutVersion"], "2.0.0");
     assert!(page.contains("Chứng thư số của người ký"), "{page}");
@@ -281,7 +284,10 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     assert_eq!(audit.code, 0, "{audit:?}");
     assert!(audit.stdout.contains("OK: BN.TTPVHCC EBL01"), "{audit:?}");
     assert!(audit.stdout.contains("4 receipt(s)"), "{audit:?}");
-    assert!(audit.stdout.contains("signed by C=VN, O=Trung tâm Phục vụ hành chính công thành phố Bắc Ninh"), "{audit:?}");
+    assert!(
+        audit.stdout.contains("signed by C=VN, O=Trung tâm Phục vụ hành chính công thành phố Bắc Ninh"),
+        "{audit:?}"
+    );
 
     // The day's reconciliation and the usage report.
     let day = feepay_domain::numbering::date_gmt7(today).to_string();

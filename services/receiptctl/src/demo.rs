@@ -131,7 +131,13 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             "BN.TTPVHCC",
             "1.003003",
             PartlyOnline,
-            payer("Trần Thị Bình", "027185004321", "tranthibinh@example.vn", "phường Tiên Du, thành phố Bắc Ninh", vec![]),
+            payer(
+                "Trần Thị Bình",
+                "027185004321",
+                "tranthibinh@example.vn",
+                "phường Tiên Du, thành phố Bắc Ninh",
+                vec![],
+            ),
             vec![line("BN-P-THAMDINH-GCN", Phi, 1, 500_000), line("BN-LP-GCN", LePhi, 1, 100_000)],
         ),
         // 3. A civil-status correction for a poor household: exempt, no receipt number used.
