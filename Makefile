@@ -31,6 +31,8 @@ build:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@command -v cargo-machete >/dev/null 2>&1 || $(CARGO) install cargo-machete --locked --version 0.9.2
+	$(CARGO) machete
 
 unit:
 	$(CARGO) nextest run --workspace --exclude feepay-tests
