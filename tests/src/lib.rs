@@ -36,7 +36,7 @@ pub fn brokers() -> String {
 
 /// Server URL without database (`FEEPAY_TEST_PG`, default `postgres://postgres@127.0.0.1:5432`).
 pub fn pg_server() -> String {
-    std::env::var("FEEPAY_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    feepay_runtime::settings::get(&feepay_runtime::settings::catalog::TEST_PG)
 }
 
 /// A short unique id for names.
@@ -53,7 +53,7 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
-        if std::env::var("FEEPAY_TEST_LOG").is_ok() {
+        if feepay_runtime::settings::opt(&feepay_runtime::settings::catalog::TEST_LOG).is_some() {
             feepay_runtime::lifecycle::init_telemetry();
         }
         let url = format!("{}/feepay_t_{}", pg_server(), unique());

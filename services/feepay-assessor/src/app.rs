@@ -15,7 +15,7 @@ use feepay_runtime::kafka;
 use feepay_runtime::lifecycle;
 use feepay_runtime::metrics::{counter_vec, ConsumerMetrics};
 use feepay_runtime::refdata::{self, LoadedReference};
-use feepay_runtime::settings::{self, BatchSettings, DatabaseSettings, KafkaSettings, Topics};
+use feepay_runtime::settings::{self, catalog, BatchSettings, DatabaseSettings, KafkaSettings, Topics};
 use feepay_runtime::startup;
 use prometheus::{IntCounterVec, Registry};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -49,8 +49,8 @@ impl AssessorSettings {
             topics: Topics::from_env(),
             database: DatabaseSettings::from_env()?,
             batch: BatchSettings::from_env()?,
-            http_addr: settings::env_parse("FEEPAY_ASSESSOR_HTTP_ADDR", "127.0.0.1:9102".parse().expect("valid"))?,
-            source: settings::env_or("FEEPAY_ASSESSOR_SOURCE", "/feepay/assessor"),
+            http_addr: settings::parse(&catalog::ASSESSOR_HTTP_ADDR)?,
+            source: settings::get(&catalog::ASSESSOR_SOURCE),
         })
     }
 }

@@ -12,7 +12,7 @@ use feepay_runtime::http::{self, Readiness};
 use feepay_runtime::kafka;
 use feepay_runtime::lifecycle;
 use feepay_runtime::outbox::Relay;
-use feepay_runtime::settings::{self, BatchSettings, DatabaseSettings, KafkaSettings, Topics};
+use feepay_runtime::settings::{self, catalog, BatchSettings, DatabaseSettings, KafkaSettings, Topics};
 use feepay_runtime::startup;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,19 +61,19 @@ impl IssuerSettings {
             topics: Topics::from_env(),
             database: DatabaseSettings::from_env()?,
             batch: BatchSettings::from_env()?,
-            http_addr: settings::env_parse("FEEPAY_ISSUER_HTTP_ADDR", "127.0.0.1:9101".parse().expect("valid"))?,
-            signers_dir: PathBuf::from(settings::env_or("FEEPAY_SIGNERS_DIR", ".local/signers")),
-            trust_anchors: PathBuf::from(settings::env_or("FEEPAY_TRUST_ANCHORS", ".local/pki/ca.pem")),
-            tax_report_monthly: match settings::env_or("FEEPAY_TAX_REPORT_PERIOD", "quarter").as_str() {
+            http_addr: settings::parse(&catalog::ISSUER_HTTP_ADDR)?,
+            signers_dir: PathBuf::from(settings::get(&catalog::SIGNERS_DIR)),
+            trust_anchors: PathBuf::from(settings::get(&catalog::TRUST_ANCHORS)),
+            tax_report_monthly: match settings::get(&catalog::TAX_REPORT_PERIOD).as_str() {
                 "quarter" => false,
                 "month" => true,
                 other => anyhow::bail!("FEEPAY_TAX_REPORT_PERIOD must be quarter or month, got {other:?}"),
             },
-            source: settings::env_or("FEEPAY_ISSUER_SOURCE", "/feepay/issuer"),
-            relay: settings::env_parse("FEEPAY_ISSUER_RELAY", true)?,
+            source: settings::get(&catalog::ISSUER_SOURCE),
+            relay: settings::parse(&catalog::ISSUER_RELAY)?,
             shutdown_deadline: settings::shutdown_deadline()?,
-            self_check_every: Duration::from_secs(settings::env_parse("FEEPAY_ISSUER_SELF_CHECK_SECS", 60)?),
-            workers: settings::env_parse("FEEPAY_ISSUER_WORKERS", 4)?,
+            self_check_every: Duration::from_secs(settings::parse(&catalog::ISSUER_SELF_CHECK_SECS)?),
+            workers: settings::parse(&catalog::ISSUER_WORKERS)?,
         };
         let connections = s.database.max_connections as usize;
         if s.workers == 0 || s.workers + 2 > connections {

@@ -17,7 +17,7 @@ use feepay_domain::receipt::normalize_lookup_code;
 use feepay_runtime::http::{self, Readiness};
 use feepay_runtime::metrics::{counter_vec, histogram_vec};
 use feepay_runtime::pki::TrustAnchors;
-use feepay_runtime::settings::{self, DatabaseSettings};
+use feepay_runtime::settings::{self, catalog, DatabaseSettings};
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -66,23 +66,21 @@ impl LookupSettings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(LookupSettings {
             database: DatabaseSettings::from_env()?,
-            addr: settings::env_parse("FEEPAY_LOOKUP_ADDR", "127.0.0.1:8080".parse().expect("valid"))?,
-            ops_addr: settings::env_parse("FEEPAY_LOOKUP_OPS_ADDR", "127.0.0.1:9104".parse().expect("valid"))?,
-            public_url: settings::env_or("FEEPAY_LOOKUP_PUBLIC_URL", "http://127.0.0.1:8080")
-                .trim_end_matches('/')
-                .into(),
-            rate_per_minute: settings::env_parse("FEEPAY_LOOKUP_RATE_PER_MINUTE", 120)?,
-            burst: settings::env_parse("FEEPAY_LOOKUP_BURST", 30)?,
-            min_response: Duration::from_millis(settings::env_parse("FEEPAY_LOOKUP_MIN_RESPONSE_MS", 100)?),
-            proxy_hops: match settings::env_opt("FEEPAY_LOOKUP_PROXY_HOPS") {
-                Some(_) => settings::env_parse("FEEPAY_LOOKUP_PROXY_HOPS", 0)?,
+            addr: settings::parse(&catalog::LOOKUP_ADDR)?,
+            ops_addr: settings::parse(&catalog::LOOKUP_OPS_ADDR)?,
+            public_url: settings::get(&catalog::LOOKUP_PUBLIC_URL).trim_end_matches('/').into(),
+            rate_per_minute: settings::parse(&catalog::LOOKUP_RATE_PER_MINUTE)?,
+            burst: settings::parse(&catalog::LOOKUP_BURST)?,
+            min_response: Duration::from_millis(settings::parse(&catalog::LOOKUP_MIN_RESPONSE_MS)?),
+            proxy_hops: match settings::opt(&catalog::LOOKUP_PROXY_HOPS) {
+                Some(_) => settings::parse(&catalog::LOOKUP_PROXY_HOPS)?,
                 // The former switch: one proxy.
-                None => usize::from(settings::env_parse("FEEPAY_LOOKUP_TRUST_FORWARDED", false)?),
+                None => usize::from(settings::parse::<bool>(&catalog::LOOKUP_TRUST_FORWARDED)?),
             },
-            header_timeout: Duration::from_secs(settings::env_parse("FEEPAY_LOOKUP_HEADER_TIMEOUT_SECS", 10)?),
-            request_timeout: Duration::from_secs(settings::env_parse("FEEPAY_LOOKUP_REQUEST_TIMEOUT_SECS", 20)?),
-            max_concurrent: settings::env_parse("FEEPAY_LOOKUP_MAX_CONCURRENT", 256)?,
-            trust_anchors: settings::env_or("FEEPAY_TRUST_ANCHORS", ".local/pki/ca.pem").into(),
+            header_timeout: Duration::from_secs(settings::parse(&catalog::LOOKUP_HEADER_TIMEOUT_SECS)?),
+            request_timeout: Duration::from_secs(settings::parse(&catalog::LOOKUP_REQUEST_TIMEOUT_SECS)?),
+            max_concurrent: settings::parse(&catalog::LOOKUP_MAX_CONCURRENT)?,
+            trust_anchors: settings::get(&catalog::TRUST_ANCHORS).into(),
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::smtp::{parse_schedule, SmtpSettings};
 use feepay_runtime::dead_letter::DeadLetterSettings;
-use feepay_runtime::settings::{self, BatchSettings, DatabaseSettings, KafkaSettings, Topics};
+use feepay_runtime::settings::{self, catalog, BatchSettings, DatabaseSettings, KafkaSettings, Topics};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,19 +46,16 @@ impl NotifierSettings {
             database: DatabaseSettings::from_env()?,
             batch: BatchSettings::from_env()?,
             smtp: SmtpSettings::from_env()?,
-            http_addr: settings::env_parse("FEEPAY_NOTIFIER_HTTP_ADDR", "127.0.0.1:9103".parse().expect("valid"))?,
-            retry_schedule: parse_schedule(&settings::env_or("FEEPAY_NOTIFIER_RETRY_SCHEDULE", "1m,5m,30m,2h,12h"))
+            http_addr: settings::parse(&catalog::NOTIFIER_HTTP_ADDR)?,
+            retry_schedule: parse_schedule(&settings::get(&catalog::NOTIFIER_RETRY_SCHEDULE))
                 .map_err(|e| anyhow::anyhow!("FEEPAY_NOTIFIER_RETRY_SCHEDULE: {e}"))?,
-            from: settings::env_or("FEEPAY_SMTP_FROM", "Biên lai điện tử <bienlai@feepay.local>"),
-            reply_to: settings::env_opt("FEEPAY_SMTP_REPLY_TO"),
-            lookup_base_url: settings::env_or("FEEPAY_LOOKUP_BASE_URL", "http://127.0.0.1:8080/tra-cuu/"),
-            message_id_domain: settings::env_or("FEEPAY_MESSAGE_ID_DOMAIN", "feepay.local"),
-            templates_dir: crate::compose::templates_dir(&settings::env_or(
-                "FEEPAY_TEMPLATES_DIR",
-                "deploy/templates/email",
-            )),
-            concurrency: settings::env_parse("FEEPAY_NOTIFIER_CONCURRENCY", 8)?,
-            source: settings::env_or("FEEPAY_NOTIFIER_SOURCE", "/feepay/notifier"),
+            from: settings::get(&catalog::SMTP_FROM),
+            reply_to: settings::opt(&catalog::SMTP_REPLY_TO),
+            lookup_base_url: settings::get(&catalog::LOOKUP_BASE_URL),
+            message_id_domain: settings::get(&catalog::MESSAGE_ID_DOMAIN),
+            templates_dir: crate::compose::templates_dir(&settings::get(&catalog::TEMPLATES_DIR)),
+            concurrency: settings::parse(&catalog::NOTIFIER_CONCURRENCY)?,
+            source: settings::get(&catalog::NOTIFIER_SOURCE),
             shutdown_deadline: settings::shutdown_deadline()?,
         })
     }

@@ -1,6 +1,6 @@
 //! SMTP from settings: host, port, TLS mode, authentication, and a pool of connections.
 
-use feepay_runtime::settings::{env_opt, env_or, env_parse, Secret, SettingError};
+use feepay_runtime::settings::{catalog, get, opt, parse, Secret, SettingError};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -53,17 +53,17 @@ pub struct SmtpSettings {
 impl SmtpSettings {
     pub fn from_env() -> Result<Self, SettingError> {
         let s = SmtpSettings {
-            host: env_or("FEEPAY_SMTP_HOST", "127.0.0.1"),
-            port: env_parse("FEEPAY_SMTP_PORT", 1025)?,
-            tls: env_parse("FEEPAY_SMTP_TLS", TlsMode::None)?,
-            username: env_opt("FEEPAY_SMTP_USERNAME"),
-            password: feepay_runtime::settings::env_secret("FEEPAY_SMTP_PASSWORD", "")?,
-            pool_size: env_parse("FEEPAY_SMTP_POOL_SIZE", 4)?,
-            timeout: Duration::from_secs(env_parse("FEEPAY_SMTP_TIMEOUT_SECS", 10)?),
+            host: get(&catalog::SMTP_HOST),
+            port: parse(&catalog::SMTP_PORT)?,
+            tls: parse(&catalog::SMTP_TLS)?,
+            username: opt(&catalog::SMTP_USERNAME),
+            password: feepay_runtime::settings::secret(&catalog::SMTP_PASSWORD)?,
+            pool_size: parse(&catalog::SMTP_POOL_SIZE)?,
+            timeout: Duration::from_secs(parse(&catalog::SMTP_TIMEOUT_SECS)?),
         };
         // A password never crosses the network in clear: AUTH needs TLS unless the operator
         // opts out explicitly (a relay on the same host).
-        if s.username.is_some() && s.tls == TlsMode::None && !env_parse("FEEPAY_SMTP_ALLOW_PLAINTEXT_AUTH", false)? {
+        if s.username.is_some() && s.tls == TlsMode::None && !parse::<bool>(&catalog::SMTP_ALLOW_PLAINTEXT_AUTH)? {
             return Err(SettingError {
                 name: "FEEPAY_SMTP_TLS".into(),
                 message: "SMTP authentication needs FEEPAY_SMTP_TLS=starttls or tls (or FEEPAY_SMTP_ALLOW_PLAINTEXT_AUTH=true for a relay on this host)".into(),

@@ -10,7 +10,7 @@
 
 use crate::envelope::DecodeError;
 use crate::retry::Backoff;
-use crate::settings::{dlq_topic, env_parse, SettingError};
+use crate::settings::{catalog, dlq_topic, parse, SettingError};
 use chrono::Utc;
 use feepay_proto::v1::{DeadLetter, RecordHeader};
 use feepay_proto::Message as _;
@@ -40,7 +40,7 @@ pub struct DeadLetterSettings {
 impl DeadLetterSettings {
     /// Reads the inline limit and checks it against the producer's record limit.
     pub fn from_env(message_max_bytes: usize) -> Result<Self, SettingError> {
-        let inline_max_bytes: usize = env_parse("FEEPAY_DLQ_INLINE_MAX_BYTES", 256 * 1024)?;
+        let inline_max_bytes: usize = parse(&catalog::DLQ_INLINE_MAX_BYTES)?;
         let s = DeadLetterSettings { inline_max_bytes };
         s.check(message_max_bytes)?;
         Ok(s)

@@ -13,9 +13,12 @@ use tokio_util::sync::CancellationToken;
 pub fn init_telemetry() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into());
-    let format = crate::settings::env_or("FEEPAY_LOG_FORMAT", "json");
+    let format = crate::settings::get(&crate::settings::catalog::LOG_FORMAT);
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     let _ = if format == "text" { builder.try_init() } else { builder.json().flatten_event(true).try_init() };
+    for name in crate::settings::undeclared_in_env() {
+        tracing::warn!(variable = %name, "no setting reads this FEEPAY_ variable: misspelt or left over? (README, Configuration)");
+    }
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C.

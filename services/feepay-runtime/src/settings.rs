@@ -1,6 +1,11 @@
 //! Typed settings from environment variables, with defaults that work against the local
-//! stack started by `make up`. Every variable is documented in the README.
+//! stack started by `make up`. Every variable is declared once in [`catalog`] (name,
+//! default, meaning), which also generates the README's configuration table; a variable is
+//! read only through its declaration.
 
+pub mod catalog;
+
+pub use catalog::Var;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,42 +18,59 @@ pub struct SettingError {
     pub message: String,
 }
 
-/// Reads `name`, or `default` when unset or empty.
-pub fn env_or(name: &str, default: &str) -> String {
+/// The variable's value, or its declared default when unset or empty.
+pub fn get(var: &Var) -> String {
+    env_or(var.name, var.value())
+}
+
+/// The variable's value, or `default` (for a default computed by the reader, e.g. the
+/// service's name).
+pub fn get_or(var: &Var, default: &str) -> String {
+    env_or(var.name, default)
+}
+
+/// The variable parsed, or its declared default parsed.
+pub fn parse<T: FromStr>(var: &Var) -> Result<T, SettingError>
+where
+    T::Err: fmt::Display,
+{
+    let v = get(var);
+    v.parse().map_err(|e: T::Err| SettingError { name: var.name.into(), message: format!("{e}: {v:?}") })
+}
+
+/// The variable, when set and not empty.
+pub fn opt(var: &Var) -> Option<String> {
+    std::env::var(var.name).ok().filter(|v| !v.is_empty())
+}
+
+/// A secret: from the file named by `<name>_FILE` (a mounted secret, the safer way: not in
+/// the process environment), else from the variable, else its default (or empty).
+pub fn secret(var: &Var) -> Result<Secret, SettingError> {
+    let file_var = format!("{}_FILE", var.name);
+    debug_assert!(catalog::find(&file_var).is_some(), "{file_var} is not declared");
+    match std::env::var(&file_var).ok().filter(|v| !v.is_empty()) {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
+            .map_err(|e| SettingError { name: file_var, message: format!("{path}: {e}") }),
+        None => Ok(Secret::new(match var.default {
+            catalog::DefaultValue::Value(d) => env_or(var.name, d),
+            _ => opt(var).unwrap_or_default(),
+        })),
+    }
+}
+
+/// `FEEPAY_*` variables in this process's environment that no setting declares: a
+/// misspelt name is otherwise silently ignored. Services log each at start.
+pub fn undeclared_in_env() -> Vec<String> {
+    let names: Vec<String> = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect();
+    catalog::undeclared(names.iter().map(String::as_str)).into_iter().map(str::to_string).collect()
+}
+
+fn env_or(name: &str, default: &str) -> String {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => v,
         _ => default.to_string(),
     }
-}
-
-/// Reads and parses `name`, or `default`.
-pub fn env_parse<T: FromStr>(name: &str, default: T) -> Result<T, SettingError>
-where
-    T::Err: fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => {
-            v.parse().map_err(|e: T::Err| SettingError { name: name.into(), message: format!("{e}: {v:?}") })
-        }
-        _ => Ok(default),
-    }
-}
-
-/// A secret: from the file named by `<name>_FILE` (a mounted secret, the safer way: not in
-/// the process environment), else from `<name>`, else `default`.
-pub fn env_secret(name: &str, default: &str) -> Result<Secret, SettingError> {
-    let file_var = format!("{name}_FILE");
-    match env_opt(&file_var) {
-        Some(path) => std::fs::read_to_string(&path)
-            .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
-            .map_err(|e| SettingError { name: file_var, message: format!("{path}: {e}") }),
-        None => Ok(Secret::new(env_or(name, default))),
-    }
-}
-
-/// Optional variable.
-pub fn env_opt(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// A secret: never printed.
@@ -119,23 +141,23 @@ pub struct KafkaSettings {
 impl KafkaSettings {
     pub fn from_env(service: &str) -> Result<Self, SettingError> {
         Ok(KafkaSettings {
-            brokers: env_or("FEEPAY_KAFKA_BROKERS", "127.0.0.1:9092"),
-            security_protocol: env_or("FEEPAY_KAFKA_SECURITY_PROTOCOL", "plaintext"),
-            sasl_mechanism: env_opt("FEEPAY_KAFKA_SASL_MECHANISM"),
-            sasl_username: env_opt("FEEPAY_KAFKA_SASL_USERNAME"),
-            sasl_password: env_secret("FEEPAY_KAFKA_SASL_PASSWORD", "")?,
-            ssl_ca_location: env_opt("FEEPAY_KAFKA_SSL_CA_LOCATION"),
-            ssl_certificate_location: env_opt("FEEPAY_KAFKA_SSL_CERTIFICATE_LOCATION"),
-            ssl_key_location: env_opt("FEEPAY_KAFKA_SSL_KEY_LOCATION"),
-            group_id: env_or("FEEPAY_KAFKA_GROUP_ID", service),
-            client_id: env_or("FEEPAY_KAFKA_CLIENT_ID", service),
-            session_timeout_ms: env_parse("FEEPAY_KAFKA_SESSION_TIMEOUT_MS", 6000)?,
-            fetch_wait_ms: env_parse("FEEPAY_KAFKA_FETCH_WAIT_MS", 50)?,
-            body_format: env_parse("FEEPAY_KAFKA_BODY_FORMAT", crate::envelope::BodyFormat::Protobuf)?,
-            partitions: env_parse("FEEPAY_KAFKA_PARTITIONS", 4)?,
-            message_max_bytes: env_parse("FEEPAY_KAFKA_MESSAGE_MAX_BYTES", 1_000_000)?,
-            fetch_max_bytes: env_parse("FEEPAY_KAFKA_FETCH_MAX_BYTES", 4 * 1024 * 1024)?,
-            group_instance_id: env_opt("FEEPAY_KAFKA_GROUP_INSTANCE_ID"),
+            brokers: get(&catalog::KAFKA_BROKERS),
+            security_protocol: get(&catalog::KAFKA_SECURITY_PROTOCOL),
+            sasl_mechanism: opt(&catalog::KAFKA_SASL_MECHANISM),
+            sasl_username: opt(&catalog::KAFKA_SASL_USERNAME),
+            sasl_password: secret(&catalog::KAFKA_SASL_PASSWORD)?,
+            ssl_ca_location: opt(&catalog::KAFKA_SSL_CA_LOCATION),
+            ssl_certificate_location: opt(&catalog::KAFKA_SSL_CERTIFICATE_LOCATION),
+            ssl_key_location: opt(&catalog::KAFKA_SSL_KEY_LOCATION),
+            group_id: get_or(&catalog::KAFKA_GROUP_ID, service),
+            client_id: get_or(&catalog::KAFKA_CLIENT_ID, service),
+            session_timeout_ms: parse(&catalog::KAFKA_SESSION_TIMEOUT_MS)?,
+            fetch_wait_ms: parse(&catalog::KAFKA_FETCH_WAIT_MS)?,
+            body_format: parse(&catalog::KAFKA_BODY_FORMAT)?,
+            partitions: parse(&catalog::KAFKA_PARTITIONS)?,
+            message_max_bytes: parse(&catalog::KAFKA_MESSAGE_MAX_BYTES)?,
+            fetch_max_bytes: parse(&catalog::KAFKA_FETCH_MAX_BYTES)?,
+            group_instance_id: opt(&catalog::KAFKA_GROUP_INSTANCE_ID),
         })
     }
 }
@@ -158,24 +180,24 @@ pub struct Topics {
 }
 
 impl Topics {
-    /// The environment variable of each topic name, with its default.
-    const VARIABLES: [(&'static str, &'static str); 11] = [
-        ("FEEPAY_TOPIC_ASSESSMENT_REQUESTED", "fees.assessment.requested"),
-        ("FEEPAY_TOPIC_ASSESSED", "fees.assessed"),
-        ("FEEPAY_TOPIC_PAYMENTS_SUCCEEDED", "payments.succeeded"),
-        ("FEEPAY_TOPIC_PAYMENTS_REFUNDED", "payments.refunded"),
-        ("FEEPAY_TOPIC_PAYMENTS_REJECTED", "payments.rejected"),
-        ("FEEPAY_TOPIC_PAYMENTS_WAIVED", "payments.waived"),
-        ("FEEPAY_TOPIC_RECEIPTS_ISSUED", "receipts.issued"),
-        ("FEEPAY_TOPIC_RECEIPTS_CANCELLED", "receipts.cancelled"),
-        ("FEEPAY_TOPIC_NOTIFICATIONS_SENT", "notifications.sent"),
-        ("FEEPAY_TOPIC_NOTIFICATIONS_FAILED", "notifications.failed"),
-        ("FEEPAY_TOPIC_TAX_DOCUMENTS", "tax.documents"),
+    /// The variable of each topic name, with its default.
+    const VARIABLES: [Var; 11] = [
+        catalog::TOPIC_ASSESSMENT_REQUESTED,
+        catalog::TOPIC_ASSESSED,
+        catalog::TOPIC_PAYMENTS_SUCCEEDED,
+        catalog::TOPIC_PAYMENTS_REFUNDED,
+        catalog::TOPIC_PAYMENTS_REJECTED,
+        catalog::TOPIC_PAYMENTS_WAIVED,
+        catalog::TOPIC_RECEIPTS_ISSUED,
+        catalog::TOPIC_RECEIPTS_CANCELLED,
+        catalog::TOPIC_NOTIFICATIONS_SENT,
+        catalog::TOPIC_NOTIFICATIONS_FAILED,
+        catalog::TOPIC_TAX_DOCUMENTS,
     ];
 
     /// Builds topics from names in the order of [`Self::VARIABLES`].
     fn from_names(mut name: impl FnMut(&'static str, &'static str) -> String) -> Self {
-        let [a, b, c, d, e, f, g, h, i, j, k] = Self::VARIABLES.map(|(var, default)| name(var, default));
+        let [a, b, c, d, e, f, g, h, i, j, k] = Self::VARIABLES.map(|var| name(var.name, var.value()));
         Topics {
             assessment_requested: a,
             assessed: b,
@@ -211,7 +233,7 @@ impl Topics {
             &self.notifications_failed,
             &self.tax_documents,
         ];
-        Self::VARIABLES.iter().zip(names).map(|((var, _), name)| (*var, name.clone())).collect()
+        Self::VARIABLES.iter().zip(names).map(|(var, name)| (var.name, name.clone())).collect()
     }
 
     /// Topics with a test-specific prefix, so parallel tests never share a topic.
@@ -282,12 +304,9 @@ impl DatabaseSettings {
 
     pub fn from_env() -> Result<Self, SettingError> {
         Ok(DatabaseSettings {
-            url: Secret::new(with_tls_default(
-                env_secret("FEEPAY_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable")?
-                    .expose(),
-            )),
-            max_connections: env_parse("FEEPAY_DATABASE_MAX_CONNECTIONS", 8)?,
-            lock_timeout: Duration::from_millis(env_parse("FEEPAY_DATABASE_LOCK_TIMEOUT_MS", 10_000)?),
+            url: Secret::new(with_tls_default(secret(&catalog::DATABASE_URL)?.expose())),
+            max_connections: parse(&catalog::DATABASE_MAX_CONNECTIONS)?,
+            lock_timeout: Duration::from_millis(parse(&catalog::DATABASE_LOCK_TIMEOUT_MS)?),
         })
     }
 }
@@ -356,14 +375,14 @@ pub struct BatchSettings {
 impl BatchSettings {
     pub fn from_env() -> Result<Self, SettingError> {
         Ok(BatchSettings {
-            max_events: env_parse("FEEPAY_BATCH_MAX_EVENTS", 1000)?,
-            linger: Duration::from_millis(env_parse("FEEPAY_BATCH_LINGER_MS", 5)?),
-            stall_after: Duration::from_secs(env_parse("FEEPAY_CONSUMER_STALL_SECS", 60)?),
+            max_events: parse(&catalog::BATCH_MAX_EVENTS)?,
+            linger: Duration::from_millis(parse(&catalog::BATCH_LINGER_MS)?),
+            stall_after: Duration::from_secs(parse(&catalog::CONSUMER_STALL_SECS)?),
         })
     }
 }
 
 /// `FEEPAY_SHUTDOWN_DEADLINE_SECS` (default 20): how long a service may take to drain.
 pub fn shutdown_deadline() -> Result<Duration, SettingError> {
-    Ok(Duration::from_secs(env_parse("FEEPAY_SHUTDOWN_DEADLINE_SECS", 20)?))
+    Ok(Duration::from_secs(parse(&catalog::SHUTDOWN_DEADLINE_SECS)?))
 }

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
+use feepay_runtime::settings::catalog;
 use std::path::PathBuf;
 
 use crate::{keys, tax};
@@ -12,17 +13,17 @@ use crate::{keys, tax};
 pub struct Cli {
     /// Who is acting when no operators are configured (open local mode); recorded in the
     /// audit log.
-    #[arg(long, global = true, env = "FEEPAY_OPERATOR", default_value = "operator")]
+    #[arg(long, global = true, env = catalog::OPERATOR.name, default_value = catalog::OPERATOR.value())]
     pub operator: String,
     /// Operator token (required once operators are configured; see `receiptctl operators`).
-    #[arg(long, global = true, env = "FEEPAY_OPERATOR_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = catalog::OPERATOR_TOKEN.name, hide_env_values = true)]
     pub token: Option<String>,
     /// PostgreSQL URL.
     #[arg(
         long,
         global = true,
-        env = "FEEPAY_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable",
+        env = catalog::DATABASE_URL.name,
+        default_value = catalog::DATABASE_URL.value(),
         hide_default_value = false
     )]
     pub database_url: String,
@@ -72,10 +73,17 @@ pub enum Command {
     /// Email deliveries: list them, resend a receipt's email.
     #[command(subcommand)]
     Deliveries(DeliveriesCmd),
+    /// Every FEEPAY_* setting: its value here (secrets only as set or not), default and
+    /// meaning; warns about FEEPAY_* variables that no setting reads.
+    Settings {
+        /// Print the README's configuration table instead.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Publish a realistic demo day and print what became of it (used by `make run`).
     Demo {
         /// Web address of the SMTP sink.
-        #[arg(long, env = "FEEPAY_DEMO_SMTP_WEB", default_value = "http://127.0.0.1:1080")]
+        #[arg(long, env = catalog::DEMO_SMTP_WEB.name, default_value = catalog::DEMO_SMTP_WEB.value())]
         smtp_web: String,
     },
 }
@@ -341,6 +349,6 @@ pub struct AuditArgs {
     pub symbol: String,
     /// The CA certificates (PEM) signing certificates must chain to, e.g. the trust
     /// anchors published by the lookup service (`/api/v1/keys`).
-    #[arg(long, env = "FEEPAY_TRUST_ANCHORS", default_value = ".local/pki/ca.pem")]
+    #[arg(long, env = catalog::TRUST_ANCHORS.name, default_value = catalog::TRUST_ANCHORS.value())]
     pub trust_anchors: PathBuf,
 }

@@ -458,7 +458,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     writeln!(out, "list them with `receiptctl tax list`, write them out with `receiptctl tax export --dir DIR`")?;
 
     writeln!(out, "\n== Looking receipts up as a citizen would ==")?;
-    let lookup = feepay_runtime::settings::env_or("FEEPAY_LOOKUP_PUBLIC_URL", "http://127.0.0.1:8080");
+    let lookup = feepay_runtime::settings::get(&feepay_runtime::settings::catalog::LOOKUP_PUBLIC_URL);
     let rows = db
         .query_all(stmt(
             "SELECT lookup_code, status FROM receipts WHERE payment_id = ANY($1) ORDER BY status DESC, issued_at LIMIT 20",

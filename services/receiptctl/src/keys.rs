@@ -12,6 +12,7 @@ use feepay_runtime::pki::provision::{self, KeyType, TokenTarget};
 use feepay_runtime::pki::signers::SignerSet;
 use feepay_runtime::pki::{check_signing_certificate, TrustAnchors};
 use feepay_runtime::refdata::ReferenceFiles;
+use feepay_runtime::settings::catalog;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,10 +42,10 @@ impl From<Algorithm> for KeyType {
 #[derive(Debug, clap::Args)]
 pub struct Dirs {
     /// The signers directory the issuer reads.
-    #[arg(long, env = "FEEPAY_SIGNERS_DIR", default_value = ".local/signers")]
+    #[arg(long, env = catalog::SIGNERS_DIR.name, default_value = catalog::SIGNERS_DIR.value())]
     pub signers: PathBuf,
     /// The test CA's directory (`ca.pem`, `ca.key`); made when absent.
-    #[arg(long, env = "FEEPAY_TEST_CA_DIR", default_value = ".local/pki")]
+    #[arg(long, env = catalog::TEST_CA_DIR.name, default_value = catalog::TEST_CA_DIR.value())]
     pub ca: PathBuf,
     /// Reference data directory (agency names and tax codes).
     #[arg(long, default_value = "deploy/reference")]
@@ -56,7 +57,7 @@ pub enum KeysCmd {
     /// Make the local test CA (`ca.pem` is the trust anchor to configure and publish).
     /// Not for production: there, certificates come from a licensed CA.
     InitCa {
-        #[arg(long, env = "FEEPAY_TEST_CA_DIR", default_value = ".local/pki")]
+        #[arg(long, env = catalog::TEST_CA_DIR.name, default_value = catalog::TEST_CA_DIR.value())]
         ca: PathBuf,
     },
     /// Issue a test certificate with a software key (PKCS#12 file) for each collecting
@@ -86,7 +87,7 @@ pub enum KeysCmd {
         #[arg(long)]
         label: Option<String>,
         /// PKCS#11 module.
-        #[arg(long, env = "FEEPAY_PKCS11_MODULE", default_value = feepay_runtime::pki::signers::DEFAULT_PKCS11_MODULE)]
+        #[arg(long, env = catalog::PKCS11_MODULE.name, default_value = catalog::PKCS11_MODULE.value())]
         module: PathBuf,
         /// Token label.
         #[arg(long)]
@@ -100,9 +101,9 @@ pub enum KeysCmd {
     /// Every signer with its certificate, the checks at this moment, and days to expiry.
     /// Exit code 3 when a collecting agency has no usable signer or one expires within 30 days.
     List {
-        #[arg(long, env = "FEEPAY_SIGNERS_DIR", default_value = ".local/signers")]
+        #[arg(long, env = catalog::SIGNERS_DIR.name, default_value = catalog::SIGNERS_DIR.value())]
         signers: PathBuf,
-        #[arg(long, env = "FEEPAY_TRUST_ANCHORS", default_value = ".local/pki/ca.pem")]
+        #[arg(long, env = catalog::TRUST_ANCHORS.name, default_value = catalog::TRUST_ANCHORS.value())]
         trust_anchors: PathBuf,
         #[arg(long, default_value = "deploy/reference")]
         reference: PathBuf,
@@ -110,7 +111,7 @@ pub enum KeysCmd {
     /// What to declare on the registration form 01/ĐKTĐ-CTĐT (section on digital
     /// signature certificates) for each signer: issuer, serial, validity.
     Registration {
-        #[arg(long, env = "FEEPAY_SIGNERS_DIR", default_value = ".local/signers")]
+        #[arg(long, env = catalog::SIGNERS_DIR.name, default_value = catalog::SIGNERS_DIR.value())]
         signers: PathBuf,
         #[arg(long)]
         agency: Option<String>,

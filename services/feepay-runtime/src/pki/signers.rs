@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Default PKCS#11 module (SoftHSM2, Debian's path).
-pub const DEFAULT_PKCS11_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const DEFAULT_PKCS11_MODULE: &str = crate::settings::catalog::PKCS11_MODULE.value();
 
 /// Converts an ECDSA DER signature into the XML Signature form `r || s` (32 bytes each).
 fn ecdsa_raw(der: &[u8]) -> Result<Vec<u8>, SignError> {
@@ -177,9 +177,10 @@ pub struct TokenSigner {
 impl TokenSigner {
     /// Opens `sessions` sessions on the token, logs in, finds the key and its certificate.
     pub fn open(config: &TokenConfig, base: &Path, sessions: usize) -> Result<Self, String> {
-        let module_path = config.module.clone().unwrap_or_else(|| {
-            crate::settings::env_opt("FEEPAY_PKCS11_MODULE").map(PathBuf::from).unwrap_or(DEFAULT_PKCS11_MODULE.into())
-        });
+        let module_path = config
+            .module
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::settings::get(&crate::settings::catalog::PKCS11_MODULE)));
         let pkcs11 = module_handle(&module_path)?;
         let slot = pkcs11
             .get_slots_with_token()

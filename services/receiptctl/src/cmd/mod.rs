@@ -8,6 +8,7 @@ mod receipts;
 mod reference;
 mod reports;
 mod rules;
+mod settings;
 
 use crate::access::Role;
 use crate::session::{session, Conn};
@@ -22,6 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => reference::migrate(out, &conn).await,
         Command::Reference(cmd) => reference::run(out, &conn, cmd).await,
         Command::Keys(cmd) => keys::run(out, cmd),
+        Command::Settings { markdown } => settings::run(out, markdown),
         Command::Rules(RulesCmd::List { agency, date }) => rules::list(out, &conn, agency, date).await,
         Command::Assess(a) => rules::assess(out, &conn, a).await,
         Command::Receipts(cmd) => receipts::run(out, &conn, cmd).await,

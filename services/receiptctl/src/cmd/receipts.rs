@@ -166,7 +166,9 @@ async fn correct(out: &mut impl Write, conn: &Conn, ask: CorrectionAsk, yes: boo
     }
     let replace = ask.replace.as_ref().map(serde_json::to_value).transpose()?;
     let id = feepay_runtime::correction_requests::request(&db, &ask.receipt, &ask.reason, replace, &actor.name).await?;
-    let wait = std::time::Duration::from_secs(feepay_runtime::settings::env_parse("FEEPAY_CORRECTION_WAIT_SECS", 60)?);
+    let wait = std::time::Duration::from_secs(feepay_runtime::settings::parse(
+        &feepay_runtime::settings::catalog::CORRECTION_WAIT_SECS,
+    )?);
     let deadline = std::time::Instant::now() + wait;
     loop {
         let r = feepay_runtime::correction_requests::get(&db, id).await?.context("the request vanished")?;
