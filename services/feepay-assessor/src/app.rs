@@ -21,7 +21,7 @@ use prometheus::{IntCounterVec, Registry};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sea_orm::DatabaseConnection;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -77,28 +77,14 @@ pub struct AssessmentsHandler {
     source: String,
     format: feepay_runtime::envelope::BodyFormat,
     metrics: Metrics,
-    reference: Mutex<Option<Arc<LoadedReference>>>,
+    reference: refdata::Cache,
 }
 
 impl AssessmentsHandler {
     /// The newest reference data (reloaded when a newer version exists).
     async fn reference(&self) -> Result<Arc<LoadedReference>, Failure> {
-        let transient = |e: String| Failure::Transient(e);
-        let latest = refdata::latest_version(&self.db)
-            .await
-            .map_err(|e| transient(e.to_string()))?
-            .ok_or_else(|| transient("no reference data loaded: run `receiptctl reference load`".into()))?;
-        if let Some(r) = self.reference.lock().expect("reference lock").as_ref().filter(|r| r.version == latest) {
-            return Ok(r.clone());
-        }
-        let loaded = refdata::load_latest(&self.db)
-            .await
-            .map_err(|e| transient(format!("reference data unusable: {e}")))?
-            .ok_or_else(|| transient("no reference data loaded".into()))?;
-        tracing::info!(version = loaded.version, "reference data loaded");
-        let loaded = Arc::new(loaded);
-        *self.reference.lock().expect("reference lock") = Some(loaded.clone());
-        Ok(loaded)
+        let current = self.reference.current(&self.db).await.map_err(|e| Failure::Transient(e.to_string()))?;
+        Ok(current.reference)
     }
 
     fn answer(&self, reference: &LoadedReference, request: &Request) -> v1::FeeAssessed {
@@ -251,7 +237,7 @@ impl App {
             source: settings.source.clone(),
             format: settings.kafka.body_format,
             metrics: metrics.clone(),
-            reference: Mutex::new(None),
+            reference: refdata::Cache::new(),
         };
         let driver = Driver {
             service: SERVICE,

@@ -2,7 +2,7 @@
 //! from the event it answers, recorded before the event's offset moves, so a redelivered
 //! event sends nothing twice.
 
-use crate::compose::{recipient, AgencySender, Branding, Event, Templates};
+use crate::compose::{recipient, Branding, Event, Templates};
 use crate::metrics::{NotifierMetrics, SERVICE};
 use crate::settings::NotifierSettings;
 use anyhow::Context;
@@ -13,7 +13,6 @@ use feepay_runtime::outbox::{self, OutboxEvent};
 use feepay_runtime::sql::{placeholders, rows_per_statement, stmt};
 use lettre::message::Mailbox;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Everything but Kafka: the delivery log and the sender.
@@ -24,7 +23,8 @@ pub struct Notifier {
     pub(crate) templates: Arc<Templates>,
     pub(crate) branding: Arc<Branding>,
     pub(crate) mailer: crate::smtp::Mailer,
-    pub(crate) senders: tokio::sync::RwLock<(i64, BTreeMap<String, AgencySender>)>,
+    /// Agencies' senders come from the reference data.
+    pub(crate) reference: feepay_runtime::refdata::Cache,
 }
 
 /// Result of recording a batch of events.
@@ -58,7 +58,7 @@ impl Notifier {
             mailer,
             metrics,
             settings,
-            senders: tokio::sync::RwLock::new((-1, BTreeMap::new())),
+            reference: feepay_runtime::refdata::Cache::new(),
         })
     }
 

@@ -9,7 +9,6 @@ use chrono::Utc;
 use feepay_proto::v1;
 use feepay_runtime::convert::ts;
 use feepay_runtime::outbox::{self, OutboxEvent};
-use feepay_runtime::refdata;
 use feepay_runtime::sql::stmt;
 use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 use std::collections::BTreeMap;
@@ -28,22 +27,17 @@ impl Notifier {
     /// Senders of every agency, refreshed when the reference data changed. Called once per
     /// sending pass, not once per email.
     async fn agency_senders(&self) -> BTreeMap<String, AgencySender> {
-        let latest = refdata::latest_version(&self.db).await.ok().flatten().unwrap_or(-1);
-        {
-            let cache = self.senders.read().await;
-            if cache.0 == latest {
-                return cache.1.clone();
-            }
-        }
-        let mut map = BTreeMap::new();
-        if let Ok(Some(loaded)) = refdata::load_latest(&self.db).await {
-            for a in loaded.reference.agencies.values() {
-                map.insert(a.code.clone(), AgencySender { from: a.email_from.clone(), reply_to: a.reply_to.clone() });
-            }
-        }
-        let mut cache = self.senders.write().await;
-        *cache = (latest, map);
-        cache.1.clone()
+        // Without reference data (or while it cannot be read) the default sender is used.
+        let Ok(current) = self.reference.current(&self.db).await else {
+            return BTreeMap::new();
+        };
+        current
+            .reference
+            .reference
+            .agencies
+            .values()
+            .map(|a| (a.code.clone(), AgencySender { from: a.email_from.clone(), reply_to: a.reply_to.clone() }))
+            .collect()
     }
 
     /// Claims due deliveries (a lease so a crash makes them due again), sends them, and

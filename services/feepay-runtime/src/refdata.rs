@@ -229,3 +229,45 @@ pub async fn load_latest<C: ConnectionTrait>(db: &C) -> Result<Option<LoadedRefe
     let (reference, rules) = files.parse()?;
     Ok(Some(LoadedReference { version, reference, rules }))
 }
+
+/// The newest stored reference data, parsed once per version and shared by a service's
+/// tasks (the one cache of the issuer, the assessor and the notifier).
+#[derive(Debug, Default)]
+pub struct Cache {
+    current: std::sync::RwLock<Option<std::sync::Arc<LoadedReference>>>,
+}
+
+/// The reference data in use, and whether this call loaded a newer version.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub reference: std::sync::Arc<LoadedReference>,
+    pub newly_loaded: bool,
+}
+
+/// Why no reference data can be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("no reference data loaded: run `receiptctl reference load`")]
+    Missing,
+    #[error("reference data unusable: {0}")]
+    Load(#[from] LoadError),
+}
+
+impl Cache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The newest version: from memory when it is still the newest stored, else loaded
+    /// and parsed (one cheap query per call to see whether a newer version exists).
+    pub async fn current<C: ConnectionTrait>(&self, db: &C) -> Result<Current, CacheError> {
+        let latest = latest_version(db).await.map_err(LoadError::from)?.ok_or(CacheError::Missing)?;
+        if let Some(r) = self.current.read().expect("reference cache lock").as_ref().filter(|r| r.version == latest) {
+            return Ok(Current { reference: r.clone(), newly_loaded: false });
+        }
+        let loaded = std::sync::Arc::new(load_latest(db).await?.ok_or(CacheError::Missing)?);
+        tracing::info!(version = loaded.version, "reference data loaded");
+        *self.current.write().expect("reference cache lock") = Some(loaded.clone());
+        Ok(Current { reference: loaded, newly_loaded: true })
+    }
+}

@@ -38,7 +38,7 @@ use feepay_runtime::refdata::{self, LoadedReference};
 use feepay_runtime::settings::Topics;
 use sea_orm::{DatabaseConnection, DbErr};
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Namespace of receipt ids (UUID v5), so a receipt id is stable for its cause.
@@ -196,7 +196,7 @@ pub struct Issuer {
     pub source: String,
     /// Concurrent transactions per batch (payments split by agency); 1 = one transaction.
     pub workers: usize,
-    reference: RwLock<Option<Arc<LoadedReference>>>,
+    reference: refdata::Cache,
 }
 
 /// The changes of one transaction, committed together: events for the outbox, counts for
@@ -218,7 +218,7 @@ impl Issuer {
         format: BodyFormat,
         source: String,
     ) -> Self {
-        Issuer { db, signing, clock, metrics, topics, format, source, workers: 1, reference: RwLock::new(None) }
+        Issuer { db, signing, clock, metrics, topics, format, source, workers: 1, reference: refdata::Cache::new() }
     }
 
     /// Picks up signers added or replaced since the last batch and registers their
@@ -265,28 +265,23 @@ impl Issuer {
 
     /// The reference data in use, reloaded when a newer version was stored.
     pub async fn reference(&self) -> Result<Arc<LoadedReference>, IssueError> {
-        let latest = refdata::latest_version(&self.db).await?.ok_or(IssueError::NoReference)?;
-        if let Some(r) = self.reference.read().expect("reference lock").as_ref() {
-            if r.version == latest {
-                return Ok(r.clone());
+        let current = self.reference.current(&self.db).await.map_err(|e| match e {
+            refdata::CacheError::Missing => IssueError::NoReference,
+            refdata::CacheError::Load(refdata::LoadError::Db(e)) => IssueError::from(e),
+            refdata::CacheError::Load(e) => IssueError::Reference(e.to_string()),
+        })?;
+        let loaded = current.reference;
+        if current.newly_loaded {
+            let now = self.clock.now();
+            let agencies: std::collections::BTreeSet<&str> =
+                loaded.reference.series.iter().map(|s| s.agency.as_str()).collect();
+            for agency in agencies {
+                if let Err(reason) = self.signing.signer_for(&loaded.reference, agency, now) {
+                    tracing::warn!(%agency, reason = reason.code, detail = %reason.detail, "an agency with a receipt series cannot sign; its payments are parked until this is fixed");
+                }
             }
+            self.metrics.reference_version.set(loaded.version);
         }
-        let loaded = refdata::load_latest(&self.db)
-            .await
-            .map_err(|e| IssueError::Reference(e.to_string()))?
-            .ok_or(IssueError::NoReference)?;
-        let now = self.clock.now();
-        let agencies: std::collections::BTreeSet<&str> =
-            loaded.reference.series.iter().map(|s| s.agency.as_str()).collect();
-        for agency in agencies {
-            if let Err(reason) = self.signing.signer_for(&loaded.reference, agency, now) {
-                tracing::warn!(%agency, reason = reason.code, detail = %reason.detail, "an agency with a receipt series cannot sign; its payments are parked until this is fixed");
-            }
-        }
-        tracing::info!(version = loaded.version, "reference data loaded");
-        self.metrics.reference_version.set(loaded.version);
-        let loaded = Arc::new(loaded);
-        *self.reference.write().expect("reference lock") = Some(loaded.clone());
         Ok(loaded)
     }
 
