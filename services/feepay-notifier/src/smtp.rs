@@ -214,25 +214,19 @@ impl SendError {
     }
 }
 
-/// Parses a retry schedule such as `1m,5m,30m,2h,12h`.
+/// Parses a retry schedule such as `1m,5m,30m,2h,12h` (each item a humantime duration).
 pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
     s.split(',')
         .map(|p| {
             let p = p.trim();
-            let (num, unit) = p.split_at(p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len()));
-            let n: u64 = num.parse().map_err(|_| format!("{p:?}: expected a number and a unit (s, m, h)"))?;
-            Ok(Duration::from_secs(match unit {
-                "s" => n,
-                "m" => n * 60,
-                "h" => n * 3600,
-                _ => return Err(format!("{p:?}: unit must be s, m or h")),
-            }))
+            humantime::parse_duration(p).map_err(|e| format!("{p:?}: {e} (e.g. 30s, 5m, 2h, 1h 30m)"))
         })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
     #[test]
     fn schedules() {
         assert_eq!(
@@ -240,5 +234,10 @@ mod tests {
             vec![60, 300, 1800, 7200, 43200]
         );
         assert!(super::parse_schedule("5x").is_err());
+        assert!(super::parse_schedule("5").is_err(), "a unit is required");
+        assert_eq!(
+            super::parse_schedule("90s, 1h 30m").unwrap(),
+            vec![Duration::from_secs(90), Duration::from_secs(5400)]
+        );
     }
 }

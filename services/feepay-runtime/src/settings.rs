@@ -73,25 +73,31 @@ fn env_or(name: &str, default: &str) -> String {
     }
 }
 
-/// A secret: never printed.
-#[derive(Clone, Default)]
-pub struct Secret(String);
+/// A secret: never printed, and its memory zeroed when dropped (`secrecy`).
+#[derive(Clone)]
+pub struct Secret(secrecy::SecretString);
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
+        Secret(secrecy::SecretString::new(s.into()))
     }
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.expose().is_empty()
+    }
+}
+
+impl Default for Secret {
+    fn default() -> Self {
+        Secret::new(String::new())
     }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "Secret(<empty>)" } else { "Secret(<redacted>)" })
+        f.write_str(if self.is_empty() { "Secret(<empty>)" } else { "Secret(<redacted>)" })
     }
 }
 
