@@ -270,7 +270,7 @@ pub fn limit_key(ip: IpAddr) -> IpAddr {
 async fn limit(State(shared): St, req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let ip = limit_key(client_ip(&shared, req.headers(), peer));
-    match shared.limiter.check(ip, Instant::now()) {
+    match shared.limiter.check(ip) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
             let route = route_of(req.uri().path());

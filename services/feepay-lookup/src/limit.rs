@@ -1,62 +1,85 @@
-//! Per-client rate limit: a token bucket per client address, forgotten when full again.
+//! Per-client rate limit: `governor`'s keyed GCRA limiter (a token bucket per client
+//! address), with the memory of clients seen bounded.
 
-use std::collections::HashMap;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::Quota;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
-/// `burst` requests at once, then `per_minute` a minute.
-#[derive(Debug)]
-pub struct RateLimiter {
-    per_minute: u32,
-    burst: u32,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+/// Clients remembered before those whose bucket has refilled are forgotten.
+const REMEMBERED_CLIENTS: usize = 100_000;
+
+/// `burst` requests at once, then `per_minute` a minute, per client address.
+pub struct RateLimiter<C: Clock = DefaultClock> {
+    inner: governor::RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter").field("clients", &self.inner.len()).finish()
+    }
 }
 
 impl RateLimiter {
     pub fn new(per_minute: u32, burst: u32) -> Self {
-        RateLimiter { per_minute: per_minute.max(1), burst: burst.max(1), buckets: Mutex::new(HashMap::new()) }
+        Self::with_clock(per_minute, burst, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> RateLimiter<C> {
+    pub fn with_clock(per_minute: u32, burst: u32, clock: C) -> Self {
+        let at_least_one = |n: u32| NonZeroU32::new(n.max(1)).expect("at least 1");
+        let quota = Quota::per_minute(at_least_one(per_minute)).allow_burst(at_least_one(burst));
+        let inner = governor::RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone());
+        RateLimiter { inner, clock }
     }
 
     /// `Ok` to go ahead, or how long to wait.
-    pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
-        let rate = f64::from(self.per_minute) / 60.0;
-        let burst = f64::from(self.burst);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 100_000 {
+    pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
+        if self.inner.len() > REMEMBERED_CLIENTS {
             // Forget clients whose bucket has refilled; bounds memory under many addresses.
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+            self.inner.retain_recent();
+            self.inner.shrink_to_fit();
         }
-        let (tokens, at) = buckets.entry(client).or_insert((burst, now));
-        let refilled = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
-        *at = now;
-        if refilled >= 1.0 {
-            *tokens = refilled - 1.0;
-            Ok(())
-        } else {
-            *tokens = refilled;
-            Err(Duration::from_secs_f64((1.0 - refilled) / rate))
-        }
+        self.inner.check_key(&client).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     #[test]
     fn allows_a_burst_then_the_rate() {
-        let l = RateLimiter::new(60, 3);
+        let clock = FakeRelativeClock::default();
+        let l = RateLimiter::with_clock(60, 3, clock.clone());
         let ip: IpAddr = "203.0.113.7".parse().expect("ip");
         let other: IpAddr = "203.0.113.8".parse().expect("ip");
-        let t0 = Instant::now();
-        assert!(l.check(ip, t0).is_ok());
-        assert!(l.check(ip, t0).is_ok());
-        assert!(l.check(ip, t0).is_ok());
-        let wait = l.check(ip, t0).expect_err("fourth request at once is refused");
+        assert!(l.check(ip).is_ok());
+        assert!(l.check(ip).is_ok());
+        assert!(l.check(ip).is_ok());
+        let wait = l.check(ip).expect_err("fourth request at once is refused");
         assert!(wait <= Duration::from_secs(1) && wait > Duration::from_millis(900), "{wait:?}");
-        assert!(l.check(other, t0).is_ok(), "another client has its own bucket");
-        assert!(l.check(ip, t0 + Duration::from_millis(1100)).is_ok(), "one token back after a second");
-        assert!(l.check(ip, t0 + Duration::from_millis(1100)).is_err());
+        assert!(l.check(other).is_ok(), "another client has its own bucket");
+        clock.advance(Duration::from_millis(1100));
+        assert!(l.check(ip).is_ok(), "one token back after a second");
+        assert!(l.check(ip).is_err());
+    }
+
+    #[test]
+    fn forgets_clients_whose_bucket_refilled() {
+        let clock = FakeRelativeClock::default();
+        let l = RateLimiter::with_clock(60, 3, clock.clone());
+        for i in 0..=REMEMBERED_CLIENTS as u32 {
+            assert!(l.check(IpAddr::from(i.to_be_bytes())).is_ok());
+        }
+        clock.advance(Duration::from_secs(10));
+        assert!(l.check("203.0.113.7".parse().expect("ip")).is_ok());
+        assert!(l.inner.len() < 10, "refilled clients are forgotten: {}", l.inner.len());
     }
 }
