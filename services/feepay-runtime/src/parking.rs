@@ -126,13 +126,10 @@ pub struct NewParked {
     pub agency: Option<String>,
 }
 
-/// Parks an event, or, when it is parked already, counts another attempt and keeps the
-/// newest reason.
-pub async fn park(db: &impl ConnectionTrait, e: &NewParked, reason: &ParkReason) -> Result<(), DbErr> {
-    use entity::Column as C;
-    let now = Utc::now();
+/// The columns a new row takes from the event itself.
+fn new_row(e: &NewParked, now: chrono::DateTime<Utc>) -> entity::ActiveModel {
     let headers: Vec<(String, String)> = e.headers.iter().map(|(k, v)| (k.clone(), hex::encode(v))).collect();
-    let row = entity::ActiveModel {
+    entity::ActiveModel {
         service: Set(e.service.clone()),
         topic: Set(e.topic.clone()),
         partition: Set(e.partition),
@@ -143,13 +140,22 @@ pub async fn park(db: &impl ConnectionTrait, e: &NewParked, reason: &ParkReason)
         content_hash: Set(hex::encode(Sha256::digest(&e.payload))),
         subject: Set(e.subject.clone()),
         agency_code: Set(e.agency.clone()),
+        parked_at: Set(now),
+        last_attempt_at: Set(now),
+        ..Default::default()
+    }
+}
+
+/// Parks an event, or, when it is parked already, counts another attempt and keeps the
+/// newest reason.
+pub async fn park(db: &impl ConnectionTrait, e: &NewParked, reason: &ParkReason) -> Result<(), DbErr> {
+    use entity::Column as C;
+    let row = entity::ActiveModel {
         reason_code: Set(reason.code.to_string()),
         reason: Set(reason.detail.clone()),
         status: Set(Status::Parked),
         attempts: Set(1),
-        parked_at: Set(now),
-        last_attempt_at: Set(now),
-        ..Default::default()
+        ..new_row(e, Utc::now())
     };
     entity::Entity::insert(row)
         .on_conflict(
@@ -266,27 +272,14 @@ pub async fn request_replay(
 ) -> Result<Option<i64>, DbErr> {
     use entity::Column as C;
     let now = Utc::now();
-    let headers: Vec<(String, String)> = e.headers.iter().map(|(k, v)| (k.clone(), hex::encode(v))).collect();
     let row = entity::ActiveModel {
-        service: Set(e.service.clone()),
-        topic: Set(e.topic.clone()),
-        partition: Set(e.partition),
-        offset: Set(e.offset),
-        record_key: Set(e.key.clone()),
-        headers: Set(serde_json::to_value(headers).unwrap_or_default()),
-        payload: Set(e.payload.clone()),
-        content_hash: Set(hex::encode(Sha256::digest(&e.payload))),
-        subject: Set(e.subject.clone()),
-        agency_code: Set(e.agency.clone()),
         reason_code: Set(REPLAY.to_string()),
         reason: Set(why.to_string()),
         status: Set(Status::RetryRequested),
         attempts: Set(0),
-        parked_at: Set(now),
-        last_attempt_at: Set(now),
         retry_requested_by: Set(Some(by.to_string())),
         retry_requested_at: Set(Some(now)),
-        ..Default::default()
+        ..new_row(e, now)
     };
     let inserted = entity::Entity::insert(row)
         .on_conflict(
