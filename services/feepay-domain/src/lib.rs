@@ -5,6 +5,7 @@
 //! Nothing here touches the network, the database or the clock: services pass time, data
 //! and randomness in. Everything is deterministic and unit-tested.
 
+mod canonical;
 pub mod correction;
 pub mod forms;
 pub mod ids;

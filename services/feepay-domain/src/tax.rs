@@ -18,9 +18,10 @@
 //! conventions and are marked in [`BC26_VERSION`] and [`REGISTRATION_VERSION`] as this
 //! project's layout versions, so a change in the official layout is a new version.
 
+use crate::canonical::Xml;
 use crate::money::Vnd;
 use crate::receipt::xmldsig::{self, SignError, Signer};
-use crate::receipt::{xml_escape, AgencyInfo};
+use crate::receipt::AgencyInfo;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 /// Layout version of the BC26/BLĐT documents written now.
@@ -119,32 +120,6 @@ impl std::fmt::Display for Period {
     }
 }
 
-/// A canonical XML writer (no whitespace, canonical escaping), as for receipts.
-struct Xml(String);
-
-impl Xml {
-    fn open(&mut self, tag: &str) {
-        self.0.push('<');
-        self.0.push_str(tag);
-        self.0.push('>');
-    }
-    fn close(&mut self, tag: &str) {
-        self.0.push_str("</");
-        self.0.push_str(tag);
-        self.0.push('>');
-    }
-    fn el(&mut self, tag: &str, text: &str) {
-        self.open(tag);
-        self.0.push_str(&xml_escape(text));
-        self.close(tag);
-    }
-    fn data(&mut self, tag: &str) {
-        self.0.push('<');
-        self.0.push_str(tag);
-        self.0.push_str(" Id=\"data\">");
-    }
-}
-
 /// A signed document for the tax authority.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedDocument {
@@ -204,8 +179,8 @@ impl UsageReport {
     /// The data part `DLBCTHSDBLai`, canonical.
     pub fn data_xml(&self) -> String {
         let (from, to) = self.period.days();
-        let mut x = Xml(String::with_capacity(1024 + self.rows.len() * 160));
-        x.data("DLBCTHSDBLai");
+        let mut x = Xml::with_capacity(1024 + self.rows.len() * 160);
+        x.open_with_id("DLBCTHSDBLai", "data");
         x.open("TTChung");
         x.el("PBan", BC26_VERSION);
         x.el("MSo", "BC26/BLĐT");
@@ -270,8 +245,8 @@ pub struct ErrorNotice {
 
 impl ErrorNotice {
     pub fn data_xml(&self) -> String {
-        let mut x = Xml(String::with_capacity(1024));
-        x.data("DLTBao");
+        let mut x = Xml::with_capacity(1024);
+        x.open_with_id("DLTBao", "data");
         x.el("PBan", NOTICE_VERSION);
         x.el("MSo", "04/SS-CTĐT");
         x.el("Ten", "Thông báo chứng từ điện tử đã lập sai");
@@ -352,9 +327,9 @@ pub struct Registration {
 impl Registration {
     /// The draft document (unsigned: the operator signs it when submitting).
     pub fn draft_xml(&self) -> String {
-        let mut x = Xml(String::with_capacity(2048));
+        let mut x = Xml::with_capacity(2048);
         x.0.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<TKhai>");
-        x.data("DLTKhai");
+        x.open_with_id("DLTKhai", "data");
         x.open("TTChung");
         x.el("PBan", REGISTRATION_VERSION);
         x.el("MSo", "01/ĐKTĐ-CTĐT");

@@ -31,7 +31,8 @@
 //! elements as start and end tags), so the signed digest is over the bytes written.
 
 use super::xmldsig::{self, SignError, Signer};
-use super::{date_gmt7, datetime_gmt7, xml_escape, ReceiptContent, SealedReceipt, VerifiedDocument};
+use super::{date_gmt7, datetime_gmt7, ReceiptContent, SealedReceipt, VerifiedDocument};
+use crate::canonical::Xml;
 use roxmltree::Node;
 
 /// Layout version of documents written now.
@@ -41,53 +42,11 @@ pub const DATA_ID: &str = "data";
 /// `Id` of the collector's signature.
 pub const SIGNATURE_ID: &str = "DVThu";
 
-/// A canonical XML writer for the receipt layout.
-struct Xml(String);
-
-impl Xml {
-    fn open(&mut self, tag: &str) {
-        self.0.push('<');
-        self.0.push_str(tag);
-        self.0.push('>');
-    }
-
-    fn close(&mut self, tag: &str) {
-        self.0.push_str("</");
-        self.0.push_str(tag);
-        self.0.push('>');
-    }
-
-    fn el(&mut self, tag: &str, text: &str) {
-        self.open(tag);
-        self.0.push_str(&xml_escape(text));
-        self.close(tag);
-    }
-
-    /// An element only when there is something to say.
-    fn opt(&mut self, tag: &str, text: &str) {
-        if !text.trim().is_empty() {
-            self.el(tag, text);
-        }
-    }
-
-    /// A `TTKhac/TTin` entry: field name, data type (`string`, `numeric`, `date`,
-    /// `dateTime`) and value.
-    fn info(&mut self, field: &str, kind: &str, value: &str) {
-        self.open("TTin");
-        self.el("TTruong", field);
-        self.el("KDLieu", kind);
-        self.el("DLieu", value);
-        self.close("TTin");
-    }
-}
-
 impl ReceiptContent {
     /// The data part, canonical bytes: what is signed.
     pub fn data_xml(&self) -> String {
-        let mut x = Xml(String::with_capacity(3072));
-        x.0.push_str("<DLBLai Id=\"");
-        x.0.push_str(DATA_ID);
-        x.0.push_str("\">");
+        let mut x = Xml::with_capacity(3072);
+        x.open_with_id("DLBLai", DATA_ID);
         x.open("TTChung");
         x.el("PBan", VERSION);
         x.el("Ten", &self.title);
