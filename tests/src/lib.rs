@@ -263,6 +263,29 @@ pub async fn spawn_issuer(
     Running { shutdown, handle, http_addr }
 }
 
+/// An issuer with the test defaults: a consumer group of its own, the system clock.
+pub async fn spawn_default_issuer(db: &TestDb, topics: &Topics, keys: &Path) -> Running {
+    let settings = issuer_settings(db, topics, keys, &format!("issuer-{}", unique()));
+    spawn_issuer(settings, std::sync::Arc::new(feepay_issuer::clock::SystemClock)).await
+}
+
+/// Publishes one driving-licence payment and waits (up to `wait`) for its receipt, the only
+/// one in the database; returns the receipt's lookup code.
+pub async fn issue_one_receipt(db: &TestDb, topics: &Topics, wait: Duration) -> String {
+    use sea_orm::ConnectionTrait;
+    let id = format!("PG-{}", unique());
+    let payment = fixtures::gplx_payment(&id, chrono::Utc::now());
+    produce(&producer(), &topics.payments_succeeded, &id, &payment, BodyFormat::Protobuf).await;
+    eventually(wait, "a receipt", || async {
+        db.db
+            .query_one(feepay_runtime::sql::raw("SELECT lookup_code FROM receipts"))
+            .await
+            .unwrap()
+            .map(|r| r.try_get::<String>("", "lookup_code").unwrap())
+    })
+    .await
+}
+
 /// Counts rows of a query returning one BIGINT column `n`.
 pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
     use sea_orm::ConnectionTrait;

@@ -2,13 +2,11 @@
 //! and the issuer agrees.
 
 use chrono::{TimeZone, Utc};
-use feepay_issuer::clock::SystemClock;
 use feepay_proto::v1;
 use feepay_runtime::convert::ts;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::payment;
 use feepay_tests::*;
-use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -22,9 +20,7 @@ async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
     let topics = topics();
     let keys = test_keys();
     let assessor = spawn_assessor(&db, &topics, &format!("assessor-{}", unique())).await;
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
     let gmt7 = feepay_domain::numbering::gmt7();
     let u = unique();

@@ -3,13 +3,7 @@
 //! that trickles its request head is cut off, every answer carries the security headers,
 //! personal IDs are masked in the public view, and empty or oversized requests are refused.
 
-use chrono::Utc;
-use feepay_issuer::clock::SystemClock;
-use feepay_runtime::envelope::BodyFormat;
-use feepay_tests::fixtures::gplx_payment;
 use feepay_tests::*;
-use sea_orm::ConnectionTrait;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -94,20 +88,9 @@ async fn answers_carry_security_headers_and_mask_personal_ids_and_bad_requests_a
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let lookup = spawn_lookup(lookup_settings(&db)).await;
-    let id = format!("PG-{}", unique());
-    produce(&producer(), &topics.payments_succeeded, &id, &gplx_payment(&id, Utc::now()), BodyFormat::Protobuf).await;
-    let code = eventually(WAIT, "a receipt", || async {
-        db.db
-            .query_one(feepay_runtime::sql::raw("SELECT lookup_code FROM receipts"))
-            .await
-            .unwrap()
-            .map(|r| r.try_get::<String>("", "lookup_code").unwrap())
-    })
-    .await;
+    let code = issue_one_receipt(&db, &topics, WAIT).await;
     let base = &lookup.base;
     for path in ["/".to_string(), format!("/tra-cuu/{code}"), format!("/api/v1/receipts/{code}")] {
         let r = reqwest::get(format!("{base}{path}")).await.unwrap();

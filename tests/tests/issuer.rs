@@ -39,9 +39,7 @@ async fn payments_become_signed_gapless_receipts_and_events() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
     let now = Utc::now();
     for i in 0..20 {
@@ -98,9 +96,7 @@ async fn duplicates_do_nothing_and_conflicts_are_rejected() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
     let id = format!("PG-{}", unique());
     let original = gplx_payment(&id, Utc::now());
@@ -130,9 +126,7 @@ async fn bad_events_go_to_the_dead_letter_topic_and_the_consumer_keeps_going() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
     let t = &topics.payments_succeeded;
     let pb = [("ce_type", "feepay.v1.PaymentSucceeded"), ("content-type", "application/protobuf")];
@@ -183,9 +177,7 @@ async fn every_rejection_path_publishes_its_reason() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
     let now = Utc::now();
     let u = unique();
@@ -240,9 +232,7 @@ async fn refunds_cancel_and_partial_refunds_replace() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
     let now = Utc::now();
     let u = unique();
@@ -562,9 +552,7 @@ async fn a_corpus_of_hostile_events_ends_in_dead_letters_or_rejections_and_valid
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
     let t = topics.payments_succeeded.clone();
     let u = unique();

@@ -3,13 +3,11 @@
 //! and operator scopes.
 
 use chrono::Utc;
-use feepay_issuer::clock::SystemClock;
 use feepay_proto::v1;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::gplx_payment;
 use feepay_tests::*;
 use sea_orm::ConnectionTrait;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -40,9 +38,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let lookup = spawn_lookup(lookup_settings(&db)).await;
     let p = producer();
     let today = Utc::now();
@@ -427,9 +423,7 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
     // A payment whose personal id has a wrong check: invalid, dead-lettered.
     let id = format!("PG-{}", unique());

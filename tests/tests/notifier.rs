@@ -1,13 +1,11 @@
 //! The notifier against the real broker, PostgreSQL and SMTP server (maildev).
 
 use chrono::Utc;
-use feepay_issuer::clock::SystemClock;
 use feepay_proto::v1;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::{gplx_payment, line, payment, refund};
 use feepay_tests::*;
 use sea_orm::ConnectionTrait;
-use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -22,9 +20,7 @@ async fn a_receipt_arrives_in_vietnamese_with_its_document_and_qr_code() {
     let topics = topics();
     let keys = test_keys();
     let sink = Maildev::shared();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let notifier =
         spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
@@ -89,9 +85,7 @@ async fn redelivered_events_send_nothing_and_hostile_names_are_harmless() {
     let topics = topics();
     let keys = test_keys();
     let sink = Maildev::shared();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let notifier =
         spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
@@ -144,9 +138,7 @@ async fn invalid_or_missing_addresses_are_recorded_not_sent() {
     let topics = topics();
     let keys = test_keys();
     let sink = Maildev::shared();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let notifier =
         spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
@@ -181,9 +173,7 @@ async fn an_smtp_outage_only_delays_and_every_email_arrives_once() {
     let topics = topics();
     let keys = test_keys();
     let mut sink = Maildev::private().await;
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let notifier =
         spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
@@ -255,9 +245,7 @@ async fn a_fully_waived_payment_gets_a_waiver_notice_and_no_receipt() {
     let topics = topics();
     let keys = test_keys();
     let sink = Maildev::shared();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let notifier =
         spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
@@ -293,9 +281,7 @@ async fn an_operator_lists_failed_emails_and_resends_one() {
     let keys = test_keys();
     let mut sink = Maildev::private().await;
     sink.stop();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let mut ns = notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port);
     ns.retry_schedule = vec![Duration::from_millis(300)];
     let notifier = spawn_notifier(ns).await;

@@ -3,13 +3,11 @@
 //! against the metrics of a run that provokes them; manifests agree with the settings.
 
 use chrono::Utc;
-use feepay_issuer::clock::SystemClock;
 use feepay_proto::v1;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::{gplx_payment, line, payment, refund};
 use feepay_tests::*;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -24,9 +22,7 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let assessor = spawn_assessor(&db, &topics, &format!("assessor-{}", unique())).await;
     // The SMTP server is down for the whole run, and the schedule is short: emails fail.
     let dead_smtp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

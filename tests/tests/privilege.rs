@@ -5,7 +5,7 @@
 //! never comes back, and day filters are Vietnamese days.
 
 use chrono::{TimeZone, Utc};
-use feepay_issuer::clock::{FixedClock, SystemClock};
+use feepay_issuer::clock::FixedClock;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::gplx_payment;
 use feepay_tests::*;
@@ -62,19 +62,8 @@ async fn the_lookup_service_runs_read_only_and_an_operator_role_cannot_touch_a_r
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
-    let id = format!("PG-{}", unique());
-    produce(&producer(), &topics.payments_succeeded, &id, &gplx_payment(&id, Utc::now()), BodyFormat::Protobuf).await;
-    let code = eventually(WAIT, "a receipt", || async {
-        db.db
-            .query_one(feepay_runtime::sql::raw("SELECT lookup_code FROM receipts"))
-            .await
-            .unwrap()
-            .map(|r| r.try_get::<String>("", "lookup_code").unwrap())
-    })
-    .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let code = issue_one_receipt(&db, &topics, WAIT).await;
 
     // The public service, with its own role and nothing else.
     let lookup_user = LoginUser::create(&db, "feepay_lookup").await;
@@ -196,9 +185,7 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     let db = TestDb::new().await;
     let topics = topics();
     let keys = test_keys();
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), Arc::new(SystemClock))
-            .await;
+    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let u = unique();
     let (b1, b2, hp) = (format!("PG-{u}-b1"), format!("PG-{u}-b2"), format!("PG-{u}-hp"));
     let p = producer();
