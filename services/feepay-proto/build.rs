@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
     let descriptors = protox::compile(files, [&root])?;
+    #[allow(clippy::disallowed_methods)] // cargo hands a build script its output directory this way
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptor_path = out.join("feepay_descriptor.bin");
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&descriptors))?;

@@ -29,9 +29,16 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository").to_path_buf()
 }
 
+/// The time outside the services (the payment platform's, the operator's): the system
+/// clock, read through the runtime's one reader.
+pub fn wall_clock() -> chrono::DateTime<chrono::Utc> {
+    use feepay_runtime::clock::Clock as _;
+    feepay_runtime::clock::SystemClock.now()
+}
+
 /// Broker address used by the tests (`FEEPAY_KAFKA_BROKERS`, default 127.0.0.1:9092).
 pub fn brokers() -> String {
-    std::env::var("FEEPAY_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    feepay_runtime::settings::get(&feepay_runtime::settings::catalog::KAFKA_BROKERS)
 }
 
 /// Server URL without database (`FEEPAY_TEST_PG`, default `postgres://postgres@127.0.0.1:5432`).
@@ -111,7 +118,7 @@ pub async fn produce<T: Message + Serialize + EventType>(
     format: BodyFormat,
 ) {
     let id = unique();
-    let headers = envelope::headers_for::<T>(&id, "/tests", chrono::Utc::now(), format);
+    let headers = envelope::headers_for::<T>(&id, "/tests", wall_clock(), format);
     let body = envelope::encode_body(msg, format);
     p.send(FutureRecord::to(topic).key(key).payload(&body).headers(headers), Duration::from_secs(10))
         .await
@@ -254,7 +261,7 @@ pub fn issuer_settings(db: &TestDb, topics: &Topics, keys: &Path, group: &str) -
 /// Starts an issuer.
 pub async fn spawn_issuer(
     settings: feepay_issuer::app::IssuerSettings,
-    clock: std::sync::Arc<dyn feepay_issuer::clock::Clock>,
+    clock: std::sync::Arc<dyn feepay_runtime::clock::Clock>,
 ) -> Running {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let app = feepay_issuer::app::App::build(settings, clock, shutdown.clone()).await.expect("issuer builds");
@@ -266,7 +273,7 @@ pub async fn spawn_issuer(
 /// An issuer with the test defaults: a consumer group of its own, the system clock.
 pub async fn spawn_default_issuer(db: &TestDb, topics: &Topics, keys: &Path) -> Running {
     let settings = issuer_settings(db, topics, keys, &format!("issuer-{}", unique()));
-    spawn_issuer(settings, std::sync::Arc::new(feepay_issuer::clock::SystemClock)).await
+    spawn_issuer(settings, std::sync::Arc::new(feepay_runtime::clock::SystemClock)).await
 }
 
 /// Publishes one driving-licence payment and waits (up to `wait`) for its receipt, the only
@@ -274,7 +281,7 @@ pub async fn spawn_default_issuer(db: &TestDb, topics: &Topics, keys: &Path) -> 
 pub async fn issue_one_receipt(db: &TestDb, topics: &Topics, wait: Duration) -> String {
     use sea_orm::ConnectionTrait;
     let id = format!("PG-{}", unique());
-    let payment = fixtures::gplx_payment(&id, chrono::Utc::now());
+    let payment = fixtures::gplx_payment(&id, wall_clock());
     produce(&producer(), &topics.payments_succeeded, &id, &payment, BodyFormat::Protobuf).await;
     eventually(wait, "a receipt", || async {
         db.db

@@ -28,7 +28,8 @@ pub fn test_pki() -> &'static TestPki {
     PKI.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("feepay-testca-{}", unique()));
         let from = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
-        let ca = TestCa::create("feepay tests CA", from, Utc::now() + chrono::Duration::days(3650)).expect("test CA");
+        let ca = TestCa::create("feepay tests CA", from, crate::wall_clock() + chrono::Duration::days(3650))
+            .expect("test CA");
         ca.save(&dir).expect("test CA saved");
         TestPki { dir, ca }
     })
@@ -53,11 +54,11 @@ pub fn test_keys() -> PathBuf {
 }
 
 pub fn years_ago(n: i64) -> chrono::DateTime<Utc> {
-    Utc::now() - chrono::Duration::days(365 * n)
+    crate::wall_clock() - chrono::Duration::days(365 * n)
 }
 
 pub fn years_ahead(n: i64) -> chrono::DateTime<Utc> {
-    Utc::now() + chrono::Duration::days(365 * n)
+    crate::wall_clock() + chrono::Duration::days(365 * n)
 }
 
 /// Issues one certificate for an agency of the sample data into `dir`.
@@ -222,7 +223,7 @@ pub fn sample_content() -> feepay_domain::receipt::ReceiptContent {
         payment_method: PaymentMethod::NationalPlatform,
         provider: "VNPAY".into(),
         provider_reference: "FT1".into(),
-        issued_at: Utc::now(),
+        issued_at: crate::wall_clock(),
         lookup_code: feepay_domain::receipt::generate_lookup_code(&mut rand::thread_rng()),
         previous_hash: feepay_domain::numbering::GENESIS_HASH.into(),
         replaces: None,

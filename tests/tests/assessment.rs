@@ -59,7 +59,7 @@ async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
             v1::Channel::Counter,
             vec![v1::BeneficiaryCategory::MeritoriousService],
             vec![("BN-LP-HOTICH-CAICHINH", 1), ("P-CHUNGTHUC", 3)],
-            Utc::now(),
+            wall_clock(),
         ),
     ];
     for (i, (agency, channel, cats, lines, at)) in cases.iter().enumerate() {
@@ -118,7 +118,7 @@ async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
                 amount: l.amount_due.clone(),
             })
             .collect();
-        let mut pay = payment(&format!("PG-{u}-{i}"), agency, *channel, lines, Utc::now());
+        let mut pay = payment(&format!("PG-{u}-{i}"), agency, *channel, lines, wall_clock());
         pay.assessment_id = a.assessment_id.clone();
         pay.assessed_at = a.assessed_at;
         pay.payer.as_mut().unwrap().categories = cats.iter().map(|c| *c as i32).collect();

@@ -3,7 +3,6 @@
 //! parked and retried after the fix, services wait for PostgreSQL, and work is counted once
 //! even when a batch had to be retried.
 
-use chrono::Utc;
 use feepay_proto::v1;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::{gplx_payment, line, payment};
@@ -17,8 +16,8 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn clock() -> Arc<dyn feepay_issuer::clock::Clock> {
-    Arc::new(feepay_issuer::clock::SystemClock)
+fn clock() -> Arc<dyn feepay_runtime::clock::Clock> {
+    Arc::new(feepay_runtime::clock::SystemClock)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +43,7 @@ async fn an_oversized_event_is_a_dead_letter_that_fits_and_valid_payments_flow_p
                 feepay_runtime::envelope::headers_for::<v1::PaymentSucceeded>(
                     "huge",
                     "/tests",
-                    Utc::now(),
+                    wall_clock(),
                     BodyFormat::Json,
                 ),
             ),
@@ -56,7 +55,7 @@ async fn an_oversized_event_is_a_dead_letter_that_fits_and_valid_payments_flow_p
     let u = unique();
     let ids: Vec<String> = (0..20).map(|i| format!("PG-{u}-{i}")).collect();
     for id in &ids {
-        produce(&p, &topics.payments_succeeded, id, &gplx_payment(id, Utc::now()), BodyFormat::Protobuf).await;
+        produce(&p, &topics.payments_succeeded, id, &gplx_payment(id, wall_clock()), BodyFormat::Protobuf).await;
     }
     eventually(WAIT, "receipts for the payments after the oversized event", || async {
         (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 20).then_some(())
@@ -88,7 +87,7 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     let saved_password = std::fs::read(&tuson_password).expect("password file");
     std::fs::remove_file(&tuson_key).unwrap();
     std::fs::remove_file(&tuson_password).unwrap();
-    let year = feepay_domain::numbering::year_gmt7(Utc::now());
+    let year = feepay_domain::numbering::year_gmt7(wall_clock());
     let tiendu = db
         .db
         .query_one(feepay_runtime::sql::raw("SELECT template, letters FROM series WHERE agency = 'BN.TIENDU'"))
@@ -111,7 +110,7 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     issuer.wait_ready(WAIT).await;
     let p = producer();
     let u = unique();
-    let now = Utc::now();
+    let now = wall_clock();
     let gplx = |id: &str, agency: &str| {
         payment(id, agency, v1::Channel::Counter, vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)], now)
     };
@@ -265,7 +264,7 @@ async fn a_service_waits_for_a_late_postgresql_and_then_issues() {
     })
     .await;
     let id = format!("PG-{}", unique());
-    produce(&producer(), &topics.payments_succeeded, &id, &gplx_payment(&id, Utc::now()), BodyFormat::Protobuf).await;
+    produce(&producer(), &topics.payments_succeeded, &id, &gplx_payment(&id, wall_clock()), BodyFormat::Protobuf).await;
     eventually(WAIT, "a receipt", || async {
         use sea_orm::ConnectionTrait;
         let r = db.query_one(feepay_runtime::sql::raw("SELECT count(*)::BIGINT AS n FROM receipts")).await.ok()??;
@@ -312,7 +311,7 @@ async fn a_batch_that_failed_once_is_counted_once_and_a_stalled_consumer_is_not_
     let n = 25usize;
     for i in 0..n {
         let id = format!("PG-{u}-{i}");
-        produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, Utc::now()), BodyFormat::Protobuf).await;
+        produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, wall_clock()), BodyFormat::Protobuf).await;
     }
     eventually(WAIT, "a failed attempt and a stalled consumer", || async {
         let m = metrics().await?;

@@ -8,7 +8,6 @@
 
 #![allow(clippy::print_stdout)]
 
-use chrono::Utc;
 use feepay_proto::v1;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::gplx_payment;
@@ -247,14 +246,14 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
             let mut sends = Vec::with_capacity(PAYMENTS + INVALID);
             for i in 0..PAYMENTS + INVALID {
                 let id = format!("PG-{run}-{i:05}");
-                let mut p = gplx_payment(&id, Utc::now());
+                let mut p = gplx_payment(&id, wall_clock());
                 if i % (PAYMENTS / INVALID + 1) == 7 && sends.len() < PAYMENTS + INVALID {
                     p.payer.as_mut().expect("payer").personal_id = "12345".into();
                 }
                 let headers = feepay_runtime::envelope::headers_for::<v1::PaymentSucceeded>(
                     &format!("ce-{id}"),
                     "/faults",
-                    Utc::now(),
+                    wall_clock(),
                     BodyFormat::Protobuf,
                 );
                 let body = feepay_runtime::envelope::encode_body(&p, BodyFormat::Protobuf);

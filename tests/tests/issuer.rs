@@ -1,8 +1,8 @@
 //! The issuer against the real broker and PostgreSQL.
 
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
-use feepay_issuer::clock::{FixedClock, SystemClock};
 use feepay_proto::v1;
+use feepay_runtime::clock::{FixedClock, SystemClock};
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::{gplx_payment, line, payment, refund};
 use feepay_tests::*;
@@ -41,7 +41,7 @@ async fn payments_become_signed_gapless_receipts_and_events() {
     let keys = test_keys();
     let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
-    let now = Utc::now();
+    let now = wall_clock();
     for i in 0..20 {
         let format = if i % 2 == 0 { BodyFormat::Protobuf } else { BodyFormat::Json };
         let id = format!("PG-{}-{i:03}", unique());
@@ -99,7 +99,7 @@ async fn duplicates_do_nothing_and_conflicts_are_rejected() {
     let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
     let id = format!("PG-{}", unique());
-    let original = gplx_payment(&id, Utc::now());
+    let original = gplx_payment(&id, wall_clock());
     produce(&p, &topics.payments_succeeded, &id, &original, BodyFormat::Protobuf).await;
     produce(&p, &topics.payments_succeeded, &id, &original, BodyFormat::Json).await; // same event, other encoding
     produce(&p, &topics.payments_succeeded, &id, &original, BodyFormat::Protobuf).await;
@@ -132,16 +132,16 @@ async fn bad_events_go_to_the_dead_letter_topic_and_the_consumer_keeps_going() {
     let pb = [("ce_type", "feepay.v1.PaymentSucceeded"), ("content-type", "application/protobuf")];
     produce_raw(&p, t, "bad-1", b"\xff\xfe garbage", &pb).await;
     produce_raw(&p, t, "bad-2", b"{}", &[("content-type", "text/plain")]).await;
-    let mut invalid = gplx_payment("PG-bad-3", Utc::now());
+    let mut invalid = gplx_payment("PG-bad-3", wall_clock());
     invalid.payer.as_mut().unwrap().personal_id = "12345".into();
     invalid.payer.as_mut().unwrap().full_name = "Lê Văn C\r\nBcc: attacker@example.com".into();
     invalid.lines[0].amount = "135000.5".into();
     produce(&p, t, "bad-3", &invalid, BodyFormat::Json).await;
-    let mut negative = gplx_payment("PG-bad-4", Utc::now());
+    let mut negative = gplx_payment("PG-bad-4", wall_clock());
     negative.total_paid = "-135000".into();
     produce(&p, t, "bad-4", &negative, BodyFormat::Protobuf).await;
     let good = format!("PG-{}", unique());
-    produce(&p, t, &good, &gplx_payment(&good, Utc::now()), BodyFormat::Protobuf).await;
+    produce(&p, t, &good, &gplx_payment(&good, wall_clock()), BodyFormat::Protobuf).await;
 
     let dead: Vec<v1::DeadLetter> = read_topic(&format!("{t}.dlq"), 4, WAIT, decode_event).await;
     assert_eq!(dead.len(), 4);
@@ -179,7 +179,7 @@ async fn every_rejection_path_publishes_its_reason() {
     let keys = test_keys();
     let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
-    let now = Utc::now();
+    let now = wall_clock();
     let u = unique();
     let mut cases = Vec::new();
     let mut mismatch = gplx_payment(&format!("PG-{u}-mismatch"), now);
@@ -234,7 +234,7 @@ async fn refunds_cancel_and_partial_refunds_replace() {
     let keys = test_keys();
     let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let p = producer();
-    let now = Utc::now();
+    let now = wall_clock();
     let u = unique();
     let full = format!("PG-{u}-full");
     produce(&p, &topics.payments_succeeded, &full, &gplx_payment(&full, now), BodyFormat::Protobuf).await;
@@ -338,7 +338,7 @@ async fn numbering_restarts_at_midnight_on_new_years_eve_gmt7() {
     let u = unique();
     for i in 0..3 {
         let id = format!("PG-{u}-2026-{i}");
-        produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, Utc::now()), BodyFormat::Protobuf).await;
+        produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, wall_clock()), BodyFormat::Protobuf).await;
     }
     eventually(WAIT, "three receipts of 2026", || async {
         (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 3).then_some(())
@@ -351,7 +351,7 @@ async fn numbering_restarts_at_midnight_on_new_years_eve_gmt7() {
             &p,
             &topics.payments_succeeded,
             &id,
-            &gplx_payment(&id, Utc::now() + ChronoDuration::seconds(1)),
+            &gplx_payment(&id, wall_clock() + ChronoDuration::seconds(1)),
             BodyFormat::Protobuf,
         )
         .await;
@@ -399,7 +399,7 @@ async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
     let u = unique();
     let ids: Vec<String> = (0..10).map(|i| format!("PG-{u}-{i}")).collect();
     for id in &ids {
-        produce(&p, &topics.payments_succeeded, id, &gplx_payment(id, Utc::now()), BodyFormat::Protobuf).await;
+        produce(&p, &topics.payments_succeeded, id, &gplx_payment(id, wall_clock()), BodyFormat::Protobuf).await;
     }
     // A first issuer commits the receipts in PostgreSQL and "crashes" before committing
     // offsets: it reads the batch with the group's consumer and processes it, but never
@@ -463,7 +463,7 @@ async fn two_issuers_and_a_rebalance_keep_numbers_gapless() {
     for i in 0..total {
         let id = format!("PG-{u}-{i:05}");
         let agency = agencies[i % agencies.len()];
-        let mut pay = gplx_payment(&id, Utc::now());
+        let mut pay = gplx_payment(&id, wall_clock());
         pay.agency_code = agency.into();
         produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
         if i == total / 2 {
@@ -502,7 +502,7 @@ async fn crashes_at_random_moments_lose_nothing_and_skip_no_number() {
         tokio::spawn(async move {
             for i in 0..total {
                 let id = format!("PG-{u}-{i:05}");
-                let mut pay = gplx_payment(&id, Utc::now());
+                let mut pay = gplx_payment(&id, wall_clock());
                 pay.agency_code = agencies[i % agencies.len()].into();
                 produce(&p, &topic, &id, &pay, BodyFormat::Protobuf).await;
                 if i % 100 == 0 {
@@ -556,7 +556,7 @@ async fn a_corpus_of_hostile_events_ends_in_dead_letters_or_rejections_and_valid
     let p = producer();
     let t = topics.payments_succeeded.clone();
     let u = unique();
-    let now = Utc::now();
+    let now = wall_clock();
     let pb = [("ce_type", "feepay.v1.PaymentSucceeded"), ("content-type", "application/protobuf")];
     // (key, expected dead-letter reason code, expected text in the reason)
     let mut dead: Vec<(String, &str, &str)> = Vec::new();
@@ -745,7 +745,7 @@ async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless()
         .with_workers(4),
     );
     let agencies = ["BN.TTPVHCC", "BN.KINHBAC", "BN.TUSON", "BN.TIENDU", "HP.TTPVHCC", "HP.HAIDUONG", "HP.HONGBANG"];
-    let now = Utc::now();
+    let now = wall_clock();
     let u = unique();
     let pay = |id: &str, agency: &str| {
         let raw = payment(id, agency, v1::Channel::Counter, vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)], now);

@@ -2,7 +2,6 @@
 //! real browser, verification, the operator tool's corrections, reports, dead-letter replay
 //! and operator scopes.
 
-use chrono::Utc;
 use feepay_proto::v1;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::gplx_payment;
@@ -41,7 +40,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     let issuer = spawn_default_issuer(&db, &topics, &keys).await;
     let lookup = spawn_lookup(lookup_settings(&db)).await;
     let p = producer();
-    let today = Utc::now();
+    let today = wall_clock();
     for i in 0..3 {
         let id = format!("PG-{}-{i}", unique());
         let mut pay = gplx_payment(&id, today);
@@ -427,7 +426,7 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
     let p = producer();
     // A payment whose personal id has a wrong check: invalid, dead-lettered.
     let id = format!("PG-{}", unique());
-    let mut bad = gplx_payment(&id, Utc::now());
+    let mut bad = gplx_payment(&id, wall_clock());
     bad.payer.as_mut().unwrap().personal_id = "12345".into();
     produce(&p, &topics.payments_succeeded, &id, &bad, BodyFormat::Json).await;
     let dlq = feepay_runtime::settings::dlq_topic(&topics.payments_succeeded);

@@ -1,6 +1,5 @@
 //! The notifier against the real broker, PostgreSQL and SMTP server (maildev).
 
-use chrono::Utc;
 use feepay_proto::v1;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::{gplx_payment, line, payment, refund};
@@ -26,7 +25,7 @@ async fn a_receipt_arrives_in_vietnamese_with_its_document_and_qr_code() {
     let p = producer();
     let to = address("an");
     let id = format!("PG-{}", unique());
-    let mut pay = gplx_payment(&id, Utc::now());
+    let mut pay = gplx_payment(&id, wall_clock());
     pay.payer.as_mut().unwrap().email = to.clone();
     pay.payer.as_mut().unwrap().full_name = "Nguyễn Thị Ánh Tuyết".into();
     produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
@@ -91,7 +90,7 @@ async fn redelivered_events_send_nothing_and_hostile_names_are_harmless() {
     let p = producer();
     let to = address("hostile");
     let id = format!("PG-{}", unique());
-    let mut pay = gplx_payment(&id, Utc::now());
+    let mut pay = gplx_payment(&id, wall_clock());
     pay.payer.as_mut().unwrap().email = to.clone();
     pay.payer.as_mut().unwrap().full_name = format!("<script>alert('x')</script> Lê \"Văn\" & Co {}", "Đ".repeat(150));
     pay.payer.as_mut().unwrap().address = "<img src=x onerror=alert(1)> Bắc Ninh".into();
@@ -143,9 +142,9 @@ async fn invalid_or_missing_addresses_are_recorded_not_sent() {
         spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let u = unique();
-    let mut bad = gplx_payment(&format!("PG-{u}-bad"), Utc::now());
+    let mut bad = gplx_payment(&format!("PG-{u}-bad"), wall_clock());
     bad.payer.as_mut().unwrap().email = "not an address".into();
-    let mut none = gplx_payment(&format!("PG-{u}-none"), Utc::now());
+    let mut none = gplx_payment(&format!("PG-{u}-none"), wall_clock());
     none.payer.as_mut().unwrap().email = String::new();
     produce(&p, &topics.payments_succeeded, &bad.payment_id, &bad, BodyFormat::Protobuf).await;
     produce(&p, &topics.payments_succeeded, &none.payment_id, &none, BodyFormat::Protobuf).await;
@@ -191,10 +190,10 @@ async fn an_smtp_outage_only_delays_and_every_email_arrives_once() {
                     line("BN-P-THAMDINH-GCN", v1::FeeKind::Phi, 1, 500_000),
                     line("BN-LP-GCN", v1::FeeKind::LePhi, 1, 100_000),
                 ],
-                Utc::now(),
+                wall_clock(),
             )
         } else {
-            gplx_payment(&id, Utc::now())
+            gplx_payment(&id, wall_clock())
         };
         pay.payer.as_mut().unwrap().email = format!("outage.{u}.{i}@example.vn");
         produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
@@ -204,7 +203,7 @@ async fn an_smtp_outage_only_delays_and_every_email_arrives_once() {
         &p,
         &topics.payments_refunded,
         &cancelled,
-        &refund(&format!("RF-{u}"), &cancelled, vec![], Utc::now()),
+        &refund(&format!("RF-{u}"), &cancelled, vec![], wall_clock()),
         BodyFormat::Protobuf,
     )
     .await;
@@ -256,7 +255,7 @@ async fn a_fully_waived_payment_gets_a_waiver_notice_and_no_receipt() {
         "BN.KINHBAC",
         v1::Channel::FullyOnline,
         vec![line("BN-LP-HOTICH-CAICHINH", v1::FeeKind::LePhi, 1, 0)],
-        Utc::now(),
+        wall_clock(),
     );
     pay.payer.as_mut().unwrap().email = to.clone();
     pay.payer.as_mut().unwrap().categories = vec![v1::BeneficiaryCategory::MeritoriousService as i32];
@@ -287,7 +286,7 @@ async fn an_operator_lists_failed_emails_and_resends_one() {
     let notifier = spawn_notifier(ns).await;
     let p = producer();
     let id = format!("PG-{}", unique());
-    let mut pay = gplx_payment(&id, Utc::now());
+    let mut pay = gplx_payment(&id, wall_clock());
     pay.payer.as_mut().unwrap().email = "resend@example.vn".into();
     produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
     let failed: Vec<v1::NotificationFailed> = read_topic(&topics.notifications_failed, 1, WAIT, decode_event).await;

@@ -2,7 +2,6 @@
 //! by a running service; a real Prometheus fires the dead-letter and email-failure alerts
 //! against the metrics of a run that provokes them; manifests agree with the settings.
 
-use chrono::Utc;
 use feepay_proto::v1;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::{gplx_payment, line, payment, refund};
@@ -51,7 +50,7 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
     .await;
     let p = producer();
     let u = unique();
-    let now = Utc::now();
+    let now = wall_clock();
     for i in 0..5 {
         let id = format!("PG-{u}-{i}");
         produce(&p, &topics.payments_succeeded, &id, &gplx_payment(&id, now), BodyFormat::Protobuf).await;

@@ -5,7 +5,7 @@
 //! never comes back, and day filters are Vietnamese days.
 
 use chrono::{TimeZone, Utc};
-use feepay_issuer::clock::FixedClock;
+use feepay_runtime::clock::FixedClock;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::gplx_payment;
 use feepay_tests::*;
@@ -195,7 +195,7 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
             agency,
             v1::Channel::Counter,
             vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)],
-            Utc::now(),
+            wall_clock(),
         );
         produce(&p, &topics.payments_succeeded, id, &pay, BodyFormat::Protobuf).await;
     }
@@ -263,14 +263,14 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
         "HP.TTPVHCC",
         v1::Channel::Counter,
         vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)],
-        Utc::now(),
+        wall_clock(),
     );
     let replay_for = |agency: &str| {
         use rdkafka::message::Headers;
         let headers = feepay_runtime::envelope::headers_for::<v1::PaymentSucceeded>(
             &unique(),
             "/tests",
-            Utc::now(),
+            wall_clock(),
             BodyFormat::Json,
         );
         feepay_runtime::parking::NewParked {
@@ -285,15 +285,17 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
             agency: Some(agency.to_string()),
         }
     };
-    let outside = feepay_runtime::parking::request_replay(&as_bn, &replay_for("HP.TTPVHCC"), "thử", "bn-op").await;
+    let outside =
+        feepay_runtime::parking::request_replay(&as_bn, &replay_for("HP.TTPVHCC"), "thử", "bn-op", wall_clock()).await;
     assert_eq!(outside.err().and_then(|e| feepay_runtime::db::sqlstate(&e)).as_deref(), Some("42501"));
     let not_a_replay = "INSERT INTO parked_events (service, topic, partition, \"offset\", record_key, headers, payload, content_hash, subject, agency_code, reason_code, reason, status) \
          VALUES ('feepay_issuer', 'x', 0, 0, '\\x', '[]', '\\x', 'h', 'payment:x', 'BN.TTPVHCC', 'no_signing_key', 'x', 'retry_requested')";
     assert_eq!(refused(&as_bn, not_a_replay).await.as_deref(), Some("42501"), "only replay requests go in");
-    let disguised = feepay_runtime::parking::request_replay(&as_bn, &replay_for("BN.TTPVHCC"), "thử", "bn-op")
-        .await
-        .expect("in scope, the database takes the request")
-        .expect("a new request");
+    let disguised =
+        feepay_runtime::parking::request_replay(&as_bn, &replay_for("BN.TTPVHCC"), "thử", "bn-op", wall_clock())
+            .await
+            .expect("in scope, the database takes the request")
+            .expect("a new request");
     let sql = format!("SELECT status, reason_code FROM parked_events WHERE id = {disguised}");
     let (status, reason_code) = eventually(WAIT, "the issuer to look at the replay", || async {
         let row = db.db.query_one(feepay_runtime::sql::raw(&sql)).await.unwrap()?;

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn clock() -> Arc<dyn feepay_issuer::clock::Clock> {
-    Arc::new(feepay_issuer::clock::SystemClock)
+fn clock() -> Arc<dyn feepay_runtime::clock::Clock> {
+    Arc::new(feepay_runtime::clock::SystemClock)
 }
 
 /// (document, status, key id) of the receipts of a payment, by number.
@@ -52,7 +52,7 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
     let topics = topics();
     let keys = test_keys();
     let p = producer();
-    let now = Utc::now();
+    let now = wall_clock();
     let u = unique();
     let plain = format!("PG-{u}-plain");
     produce(&p, &topics.payments_succeeded, &plain, &gplx_payment(&plain, now), BodyFormat::Protobuf).await;
@@ -219,7 +219,7 @@ async fn bad_certificates_never_sign_and_the_payments_wait_with_the_reason() {
     issuer.wait_ready(WAIT).await;
     let p = producer();
     let u = unique();
-    let now = Utc::now();
+    let now = wall_clock();
     let gplx = |id: &str, agency: &str| {
         payment(id, agency, v1::Channel::Counter, vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)], now)
     };
@@ -287,7 +287,7 @@ async fn a_certificate_rotates_without_a_restart_and_expiry_is_warned_30_days_ah
     let topics = topics();
     let signers = std::env::temp_dir().join(format!("feepay-signers-{}", unique()));
     // The current certificate expires in ten days.
-    issue_pkcs12(&signers, "BN.TTPVHCC", None, KeyType::Rsa, years_ago(1), Utc::now() + chrono::Duration::days(10));
+    issue_pkcs12(&signers, "BN.TTPVHCC", None, KeyType::Rsa, years_ago(1), wall_clock() + chrono::Duration::days(10));
     let issuer = spawn_issuer(issuer_settings(&db, &topics, &signers, &format!("issuer-{}", unique())), clock()).await;
     issuer.wait_ready(WAIT).await;
     let m = issuer.metrics().await;
@@ -316,13 +316,13 @@ async fn a_certificate_rotates_without_a_restart_and_expiry_is_warned_30_days_ah
     let p = producer();
     let u = unique();
     let first = format!("PG-{u}-1");
-    produce(&p, &topics.payments_succeeded, &first, &gplx_payment(&first, Utc::now()), BodyFormat::Protobuf).await;
+    produce(&p, &topics.payments_succeeded, &first, &gplx_payment(&first, wall_clock()), BodyFormat::Protobuf).await;
     let old = eventually(WAIT, "a receipt", || async { documents_of(&db, &first).await.pop() }).await;
 
     // The renewed certificate is added while the old one is still valid.
     issue_pkcs12(&signers, "BN.TTPVHCC", Some("renewed"), KeyType::Ec, years_ago(0), years_ahead(2));
     let second = format!("PG-{u}-2");
-    produce(&p, &topics.payments_succeeded, &second, &gplx_payment(&second, Utc::now()), BodyFormat::Protobuf).await;
+    produce(&p, &topics.payments_succeeded, &second, &gplx_payment(&second, wall_clock()), BodyFormat::Protobuf).await;
     let new = eventually(WAIT, "a second receipt", || async { documents_of(&db, &second).await.pop() }).await;
     assert_ne!(old.2, new.2, "the newest valid certificate signs");
     assert!(new.0.contains("ecdsa-sha256"), "the renewed certificate has an EC key");
@@ -403,7 +403,7 @@ async fn a_key_in_a_softhsm2_token_signs_receipts_that_xmlsec1_verifies() {
     let u = unique();
     let ids: Vec<String> = (0..5).map(|i| format!("PG-{u}-{i}")).collect();
     for id in &ids {
-        produce(&p, &topics.payments_succeeded, id, &gplx_payment(id, Utc::now()), BodyFormat::Protobuf).await;
+        produce(&p, &topics.payments_succeeded, id, &gplx_payment(id, wall_clock()), BodyFormat::Protobuf).await;
     }
     eventually(WAIT, "five receipts signed in the token", || async {
         (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 5).then_some(())

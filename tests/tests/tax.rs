@@ -3,8 +3,8 @@
 //! notice 04/SS-CTĐT, and both go to `tax.documents` as well as the database.
 
 use chrono::{TimeZone, Utc};
-use feepay_issuer::clock::FixedClock;
 use feepay_proto::v1;
+use feepay_runtime::clock::FixedClock;
 use feepay_runtime::envelope::BodyFormat;
 use feepay_tests::fixtures::{gplx_payment, line, payment, refund};
 use feepay_tests::pki::xmlsec_verify_document;

@@ -4,8 +4,9 @@
 
 use crate::assess;
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use feepay_proto::v1;
+use feepay_runtime::clock::{self, Clock};
 use feepay_runtime::consumer::{self, Applied, ConsumerState, Driver, Failure, Handler, Record};
 use feepay_runtime::convert::{parse_assessment_request, AssessmentRequest};
 use feepay_runtime::dead_letter::DeadLetterSettings;
@@ -78,6 +79,7 @@ pub struct AssessmentsHandler {
     format: feepay_runtime::envelope::BodyFormat,
     metrics: Metrics,
     reference: refdata::Cache,
+    clock: Arc<dyn Clock>,
 }
 
 impl AssessmentsHandler {
@@ -87,8 +89,7 @@ impl AssessmentsHandler {
         Ok(current.reference)
     }
 
-    fn answer(&self, reference: &LoadedReference, request: &Request) -> v1::FeeAssessed {
-        let now = Utc::now();
+    fn answer(&self, reference: &LoadedReference, request: &Request, now: DateTime<Utc>) -> v1::FeeAssessed {
         match request {
             Request::Valid(req) => assess(reference, req, now),
             Request::OverLimit { raw, detail } => v1::FeeAssessed {
@@ -132,8 +133,8 @@ impl Handler for AssessmentsHandler {
 
     async fn apply(&self, items: &[Request]) -> Result<Applied, Failure> {
         let reference = self.reference().await?;
-        let now = Utc::now();
-        let answers: Vec<v1::FeeAssessed> = items.iter().map(|r| self.answer(&reference, r)).collect();
+        let now = self.clock.now();
+        let answers: Vec<v1::FeeAssessed> = items.iter().map(|r| self.answer(&reference, r, now)).collect();
         let sends = answers.iter().map(|answer| {
             let id = format!("fee-assessed:{}", answer.assessment_id);
             let headers = envelope::headers_for::<v1::FeeAssessed>(&id, &self.source, now, self.format);
@@ -238,7 +239,9 @@ impl App {
             format: settings.kafka.body_format,
             metrics: metrics.clone(),
             reference: refdata::Cache::new(),
+            clock: clock::system(),
         };
+        let clock = handler.clock.clone();
         let driver = Driver {
             service: SERVICE,
             consumer,
@@ -249,6 +252,7 @@ impl App {
             batch: settings.batch,
             dead_letters: settings.dead_letters,
             metrics: metrics.consumer,
+            clock,
         };
         Ok(App { http_addr, driver, shutdown, http })
     }

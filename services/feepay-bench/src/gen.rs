@@ -36,7 +36,7 @@ pub struct Generator {
 impl Generator {
     pub fn new(reference: &ReferenceData, rules: &RuleSet, run: &str) -> Self {
         // Agencies with a series that exist today (not a unit merged away in 2025).
-        let today = feepay_domain::numbering::date_gmt7(Utc::now());
+        let today = feepay_domain::numbering::date_gmt7(crate::wall_clock());
         let mut agencies: Vec<String> = reference
             .series
             .iter()
@@ -63,7 +63,7 @@ impl Generator {
     pub fn next(&mut self, invalid_pct: u32) -> (String, Vec<u8>, OwnedHeaders, bool) {
         self.n += 1;
         let id = format!("PB{}{:08}", self.run, self.n);
-        let now = Utc::now();
+        let now = crate::wall_clock();
         if self.rng.gen_range(0..100) < invalid_pct {
             let body = match self.n % 3 {
                 0 => b"\x08\x96\x01garbage".to_vec(),
@@ -208,7 +208,7 @@ impl Generator {
                 payment_id: payment_id.clone(),
                 lines: refund_lines,
                 reason: "Hoàn trả theo yêu cầu của người nộp".into(),
-                refunded_at: Some(ts(Utc::now())),
+                refunded_at: Some(ts(crate::wall_clock())),
             });
         }
         out

@@ -116,7 +116,7 @@ fn progress(msg: &str) {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let run = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
+    let run = crate::wall_clock().format("%Y%m%d-%H%M%S").to_string();
     let work = std::env::temp_dir().join(format!("feepay-bench-{run}"));
     std::fs::create_dir_all(&work)?;
     // The PKCS#11 module reads its configuration when it loads: set it while this is the
@@ -141,9 +141,9 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
     feepay_runtime::refdata::store(&db, &files, "bench").await?;
     let (reference, rules) = files.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     // RSA-2048 certificates with software keys (PKCS#12), from a CA of this run.
-    let (ca, _) = feepay_runtime::pki::provision::ensure_ca(&pki, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
+    let (ca, _) = feepay_runtime::pki::provision::ensure_ca(&pki, crate::wall_clock()).map_err(anyhow::Error::msg)?;
     for agency in feepay_runtime::pki::provision::agencies_without_signer(&reference, &keys) {
-        let now = chrono::Utc::now();
+        let now = crate::wall_clock();
         feepay_runtime::pki::provision::write_pkcs12(
             &keys,
             &ca,
@@ -238,7 +238,7 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
     // ---- phase 1: fixed offered load ---------------------------------------------------
     let total_fixed = args.rate * args.fixed_secs;
     progress(&format!("phase 1: {} payments at {} /s for {} s", total_fixed, args.rate, args.fixed_secs));
-    let phase1_start = chrono::Utc::now();
+    let phase1_start = crate::wall_clock();
     let started = Instant::now();
     let mut sent = 0u32;
     let tick = Duration::from_millis(10);
@@ -261,11 +261,11 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
     producer.flush(Duration::from_secs(30))?;
     let offered_secs = started.elapsed().as_secs_f64();
     wait_for(&db, &expected, &mut services, "phase 1").await?;
-    let phase1_end = chrono::Utc::now();
+    let phase1_end = crate::wall_clock();
 
     // ---- phase 2: saturation ---------------------------------------------------------
     progress(&format!("phase 2: {} payments offered at once (saturation)", args.burst));
-    let burst_start = chrono::Utc::now();
+    let burst_start = crate::wall_clock();
     for i in 0..args.burst {
         send(&producer, &topics, &mut generator, &mut expected, args.invalid_pct)?;
         if i % 20_000 == 19_999 {
@@ -275,7 +275,7 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
     producer.flush(Duration::from_secs(60))?;
     progress(&format!(
         "  all produced in {:.1} s",
-        (chrono::Utc::now() - burst_start).num_milliseconds() as f64 / 1000.0
+        (crate::wall_clock() - burst_start).num_milliseconds() as f64 / 1000.0
     ));
     wait_for(&db, &expected, &mut services, "phase 2").await?;
 
@@ -286,7 +286,7 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
         let headers = envelope::headers_for::<feepay_proto::v1::PaymentRefunded>(
             &r.refund_id,
             "/feepay/bench",
-            chrono::Utc::now(),
+            crate::wall_clock(),
             BodyFormat::Protobuf,
         );
         producer
@@ -492,4 +492,10 @@ async fn wait_emails(db: &DatabaseConnection, services: &mut [Service]) -> anyho
 /// Used by report.rs.
 pub fn stmt_for(sql: &str, v: Vec<sea_orm::Value>) -> sea_orm::Statement {
     stmt(sql, v)
+}
+
+/// The load generator's time: the system clock, read through the runtime's one reader.
+fn wall_clock() -> chrono::DateTime<chrono::Utc> {
+    use feepay_runtime::clock::Clock as _;
+    feepay_runtime::clock::SystemClock.now()
 }

@@ -197,7 +197,7 @@ pub async fn figures(
     } else {
         None
     };
-    let far = Utc::now() + chrono::Duration::days(1);
+    let far = crate::wall_clock() + chrono::Duration::days(1);
     let (sql, v) = rec(burst_start, far);
     let saturation_receipt_latency = latency(db, &sql, v).await?;
     let rate = |sql: &'static str| async move {

@@ -58,7 +58,7 @@ pub fn softhsm(work: &Path, ca: &TestCa, agency: &Agency, threads: usize) -> any
     anyhow::ensure!(out.status.success(), "softhsm2-util: {}", String::from_utf8_lossy(&out.stderr));
     let module = Path::new(feepay_runtime::pki::signers::DEFAULT_PKCS11_MODULE);
     let target = TokenTarget { module, token: "feepay-bench", pin };
-    let now = chrono::Utc::now();
+    let now = crate::wall_clock();
     let dir = work.join("token-signer");
     let (path, _) =
         provision::write_token_signer(&dir, ca, agency, None, &target, now, now + chrono::Duration::days(1))

@@ -1,11 +1,11 @@
 //! The issuer process: settings, wiring, the Kafka loop and shutdown.
 
-use crate::clock::{Clock, SystemClock};
 use crate::handler::PaymentsHandler;
 use crate::issue::Issuer;
 use crate::metrics::{IssuerMetrics, SERVICE};
 use crate::signing::Signing;
 use anyhow::Context;
+use feepay_runtime::clock::Clock;
 use feepay_runtime::consumer::{self, ConsumerState, Driver};
 use feepay_runtime::dead_letter::DeadLetterSettings;
 use feepay_runtime::http::{self, Readiness};
@@ -208,6 +208,7 @@ impl App {
             batch: settings.batch,
             dead_letters: settings.dead_letters,
             metrics: metrics.consumer.clone(),
+            clock: issuer.clock.clone(),
         };
         Ok(App { settings, issuer, readiness, http_addr, driver, shutdown, http })
     }
@@ -223,6 +224,7 @@ impl App {
                 name: SERVICE.to_string(),
                 batch: 1000,
                 metrics: issuer.metrics.outbox.clone(),
+                clock: issuer.clock.clone(),
             };
             tokio::spawn(relay.run(relay_stop.clone()))
         });
@@ -285,9 +287,4 @@ impl App {
         tracing::info!("issuer stopped");
         Ok(())
     }
-}
-
-/// Default clock for production.
-pub fn system_clock() -> Arc<dyn Clock> {
-    Arc::new(SystemClock)
 }

@@ -7,7 +7,6 @@
 //! wires it to Kafka.
 
 pub mod app;
-pub mod clock;
 pub mod handler;
 pub mod issue;
 pub mod metrics;

@@ -1,11 +1,11 @@
-use feepay_issuer::app::{system_clock, App, IssuerSettings};
+use feepay_issuer::app::{App, IssuerSettings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     feepay_runtime::lifecycle::init_telemetry();
     let settings = IssuerSettings::from_env()?;
     let shutdown = feepay_runtime::lifecycle::shutdown_on_signals();
-    let app = App::build(settings, system_clock(), shutdown).await?;
+    let app = App::build(settings, feepay_runtime::clock::system(), shutdown).await?;
     tracing::info!(http = %app.http_addr, "feepay-issuer started");
     app.run().await
 }

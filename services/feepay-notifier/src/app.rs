@@ -102,6 +102,7 @@ impl App {
             batch,
             dead_letters,
             metrics: consumer_metrics,
+            clock: notifier.clock.clone(),
         };
         Ok(App { notifier, http_addr, driver, shutdown, http })
     }
@@ -115,6 +116,7 @@ impl App {
             name: SERVICE.into(),
             batch: 1000,
             metrics: notifier.metrics.outbox.clone(),
+            clock: notifier.clock.clone(),
         };
         let relay = tokio::spawn(relay.run(relay_stop.clone()));
         let sender = {

@@ -6,7 +6,6 @@ use crate::compose::{recipient, Branding, Event, Templates};
 use crate::metrics::{NotifierMetrics, SERVICE};
 use crate::settings::NotifierSettings;
 use anyhow::Context;
-use chrono::Utc;
 use feepay_proto::v1;
 use feepay_runtime::convert::ts;
 use feepay_runtime::outbox::{self, OutboxEvent};
@@ -25,6 +24,7 @@ pub struct Notifier {
     pub(crate) mailer: crate::smtp::Mailer,
     /// Agencies' senders come from the reference data.
     pub(crate) reference: feepay_runtime::refdata::Cache,
+    pub clock: Arc<dyn feepay_runtime::clock::Clock>,
 }
 
 /// Result of recording a batch of events.
@@ -59,6 +59,7 @@ impl Notifier {
             metrics,
             settings,
             reference: feepay_runtime::refdata::Cache::new(),
+            clock: feepay_runtime::clock::system(),
         })
     }
 
@@ -69,7 +70,7 @@ impl Notifier {
         if events.is_empty() {
             return Ok(out);
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let txn = self.db.begin().await?;
         const COLS: usize = 12;
         let mut rows: Vec<PendingRow> = Vec::new();
@@ -151,7 +152,7 @@ impl Notifier {
             receipt_id: e.receipt_id().unwrap_or_default(),
             error: error.to_string(),
             attempts,
-            failed_at: Some(ts(Utc::now())),
+            failed_at: Some(ts(self.clock.now())),
         };
         OutboxEvent::new(
             &self.settings.topics.notifications_failed,

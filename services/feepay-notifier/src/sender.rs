@@ -135,7 +135,7 @@ impl Notifier {
                             receipt_id: event.receipt_id().unwrap_or_default(),
                             message_id: crate::compose::message_id(&id, &self.branding.message_id_domain),
                             attempts,
-                            sent_at: Some(ts(Utc::now())),
+                            sent_at: Some(ts(self.clock.now())),
                         };
                         let ce_id = format!("notification-sent:{id}");
                         events.push(OutboxEvent::new(
@@ -222,7 +222,7 @@ impl Notifier {
                 if let Some(at) = issued_at {
                     self.metrics
                         .receipt_to_email
-                        .observe(((Utc::now() - at).num_milliseconds().max(0) as f64) / 1000.0);
+                        .observe(((self.clock.now() - at).num_milliseconds().max(0) as f64) / 1000.0);
                 }
                 Outcome::Sent
             }

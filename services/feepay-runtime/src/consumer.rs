@@ -281,6 +281,8 @@ pub struct Driver<H: Handler> {
     pub batch: BatchSettings,
     pub dead_letters: DeadLetterSettings,
     pub metrics: ConsumerMetrics,
+    /// Times parked rows and dead letters.
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// The process is stopping: leave without committing.
@@ -381,7 +383,7 @@ impl<H: Handler> Driver<H> {
         }
         // 2. Dead letters, acknowledged by the broker.
         for (i, e) in &dead {
-            let dl = dead_letter::of(&batch[*i], e, self.service);
+            let dl = dead_letter::of(&batch[*i], e, self.service, self.clock.now());
             if !dead_letter::send_durably(&self.producer, &self.db, &self.dead_letters, dl.clone(), shutdown).await {
                 return Err(Stopped);
             }
@@ -480,7 +482,7 @@ impl<H: Handler> Driver<H> {
         };
         let mut backoff = Backoff::batch();
         loop {
-            match parking::park(&self.db, &event, &reason).await {
+            match parking::park(&self.db, &event, &reason, self.clock.now()).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "parking an event failed, retrying");
@@ -551,11 +553,11 @@ impl<H: Handler> Driver<H> {
             };
             match outcome {
                 Ok(()) => {
-                    parking::resolve(&self.db, p.id).await?;
+                    parking::resolve(&self.db, p.id, self.clock.now()).await?;
                     tracing::info!(parked = p.id, subject = %p.subject, "parked event retried and applied");
                 }
                 Err(reason) => {
-                    parking::park_again(&self.db, p.id, &reason).await?;
+                    parking::park_again(&self.db, p.id, &reason, self.clock.now()).await?;
                     self.metrics.parked.with_label_values(&[&p.topic, reason.code]).inc();
                     tracing::warn!(parked = p.id, subject = %p.subject, reason = reason.code, detail = %reason.detail, "parked event failed again");
                 }

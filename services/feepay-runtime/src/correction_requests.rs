@@ -40,6 +40,7 @@ pub async fn request(
     reason: &str,
     replace: Option<serde_json::Value>,
     actor: &str,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<i64, DbErr> {
     let row = entity::ActiveModel {
         receipt: Set(receipt.to_string()),
@@ -47,7 +48,7 @@ pub async fn request(
         replace: Set(replace),
         actor: Set(actor.to_string()),
         status: Set("pending".into()),
-        requested_at: Set(chrono::Utc::now()),
+        requested_at: Set(now),
         ..Default::default()
     };
     Ok(entity::Entity::insert(row).exec(db).await?.last_insert_id)
@@ -65,11 +66,17 @@ pub async fn take_pending(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<C
 }
 
 /// Records the outcome (`done` or `refused`).
-pub async fn finish(db: &impl ConnectionTrait, id: i64, status: &str, outcome: serde_json::Value) -> Result<(), DbErr> {
+pub async fn finish(
+    db: &impl ConnectionTrait,
+    id: i64,
+    status: &str,
+    outcome: serde_json::Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbErr> {
     entity::Entity::update_many()
         .col_expr(entity::Column::Status, Expr::value(status))
         .col_expr(entity::Column::Outcome, Expr::value(outcome))
-        .col_expr(entity::Column::DoneAt, Expr::value(chrono::Utc::now()))
+        .col_expr(entity::Column::DoneAt, Expr::value(now))
         .filter(entity::Column::RequestId.eq(id))
         .filter(entity::Column::Status.eq("pending"))
         .exec(db)

@@ -11,7 +11,7 @@
 use crate::envelope::DecodeError;
 use crate::retry::Backoff;
 use crate::settings::{catalog, dlq_topic, parse, SettingError};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use feepay_proto::v1::{DeadLetter, RecordHeader};
 use feepay_proto::Message as _;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
@@ -69,11 +69,10 @@ impl Default for DeadLetterSettings {
 
 /// The record as a dead letter with its reason; the value is inline here and moved out by
 /// [`send_durably`] when too large.
-pub fn of(m: &BorrowedMessage<'_>, err: &DecodeError, service: &str) -> DeadLetter {
+pub fn of(m: &BorrowedMessage<'_>, err: &DecodeError, service: &str, now: DateTime<Utc>) -> DeadLetter {
     let headers = crate::consumer::owned_headers(m);
     let truncated = headers.iter().any(|(_, v)| v.len() > MAX_HEADER_VALUE);
     let value = m.payload().unwrap_or_default();
-    let now = Utc::now();
     DeadLetter {
         original_topic: m.topic().to_string(),
         original_partition: m.partition(),
@@ -124,6 +123,11 @@ pub mod payload {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// When the dead letter was made (the time its record carries).
+fn dead_lettered_at(dl: &DeadLetter) -> DateTime<Utc> {
+    crate::convert::from_ts(dl.dead_lettered_at.as_ref()).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
 /// Moves an oversized value out of the dead letter into PostgreSQL (idempotently).
 async fn store_payload(db: &DatabaseConnection, dl: &mut DeadLetter) -> Result<(), DbErr> {
     let row = payload::ActiveModel {
@@ -133,7 +137,7 @@ async fn store_payload(db: &DatabaseConnection, dl: &mut DeadLetter) -> Result<(
         topic: Set(dl.original_topic.clone()),
         partition: Set(dl.original_partition),
         offset: Set(dl.original_offset),
-        stored_at: Set(Utc::now()),
+        stored_at: Set(dead_lettered_at(dl)),
     };
     payload::Entity::insert(row)
         .on_conflict(OnConflict::column(payload::Column::Sha256).do_nothing().to_owned())
@@ -154,7 +158,7 @@ pub async fn load_payload(db: &DatabaseConnection, sha256: &str) -> Result<Optio
 pub async fn send(producer: &FutureProducer, dl: &DeadLetter) -> Result<(), rdkafka::error::KafkaError> {
     let topic = dlq_topic(&dl.original_topic);
     let id = format!("dlq:{}:{}:{}", dl.original_topic, dl.original_partition, dl.original_offset);
-    let now = Utc::now();
+    let now = dead_lettered_at(dl);
     let reason: String = dl.reason.chars().take(512).collect();
     let headers: OwnedHeaders =
         crate::envelope::headers_for::<DeadLetter>(&id, &dl.service, now, crate::envelope::BodyFormat::Protobuf)

@@ -121,6 +121,8 @@ pub struct Relay {
     pub name: String,
     pub batch: u64,
     pub metrics: OutboxMetrics,
+    /// Measures how long events waited.
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
 /// Outcome of one relay pass.
@@ -211,7 +213,7 @@ impl Relay {
             });
         }
         let results = futures::future::join_all(sends).await;
-        let now = Utc::now();
+        let now = self.clock.now();
         for r in &results {
             match r {
                 Ok(created_at) => {

@@ -6,7 +6,7 @@
 //! One open row per event (service, subject, content hash): an event redelivered and
 //! parked again updates its row.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{DatabaseConnection, QueryOrder, QuerySelect, Set};
@@ -148,14 +148,19 @@ fn new_row(e: &NewParked, now: chrono::DateTime<Utc>) -> entity::ActiveModel {
 
 /// Parks an event, or, when it is parked already, counts another attempt and keeps the
 /// newest reason.
-pub async fn park(db: &impl ConnectionTrait, e: &NewParked, reason: &ParkReason) -> Result<(), DbErr> {
+pub async fn park(
+    db: &impl ConnectionTrait,
+    e: &NewParked,
+    reason: &ParkReason,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     use entity::Column as C;
     let row = entity::ActiveModel {
         reason_code: Set(reason.code.to_string()),
         reason: Set(reason.detail.clone()),
         status: Set(Status::Parked),
         attempts: Set(1),
-        ..new_row(e, Utc::now())
+        ..new_row(e, now)
     };
     entity::Entity::insert(row)
         .on_conflict(
@@ -183,12 +188,12 @@ pub async fn requested(db: &DatabaseConnection, service: &str, limit: u64) -> Re
 }
 
 /// The retried event was applied.
-pub async fn resolve(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
+pub async fn resolve(db: &DatabaseConnection, id: i64, now: DateTime<Utc>) -> Result<(), DbErr> {
     use entity::Column as C;
     entity::Entity::update_many()
         .col_expr(C::Status, Expr::value(Status::Resolved))
-        .col_expr(C::ResolvedAt, Expr::value(Utc::now()))
-        .col_expr(C::LastAttemptAt, Expr::value(Utc::now()))
+        .col_expr(C::ResolvedAt, Expr::value(now))
+        .col_expr(C::LastAttemptAt, Expr::value(now))
         .filter(C::Id.eq(id))
         .exec(db)
         .await?;
@@ -196,12 +201,17 @@ pub async fn resolve(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
 }
 
 /// The retried event failed again: parked with the new reason.
-pub async fn park_again(db: &DatabaseConnection, id: i64, reason: &ParkReason) -> Result<(), DbErr> {
+pub async fn park_again(
+    db: &DatabaseConnection,
+    id: i64,
+    reason: &ParkReason,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     use entity::Column as C;
     entity::Entity::update_many()
         .col_expr(C::Status, Expr::value(Status::Parked))
         .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
-        .col_expr(C::LastAttemptAt, Expr::value(Utc::now()))
+        .col_expr(C::LastAttemptAt, Expr::value(now))
         .col_expr(C::ReasonCode, Expr::value(reason.code))
         .col_expr(C::Reason, Expr::value(reason.detail.clone()))
         .filter(C::Id.eq(id))
@@ -212,14 +222,19 @@ pub async fn park_again(db: &DatabaseConnection, id: i64, reason: &ParkReason) -
 
 /// Marks parked events of `subjects` resolved: they were just applied through a
 /// redelivery, after their cause was fixed.
-pub async fn resolve_subjects(db: &impl ConnectionTrait, service: &str, subjects: Vec<String>) -> Result<u64, DbErr> {
+pub async fn resolve_subjects(
+    db: &impl ConnectionTrait,
+    service: &str,
+    subjects: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
     use entity::Column as C;
     if subjects.is_empty() {
         return Ok(0);
     }
     let r = entity::Entity::update_many()
         .col_expr(C::Status, Expr::value(Status::Resolved))
-        .col_expr(C::ResolvedAt, Expr::value(Utc::now()))
+        .col_expr(C::ResolvedAt, Expr::value(now))
         .filter(C::Service.eq(service))
         .filter(C::Status.ne(Status::Resolved))
         .filter(C::Subject.is_in(subjects))
@@ -269,9 +284,9 @@ pub async fn request_replay(
     e: &NewParked,
     why: &str,
     by: &str,
+    now: DateTime<Utc>,
 ) -> Result<Option<i64>, DbErr> {
     use entity::Column as C;
-    let now = Utc::now();
     let row = entity::ActiveModel {
         reason_code: Set(REPLAY.to_string()),
         reason: Set(why.to_string()),
@@ -299,12 +314,12 @@ pub async fn request_replay(
 
 /// Asks the owning service to apply a parked event again. Returns false when it is not
 /// parked (unknown, already resolved or already requested).
-pub async fn request_retry(db: &impl ConnectionTrait, id: i64, by: &str) -> Result<bool, DbErr> {
+pub async fn request_retry(db: &impl ConnectionTrait, id: i64, by: &str, now: DateTime<Utc>) -> Result<bool, DbErr> {
     use entity::Column as C;
     let r = entity::Entity::update_many()
         .col_expr(C::Status, Expr::value(Status::RetryRequested))
         .col_expr(C::RetryRequestedBy, Expr::value(by))
-        .col_expr(C::RetryRequestedAt, Expr::value(Utc::now()))
+        .col_expr(C::RetryRequestedAt, Expr::value(now))
         .filter(C::Id.eq(id))
         .filter(C::Status.eq(Status::Parked))
         .exec(db)

@@ -40,7 +40,7 @@ where
 
 /// The variable, when set and not empty.
 pub fn opt(var: &Var) -> Option<String> {
-    std::env::var(var.name).ok().filter(|v| !v.is_empty())
+    read_env(var.name)
 }
 
 /// A secret: from the file named by `<name>_FILE` (a mounted secret, the safer way: not in
@@ -48,7 +48,7 @@ pub fn opt(var: &Var) -> Option<String> {
 pub fn secret(var: &Var) -> Result<Secret, SettingError> {
     let file_var = format!("{}_FILE", var.name);
     debug_assert!(catalog::find(&file_var).is_some(), "{file_var} is not declared");
-    match std::env::var(&file_var).ok().filter(|v| !v.is_empty()) {
+    match read_env(&file_var) {
         Some(path) => std::fs::read_to_string(&path)
             .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
             .map_err(|e| SettingError { name: file_var, message: format!("{path}: {e}") }),
@@ -67,10 +67,13 @@ pub fn undeclared_in_env() -> Vec<String> {
 }
 
 fn env_or(name: &str, default: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => default.to_string(),
-    }
+    read_env(name).unwrap_or_else(|| default.to_string())
+}
+
+/// The one reader of the process environment; everything else goes through the catalog.
+#[allow(clippy::disallowed_methods)]
+fn read_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// A secret: never printed, and its memory zeroed when dropped (`secrecy`).

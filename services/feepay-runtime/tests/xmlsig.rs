@@ -65,7 +65,7 @@ fn content() -> ReceiptContent {
 }
 
 fn setup(ec: bool) -> (TestCa, SoftSigner, TrustAnchors) {
-    let now = Utc::now();
+    let now = feepay_runtime::clock::Clock::now(&feepay_runtime::clock::SystemClock);
     let ca = TestCa::create("feepay test CA", now - Duration::days(400), now + Duration::days(3650)).unwrap();
     let key = if ec { testca::ec_key().unwrap() } else { testca::rsa_key().unwrap() };
     let public = openssl::pkey::PKey::public_key_from_der(&key.public_key_to_der().unwrap()).unwrap();
@@ -140,7 +140,7 @@ fn tampering_is_detected() {
 
 #[test]
 fn under_a_delegation_the_delegate_signs_and_the_collector_is_named() {
-    let now = Utc::now();
+    let now = feepay_runtime::clock::Clock::now(&feepay_runtime::clock::SystemClock);
     let ca = TestCa::create("feepay test CA", now - Duration::days(400), now + Duration::days(3650)).unwrap();
     let trust = TrustAnchors::from_pem(&ca.cert.to_pem().unwrap()).unwrap();
     let key = testca::rsa_key().unwrap();

@@ -51,7 +51,7 @@ impl Demo {
         format: BodyFormat,
     ) -> anyhow::Result<()> {
         let id = format!("demo-{}-{key}", self.run);
-        let headers = envelope::headers_for::<T>(&id, "/feepay/demo", Utc::now(), format);
+        let headers = envelope::headers_for::<T>(&id, "/feepay/demo", crate::session::now(), format);
         let body = envelope::encode_body(msg, format);
         self.producer
             .send(FutureRecord::to(topic).key(key).payload(&body).headers(headers), Duration::from_secs(15))
@@ -70,7 +70,7 @@ impl Demo {
         lines: Vec<v1::PaidLine>,
     ) -> v1::PaymentSucceeded {
         let total: i64 = lines.iter().map(|l| l.amount.parse::<i64>().unwrap_or(0)).sum();
-        let now = Utc::now();
+        let now = crate::session::now();
         v1::PaymentSucceeded {
             payment_id: format!("PG{}{n:03}", self.run),
             dossier_code: format!(
@@ -106,7 +106,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     let demo = Demo {
         producer: feepay_runtime::kafka::producer(&kafka)?,
         topics: Topics::from_env(),
-        run: Utc::now().with_timezone(&gmt7()).format("%H%M%S").to_string(),
+        run: crate::session::now().with_timezone(&gmt7()).format("%H%M%S").to_string(),
     };
     let t = demo.topics.clone();
     use v1::BeneficiaryCategory as B;
@@ -231,7 +231,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
         payment_id: refunded.clone(),
         lines: vec![],
         reason: "Hồ sơ đăng ký hộ kinh doanh bị trả lại do trùng tên, hoàn trả lệ phí".into(),
-        refunded_at: Some(ts(Utc::now())),
+        refunded_at: Some(ts(crate::session::now())),
     };
     demo.send(&t.payments_refunded, &refunded, &refund, BodyFormat::Protobuf).await?;
     let bad = format!("PG{}999", demo.run);

@@ -125,7 +125,7 @@ fn reference(dir: &Path) -> anyhow::Result<ReferenceData> {
 }
 
 fn ca(dir: &Path, out: &mut impl Write) -> anyhow::Result<feepay_runtime::pki::testca::TestCa> {
-    let (ca, made) = provision::ensure_ca(dir, Utc::now()).map_err(anyhow::Error::msg)?;
+    let (ca, made) = provision::ensure_ca(dir, crate::session::now()).map_err(anyhow::Error::msg)?;
     if made {
         writeln!(
             out,
@@ -138,14 +138,14 @@ fn ca(dir: &Path, out: &mut impl Write) -> anyhow::Result<feepay_runtime::pki::t
 }
 
 fn validity(days: i64) -> (DateTime<Utc>, DateTime<Utc>) {
-    let now = Utc::now();
+    let now = crate::session::now();
     (now - Duration::minutes(5), now + Duration::days(days))
 }
 
 pub fn run(out: &mut impl Write, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         KeysCmd::InitCa { ca: dir } => {
-            let (_, made) = provision::ensure_ca(&dir, Utc::now()).map_err(anyhow::Error::msg)?;
+            let (_, made) = provision::ensure_ca(&dir, crate::session::now()).map_err(anyhow::Error::msg)?;
             let what = if made { "made" } else { "already there" };
             writeln!(out, "test CA {what}: trust anchor {}", dir.join("ca.pem").display())?;
         }
@@ -230,7 +230,7 @@ pub fn run(out: &mut impl Write, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
 fn list(out: &mut impl Write, signers: &Path, trust_anchors: &Path, r: &ReferenceData) -> anyhow::Result<ExitCode> {
     let trust = TrustAnchors::load(trust_anchors).map_err(anyhow::Error::msg)?;
     let set = SignerSet::load_dir(signers, 1).map_err(anyhow::Error::msg)?;
-    let now = Utc::now();
+    let now = crate::session::now();
     let mut rows = Vec::new();
     let mut defects = 0;
     for s in set.all() {

@@ -98,7 +98,7 @@ pub async fn retry(
 ) -> anyhow::Result<ExitCode> {
     actor.require(Role::Operator, "retry parked events")?;
     let p = one(db, actor, id).await?;
-    if !parking::request_retry(db, id, &actor.name).await? {
+    if !parking::request_retry(db, id, &actor.name, crate::session::now()).await? {
         eprintln!("parked event {id} is {:?}, not waiting for a retry; nothing changed", p.status);
         return Ok(ExitCode::from(2));
     }

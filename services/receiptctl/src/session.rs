@@ -46,3 +46,9 @@ pub fn confirm(question: &str) -> anyhow::Result<bool> {
         Ok(false)
     }
 }
+
+/// The time a command acts at: the operator's own clock.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use feepay_runtime::clock::Clock as _;
+    feepay_runtime::clock::SystemClock.now()
+}

@@ -6,7 +6,6 @@
 use crate::access::{Actor, Role};
 use crate::table;
 use anyhow::Context;
-use chrono::Utc;
 use clap::Subcommand;
 use feepay_domain::numbering::date_gmt7;
 use feepay_domain::receipt::{datetime_gmt7, AgencyInfo};
@@ -156,7 +155,7 @@ pub async fn run(
                     symbol_rule: f.symbol.as_str().to_string(),
                 })
                 .collect();
-            let now = Utc::now();
+            let now = crate::session::now();
             let certificates: Vec<DeclaredCertificate> = feepay_runtime::pki::registry::list(db)
                 .await?
                 .into_iter()

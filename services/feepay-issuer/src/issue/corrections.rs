@@ -128,7 +128,7 @@ impl Issuer {
         ))
         .await?;
         if let Some(id) = c.request_id {
-            correction_requests::finish(&txn, id, "done", corrected.to_json()).await?;
+            correction_requests::finish(&txn, id, "done", corrected.to_json(), self.clock.now()).await?;
         }
         self.commit(txn, work.outbox).await?;
         work.tally.emit(self, &work.outcome);
@@ -146,14 +146,20 @@ impl Issuer {
                 Ok(x) => x,
                 Err(e) => {
                     let why = serde_json::json!({"error": format!("the requested changes do not read: {e}")});
-                    correction_requests::finish(&self.db, r.request_id, "refused", why).await?;
+                    correction_requests::finish(&self.db, r.request_id, "refused", why, self.clock.now()).await?;
                     continue;
                 }
             };
             if let Some(why) = self.requester_refusal(&r).await? {
                 tracing::warn!(request = r.request_id, actor = %r.actor, login = ?r.db_login, %why, "a correction request was refused");
-                correction_requests::finish(&self.db, r.request_id, "refused", serde_json::json!({"error": why}))
-                    .await?;
+                correction_requests::finish(
+                    &self.db,
+                    r.request_id,
+                    "refused",
+                    serde_json::json!({"error": why}),
+                    self.clock.now(),
+                )
+                .await?;
                 served += 1;
                 continue;
             }
@@ -171,7 +177,7 @@ impl Issuer {
                 }
                 Err(e @ (IssueError::NotFound(_) | IssueError::NotIssued(_) | IssueError::Invalid(_))) => {
                     let why = serde_json::json!({"error": e.to_string()});
-                    correction_requests::finish(&self.db, r.request_id, "refused", why).await?;
+                    correction_requests::finish(&self.db, r.request_id, "refused", why, self.clock.now()).await?;
                     served += 1;
                 }
                 Err(e) => {

@@ -24,12 +24,12 @@ mod tax;
 pub use corrections::{Corrected, Correction, PayerCorrection};
 pub use intake::Processed;
 
-use crate::clock::Clock;
 use crate::metrics::IssuerMetrics;
 use crate::signing::Signing;
 use feepay_domain::payment::Payment;
 use feepay_proto::v1;
 use feepay_proto::Message;
+use feepay_runtime::clock::Clock;
 use feepay_runtime::convert::{OverLimit, Refund};
 use feepay_runtime::envelope::BodyFormat;
 use feepay_runtime::outbox::OutboxEvent;
@@ -237,9 +237,14 @@ impl Issuer {
     /// Registers the certificates in use and sets their expiry gauges.
     pub async fn register_certificates(&self) -> Result<(), IssueError> {
         let set = self.signing.current();
-        feepay_runtime::pki::registry::register(&self.db, set.all().map(|s| s.as_ref()), crate::metrics::SERVICE)
-            .await
-            .map_err(|e| IssueError::Reference(format!("registering the signing certificates: {e}")))?;
+        feepay_runtime::pki::registry::register(
+            &self.db,
+            set.all().map(|s| s.as_ref()),
+            crate::metrics::SERVICE,
+            self.clock.now(),
+        )
+        .await
+        .map_err(|e| IssueError::Reference(format!("registering the signing certificates: {e}")))?;
         self.observe_certificates();
         Ok(())
     }

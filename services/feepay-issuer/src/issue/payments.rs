@@ -140,7 +140,7 @@ impl Issuer {
             self.apply_pending_refunds(&txn, loaded, &new_payment_ids, now, &mut work).await?;
             // A payment parked earlier and now recorded through a redelivery is resolved.
             let subjects = new_payment_ids.iter().map(|id| format!("payment:{id}")).collect();
-            parking::resolve_subjects(&txn, crate::metrics::SERVICE, subjects).await?;
+            parking::resolve_subjects(&txn, crate::metrics::SERVICE, subjects, self.clock.now()).await?;
         }
         self.commit(txn, work.outbox).await?;
         work.tally.emit(self, &work.outcome);
@@ -258,7 +258,7 @@ impl Issuer {
                     reason.into(),
                     detail.into(),
                     waived_json.into(),
-                    Utc::now().into(),
+                    now.into(),
                 ]);
             }
             let sql = format!(

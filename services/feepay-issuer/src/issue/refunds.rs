@@ -274,7 +274,7 @@ impl Issuer {
                 subject: format!("refund:{refund_id}"),
                 agency: None,
             };
-            parking::park(&txn, &event, reason).await?;
+            parking::park(&txn, &event, reason, self.clock.now()).await?;
             tracing::warn!(refund_id, reason = reason.code, detail = %reason.detail, "stored refund parked");
             self.metrics.consumer.parked.with_label_values(&[&self.topics.payments_refunded, reason.code]).inc();
         }
@@ -406,7 +406,13 @@ impl Issuer {
         }
         self.number_and_insert(txn, loaded, replacements, now, work).await?;
         self.set_refund(txn, &refund.refund_id, "applied", None, now).await?;
-        parking::resolve_subjects(txn, crate::metrics::SERVICE, vec![format!("refund:{}", refund.refund_id)]).await?;
+        parking::resolve_subjects(
+            txn,
+            crate::metrics::SERVICE,
+            vec![format!("refund:{}", refund.refund_id)],
+            self.clock.now(),
+        )
+        .await?;
         work.outcome.refunds_applied += 1;
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! when it loads its signers, read by the lookup service (`/api/v1/keys`) and operators.
 
 use super::signers::AgencySigner;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{QueryOrder, Set};
@@ -43,6 +43,7 @@ pub async fn register<'a>(
     db: &impl ConnectionTrait,
     signers: impl IntoIterator<Item = &'a AgencySigner>,
     by: &str,
+    now: DateTime<Utc>,
 ) -> Result<usize, DbErr> {
     let rows: Vec<entity::ActiveModel> = signers
         .into_iter()
@@ -57,7 +58,7 @@ pub async fn register<'a>(
             not_after: Set(s.info.not_after),
             key_store: Set(s.kind.to_string()),
             certificate: Set(s.chain()[0].clone()),
-            registered_at: Set(Utc::now()),
+            registered_at: Set(now),
             registered_by: Set(by.to_string()),
         })
         .collect();

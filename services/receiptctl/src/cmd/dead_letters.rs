@@ -166,7 +166,8 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -> any
             let sent_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&request.payload));
             let txn = sea_orm::TransactionTrait::begin(&db).await?;
             let why = format!("replay of {reference} requested by {}: {reason}", actor.name);
-            let Some(id) = parking::request_replay(&txn, &request, &why, &actor.name).await? else {
+            let Some(id) = parking::request_replay(&txn, &request, &why, &actor.name, crate::session::now()).await?
+            else {
                 eprintln!(
                     "{} is waiting already (parked or being retried): see receiptctl parked list",
                     decoded.subject

@@ -165,7 +165,15 @@ async fn correct(out: &mut impl Write, conn: &Conn, ask: CorrectionAsk, yes: boo
         return Ok(ExitCode::from(2));
     }
     let replace = ask.replace.as_ref().map(serde_json::to_value).transpose()?;
-    let id = feepay_runtime::correction_requests::request(&db, &ask.receipt, &ask.reason, replace, &actor.name).await?;
+    let id = feepay_runtime::correction_requests::request(
+        &db,
+        &ask.receipt,
+        &ask.reason,
+        replace,
+        &actor.name,
+        crate::session::now(),
+    )
+    .await?;
     let wait = std::time::Duration::from_secs(feepay_runtime::settings::parse(
         &feepay_runtime::settings::catalog::CORRECTION_WAIT_SECS,
     )?);

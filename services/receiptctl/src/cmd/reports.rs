@@ -4,7 +4,7 @@
 use crate::session::{session, Conn};
 use crate::table;
 use crate::{reports, Format, ReconcileArgs};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use feepay_domain::numbering::gmt7;
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ pub async fn reconcile(out: &mut impl Write, conn: &Conn, a: ReconcileArgs) -> a
         actor.check_agency(agency)?;
     }
     let day = a.date.unwrap_or_else(|| {
-        let today = Utc::now().with_timezone(&gmt7()).date_naive();
+        let today = crate::session::now().with_timezone(&gmt7()).date_naive();
         today.pred_opt().unwrap_or(today)
     });
     let (rows, unmatched) = reports::reconcile(&db, &actor, day, a.agency.as_deref(), a.provider.as_deref()).await?;

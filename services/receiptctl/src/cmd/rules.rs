@@ -4,7 +4,7 @@ use crate::session::{session, Conn};
 use crate::table;
 use crate::AssessArgs;
 use anyhow::{bail, Context};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use feepay_domain::numbering::gmt7;
 use feepay_domain::receipt::datetime_gmt7;
 use feepay_domain::waiver::{Category, Channel, LineQuery};
@@ -25,7 +25,7 @@ pub async fn list(
         eprintln!("agency {agency} is not in reference version {}", loaded.version);
         return Ok(ExitCode::from(2));
     }
-    let date = date.unwrap_or_else(|| Utc::now().with_timezone(&gmt7()).date_naive());
+    let date = date.unwrap_or_else(|| crate::session::now().with_timezone(&gmt7()).date_naive());
     let rules = loaded.rules.in_force_for(&loaded.reference, &agency, date);
     let rows: Vec<Vec<String>> = rules
         .iter()
@@ -63,7 +63,7 @@ pub async fn assess(out: &mut impl Write, conn: &Conn, a: AssessArgs) -> anyhow:
         eprintln!("agency {} is not in the reference data", a.agency);
         return Ok(ExitCode::from(2));
     }
-    let at = a.at.unwrap_or_else(Utc::now);
+    let at = a.at.unwrap_or_else(crate::session::now);
     let mut rows = Vec::new();
     let mut total = feepay_domain::Vnd::ZERO;
     let mut explanations = Vec::new();
