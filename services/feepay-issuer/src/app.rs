@@ -224,6 +224,7 @@ impl App {
                 name: SERVICE.to_string(),
                 batch: 1000,
                 metrics: issuer.metrics.outbox.clone(),
+                bodies: Some(Arc::new(crate::issue::ReceiptIssuedBodies)),
                 clock: issuer.clock.clone(),
             };
             tokio::spawn(relay.run(relay_stop.clone()))

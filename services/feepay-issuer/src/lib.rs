@@ -11,3 +11,4 @@ pub mod handler;
 pub mod issue;
 pub mod metrics;
 pub mod signing;
+pub mod store;

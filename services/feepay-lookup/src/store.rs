@@ -4,9 +4,8 @@
 use feepay_proto::v1;
 use feepay_runtime::pki::registry::{self, RegisteredCertificate};
 use feepay_runtime::signing_keys::{self, PublicKey};
-use feepay_runtime::sql::stmt;
 use prost::Message;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
@@ -33,28 +32,60 @@ pub struct StoredReceipt {
     pub issued_at: chrono::DateTime<chrono::Utc>,
 }
 
-const COLUMNS: &str = "receipt_id, agency_code, template, symbol, year, number, status, cancelled_at, cancel_reason, replaced_by, replaces, document, document_hash, previous_hash, receipt_pb, issued_at";
+/// The lookup's read model of the issuer's `receipts` table: the columns it shows and
+/// checks, nothing it could write (its database role may only read them).
+pub mod receipts {
+    use sea_orm::entity::prelude::*;
 
-fn from_row(r: &QueryResult) -> Result<StoredReceipt, DbErr> {
-    let pb: Vec<u8> = r.try_get("", "receipt_pb")?;
-    let status: String = r.try_get("", "status")?;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "receipts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub receipt_id: Uuid,
+        pub agency_code: String,
+        pub template: String,
+        pub symbol: String,
+        pub year: i32,
+        pub number: i32,
+        /// `issued` or `cancelled`.
+        pub status: String,
+        pub lookup_code: String,
+        pub cancelled_at: Option<DateTimeUtc>,
+        pub cancel_reason: Option<String>,
+        pub replaced_by: Option<Uuid>,
+        pub replaces: Option<Uuid>,
+        pub document: String,
+        pub document_hash: String,
+        pub previous_hash: String,
+        pub receipt_pb: Vec<u8>,
+        pub issued_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+fn stored(r: receipts::Model) -> Result<StoredReceipt, DbErr> {
     Ok(StoredReceipt {
-        receipt: v1::Receipt::decode(pb.as_slice()).map_err(|e| DbErr::Custom(format!("stored receipt: {e}")))?,
-        receipt_id: r.try_get("", "receipt_id")?,
-        agency_code: r.try_get("", "agency_code")?,
-        template: r.try_get("", "template")?,
-        symbol: r.try_get("", "symbol")?,
-        year: r.try_get("", "year")?,
-        number: r.try_get("", "number")?,
-        cancelled: status == "cancelled",
-        cancelled_at: r.try_get("", "cancelled_at")?,
-        cancel_reason: r.try_get("", "cancel_reason")?,
-        replaced_by: r.try_get("", "replaced_by")?,
-        replaces: r.try_get("", "replaces")?,
-        document: r.try_get("", "document")?,
-        document_hash: r.try_get("", "document_hash")?,
-        previous_hash: r.try_get("", "previous_hash")?,
-        issued_at: r.try_get("", "issued_at")?,
+        receipt: v1::Receipt::decode(r.receipt_pb.as_slice())
+            .map_err(|e| DbErr::Custom(format!("stored receipt: {e}")))?,
+        receipt_id: r.receipt_id,
+        agency_code: r.agency_code,
+        template: r.template,
+        symbol: r.symbol,
+        year: r.year,
+        number: r.number,
+        cancelled: r.status == "cancelled",
+        cancelled_at: r.cancelled_at,
+        cancel_reason: r.cancel_reason,
+        replaced_by: r.replaced_by,
+        replaces: r.replaces,
+        document: r.document,
+        document_hash: r.document_hash,
+        previous_hash: r.previous_hash,
+        issued_at: r.issued_at,
     })
 }
 
@@ -110,43 +141,37 @@ impl Store {
 
     /// By lookup code (already normalised). The same query runs whatever the code looks like.
     pub async fn by_code(&self, code: &str) -> Result<Option<StoredReceipt>, DbErr> {
-        let row = self
-            .db
-            .query_one(stmt(format!("SELECT {COLUMNS} FROM receipts WHERE lookup_code = $1"), vec![code.into()]))
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        receipts::Entity::find()
+            .filter(receipts::Column::LookupCode.eq(code))
+            .one(&self.db)
+            .await?
+            .map(stored)
+            .transpose()
     }
 
     pub async fn by_id(&self, id: Uuid) -> Result<Option<StoredReceipt>, DbErr> {
-        let row = self
-            .db
-            .query_one(stmt(format!("SELECT {COLUMNS} FROM receipts WHERE receipt_id = $1"), vec![id.into()]))
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        receipts::Entity::find_by_id(id).one(&self.db).await?.map(stored).transpose()
     }
 
     pub async fn neighbours(&self, r: &StoredReceipt) -> Result<Neighbours, DbErr> {
-        let rows = self
-            .db
-            .query_all(stmt(
-                "SELECT number, document_hash, previous_hash FROM receipts WHERE agency_code = $1 AND template = $2 AND symbol = $3 AND year = $4 AND number IN ($5, $6)",
-                vec![
-                    r.agency_code.clone().into(),
-                    r.template.clone().into(),
-                    r.symbol.clone().into(),
-                    r.year.into(),
-                    (r.number - 1).into(),
-                    (r.number + 1).into(),
-                ],
-            ))
+        use receipts::Column as C;
+        let rows: Vec<(i32, String, String)> = receipts::Entity::find()
+            .select_only()
+            .columns([C::Number, C::DocumentHash, C::PreviousHash])
+            .filter(C::AgencyCode.eq(r.agency_code.as_str()))
+            .filter(C::Template.eq(r.template.as_str()))
+            .filter(C::Symbol.eq(r.symbol.as_str()))
+            .filter(C::Year.eq(r.year))
+            .filter(C::Number.is_in([r.number - 1, r.number + 1]))
+            .into_tuple()
+            .all(&self.db)
             .await?;
         let mut n = Neighbours::default();
-        for row in rows {
-            let number: i32 = row.try_get("", "number")?;
+        for (number, document_hash, previous_hash) in rows {
             if number == r.number - 1 {
-                n.previous_document_hash = Some(row.try_get("", "document_hash")?);
+                n.previous_document_hash = Some(document_hash);
             } else {
-                n.next_previous_hash = Some(row.try_get("", "previous_hash")?);
+                n.next_previous_hash = Some(previous_hash);
             }
         }
         Ok(n)

@@ -116,6 +116,7 @@ impl App {
             name: SERVICE.into(),
             batch: 1000,
             metrics: notifier.metrics.outbox.clone(),
+            bodies: None,
             clock: notifier.clock.clone(),
         };
         let relay = tokio::spawn(relay.run(relay_stop.clone()));

@@ -6,13 +6,69 @@ use crate::compose::{recipient, Branding, Event, Templates};
 use crate::metrics::{NotifierMetrics, SERVICE};
 use crate::settings::NotifierSettings;
 use anyhow::Context;
+use entity::Status;
 use feepay_proto::v1;
 use feepay_runtime::convert::ts;
 use feepay_runtime::outbox::{self, OutboxEvent};
-use feepay_runtime::sql::{placeholders, rows_per_statement, stmt};
+use feepay_runtime::sql::rows_per_statement;
 use lettre::message::Mailbox;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    TryInsertResult,
+};
 use std::sync::Arc;
+
+/// The `deliveries` table, which the notifier owns.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// Where a notification stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+    #[sea_orm(rs_type = "String", db_type = "Text")]
+    pub enum Status {
+        /// Due at `next_attempt_at` (claimed senders push it on by their lease).
+        #[sea_orm(string_value = "queued")]
+        Queued,
+        #[sea_orm(string_value = "sent")]
+        Sent,
+        /// For good: refused, or out of retries (a `NotificationFailed` event says why).
+        #[sea_orm(string_value = "failed")]
+        Failed,
+        /// The payer gave no email address.
+        #[sea_orm(string_value = "skipped")]
+        Skipped,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "deliveries")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub notification_id: String,
+        /// `receipt_issued`, `receipt_cancelled` or `waiver_notice` (`compose::Kind`).
+        pub kind: String,
+        pub payment_id: String,
+        pub receipt_id: Option<String>,
+        pub agency_code: String,
+        pub recipient: Option<String>,
+        pub status: Status,
+        pub attempts: i32,
+        pub next_attempt_at: Option<DateTimeUtc>,
+        pub last_error: Option<String>,
+        pub message_id: String,
+        /// The event the notification answers, as received.
+        pub event_pb: Vec<u8>,
+        pub created_at: DateTimeUtc,
+        pub sent_at: Option<DateTimeUtc>,
+        /// Payment time of the event, for end-to-end latency figures.
+        pub paid_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
 
 /// Everything but Kafka: the delivery log and the sender.
 pub struct Notifier {
@@ -77,41 +133,42 @@ impl Notifier {
         for e in events {
             let id = e.notification_id();
             let (recipient_addr, status, error) = match e.payer().map(recipient) {
-                None => (None, "failed", Some("event has no payer".to_string())),
-                Some(Ok(Some(m))) => (Some(m.email.to_string()), "queued", None),
-                Some(Ok(None)) => (None, "skipped", None),
-                Some(Err(err)) => (None, "failed", Some(err.to_string())),
+                None => (None, Status::Failed, Some("event has no payer".to_string())),
+                Some(Ok(Some(m))) => (Some(m.email.to_string()), Status::Queued, None),
+                Some(Ok(None)) => (None, Status::Skipped, None),
+                Some(Err(err)) => (None, Status::Failed, Some(err.to_string())),
             };
-            let mid = crate::compose::message_id(&id, &self.branding.message_id_domain);
+            let message_id = crate::compose::message_id(&id, &self.branding.message_id_domain);
             rows.push((
-                vec![
-                    id.clone().into(),
-                    e.kind().code().into(),
-                    e.payment_id().into(),
-                    e.receipt_id().into(),
-                    e.agency().map(|a| a.code.clone()).unwrap_or_default().into(),
-                    recipient_addr.into(),
-                    status.into(),
-                    (if status == "queued" { Some(now) } else { None }).into(),
-                    error.clone().into(),
-                    mid.into(),
-                    e.encode().into(),
-                    e.issued_at().into(),
-                ],
+                entity::ActiveModel {
+                    notification_id: Set(id),
+                    kind: Set(e.kind().code().to_string()),
+                    payment_id: Set(e.payment_id()),
+                    receipt_id: Set(e.receipt_id()),
+                    agency_code: Set(e.agency().map(|a| a.code.clone()).unwrap_or_default()),
+                    recipient: Set(recipient_addr),
+                    status: Set(status),
+                    next_attempt_at: Set((status == Status::Queued).then_some(now)),
+                    last_error: Set(error.clone()),
+                    message_id: Set(message_id),
+                    event_pb: Set(e.encode()),
+                    paid_at: Set(e.issued_at()),
+                    ..Default::default()
+                },
                 status,
                 error.map(|err| (e.clone(), err)),
             ));
         }
         let mut inserted = std::collections::BTreeSet::new();
         for chunk in rows.chunks(rows_per_statement(COLS)) {
-            let values: Vec<Value> = chunk.iter().flat_map(|(v, _, _)| v.clone()).collect();
-            let sql = format!(
-                "INSERT INTO deliveries (notification_id, kind, payment_id, receipt_id, agency_code, recipient, status, next_attempt_at, last_error, message_id, event_pb, paid_at) \
-                 VALUES {} ON CONFLICT (notification_id) DO NOTHING RETURNING notification_id",
-                placeholders(chunk.len(), COLS)
-            );
-            for r in txn.query_all(stmt(sql, values)).await? {
-                inserted.insert(r.try_get::<String>("", "notification_id")?);
+            // A notification recorded already is a redelivery: left alone.
+            let new = entity::Entity::insert_many(chunk.iter().map(|(row, _, _)| row.clone()))
+                .on_conflict(OnConflict::column(entity::Column::NotificationId).do_nothing().to_owned())
+                .do_nothing()
+                .exec_with_returning_keys(&txn)
+                .await?;
+            if let TryInsertResult::Inserted(ids) = new {
+                inserted.extend(ids);
             }
         }
         let mut failures = Vec::new();
@@ -122,8 +179,8 @@ impl Notifier {
             }
             let kind = e.kind().code();
             match status {
-                "queued" => out.queued += 1,
-                "skipped" => {
+                Status::Queued => out.queued += 1,
+                Status::Skipped => {
                     out.skipped += 1;
                     self.metrics.emails.with_label_values(&[kind, "skipped"]).inc();
                     tracing::info!(payment_id = %e.payment_id(), "payer gave no email address; nothing to send");
@@ -166,20 +223,21 @@ impl Notifier {
 
     /// Updates the queue gauges.
     pub async fn observe_queue(&self) -> Result<(), DbErr> {
-        if let Some(r) = self
-            .db
-            .query_one(stmt(
-                "SELECT count(*)::BIGINT AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::BIGINT AS age FROM deliveries WHERE status = 'queued'",
-                vec![],
-            ))
+        use entity::Column as C;
+        let (n, oldest): (i64, Option<chrono::DateTime<chrono::Utc>>) = entity::Entity::find()
+            .select_only()
+            .column_as(C::NotificationId.count(), "n")
+            .column_as(C::CreatedAt.min(), "oldest")
+            .filter(C::Status.eq(Status::Queued))
+            .into_tuple()
+            .one(&self.db)
             .await?
-        {
-            self.metrics.queued.set(r.try_get("", "n")?);
-            self.metrics.oldest_queued.set(r.try_get("", "age")?);
-        }
+            .unwrap_or((0, None));
+        self.metrics.queued.set(n);
+        self.metrics.oldest_queued.set(oldest.map_or(0, |t| (self.clock.now() - t).num_seconds().max(0)));
         Ok(())
     }
 }
 
 /// A delivery row to insert: its values, its status, and the refusal to report if any.
-type PendingRow = (Vec<Value>, &'static str, Option<(Event, String)>);
+type PendingRow = (entity::ActiveModel, Status, Option<(Event, String)>);

@@ -3,14 +3,15 @@
 //! with its event; transient failures wait on the retry schedule kept in the database.
 
 use crate::compose::{compose, AgencySender, Branding, ComposeError, Event, Kind, Templates};
+use crate::deliveries::entity::{self, Column as C, Status};
 use crate::deliveries::Notifier;
 use crate::metrics::SERVICE;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use feepay_proto::v1;
 use feepay_runtime::convert::ts;
 use feepay_runtime::outbox::{self, OutboxEvent};
-use feepay_runtime::sql::stmt;
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,15 +45,23 @@ impl Notifier {
     /// records each outcome with its event.
     pub async fn send_due(&self, limit: i64) -> Result<SendPass, DbErr> {
         let lease = self.settings.smtp.timeout * 3 + Duration::from_secs(30);
-        let claimed = self
-            .db
-            .query_all(stmt(
-                "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $1) \
-                 WHERE notification_id IN (SELECT notification_id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= now() \
-                 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 RETURNING notification_id, kind, attempts, event_pb, agency_code",
-                vec![lease.as_secs_f64().into(), limit.into()],
-            ))
+        let now = self.clock.now();
+        // Claiming is one statement: the due rows are picked `FOR UPDATE SKIP LOCKED`, so
+        // two senders never claim the same row, and pushed on by the lease.
+        let due = entity::Entity::find()
+            .select_only()
+            .column(C::NotificationId)
+            .filter(C::Status.eq(Status::Queued))
+            .filter(C::NextAttemptAt.lte(now))
+            .order_by_asc(C::NextAttemptAt)
+            .limit(limit.max(0) as u64)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .into_query();
+        let claimed = entity::Entity::update_many()
+            .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
+            .col_expr(C::NextAttemptAt, Expr::value(now + lease))
+            .filter(C::NotificationId.in_subquery(due))
+            .exec_with_returning(&self.db)
             .await?;
         let mut pass = SendPass::default();
         if claimed.is_empty() {
@@ -60,12 +69,8 @@ impl Notifier {
         }
         let mut jobs = Vec::new();
         for r in claimed {
-            let id: String = r.try_get("", "notification_id")?;
-            let kind = Kind::from_code(&r.try_get::<String>("", "kind")?).unwrap_or(Kind::ReceiptIssued);
-            let attempts: i32 = r.try_get("", "attempts")?;
-            let bytes: Vec<u8> = r.try_get("", "event_pb")?;
-            let agency: String = r.try_get("", "agency_code")?;
-            jobs.push((id, kind, attempts as u32, bytes, agency));
+            let kind = Kind::from_code(&r.kind).unwrap_or(Kind::ReceiptIssued);
+            jobs.push((r.notification_id, kind, r.attempts as u32, r.event_pb, r.agency_code));
         }
         use futures::StreamExt;
         // Compose on blocking threads, one share per core (templates and the QR code are
@@ -114,11 +119,14 @@ impl Notifier {
         let sent_ids: Vec<String> =
             results.iter().filter(|r| matches!(r.4, Outcome::Sent)).map(|r| r.0.clone()).collect();
         if !sent_ids.is_empty() {
-            txn.execute(stmt(
-                "UPDATE deliveries SET status = 'sent', sent_at = now(), next_attempt_at = NULL, last_error = NULL WHERE notification_id = ANY($1)",
-                vec![sent_ids.into()],
-            ))
-            .await?;
+            entity::Entity::update_many()
+                .col_expr(C::Status, Expr::value(Status::Sent))
+                .col_expr(C::SentAt, Expr::value(self.clock.now()))
+                .col_expr(C::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
+                .col_expr(C::LastError, Expr::value(Option::<String>::None))
+                .filter(C::NotificationId.is_in(sent_ids))
+                .exec(&txn)
+                .await?;
         }
         for (id, kind, attempts, event, outcome) in results {
             let k = kind.code();
@@ -149,29 +157,33 @@ impl Notifier {
                     }
                 }
                 Outcome::Skipped => {
-                    txn.execute(stmt(
-                        "UPDATE deliveries SET status = 'skipped', next_attempt_at = NULL WHERE notification_id = $1",
-                        vec![id.into()],
-                    ))
-                    .await?;
+                    entity::Entity::update_many()
+                        .col_expr(C::Status, Expr::value(Status::Skipped))
+                        .col_expr(C::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
+                        .filter(C::NotificationId.eq(id))
+                        .exec(&txn)
+                        .await?;
                 }
                 Outcome::Transient(err) if (attempts as usize) <= self.settings.retry_schedule.len() => {
                     let wait = self.settings.retry_schedule[attempts as usize - 1];
-                    txn.execute(stmt(
-                        "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1), last_error = $2 WHERE notification_id = $3",
-                        vec![wait.as_secs_f64().into(), err.clone().into(), id.clone().into()],
-                    ))
-                    .await?;
+                    entity::Entity::update_many()
+                        .col_expr(C::NextAttemptAt, Expr::value(self.clock.now() + wait))
+                        .col_expr(C::LastError, Expr::value(err.clone()))
+                        .filter(C::NotificationId.eq(id.as_str()))
+                        .exec(&txn)
+                        .await?;
                     self.metrics.emails.with_label_values(&[k, "retrying"]).inc();
                     tracing::warn!(notification = %id, attempts, retry_in_secs = wait.as_secs(), error = %err, "email not sent, will retry");
                     pass.retrying += 1;
                 }
                 Outcome::Transient(err) | Outcome::Permanent(err) => {
-                    txn.execute(stmt(
-                        "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, last_error = $1 WHERE notification_id = $2",
-                        vec![err.clone().into(), id.clone().into()],
-                    ))
-                    .await?;
+                    entity::Entity::update_many()
+                        .col_expr(C::Status, Expr::value(Status::Failed))
+                        .col_expr(C::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
+                        .col_expr(C::LastError, Expr::value(err.clone()))
+                        .filter(C::NotificationId.eq(id.as_str()))
+                        .exec(&txn)
+                        .await?;
                     self.metrics.emails.with_label_values(&[k, "failed"]).inc();
                     tracing::error!(notification = %id, attempts, error = %err, "email failed for good");
                     if let Some(event) = event {

@@ -28,6 +28,15 @@ impl BodyFormat {
             BodyFormat::Json => "application/json",
         }
     }
+
+    /// The format of a stored content type (anything but JSON is protobuf, as written).
+    pub fn of_content_type(content_type: &str) -> Self {
+        if content_type == BodyFormat::Json.content_type() {
+            BodyFormat::Json
+        } else {
+            BodyFormat::Protobuf
+        }
+    }
 }
 
 impl FromStr for BodyFormat {

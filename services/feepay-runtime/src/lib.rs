@@ -4,6 +4,7 @@
 //!
 //! Services stay thin: they wire these pieces around the rules of `feepay-domain`.
 
+pub mod audit;
 pub mod clock;
 pub mod consumer;
 pub mod convert;

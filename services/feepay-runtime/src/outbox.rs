@@ -4,12 +4,14 @@
 
 use crate::envelope::{encode_body, Attributes, BodyFormat};
 use crate::metrics::OutboxMetrics;
-use crate::sql::{placeholders, rows_per_statement, stmt};
+use crate::sql::{rows_per_statement, stmt};
 use chrono::{DateTime, Utc};
 use feepay_proto::{EventType, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
+use sea_orm::entity::prelude::*;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, QueryOrder, QuerySelect, Set, TransactionTrait};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -72,44 +74,72 @@ impl OutboxEvent {
     }
 }
 
-/// Builds the `ReceiptIssued` event of a stored receipt: its protobuf as issued and its
-/// signed document.
-fn receipt_issued_body(receipt_pb: &[u8], document: String, content_type: &str) -> Result<Vec<u8>, DbErr> {
-    let mut receipt = feepay_proto::v1::Receipt::decode(receipt_pb)
-        .map_err(|e| DbErr::Custom(format!("stored receipt does not decode: {e}")))?;
-    // The event tells of the issue; a later cancellation has its own event.
-    receipt.status = feepay_proto::v1::ReceiptStatus::Issued as i32;
-    let event = feepay_proto::v1::ReceiptIssued { receipt: Some(receipt), signed_document: document };
-    let format = if content_type == BodyFormat::Json.content_type() { BodyFormat::Json } else { BodyFormat::Protobuf };
-    Ok(encode_body(&event, format))
+/// The `outbox` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub producer: String,
+        pub topic: String,
+        pub key: String,
+        pub ce_id: String,
+        pub ce_type: String,
+        pub ce_source: String,
+        pub content_type: String,
+        pub payload: Vec<u8>,
+        pub created_at: DateTimeUtc,
+        /// The row whose stored body makes the event (see [`super::ReferencedBodies`]).
+        pub receipt_ref: Option<Uuid>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Builds the bodies of events stored by reference: a service whose events repeat a row it
+/// keeps anyway (the issuer's `ReceiptIssued` is the receipt row) stores only the row's id
+/// in the outbox, and the relay asks the service for the body when it publishes. The outbox
+/// itself knows no other table.
+#[async_trait::async_trait]
+pub trait ReferencedBodies: Send + Sync {
+    /// The body of each referenced event, read in the relay's transaction. A reference
+    /// missing from the answer is an error: the relay stops and retries.
+    async fn bodies(
+        &self,
+        txn: &DatabaseTransaction,
+        refs: &[(uuid::Uuid, BodyFormat)],
+    ) -> Result<HashMap<uuid::Uuid, Vec<u8>>, DbErr>;
 }
 
 /// Inserts events for `producer` (the service name) in the caller's transaction. Takes the
 /// events by value so their payloads are moved into the statement, not copied.
 pub async fn insert<C: ConnectionTrait>(conn: &C, producer: &str, events: Vec<OutboxEvent>) -> Result<(), DbErr> {
     const COLS: usize = 9;
-    let per_statement = rows_per_statement(COLS);
     let mut events = events.into_iter().peekable();
     while events.peek().is_some() {
-        let chunk: Vec<OutboxEvent> = events.by_ref().take(per_statement).collect();
-        let n = chunk.len();
-        let mut values: Vec<Value> = Vec::with_capacity(n * COLS);
-        for e in chunk {
-            values.push(producer.into());
-            values.push(e.topic.into());
-            values.push(e.key.into());
-            values.push(e.ce_id.into());
-            values.push(e.ce_type.into());
-            values.push(e.ce_source.into());
-            values.push(e.content_type.into());
-            values.push(e.payload.into());
-            values.push(e.receipt_ref.into());
-        }
-        let sql = format!(
-            "INSERT INTO outbox (producer, topic, key, ce_id, ce_type, ce_source, content_type, payload, receipt_ref) VALUES {}",
-            placeholders(n, COLS)
-        );
-        conn.execute(stmt(sql, values)).await?;
+        let rows: Vec<entity::ActiveModel> = events
+            .by_ref()
+            .take(rows_per_statement(COLS))
+            .map(|e| entity::ActiveModel {
+                producer: Set(producer.to_string()),
+                topic: Set(e.topic),
+                key: Set(e.key),
+                ce_id: Set(e.ce_id),
+                ce_type: Set(e.ce_type),
+                ce_source: Set(e.ce_source),
+                content_type: Set(e.content_type),
+                payload: Set(e.payload),
+                receipt_ref: Set(e.receipt_ref),
+                ..Default::default()
+            })
+            .collect();
+        entity::Entity::insert_many(rows).exec_without_returning(conn).await?;
     }
     Ok(())
 }
@@ -121,6 +151,8 @@ pub struct Relay {
     pub name: String,
     pub batch: u64,
     pub metrics: OutboxMetrics,
+    /// Builds the bodies of events stored by reference, for a service that stores any.
+    pub bodies: Option<std::sync::Arc<dyn ReferencedBodies>>,
     /// Measures how long events waited.
     pub clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
@@ -146,7 +178,9 @@ impl Relay {
     /// One pass: under a transaction-scoped advisory lock (one relay per producer at a
     /// time, so order is kept), read the oldest events, publish them, delete them.
     pub async fn run_once(&self) -> Result<RelayPass, RelayError> {
+        use entity::Column as C;
         let txn = self.db.begin().await?;
+        // An advisory lock has no sea-orm form: it locks a name, not a row.
         let locked = txn
             .query_one(stmt(
                 "SELECT pg_try_advisory_xact_lock(hashtext('outbox:' || $1)) AS ok",
@@ -160,52 +194,50 @@ impl Relay {
             txn.rollback().await?;
             return Ok(RelayPass::Busy);
         }
-        let rows = txn
-            .query_all(stmt(
-                "SELECT o.id, o.topic, o.key, o.ce_id, o.ce_type, o.ce_source, o.content_type, o.payload, o.created_at, \
-                        o.receipt_ref, r.receipt_pb, r.document \
-                 FROM outbox o LEFT JOIN receipts r ON r.receipt_id = o.receipt_ref \
-                 WHERE o.producer = $1 ORDER BY o.id LIMIT $2",
-                vec![self.name.clone().into(), (self.batch as i64).into()],
-            ))
+        let rows = entity::Entity::find()
+            .filter(C::Producer.eq(&self.name))
+            .order_by_asc(C::Id)
+            .limit(self.batch)
+            .all(&txn)
             .await?;
         if rows.is_empty() {
             txn.commit().await?;
             return Ok(RelayPass::Published(0));
         }
+        let refs: Vec<(uuid::Uuid, BodyFormat)> = rows
+            .iter()
+            .filter_map(|r| r.receipt_ref.map(|id| (id, BodyFormat::of_content_type(&r.content_type))))
+            .collect();
+        let mut referenced = match (&self.bodies, refs.is_empty()) {
+            (_, true) => HashMap::new(),
+            (Some(bodies), false) => bodies.bodies(&txn, &refs).await?,
+            (None, false) => {
+                return Err(DbErr::Custom(format!(
+                    "{} stores events by reference but has no reader for them",
+                    self.name
+                ))
+                .into())
+            }
+        };
         let mut ids = Vec::with_capacity(rows.len());
         let mut sends = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: i64 = r.try_get("", "id")?;
-            let topic: String = r.try_get("", "topic")?;
-            let key: String = r.try_get("", "key")?;
-            let created_at: DateTime<Utc> = r.try_get("", "created_at")?;
-            let content_type: String = r.try_get("", "content_type")?;
-            let payload: Vec<u8> = match r.try_get::<Option<uuid::Uuid>>("", "receipt_ref")? {
-                None => r.try_get("", "payload")?,
-                Some(receipt) => {
-                    let pb: Option<Vec<u8>> = r.try_get("", "receipt_pb")?;
-                    let document: Option<String> = r.try_get("", "document")?;
-                    match (pb, document) {
-                        (Some(pb), Some(doc)) => receipt_issued_body(&pb, doc, &content_type)?,
-                        _ => {
-                            return Err(DbErr::Custom(format!(
-                                "outbox row {id} names receipt {receipt}, which does not exist"
-                            ))
-                            .into())
-                        }
-                    }
-                }
+        for r in rows {
+            let payload = match r.receipt_ref {
+                None => r.payload,
+                Some(reference) => referenced.remove(&reference).ok_or_else(|| {
+                    DbErr::Custom(format!("outbox row {} names {reference}, which {} does not have", r.id, self.name))
+                })?,
             };
+            let created_at = r.created_at;
             let attrs = Attributes {
-                id: r.try_get("", "ce_id")?,
-                source: r.try_get("", "ce_source")?,
-                ty: r.try_get("", "ce_type")?,
+                id: r.ce_id,
+                source: r.ce_source,
+                ty: r.ce_type,
                 time: Some(created_at),
-                content_type,
+                content_type: r.content_type,
             };
-            ids.push(id);
-            let producer = self.producer.clone();
+            ids.push(r.id);
+            let (producer, topic, key) = (self.producer.clone(), r.topic, r.key);
             sends.push(async move {
                 let headers = crate::envelope::headers_from(&attrs);
                 let record = FutureRecord::to(&topic).key(&key).payload(&payload).headers(headers);
@@ -226,7 +258,7 @@ impl Relay {
                 }
             }
         }
-        txn.execute(stmt("DELETE FROM outbox WHERE id = ANY($1)", vec![ids.into()])).await?;
+        entity::Entity::delete_many().filter(C::Id.is_in(ids)).exec(&txn).await?;
         txn.commit().await?;
         self.metrics.published.inc_by(results.len() as u64);
         Ok(RelayPass::Published(results.len()))
@@ -234,18 +266,19 @@ impl Relay {
 
     /// Updates the backlog gauges.
     pub async fn observe_backlog(&self) -> Result<(), DbErr> {
-        let row = self
-            .db
-            .query_one(stmt(
-                "SELECT count(*)::BIGINT AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::FLOAT8 AS age \
-                 FROM outbox WHERE producer = $1",
-                vec![self.name.clone().into()],
-            ))
-            .await?;
-        if let Some(r) = row {
-            self.metrics.backlog.set(r.try_get::<i64>("", "n")?);
-            self.metrics.oldest_age.set(r.try_get::<f64>("", "age")?);
-        }
+        use entity::Column as C;
+        let (n, oldest): (i64, Option<DateTime<Utc>>) = entity::Entity::find()
+            .select_only()
+            .column_as(C::Id.count(), "n")
+            .column_as(C::CreatedAt.min(), "oldest")
+            .filter(C::Producer.eq(&self.name))
+            .into_tuple()
+            .one(&self.db)
+            .await?
+            .unwrap_or((0, None));
+        let age = oldest.map(|t| (self.clock.now() - t).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0);
+        self.metrics.backlog.set(n);
+        self.metrics.oldest_age.set(age);
         Ok(())
     }
 

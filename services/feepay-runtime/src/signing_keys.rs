@@ -3,10 +3,10 @@
 //! Whoever signs registers its public keys before signing; whoever verifies reads them here.
 //! A key id names one key forever: registering a different key under a known id fails.
 
-use crate::sql::stmt;
 use ed25519_dalek::VerifyingKey;
 use feepay_domain::receipt::public_key_from_hex;
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryOrder, QuerySelect};
 
 /// A registered public key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -38,6 +38,29 @@ pub enum RegisterError {
     Reused(String),
 }
 
+/// The `signing_keys` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "signing_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key_id: String,
+        pub agency_code: String,
+        pub algorithm: String,
+        /// Ed25519 public key, 32 bytes in lowercase hex.
+        pub public_key: String,
+        pub registered_at: DateTimeUtc,
+        pub registered_by: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Registers `(agency, key_id, public hex)` triples; already registered identical keys are
 /// left as they are.
 pub async fn register(
@@ -46,16 +69,23 @@ pub async fn register(
     by: &str,
 ) -> Result<(), RegisterError> {
     for (agency, key_id, public) in keys {
-        db.execute(stmt(
-            "INSERT INTO signing_keys (key_id, agency_code, public_key, registered_by) VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING",
-            vec![key_id.clone().into(), agency.clone().into(), public.clone().into(), by.into()],
-        ))
+        entity::Entity::insert(entity::ActiveModel {
+            key_id: Set(key_id.clone()),
+            agency_code: Set(agency.clone()),
+            public_key: Set(public.clone()),
+            registered_by: Set(by.to_string()),
+            ..Default::default()
+        })
+        .on_conflict(OnConflict::column(entity::Column::KeyId).do_nothing().to_owned())
+        .exec_without_returning(db)
         .await?;
-        let row = db
-            .query_one(stmt("SELECT public_key FROM signing_keys WHERE key_id = $1", vec![key_id.clone().into()]))
+        let stored: Option<String> = entity::Entity::find_by_id(key_id.as_str())
+            .select_only()
+            .column(entity::Column::PublicKey)
+            .into_tuple()
+            .one(db)
             .await?;
-        let stored: String = row.map(|r| r.try_get("", "public_key")).transpose()?.unwrap_or_default();
-        if stored != *public {
+        if stored.as_ref() != Some(public) {
             return Err(RegisterError::Reused(key_id.clone()));
         }
     }
@@ -64,22 +94,21 @@ pub async fn register(
 
 /// Every registered key, by key id.
 pub async fn load(db: &impl ConnectionTrait) -> Result<Vec<PublicKey>, DbErr> {
-    let rows = db
-        .query_all(stmt(
-            "SELECT key_id, agency_code, algorithm, public_key, registered_at FROM signing_keys ORDER BY agency_code, registered_at, key_id",
-            vec![],
-        ))
+    use entity::Column as C;
+    let rows = entity::Entity::find()
+        .order_by_asc(C::AgencyCode)
+        .order_by_asc(C::RegisteredAt)
+        .order_by_asc(C::KeyId)
+        .all(db)
         .await?;
-    rows.iter()
-        .map(|r| {
-            let at: chrono::DateTime<chrono::Utc> = r.try_get("", "registered_at")?;
-            Ok(PublicKey {
-                key_id: r.try_get("", "key_id")?,
-                agency_code: r.try_get("", "agency_code")?,
-                algorithm: r.try_get("", "algorithm")?,
-                public_key: r.try_get("", "public_key")?,
-                registered_at: feepay_domain::receipt::rfc3339(at),
-            })
+    Ok(rows
+        .into_iter()
+        .map(|r| PublicKey {
+            key_id: r.key_id,
+            agency_code: r.agency_code,
+            algorithm: r.algorithm,
+            public_key: r.public_key,
+            registered_at: feepay_domain::receipt::rfc3339(r.registered_at),
         })
-        .collect()
+        .collect())
 }

@@ -12,9 +12,12 @@
 //! break-glass path and is only held by the token's operator checks here.
 
 use anyhow::{bail, Context};
+use feepay_runtime::operators::entity as operators;
 use feepay_runtime::sql::stmt;
 use rand::RngCore;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 
@@ -76,15 +79,28 @@ pub fn new_token() -> String {
 
 /// The agency and every agency below it.
 pub async fn subtree(db: &DatabaseConnection, agency: &str) -> anyhow::Result<BTreeSet<String>> {
-    let rows = db
-        .query_all(stmt(
-            "WITH RECURSIVE t(code) AS (SELECT code FROM agencies WHERE code = $1 UNION SELECT a.code FROM agencies a JOIN t ON a.parent = t.code) SELECT code FROM t",
-            vec![agency.into()],
-        ))
+    use feepay_runtime::refdata::tables::agencies;
+    // The tree is small (an agency per centre and desk): read it whole and walk it here.
+    let edges: Vec<(String, Option<String>)> = agencies::Entity::find()
+        .select_only()
+        .columns([agencies::Column::Code, agencies::Column::Parent])
+        .into_tuple()
+        .all(db)
         .await?;
     let mut set = BTreeSet::new();
-    for r in rows {
-        set.insert(r.try_get::<String>("", "code")?);
+    if edges.iter().any(|(code, _)| code == agency) {
+        set.insert(agency.to_string());
+        loop {
+            let below: Vec<String> = edges
+                .iter()
+                .filter(|(code, parent)| !set.contains(code) && parent.as_ref().is_some_and(|p| set.contains(p)))
+                .map(|(code, _)| code.clone())
+                .collect();
+            if below.is_empty() {
+                break;
+            }
+            set.extend(below);
+        }
     }
     if set.is_empty() {
         // An agency not (yet) in the reference data still scopes to itself.
@@ -96,12 +112,7 @@ pub async fn subtree(db: &DatabaseConnection, agency: &str) -> anyhow::Result<BT
 /// Resolves the caller from a token, or the open local mode when no operator exists.
 pub async fn authenticate(db: &DatabaseConnection, token: Option<&str>, fallback_name: &str) -> anyhow::Result<Actor> {
     // Open mode exists only before the first operator: revoking everyone never reopens it.
-    let ever = db
-        .query_one(stmt("SELECT count(*) AS n FROM operators", vec![]))
-        .await?
-        .map(|r| r.try_get::<i64>("", "n"))
-        .transpose()?
-        .unwrap_or(0);
+    let ever = operators::Entity::find().count(db).await?;
     let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
         if let Some(login) = rls_login(db).await? {
             return Err(if ever == 0 {
@@ -119,17 +130,14 @@ pub async fn authenticate(db: &DatabaseConnection, token: Option<&str>, fallback
         )
         .into());
     };
-    let row = db
-        .query_one(stmt(
-            "SELECT name, role, scope FROM operators WHERE token_sha256 = $1 AND revoked_at IS NULL",
-            vec![token_hash(token).into()],
-        ))
+    let row = operators::Entity::find()
+        .filter(operators::Column::TokenSha256.eq(token_hash(token)))
+        .filter(operators::Column::RevokedAt.is_null())
+        .one(db)
         .await?;
-    let Some(row) = row else {
+    let Some(operators::Model { name, role, scope, .. }) = row else {
         return Err(Denied("the token is unknown or revoked".into()).into());
     };
-    let scope: String = row.try_get("", "scope")?;
-    let name: String = row.try_get("", "name")?;
     if let Some(login) = rls_login(db).await? {
         let bound = feepay_runtime::operators::bound_to(db, &login).await?.filter(|o| o.revoked_at.is_none());
         match bound {
@@ -146,7 +154,7 @@ pub async fn authenticate(db: &DatabaseConnection, token: Option<&str>, fallback
     }
     Ok(Actor {
         name,
-        role: Role::parse(&row.try_get::<String>("", "role")?)?,
+        role: Role::parse(&role)?,
         agencies: if scope == "*" { None } else { Some(subtree(db, &scope).await?) },
         open: false,
     })
@@ -155,6 +163,7 @@ pub async fn authenticate(db: &DatabaseConnection, token: Option<&str>, fallback
 /// The login, when the database holds this connection to an operator's scope (a login in
 /// the `feepay_operator` role); `None` for the schema owner.
 async fn rls_login(db: &DatabaseConnection) -> anyhow::Result<Option<String>> {
+    // Server functions, not a table: there is nothing for an entity to name.
     let row = db
         .query_one(stmt("SELECT row_security_active('receipts') AS rls, session_user::TEXT AS login", vec![]))
         .await?
@@ -171,6 +180,7 @@ fn unbound(login: &str) -> Denied {
 
 /// Is there a PostgreSQL role of this name?
 pub async fn login_exists(db: &DatabaseConnection, login: &str) -> anyhow::Result<bool> {
+    // The server's catalogue, not a table of the schema.
     Ok(db.query_one(stmt("SELECT 1 AS x FROM pg_roles WHERE rolname = $1", vec![login.into()])).await?.is_some())
 }
 
@@ -215,17 +225,8 @@ impl Actor {
         reason: Option<&str>,
         details: serde_json::Value,
     ) -> anyhow::Result<()> {
-        db.execute(stmt(
-            "INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5)",
-            vec![
-                self.name.clone().into(),
-                action.into(),
-                target.into(),
-                reason.map(str::to_string).into(),
-                details.into(),
-            ],
-        ))
-        .await?;
+        use feepay_runtime::audit;
+        audit::record(db, audit::Entry { actor: &self.name, action, target, reason, details }).await?;
         Ok(())
     }
 }

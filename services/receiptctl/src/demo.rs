@@ -2,15 +2,15 @@
 //! prints what became of it. Used by `make run`.
 
 use crate::table;
+use crate::tables::{deliveries, payments, receipts, refunds};
 use chrono::{TimeZone, Utc};
 use feepay_domain::numbering::gmt7;
 use feepay_proto::{v1, EventType, Message};
 use feepay_runtime::convert::ts;
 use feepay_runtime::envelope::{self, BodyFormat};
 use feepay_runtime::settings::{KafkaSettings, Topics};
-use feepay_runtime::sql::stmt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 use std::io::Write;
 use std::time::Duration;
@@ -273,24 +273,20 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let mut last = String::new();
     loop {
-        let row = db
-            .query_one(stmt(
-                "SELECT (SELECT count(*) FROM payments WHERE payment_id = ANY($1))::BIGINT AS p, \
-                 (SELECT count(*) FROM refunds WHERE refund_id = $2 AND status = 'applied')::BIGINT AS r, \
-                 (SELECT count(*) FROM deliveries WHERE payment_id = ANY($1) AND status = 'queued')::BIGINT AS q, \
-                 (SELECT count(*) FROM deliveries WHERE payment_id = ANY($1))::BIGINT AS d, \
-                 (SELECT count(*) FROM receipts WHERE payment_id = ANY($1))::BIGINT AS rc",
-                vec![ids.clone().into(), refund.refund_id.clone().into()],
-            ))
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no row"))?;
-        let (p, r, q, d, rc): (i64, i64, i64, i64, i64) = (
-            row.try_get("", "p")?,
-            row.try_get("", "r")?,
-            row.try_get("", "q")?,
-            row.try_get("", "d")?,
-            row.try_get("", "rc")?,
-        );
+        let ours = || ids.iter().cloned();
+        let p = payments::Entity::find().filter(payments::Column::PaymentId.is_in(ours())).count(db).await? as i64;
+        let r = refunds::Entity::find()
+            .filter(refunds::Column::RefundId.eq(refund.refund_id.as_str()))
+            .filter(refunds::Column::Status.eq("applied"))
+            .count(db)
+            .await? as i64;
+        let d = deliveries::Entity::find().filter(deliveries::Column::PaymentId.is_in(ours())).count(db).await? as i64;
+        let q = deliveries::Entity::find()
+            .filter(deliveries::Column::PaymentId.is_in(ours()))
+            .filter(deliveries::Column::Status.eq("queued"))
+            .count(db)
+            .await? as i64;
+        let rc = receipts::Entity::find().filter(receipts::Column::PaymentId.is_in(ours())).count(db).await? as i64;
         // Expected deliveries: one per receipt, one per cancellation, one per waiver notice.
         let expected_deliveries = rc + 1 + 1;
         let status = format!(
@@ -312,17 +308,15 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     }
 
     writeln!(out, "\n== Receipts (biên lai điện tử) ==")?;
-    let rows = db
-        .query_all(stmt(
-            "SELECT r.agency_code, r.template, r.symbol, r.number, r.status, r.total, r.waived, r.lookup_code, r.receipt_pb FROM receipts r \
-             WHERE r.payment_id = ANY($1) ORDER BY r.issued_at, r.number",
-            vec![ids.clone().into()],
-        ))
+    let rows = receipts::Entity::find()
+        .filter(receipts::Column::PaymentId.is_in(ids.iter().cloned()))
+        .order_by_asc(receipts::Column::IssuedAt)
+        .order_by_asc(receipts::Column::Number)
+        .all(db)
         .await?;
     let mut t_rows = Vec::new();
     for r in rows {
-        let pb: Vec<u8> = r.try_get("", "receipt_pb")?;
-        let receipt = v1::Receipt::decode(pb.as_slice())?;
+        let receipt = v1::Receipt::decode(r.receipt_pb.as_slice())?;
         let waiver = receipt
             .lines
             .iter()
@@ -337,15 +331,15 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             .collect::<Vec<_>>()
             .join("; ");
         t_rows.push(vec![
-            r.try_get::<String>("", "agency_code")?,
-            format!("{} {}", r.try_get::<String>("", "template")?, r.try_get::<String>("", "symbol")?),
-            format!("{:07}", r.try_get::<i32>("", "number")?),
+            r.agency_code,
+            format!("{} {}", r.template, r.symbol),
+            format!("{:07}", r.number),
             receipt.payer.as_ref().map(|p| p.full_name.clone()).unwrap_or_default(),
-            feepay_domain::Vnd::new(r.try_get::<i64>("", "total")?).map(|v| v.grouped()).unwrap_or_default(),
+            feepay_domain::Vnd::new(r.total).map(|v| v.grouped()).unwrap_or_default(),
             receipt.total_in_words.clone(),
             if waiver.is_empty() { "—".into() } else { waiver },
-            r.try_get::<String>("", "status")?,
-            r.try_get::<String>("", "lookup_code")?,
+            r.status,
+            r.lookup_code,
         ]);
     }
     table::print(
@@ -355,17 +349,17 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     )?;
 
     writeln!(out, "\n== Payments without a receipt ==")?;
-    let rows = db
-        .query_all(stmt(
-            "SELECT payment_id, agency_code, status, reason, detail, waived_lines FROM payments WHERE payment_id = ANY($1) AND status <> 'issued' ORDER BY payment_id",
-            vec![ids.clone().into()],
-        ))
+    let rows = payments::Entity::find()
+        .filter(payments::Column::PaymentId.is_in(ids.iter().cloned()))
+        .filter(payments::Column::Status.ne("issued"))
+        .order_by_asc(payments::Column::PaymentId)
+        .all(db)
         .await?;
     let mut t_rows = Vec::new();
     for r in rows {
-        let status: String = r.try_get("", "status")?;
+        let status = r.status;
         let why = if status == "waived" {
-            let lines: Option<serde_json::Value> = r.try_get("", "waived_lines")?;
+            let lines = r.waived_lines;
             let docs: Vec<String> = lines
                 .and_then(|v| v.as_array().cloned())
                 .unwrap_or_default()
@@ -374,30 +368,28 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
                 .collect();
             format!("0 đ due, no receipt number used; waiver notice sent ({})", docs.join(", "))
         } else {
-            format!(
-                "{}: {}",
-                r.try_get::<Option<String>>("", "reason")?.unwrap_or_default(),
-                r.try_get::<Option<String>>("", "detail")?.unwrap_or_default()
-            )
+            format!("{}: {}", r.reason.unwrap_or_default(), r.detail.unwrap_or_default())
         };
-        t_rows.push(vec![r.try_get::<String>("", "payment_id")?, r.try_get::<String>("", "agency_code")?, status, why]);
+        t_rows.push(vec![r.payment_id, r.agency_code, status, why]);
     }
     table::print(out, &["PAYMENT", "AGENCY", "OUTCOME", "WHY"], &t_rows)?;
 
     writeln!(out, "\n== Emails ==")?;
-    let rows = db
-        .query_all(stmt(
-            "SELECT kind, status, count(*)::BIGINT AS n FROM deliveries WHERE payment_id = ANY($1) GROUP BY kind, status ORDER BY kind, status",
-            vec![ids.clone().into()],
-        ))
+    let rows: Vec<(String, String, i64)> = deliveries::Entity::find()
+        .select_only()
+        .columns([deliveries::Column::Kind, deliveries::Column::Status])
+        .column_as(deliveries::Column::NotificationId.count(), "n")
+        .filter(deliveries::Column::PaymentId.is_in(ids.iter().cloned()))
+        .group_by(deliveries::Column::Kind)
+        .group_by(deliveries::Column::Status)
+        .order_by_asc(deliveries::Column::Kind)
+        .order_by_asc(deliveries::Column::Status)
+        .into_tuple()
+        .all(db)
         .await?;
     let mut t_rows = Vec::new();
-    for r in rows {
-        t_rows.push(vec![
-            r.try_get::<String>("", "kind")?,
-            r.try_get::<String>("", "status")?,
-            r.try_get::<i64>("", "n")?.to_string(),
-        ]);
+    for (kind, status, n) in rows {
+        t_rows.push(vec![kind, status, n.to_string()]);
     }
     table::print(out, &["KIND", "STATUS", "COUNT"], &t_rows)?;
     match reqwest::get(format!("{smtp_web}/api/email")).await {
@@ -434,15 +426,14 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
 
     writeln!(out, "\n== Documents for the tax authority (signed by the issuer) ==")?;
     let docs = feepay_runtime::tax_documents::list(db, None, None, 200).await?;
-    let cancelled: Vec<uuid::Uuid> = db
-        .query_all(stmt(
-            "SELECT receipt_id FROM receipts WHERE payment_id = ANY($1) AND status = 'cancelled'",
-            vec![ids.clone().into()],
-        ))
-        .await?
-        .iter()
-        .filter_map(|r| r.try_get("", "receipt_id").ok())
-        .collect();
+    let cancelled: Vec<uuid::Uuid> = receipts::Entity::find()
+        .select_only()
+        .column(receipts::Column::ReceiptId)
+        .filter(receipts::Column::PaymentId.is_in(ids.iter().cloned()))
+        .filter(receipts::Column::Status.eq("cancelled"))
+        .into_tuple()
+        .all(db)
+        .await?;
     let notices = docs.iter().filter(|d| d.receipt_id.is_some_and(|r| cancelled.contains(&r))).count();
     let reports: Vec<&feepay_runtime::tax_documents::TaxDocument> =
         docs.iter().filter(|d| d.kind == "usage_report").collect();
@@ -459,19 +450,21 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
 
     writeln!(out, "\n== Looking receipts up as a citizen would ==")?;
     let lookup = feepay_runtime::settings::get(&feepay_runtime::settings::catalog::LOOKUP_PUBLIC_URL);
-    let rows = db
-        .query_all(stmt(
-            "SELECT lookup_code, status FROM receipts WHERE payment_id = ANY($1) ORDER BY status DESC, issued_at LIMIT 20",
-            vec![ids.into()],
-        ))
+    let rows: Vec<(String, String)> = receipts::Entity::find()
+        .select_only()
+        .columns([receipts::Column::LookupCode, receipts::Column::Status])
+        .filter(receipts::Column::PaymentId.is_in(ids))
+        .order_by_desc(receipts::Column::Status)
+        .order_by_asc(receipts::Column::IssuedAt)
+        .limit(20)
+        .into_tuple()
+        .all(db)
         .await?;
     let mut shown = std::collections::BTreeSet::new();
-    for r in rows {
-        let status: String = r.try_get("", "status")?;
+    for (code, status) in rows {
         if !shown.insert(status.clone()) {
             continue;
         }
-        let code: String = r.try_get("", "lookup_code")?;
         writeln!(out, "{status:>9}: {lookup}/tra-cuu/{code}")?;
         let verdict = reqwest::Client::new()
             .post(format!("{lookup}/api/v1/verify"))

@@ -15,6 +15,7 @@ pub mod parked;
 pub mod reports;
 mod session;
 pub mod table;
+pub mod tables;
 pub mod tax;
 
 pub use cli::*;

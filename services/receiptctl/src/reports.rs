@@ -1,5 +1,10 @@
 //! Reports: the daily reconciliation with the payment platform and the receipt usage report
 //! (the content of the tax authority's BC26 report).
+//!
+//! These two are the only queries of receiptctl still written as SQL: analytical reads
+//! over CTEs, `FILTER` aggregates, correlated subqueries and the JSON of waived lines, which
+//! sea-query could state only as opaque custom expressions. They read, never write, and
+//! live here alone so a schema change has one place to look.
 
 use crate::access::Actor;
 use chrono::{DateTime, NaiveDate, Utc};

@@ -5,12 +5,12 @@
 
 use super::refunds::{decode_receipt, line_from_pb, replacement_of, Cancellation};
 use super::{IssueError, Issuer, Work, RECEIPT_NS};
+use crate::store::receipts;
 use feepay_domain::correction::{check_reason, correct_payer, PayerFields};
 use feepay_domain::money::Vnd;
 use feepay_domain::waiver::LineAssessment;
-use feepay_runtime::sql::stmt;
-use feepay_runtime::{correction_requests, operators};
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use feepay_runtime::{audit, correction_requests, operators};
+use sea_orm::{EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
 pub use feepay_domain::correction::PayerCorrection;
@@ -50,18 +50,18 @@ impl Issuer {
         let now = self.clock.now();
         let txn = self.db.begin().await?;
         let mut work = Work::default();
-        let row = txn
-            .query_one(stmt(
-                "SELECT receipt_pb, status FROM receipts WHERE receipt_id::TEXT = $1 OR lookup_code = $1 FOR UPDATE",
-                vec![c.receipt.clone().into()],
-            ))
+        let (bytes, status): (Vec<u8>, receipts::Status) = receipts::Entity::find()
+            .select_only()
+            .columns([receipts::Column::ReceiptPb, receipts::Column::Status])
+            .filter(receipts::named(&c.receipt))
+            .lock_exclusive()
+            .into_tuple()
+            .one(&txn)
             .await?
             .ok_or_else(|| IssueError::NotFound(c.receipt.clone()))?;
-        let status: String = row.try_get("", "status")?;
-        let bytes: Vec<u8> = row.try_get("", "receipt_pb")?;
         let original = decode_receipt(&bytes)?;
         let label = format!("{} {} {}", original.template_symbol, original.receipt_symbol, original.number);
-        if status != "issued" {
+        if status != receipts::Status::Issued {
             return Err(IssueError::NotIssued(label));
         }
         let mut replacement = None;
@@ -96,36 +96,36 @@ impl Issuer {
             })?;
         let mut corrected = Corrected { cancelled: label.clone(), replacement: None, replacement_lookup_code: None };
         if let Some(id) = issued.first() {
-            let row = txn
-                .query_one(stmt(
-                    "SELECT template, symbol, number, lookup_code FROM receipts WHERE receipt_id = $1",
-                    vec![(*id).into()],
-                ))
-                .await?
-                .ok_or_else(|| IssueError::Reference("replacement vanished".into()))?;
-            corrected.replacement = Some(format!(
-                "{} {} {:07}",
-                row.try_get::<String>("", "template")?,
-                row.try_get::<String>("", "symbol")?,
-                row.try_get::<i32>("", "number")?
-            ));
-            corrected.replacement_lookup_code = Some(row.try_get("", "lookup_code")?);
+            let (template, symbol, number, lookup_code): (String, String, i32, String) =
+                receipts::Entity::find_by_id(*id)
+                    .select_only()
+                    .columns([
+                        receipts::Column::Template,
+                        receipts::Column::Symbol,
+                        receipts::Column::Number,
+                        receipts::Column::LookupCode,
+                    ])
+                    .into_tuple()
+                    .one(&txn)
+                    .await?
+                    .ok_or_else(|| IssueError::Reference("replacement vanished".into()))?;
+            corrected.replacement = Some(format!("{template} {symbol} {number:07}"));
+            corrected.replacement_lookup_code = Some(lookup_code);
         }
-        txn.execute(stmt(
-            "INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5)",
-            vec![
-                c.actor.clone().into(),
-                if c.replace.is_some() { "receipt.replace" } else { "receipt.cancel" }.into(),
-                original.receipt_id.clone().into(),
-                c.reason.clone().into(),
-                serde_json::json!({
+        audit::record(
+            &txn,
+            audit::Entry {
+                actor: &c.actor,
+                action: if c.replace.is_some() { "receipt.replace" } else { "receipt.cancel" },
+                target: &original.receipt_id,
+                reason: Some(&c.reason),
+                details: serde_json::json!({
                     "cancelled": label,
                     "replacement": corrected.replacement,
                     "payment_id": original.payment_id,
-                })
-                .into(),
-            ],
-        ))
+                }),
+            },
+        )
         .await?;
         if let Some(id) = c.request_id {
             correction_requests::finish(&txn, id, "done", corrected.to_json(), self.clock.now()).await?;
@@ -211,15 +211,13 @@ impl Issuer {
         if op.scope == "*" {
             return Ok(None);
         }
-        let agency = self
-            .db
-            .query_one(stmt(
-                "SELECT agency_code FROM receipts WHERE receipt_id::TEXT = $1 OR lookup_code = $1",
-                vec![r.receipt.clone().into()],
-            ))
-            .await?
-            .map(|row| row.try_get::<String>("", "agency_code"))
-            .transpose()?;
+        let agency: Option<String> = receipts::Entity::find()
+            .select_only()
+            .column(receipts::Column::AgencyCode)
+            .filter(receipts::named(&r.receipt))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
         let Some(agency) = agency else { return Ok(None) };
         let loaded = self.reference().await?;
         if loaded.reference.is_within(&agency, &op.scope) {

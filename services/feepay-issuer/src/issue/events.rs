@@ -136,3 +136,40 @@ impl Issuer {
         ));
     }
 }
+
+/// The bodies of `ReceiptIssued` events, which the outbox stores by reference: the event is
+/// the receipt row itself (its protobuf as issued and its signed document), so each
+/// receipt's kilobytes are written once.
+pub struct ReceiptIssuedBodies;
+
+#[async_trait::async_trait]
+impl feepay_runtime::outbox::ReferencedBodies for ReceiptIssuedBodies {
+    async fn bodies(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        refs: &[(Uuid, feepay_runtime::envelope::BodyFormat)],
+    ) -> Result<std::collections::HashMap<Uuid, Vec<u8>>, sea_orm::DbErr> {
+        use crate::store::receipts;
+        use feepay_proto::Message as _;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+        let ids: Vec<Uuid> = refs.iter().map(|(id, _)| *id).collect();
+        let rows: Vec<(Uuid, Vec<u8>, String)> = receipts::Entity::find()
+            .select_only()
+            .columns([receipts::Column::ReceiptId, receipts::Column::ReceiptPb, receipts::Column::Document])
+            .filter(receipts::Column::ReceiptId.is_in(ids))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        let formats: std::collections::HashMap<Uuid, _> = refs.iter().copied().collect();
+        let mut bodies = std::collections::HashMap::with_capacity(rows.len());
+        for (id, pb, document) in rows {
+            let mut receipt = v1::Receipt::decode(pb.as_slice())
+                .map_err(|e| sea_orm::DbErr::Custom(format!("stored receipt {id} does not decode: {e}")))?;
+            // The event tells of the issue; a later cancellation has its own event.
+            receipt.status = v1::ReceiptStatus::Issued as i32;
+            let event = v1::ReceiptIssued { receipt: Some(receipt), signed_document: document };
+            bodies.insert(id, feepay_runtime::envelope::encode_body(&event, formats[&id]));
+        }
+        Ok(bodies)
+    }
+}

@@ -22,6 +22,7 @@ mod tally;
 mod tax;
 
 pub use corrections::{Corrected, Correction, PayerCorrection};
+pub use events::ReceiptIssuedBodies;
 pub use intake::Processed;
 
 use crate::metrics::IssuerMetrics;

@@ -5,14 +5,19 @@ use super::intake::Processed;
 use super::numbering::ToIssue;
 use super::tally::Fact;
 use super::{Culprit, Incoming, IssueError, Issuer, Work, RECEIPT_NS};
+use crate::store::payments;
 use chrono::{DateTime, Utc};
 use feepay_domain::payment::{decide, Decision, Payment, Rejection};
 use feepay_domain::receipt::AgencyInfo;
 use feepay_runtime::convert::{assessed_line_pb, payer_pb, OverLimit};
 use feepay_runtime::parking::{self, ParkReason};
 use feepay_runtime::refdata::LoadedReference;
-use feepay_runtime::sql::{placeholders, rows_per_statement, stmt};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, TransactionTrait, Value};
+use feepay_runtime::sql::rows_per_statement;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    TryInsertResult,
+};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -75,16 +80,6 @@ impl Candidate {
     }
 }
 
-/// The content hash stored under an id (`sql` selects `content_hash` by `$1`), to tell a
-/// redelivery (same hash) from a conflict.
-pub(super) async fn stored_hash(
-    txn: &DatabaseTransaction,
-    sql: &'static str,
-    id: &str,
-) -> Result<Option<String>, DbErr> {
-    txn.query_one(stmt(sql, vec![id.into()])).await?.map(|r| r.try_get::<String>("", "content_hash")).transpose()
-}
-
 impl Issuer {
     /// One group's payments in one transaction. Payments whose receipts no usable signer
     /// could sign are left out before anything is written, and returned to be parked.
@@ -115,9 +110,12 @@ impl Issuer {
         let mut new_payment_ids = Vec::new();
         for (c, decision) in kept.iter().zip(kept_decisions) {
             if !new_ids.contains(c.payment_id()) {
-                let stored =
-                    stored_hash(&txn, "SELECT content_hash FROM payments WHERE payment_id = $1", c.payment_id())
-                        .await?;
+                let stored: Option<String> = payments::Entity::find_by_id(c.payment_id())
+                    .select_only()
+                    .column(payments::Column::ContentHash)
+                    .into_tuple()
+                    .one(&txn)
+                    .await?;
                 if stored.as_deref() == Some(c.hash.as_str()) {
                     work.outcome.duplicates += 1;
                 } else {
@@ -169,11 +167,14 @@ impl Issuer {
             return Ok(blocked);
         }
         let ids: Vec<String> = blocked.iter().map(|(id, _)| id.clone()).collect();
-        let recorded: BTreeSet<String> = txn
-            .query_all(stmt("SELECT payment_id FROM payments WHERE payment_id = ANY($1)", vec![ids.into()]))
+        let recorded: BTreeSet<String> = payments::Entity::find()
+            .select_only()
+            .column(payments::Column::PaymentId)
+            .filter(payments::Column::PaymentId.is_in(ids))
+            .into_tuple::<String>()
+            .all(txn)
             .await?
-            .iter()
-            .filter_map(|r| r.try_get::<String>("", "payment_id").ok())
+            .into_iter()
             .collect();
         blocked.retain(|(id, _)| !recorded.contains(id));
         Ok(blocked)
@@ -190,11 +191,11 @@ impl Issuer {
     ) -> Result<(), IssueError> {
         work.outcome.conflicts += 1;
         work.tally.push(Fact::Conflict { kind: "payment" });
-        txn.execute(stmt(
-            "UPDATE payments SET conflicts = conflicts + 1 WHERE payment_id = $1",
-            vec![c.payment_id().to_string().into()],
-        ))
-        .await?;
+        payments::Entity::update_many()
+            .col_expr(payments::Column::Conflicts, Expr::col(payments::Column::Conflicts).add(1))
+            .filter(payments::Column::PaymentId.eq(c.payment_id()))
+            .exec(txn)
+            .await?;
         self.reject_event(
             work,
             c.payment_id(),
@@ -223,16 +224,15 @@ impl Issuer {
         let mut inserted = BTreeSet::new();
         let rows: Vec<(usize, &Candidate)> = candidates.iter().enumerate().collect();
         for chunk in rows.chunks(rows_per_statement(COLS)) {
-            let mut v: Vec<Value> = Vec::with_capacity(chunk.len() * COLS);
-            for (i, c) in chunk {
+            let models = chunk.iter().map(|(i, c)| {
                 let (status, reason, detail, waived) = match &decisions[*i] {
-                    Decision::Issue { waived, .. } => ("issued", None, None, waived.clone()),
-                    Decision::FullyWaived { waived } => ("waived", None, None, waived.clone()),
+                    Decision::Issue { waived, .. } => (payments::Status::Issued, None, None, waived.clone()),
+                    Decision::FullyWaived { waived } => (payments::Status::Waived, None, None, waived.clone()),
                     Decision::Reject { reason, detail } => {
-                        ("rejected", Some(reason.code().to_string()), Some(detail.clone()), Vec::new())
+                        (payments::Status::Rejected, Some(reason.code().to_string()), Some(detail.clone()), Vec::new())
                     }
                 };
-                let waived_json = if waived.is_empty() {
+                let waived_lines = if waived.is_empty() {
                     None
                 } else {
                     Some(
@@ -246,28 +246,31 @@ impl Issuer {
                         (b.provider.clone(), b.total_paid.map_or(0, |t| t.dong()), b.paid_at.unwrap_or(now))
                     }
                 };
-                v.extend([
-                    c.payment_id().to_string().into(),
-                    c.hash.clone().into(),
-                    c.agency_code().to_string().into(),
-                    c.dossier_code().to_string().into(),
-                    provider.into(),
-                    total_paid.into(),
-                    paid_at.into(),
-                    status.into(),
-                    reason.into(),
-                    detail.into(),
-                    waived_json.into(),
-                    now.into(),
-                ]);
-            }
-            let sql = format!(
-                "INSERT INTO payments (payment_id, content_hash, agency_code, dossier_code, provider, total_paid, paid_at, status, reason, detail, waived_lines, processed_at) \
-                 VALUES {} ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id",
-                placeholders(chunk.len(), COLS)
-            );
-            for r in txn.query_all(stmt(sql, v)).await? {
-                inserted.insert(r.try_get::<String>("", "payment_id")?);
+                payments::ActiveModel {
+                    payment_id: Set(c.payment_id().to_string()),
+                    content_hash: Set(c.hash.clone()),
+                    agency_code: Set(c.agency_code().to_string()),
+                    dossier_code: Set(c.dossier_code().to_string()),
+                    provider: Set(provider),
+                    total_paid: Set(total_paid),
+                    paid_at: Set(paid_at),
+                    status: Set(status),
+                    reason: Set(reason),
+                    detail: Set(detail),
+                    waived_lines: Set(waived_lines),
+                    processed_at: Set(now),
+                    ..Default::default()
+                }
+            });
+            // A payment id already recorded is left alone: it is a redelivery or a conflict,
+            // which the caller tells apart by the stored content hash.
+            let new = payments::Entity::insert_many(models)
+                .on_conflict(OnConflict::column(payments::Column::PaymentId).do_nothing().to_owned())
+                .do_nothing()
+                .exec_with_returning_keys(txn)
+                .await?;
+            if let TryInsertResult::Inserted(ids) = new {
+                inserted.extend(ids);
             }
         }
         Ok(inserted)

@@ -9,6 +9,7 @@
 use super::numbering::{payer_info, ToIssue};
 use super::tally::Fact;
 use super::{Culprit, Incoming, IssueError, Issuer, Work, RECEIPT_NS};
+use crate::store::{payments, receipts, refunds};
 use chrono::{DateTime, Utc};
 use feepay_domain::money::Vnd;
 use feepay_domain::payment::Rejection;
@@ -19,8 +20,11 @@ use feepay_proto::Message;
 use feepay_runtime::convert::{ts, Refund};
 use feepay_runtime::parking::{self, ParkReason};
 use feepay_runtime::refdata::LoadedReference;
-use feepay_runtime::sql::stmt;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveEnum, ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait, TryInsertResult,
+};
 use uuid::Uuid;
 
 /// A receipt row to cancel.
@@ -152,24 +156,26 @@ impl Issuer {
                 _ => continue,
             };
             let (status, detail) = match over_limit {
-                None => ("pending", None),
-                Some(d) => ("rejected", Some(d.clone())),
+                None => (refunds::Status::Pending, None),
+                Some(d) => (refunds::Status::Rejected, Some(d.clone())),
             };
-            let row = txn
-                .query_one(stmt(
-                    "INSERT INTO refunds (refund_id, payment_id, content_hash, status, refund_pb, detail) VALUES ($1,$2,$3,$4,$5,$6) \
-                     ON CONFLICT (refund_id) DO NOTHING RETURNING refund_id",
-                    vec![
-                        refund_id.clone().into(),
-                        payment_id.clone().into(),
-                        hash.clone().into(),
-                        status.into(),
-                        raw.encode_to_vec().into(),
-                        detail.clone().into(),
-                    ],
-                ))
-                .await?;
-            let new = row.is_some();
+            let row = refunds::ActiveModel {
+                refund_id: Set(refund_id.clone()),
+                payment_id: Set(payment_id.clone()),
+                content_hash: Set(hash.clone()),
+                status: Set(status),
+                refund_pb: Set(raw.encode_to_vec()),
+                detail: Set(detail),
+                ..Default::default()
+            };
+            let new = matches!(
+                refunds::Entity::insert(row)
+                    .on_conflict(OnConflict::column(refunds::Column::RefundId).do_nothing().to_owned())
+                    .do_nothing()
+                    .exec_without_returning(txn)
+                    .await?,
+                TryInsertResult::Inserted(1)
+            );
             if new {
                 match (item, over_limit) {
                     (Incoming::Refund { refund, .. }, None) => applicable.push(refund),
@@ -181,26 +187,23 @@ impl Issuer {
                 }
                 continue;
             }
-            let stored = txn
-                .query_one(stmt(
-                    "SELECT content_hash, status FROM refunds WHERE refund_id = $1",
-                    vec![refund_id.clone().into()],
-                ))
+            let stored: Option<(String, refunds::Status)> = refunds::Entity::find_by_id(refund_id.as_str())
+                .select_only()
+                .columns([refunds::Column::ContentHash, refunds::Column::Status])
+                .into_tuple()
+                .one(txn)
                 .await?;
-            let (stored_hash, stored_status): (String, String) = match stored {
-                Some(r) => (r.try_get("", "content_hash")?, r.try_get("", "status")?),
-                None => (String::new(), String::new()),
-            };
-            if stored_hash != *hash {
+            let (stored_hash, stored_status) = stored.unzip();
+            if stored_hash.as_ref() != Some(hash) {
                 work.outcome.conflicts += 1;
                 work.tally.push(Fact::Conflict { kind: "refund" });
                 let detail =
                     format!("refund {refund_id} was already received with different content; the first version stands");
                 self.reject_refund(work, payment_id, refund_id, Rejection::ConflictingDuplicate, &detail, now);
-            } else if stored_status == "parked" {
+            } else if stored_status == Some(refunds::Status::Parked) {
                 // Parked earlier and now retried (or redelivered): apply it again.
                 if let Incoming::Refund { refund, .. } = item {
-                    self.set_refund(txn, refund_id, "pending", None, now).await?;
+                    self.set_refund(txn, refund_id, refunds::Status::Pending, None, now).await?;
                     applicable.push(refund);
                 }
             } else {
@@ -224,16 +227,17 @@ impl Issuer {
         now: DateTime<Utc>,
         work: &mut Work,
     ) -> Result<(), IssueError> {
-        let rows = txn
-            .query_all(stmt(
-                "SELECT refund_id, refund_pb FROM refunds WHERE status = 'pending' AND payment_id = ANY($1) ORDER BY received_at",
-                vec![payment_ids.to_vec().into()],
-            ))
+        let rows: Vec<(String, Vec<u8>)> = refunds::Entity::find()
+            .select_only()
+            .columns([refunds::Column::RefundId, refunds::Column::RefundPb])
+            .filter(refunds::Column::Status.eq(refunds::Status::Pending))
+            .filter(refunds::Column::PaymentId.is_in(payment_ids.iter().cloned()))
+            .order_by_asc(refunds::Column::ReceivedAt)
+            .into_tuple()
+            .all(txn)
             .await?;
-        for r in rows {
-            let refund_id: String = r.try_get("", "refund_id")?;
+        for (refund_id, bytes) in rows {
             let blame = |reason| Culprit::StoredRefund(refund_id.clone(), reason);
-            let bytes: Vec<u8> = r.try_get("", "refund_pb")?;
             let refund = v1::PaymentRefunded::decode(bytes.as_slice())
                 .map_err(|e| corrupt("refund", e))
                 .and_then(|raw| match feepay_runtime::convert::parse_refund(&raw) {
@@ -253,24 +257,25 @@ impl Issuer {
     /// parked event holds the refund so an operator's retry applies it again.
     pub(super) async fn park_stored_refund(&self, refund_id: &str, reason: &ParkReason) -> Result<(), IssueError> {
         let txn = self.db.begin().await?;
-        let row = txn
-            .query_one(stmt(
-                "UPDATE refunds SET status = 'parked', detail = $2 WHERE refund_id = $1 AND status = 'pending' RETURNING payment_id, refund_pb",
-                vec![refund_id.into(), reason.detail.clone().into()],
-            ))
+        let parked = refunds::Entity::update_many()
+            .col_expr(refunds::Column::Status, Expr::value(refunds::Status::Parked))
+            .col_expr(refunds::Column::Detail, Expr::value(reason.detail.clone()))
+            .filter(refunds::Column::RefundId.eq(refund_id))
+            .filter(refunds::Column::Status.eq(refunds::Status::Pending))
+            .exec_with_returning(&txn)
             .await?;
-        if let Some(row) = row {
+        if let Some(row) = parked.into_iter().next() {
             let event = parking::NewParked {
                 service: crate::metrics::SERVICE.to_string(),
                 topic: self.topics.payments_refunded.clone(),
                 partition: -1,
                 offset: -1,
-                key: row.try_get::<String>("", "payment_id")?.into_bytes(),
+                key: row.payment_id.into_bytes(),
                 headers: vec![
                     ("ce_type".into(), <v1::PaymentRefunded as feepay_proto::EventType>::TYPE.as_bytes().to_vec()),
                     ("content-type".into(), b"application/protobuf".to_vec()),
                 ],
-                payload: row.try_get("", "refund_pb")?,
+                payload: row.refund_pb,
                 subject: format!("refund:{refund_id}"),
                 agency: None,
             };
@@ -309,20 +314,18 @@ impl Issuer {
         now: DateTime<Utc>,
         work: &mut Work,
     ) -> Result<(), IssueError> {
-        let payment = txn
-            .query_one(stmt(
-                "SELECT status, agency_code, dossier_code FROM payments WHERE payment_id = $1",
-                vec![refund.payment_id.clone().into()],
-            ))
-            .await?;
-        let Some(payment) = payment else {
+        let payment: Option<(payments::Status, String, String)> =
+            payments::Entity::find_by_id(refund.payment_id.as_str())
+                .select_only()
+                .columns([payments::Column::Status, payments::Column::AgencyCode, payments::Column::DossierCode])
+                .into_tuple()
+                .one(txn)
+                .await?;
+        let Some((status, agency, dossier)) = payment else {
             work.outcome.refunds_pending += 1;
             tracing::info!(payment_id = %refund.payment_id, refund_id = %refund.refund_id, "refund waits for its payment");
             return Ok(());
         };
-        let status: String = payment.try_get("", "status")?;
-        let agency: String = payment.try_get("", "agency_code")?;
-        let dossier: String = payment.try_get("", "dossier_code")?;
         let reject = |work: &mut Work, detail: String| {
             work.outcome.refunds_rejected += 1;
             work.tally.push(Fact::Rejected {
@@ -343,26 +346,32 @@ impl Issuer {
             );
             detail
         };
-        if status != "issued" {
-            let detail =
-                reject(work, format!("payment {} has no receipt ({status}); nothing to refund", refund.payment_id));
-            self.set_refund(txn, &refund.refund_id, "rejected", Some(&detail), now).await?;
+        if status != payments::Status::Issued {
+            let detail = reject(
+                work,
+                format!("payment {} has no receipt ({}); nothing to refund", refund.payment_id, status.to_value()),
+            );
+            self.set_refund(txn, &refund.refund_id, refunds::Status::Rejected, Some(&detail), now).await?;
             return Ok(());
         }
-        let rows = txn
-            .query_all(stmt(
-                "SELECT receipt_pb FROM receipts WHERE payment_id = $1 AND status = 'issued' ORDER BY issued_at, number FOR UPDATE",
-                vec![refund.payment_id.clone().into()],
-            ))
+        let rows: Vec<Vec<u8>> = receipts::Entity::find()
+            .select_only()
+            .column(receipts::Column::ReceiptPb)
+            .filter(receipts::Column::PaymentId.eq(refund.payment_id.as_str()))
+            .filter(receipts::Column::Status.eq(receipts::Status::Issued))
+            .order_by_asc(receipts::Column::IssuedAt)
+            .order_by_asc(receipts::Column::Number)
+            .lock_exclusive()
+            .into_tuple()
+            .all(txn)
             .await?;
         let mut receipts: Vec<v1::Receipt> = Vec::with_capacity(rows.len());
-        for r in rows {
-            let bytes: Vec<u8> = r.try_get("", "receipt_pb")?;
+        for bytes in rows {
             receipts.push(decode_receipt(&bytes)?);
         }
         if receipts.is_empty() {
             let detail = reject(work, format!("payment {} has no valid receipt left to cancel", refund.payment_id));
-            self.set_refund(txn, &refund.refund_id, "rejected", Some(&detail), now).await?;
+            self.set_refund(txn, &refund.refund_id, refunds::Status::Rejected, Some(&detail), now).await?;
             return Ok(());
         }
         let mut collected: Vec<Vec<LineAssessment>> = Vec::with_capacity(receipts.len());
@@ -373,7 +382,7 @@ impl Issuer {
             Ok(a) => a,
             Err(over) => {
                 let detail = reject(work, over.to_string());
-                self.set_refund(txn, &refund.refund_id, "rejected", Some(&detail), now).await?;
+                self.set_refund(txn, &refund.refund_id, refunds::Status::Rejected, Some(&detail), now).await?;
                 return Ok(());
             }
         };
@@ -405,7 +414,7 @@ impl Issuer {
             self.cancel(txn, loaded, c, now, work).await?;
         }
         self.number_and_insert(txn, loaded, replacements, now, work).await?;
-        self.set_refund(txn, &refund.refund_id, "applied", None, now).await?;
+        self.set_refund(txn, &refund.refund_id, refunds::Status::Applied, None, now).await?;
         parking::resolve_subjects(
             txn,
             crate::metrics::SERVICE,
@@ -421,16 +430,18 @@ impl Issuer {
         &self,
         txn: &DatabaseTransaction,
         refund_id: &str,
-        status: &str,
+        status: refunds::Status,
         detail: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), DbErr> {
-        txn.execute(stmt(
-            "UPDATE refunds SET status = $1, detail = $2, applied_at = $3 WHERE refund_id = $4",
-            vec![status.into(), detail.map(str::to_string).into(), now.into(), refund_id.into()],
-        ))
-        .await
-        .map(|_| ())
+        refunds::Entity::update_many()
+            .col_expr(refunds::Column::Status, Expr::value(status))
+            .col_expr(refunds::Column::Detail, Expr::value(detail.map(str::to_string)))
+            .col_expr(refunds::Column::AppliedAt, Expr::value(now))
+            .filter(refunds::Column::RefundId.eq(refund_id))
+            .exec(txn)
+            .await
+            .map(|_| ())
     }
 
     /// Marks a receipt cancelled (it keeps its number), emits the event, and signs the
@@ -446,11 +457,16 @@ impl Issuer {
         let id: Uuid = c.receipt.receipt_id.parse().map_err(|e| corrupt("receipt id", e))?;
         let mut receipt = c.receipt.clone();
         receipt.status = v1::ReceiptStatus::Cancelled as i32;
-        txn.execute(stmt(
-            "UPDATE receipts SET status = 'cancelled', cancelled_at = $1, cancel_reason = $2, replaced_by = $3, receipt_pb = $4 WHERE receipt_id = $5 AND status = 'issued'",
-            vec![now.into(), c.reason.clone().into(), c.replaced_by.into(), receipt.encode_to_vec().into(), id.into()],
-        ))
-        .await?;
+        receipts::Entity::update_many()
+            .col_expr(receipts::Column::Status, Expr::value(receipts::Status::Cancelled))
+            .col_expr(receipts::Column::CancelledAt, Expr::value(now))
+            .col_expr(receipts::Column::CancelReason, Expr::value(c.reason.clone()))
+            .col_expr(receipts::Column::ReplacedBy, Expr::value(c.replaced_by))
+            .col_expr(receipts::Column::ReceiptPb, Expr::value(receipt.encode_to_vec()))
+            .filter(receipts::Column::ReceiptId.eq(id))
+            .filter(receipts::Column::Status.eq(receipts::Status::Issued))
+            .exec(txn)
+            .await?;
         work.tally.push(Fact::Cancelled {
             agency: receipt.agency.as_ref().map(|a| a.code.clone()).unwrap_or_default(),
             series: super::numbering::series_label(&receipt.template_symbol, &receipt.receipt_symbol),

@@ -4,6 +4,7 @@
 //! `tax_documents` and published on `tax.documents` through the outbox.
 
 use super::{IssueError, Issuer, Work};
+use crate::store::receipts;
 use chrono::{DateTime, Utc};
 use feepay_domain::numbering::{date_gmt7, gmt7};
 use feepay_domain::receipt::AgencyInfo;
@@ -15,9 +16,11 @@ use feepay_runtime::convert::ts;
 use feepay_runtime::outbox::OutboxEvent;
 use feepay_runtime::parking::ParkReason;
 use feepay_runtime::refdata::LoadedReference;
-use feepay_runtime::sql::stmt;
 use feepay_runtime::tax_documents::{self, Kind, TaxDocument};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use sea_orm::sea_query::Alias;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -197,17 +200,22 @@ impl Issuer {
                     UsageRow { kind: s.form_kind, template: s.template.clone(), symbol, used: 0, total: Vnd::ZERO },
                 );
             }
-            let used = self
-                .db
-                .query_all(stmt(
-                    "SELECT template, symbol, count(*)::BIGINT AS used, \
-                     COALESCE(sum(total) FILTER (WHERE status = 'issued'), 0)::BIGINT AS total \
-                     FROM receipts WHERE agency_code = $1 AND issued_at >= $2 AND issued_at < $3 GROUP BY template, symbol",
-                    vec![code.into(), start.with_timezone(&Utc).into(), end.with_timezone(&Utc).into()],
-                ))
+            // Numbers used per series and status; the amount counts issued receipts only.
+            let used: Vec<(String, String, receipts::Status, i64, i64)> = receipts::Entity::find()
+                .select_only()
+                .columns([receipts::Column::Template, receipts::Column::Symbol, receipts::Column::Status])
+                .column_as(receipts::Column::Number.count(), "used")
+                .column_as(receipts::Column::Total.sum().cast_as(Alias::new("BIGINT")), "total")
+                .filter(receipts::Column::AgencyCode.eq(code))
+                .filter(receipts::Column::IssuedAt.gte(start.with_timezone(&Utc)))
+                .filter(receipts::Column::IssuedAt.lt(end.with_timezone(&Utc)))
+                .group_by(receipts::Column::Template)
+                .group_by(receipts::Column::Symbol)
+                .group_by(receipts::Column::Status)
+                .into_tuple()
+                .all(&self.db)
                 .await?;
-            for r in used {
-                let (template, symbol): (String, String) = (r.try_get("", "template")?, r.try_get("", "symbol")?);
+            for (template, symbol, status, used, total) in used {
                 let kind = reference.forms.get(&template).map_or(1, |f| f.kind);
                 let row = rows.entry((template.clone(), symbol.clone())).or_insert(UsageRow {
                     kind,
@@ -216,9 +224,10 @@ impl Issuer {
                     used: 0,
                     total: Vnd::ZERO,
                 });
-                row.used = r.try_get::<i64>("", "used")?.max(0) as u64;
-                row.total =
-                    Vnd::new(r.try_get::<i64>("", "total")?).map_err(|e| IssueError::Reference(e.to_string()))?;
+                row.used += used.max(0) as u64;
+                if status == receipts::Status::Issued {
+                    row.total = row.total + Vnd::new(total).map_err(|e| IssueError::Reference(e.to_string()))?;
+                }
             }
             let info = agency_info(reference, code).expect("agency exists");
             let report = UsageReport {

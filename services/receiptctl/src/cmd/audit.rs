@@ -1,11 +1,11 @@
 //! `receiptctl audit`: walk a series and check numbering, chain and signatures.
 
 use crate::session::{session, Conn};
+use crate::tables::receipts;
 use crate::AuditArgs;
 use feepay_domain::numbering::{check_chain, ChainLink};
 use feepay_domain::receipt::datetime_gmt7;
-use feepay_runtime::sql::stmt;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -24,17 +24,20 @@ async fn audit(out: &mut impl Write, db: &DatabaseConnection, a: AuditArgs) -> a
     let legacy = feepay_runtime::signing_keys::load(db).await?;
     let legacy_key = |id: &str| legacy.iter().find(|k| k.key_id == id).and_then(|k| k.verifying_key());
     let mut signers: std::collections::BTreeMap<String, (String, usize)> = Default::default();
-    let rows = db
-        .query_all(stmt(
-            "SELECT number, document, previous_hash, document_hash FROM receipts WHERE agency_code = $1 AND template = $2 AND symbol = $3 ORDER BY number",
-            vec![a.agency.clone().into(), a.template.clone().into(), a.symbol.clone().into()],
-        ))
+    use receipts::Column as C;
+    let rows: Vec<(i32, String, String)> = receipts::Entity::find()
+        .select_only()
+        .columns([C::Number, C::Document, C::DocumentHash])
+        .filter(C::AgencyCode.eq(a.agency.as_str()))
+        .filter(C::Template.eq(a.template.as_str()))
+        .filter(C::Symbol.eq(a.symbol.as_str()))
+        .order_by_asc(C::Number)
+        .into_tuple()
+        .all(db)
         .await?;
     let total = rows.len();
     let mut links = Vec::with_capacity(total);
-    for (i, r) in rows.iter().enumerate() {
-        let number: i32 = r.try_get("", "number")?;
-        let doc: String = r.try_get("", "document")?;
+    for (i, (number, doc, stored_hash)) in rows.into_iter().enumerate() {
         match feepay_runtime::pki::verify::verify_receipt(&doc, &trust, legacy_key) {
             Ok(verified) => {
                 let signer = match &verified.signer {
@@ -49,7 +52,6 @@ async fn audit(out: &mut impl Write, db: &DatabaseConnection, a: AuditArgs) -> a
                 };
                 signers.entry(verified.document.key_id.clone()).or_insert((signer, 0)).1 += 1;
                 let v = verified.document;
-                let stored_hash: String = r.try_get("", "document_hash")?;
                 if v.document_hash != stored_hash || v.number != format!("{number:07}") {
                     writeln!(
                         out,

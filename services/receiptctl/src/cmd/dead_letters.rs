@@ -3,13 +3,14 @@
 use crate::access::{self, Role};
 use crate::session::{confirm, session, Conn};
 use crate::table;
+use crate::tables::dead_letter_replays as replays;
 use crate::{dlq, DeadLettersCmd};
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use feepay_domain::receipt::datetime_gmt7;
 use feepay_runtime::parking;
-use feepay_runtime::sql::stmt;
-use sea_orm::ConnectionTrait;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -36,14 +37,14 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -> any
                     move || dlq::read(&k, &t, None)
                 })
                 .await??;
-                let replayed: std::collections::HashSet<(i32, i64)> = db
-                    .query_all(stmt(
-                        "SELECT partition, \"offset\" FROM dead_letter_replays WHERE dlq_topic = $1",
-                        vec![t.clone().into()],
-                    ))
+                let replayed: std::collections::HashSet<(i32, i64)> = replays::Entity::find()
+                    .select_only()
+                    .columns([replays::Column::Partition, replays::Column::Offset])
+                    .filter(replays::Column::DlqTopic.eq(t.as_str()))
+                    .into_tuple()
+                    .all(&db)
                     .await?
-                    .iter()
-                    .filter_map(|r| Some((r.try_get("", "partition").ok()?, r.try_get("", "offset").ok()?)))
+                    .into_iter()
                     .collect();
                 for l in letters.iter().filter(|l| visible(l)) {
                     let at = l.dead.dead_lettered_at.as_ref().and_then(|t| DateTime::from_timestamp(t.seconds, 0));
@@ -101,19 +102,14 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -> any
             if !visible(&letter) {
                 return Err(access::Denied(format!("{reference} concerns an agency outside your scope")).into());
             }
-            let before = db
-                .query_one(stmt(
-                    "SELECT replayed_at, replayed_by FROM dead_letter_replays WHERE dlq_topic = $1 AND partition = $2 AND \"offset\" = $3",
-                    vec![letter.topic.clone().into(), letter.partition.into(), letter.offset.into()],
-                ))
-                .await?;
+            let before =
+                replays::Entity::find_by_id((letter.topic.clone(), letter.partition, letter.offset)).one(&db).await?;
             if let Some(b) = &before {
                 if !again {
-                    let at: DateTime<Utc> = b.try_get("", "replayed_at")?;
                     eprintln!(
                         "{reference} was already replayed at {} by {}; add --again to replay it once more",
-                        datetime_gmt7(at),
-                        b.try_get::<String>("", "replayed_by")?
+                        datetime_gmt7(b.replayed_at),
+                        b.replayed_by
                     );
                     return Ok(ExitCode::from(2));
                 }
@@ -174,18 +170,23 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -> any
                 );
                 return Ok(ExitCode::from(2));
             };
-            txn.execute(stmt(
-                "INSERT INTO dead_letter_replays (dlq_topic, partition, \"offset\", replayed_by, target_topic, edited) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (dlq_topic, partition, \"offset\") DO UPDATE SET replayed_at = now(), replayed_by = EXCLUDED.replayed_by, edited = EXCLUDED.edited",
-                vec![
-                    letter.topic.clone().into(),
-                    letter.partition.into(),
-                    letter.offset.into(),
-                    actor.name.clone().into(),
-                    letter.dead.original_topic.clone().into(),
-                    body.is_some().into(),
-                ],
-            ))
+            use replays::Column as C;
+            replays::Entity::insert(replays::ActiveModel {
+                dlq_topic: Set(letter.topic.clone()),
+                partition: Set(letter.partition),
+                offset: Set(letter.offset),
+                replayed_at: Set(crate::session::now()),
+                replayed_by: Set(actor.name.clone()),
+                target_topic: Set(letter.dead.original_topic.clone()),
+                edited: Set(body.is_some()),
+                db_login: NotSet,
+            })
+            .on_conflict(
+                OnConflict::columns([C::DlqTopic, C::Partition, C::Offset])
+                    .update_columns([C::ReplayedAt, C::ReplayedBy, C::Edited])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
             .await?;
             actor
                 .record(

@@ -3,11 +3,11 @@
 use crate::access::Role;
 use crate::session::{confirm, session, Conn};
 use crate::table;
+use crate::tables::{deliveries, receipts};
 use crate::DeliveriesCmd;
-use chrono::{DateTime, Utc};
 use feepay_domain::receipt::datetime_gmt7;
-use feepay_runtime::sql::stmt;
-use sea_orm::ConnectionTrait;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -19,27 +19,26 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: DeliveriesCmd) -> anyho
                 eprintln!("status must be queued, sent, failed or skipped");
                 return Ok(ExitCode::from(2));
             }
-            let rows = db
-                .query_all(stmt(
-                    "SELECT d.notification_id, d.kind, d.agency_code, d.payment_id, d.recipient, d.attempts, d.last_error, d.created_at \
-                     FROM deliveries d WHERE d.status = $1 AND ($2::TEXT IS NULL OR d.agency_code = $2) AND ($4::TEXT[] IS NULL OR d.agency_code = ANY($4)) ORDER BY d.created_at DESC LIMIT $3",
-                    vec![status.clone().into(), agency.into(), limit.into(), sea_orm::Value::Array(sea_orm::sea_query::ArrayType::String, actor.scope_value().map(|v| Box::new(v.into_iter().map(|s| sea_orm::Value::String(Some(Box::new(s)))).collect())))],
-                ))
-                .await?;
+            use deliveries::Column as C;
+            let mut q = deliveries::Entity::find().filter(C::Status.eq(status.as_str()));
+            if let Some(a) = agency {
+                q = q.filter(C::AgencyCode.eq(a));
+            }
+            if let Some(scope) = actor.scope_value() {
+                q = q.filter(C::AgencyCode.is_in(scope));
+            }
+            let rows = q.order_by_desc(C::CreatedAt).limit(limit.max(0) as u64).all(&db).await?;
             let mut t = Vec::new();
             for r in rows {
-                let at: DateTime<Utc> = r.try_get("", "created_at")?;
                 t.push(vec![
-                    datetime_gmt7(at),
-                    r.try_get::<String>("", "kind")?,
-                    r.try_get::<String>("", "agency_code")?,
-                    r.try_get::<String>("", "payment_id")?,
-                    r.try_get::<Option<String>>("", "recipient")?
-                        .map(|e| feepay_domain::ids::mask_email(&e))
-                        .unwrap_or_else(|| "—".into()),
-                    r.try_get::<i32>("", "attempts")?.to_string(),
-                    r.try_get::<Option<String>>("", "last_error")?.unwrap_or_default().chars().take(80).collect(),
-                    r.try_get::<String>("", "notification_id")?,
+                    datetime_gmt7(r.created_at),
+                    r.kind,
+                    r.agency_code,
+                    r.payment_id,
+                    r.recipient.map(|e| feepay_domain::ids::mask_email(&e)).unwrap_or_else(|| "—".into()),
+                    r.attempts.to_string(),
+                    r.last_error.unwrap_or_default().chars().take(80).collect(),
+                    r.notification_id,
                 ]);
             }
             table::print(
@@ -52,24 +51,30 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: DeliveriesCmd) -> anyho
         DeliveriesCmd::Resend { id, reason, yes } => {
             let (db, actor) = session(conn).await?;
             actor.require(Role::Operator, "resend emails")?;
-            let rows = db
-                .query_all(stmt(
-                    "SELECT d.notification_id, d.status, d.recipient, d.agency_code FROM deliveries d LEFT JOIN receipts r ON r.receipt_id::TEXT = d.receipt_id \
-                     WHERE d.receipt_id = $1 OR r.lookup_code = $1 OR d.payment_id = $1 ORDER BY d.created_at",
-                    vec![id.clone().into()],
-                ))
+            use deliveries::Column as C;
+            // The id is a receipt id, a lookup code (whose receipt id is looked up) or a
+            // payment id.
+            let receipt: Option<uuid::Uuid> = receipts::Entity::find()
+                .select_only()
+                .column(receipts::Column::ReceiptId)
+                .filter(receipts::named(&id))
+                .into_tuple()
+                .one(&db)
                 .await?;
+            let mut which = Condition::any().add(C::ReceiptId.eq(id.as_str())).add(C::PaymentId.eq(id.as_str()));
+            if let Some(r) = receipt {
+                which = which.add(C::ReceiptId.eq(r.to_string()));
+            }
+            let rows = deliveries::Entity::find().filter(which).order_by_asc(C::CreatedAt).all(&db).await?;
             if rows.is_empty() {
                 eprintln!("no email was recorded for {id}: check the id (receipt id, lookup code or payment id) and that the notifier received the receipt event");
                 return Ok(ExitCode::from(2));
             }
             let mut ids = Vec::new();
-            for r in &rows {
-                actor.check_agency(&r.try_get::<String>("", "agency_code")?)?;
-                let nid: String = r.try_get("", "notification_id")?;
-                let status: String = r.try_get("", "status")?;
-                let to = r.try_get::<Option<String>>("", "recipient")?;
-                if to.is_none() {
+            for r in rows {
+                actor.check_agency(&r.agency_code)?;
+                let (nid, status) = (r.notification_id, r.status);
+                if r.recipient.is_none() {
                     writeln!(out, "{nid}: {status}, no valid address on record; nothing to resend")?;
                     continue;
                 }
@@ -83,16 +88,17 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: DeliveriesCmd) -> anyho
                 return Ok(ExitCode::from(2));
             }
             let txn = sea_orm::TransactionTrait::begin(&db).await?;
-            txn.execute(stmt(
-                "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = now(), last_error = NULL WHERE notification_id = ANY($1)",
-                vec![ids.clone().into()],
-            ))
-            .await?;
-            txn.execute(stmt(
-                "INSERT INTO audit_log (actor, action, target, reason, details) VALUES ($1, 'delivery.resend', $2, $3, $4)",
-                vec![actor.name.clone().into(), id.clone().into(), reason.into(), serde_json::json!({ "notifications": ids }).into()],
-            ))
-            .await?;
+            deliveries::Entity::update_many()
+                .col_expr(C::Status, Expr::value("queued"))
+                .col_expr(C::Attempts, Expr::value(0))
+                .col_expr(C::NextAttemptAt, Expr::value(crate::session::now()))
+                .col_expr(C::LastError, Expr::value(Option::<String>::None))
+                .filter(C::NotificationId.is_in(ids.clone()))
+                .exec(&txn)
+                .await?;
+            actor
+                .record(&txn, "delivery.resend", &id, Some(&reason), serde_json::json!({ "notifications": ids }))
+                .await?;
             txn.commit().await?;
             writeln!(out, "queued; the notifier sends within seconds")?;
         }

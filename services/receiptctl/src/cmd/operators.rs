@@ -4,10 +4,13 @@ use crate::access::{self, Role};
 use crate::session::{session, Conn};
 use crate::table;
 use crate::OperatorsCmd;
-use chrono::{DateTime, Utc};
 use feepay_domain::receipt::datetime_gmt7;
-use feepay_runtime::sql::stmt;
-use sea_orm::ConnectionTrait;
+use feepay_runtime::operators::entity as operators;
+use feepay_runtime::refdata::tables::agencies;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
+};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -18,10 +21,7 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &OperatorsCmd) -> anyho
             actor.require(Role::Admin, "add operators")?;
             let role = Role::parse(role)?;
             if scope != "*" {
-                let known = db
-                    .query_one(stmt("SELECT 1 AS x FROM agencies WHERE code = $1", vec![scope.clone().into()]))
-                    .await?
-                    .is_some();
+                let known = agencies::Entity::find_by_id(scope.as_str()).count(&db).await? > 0;
                 if !known {
                     eprintln!("agency {scope} is not in the reference data; give an agency code or * for all");
                     return Ok(ExitCode::from(2));
@@ -50,14 +50,20 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &OperatorsCmd) -> anyho
             }
             let token = access::new_token();
             let txn = sea_orm::TransactionTrait::begin(&db).await?;
-            let inserted = txn
-                .execute(stmt(
-                    "INSERT INTO operators (name, role, scope, token_sha256, created_by, db_login) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
-                    vec![name.clone().into(), role.as_str().into(), scope.clone().into(), access::token_hash(&token).into(), actor.name.clone().into(), db_login.clone().into()],
-                ))
-                .await?
-                .rows_affected();
-            if inserted == 0 {
+            let inserted = operators::Entity::insert(operators::ActiveModel {
+                name: Set(name.clone()),
+                role: Set(role.as_str().to_string()),
+                scope: Set(scope.clone()),
+                token_sha256: Set(access::token_hash(&token)),
+                created_by: Set(actor.name.clone()),
+                db_login: Set(db_login.clone()),
+                ..Default::default()
+            })
+            .on_conflict(OnConflict::column(operators::Column::Name).do_nothing().to_owned())
+            .do_nothing()
+            .exec_without_returning(&txn)
+            .await?;
+            if !matches!(inserted, TryInsertResult::Inserted(1)) {
                 eprintln!("operator {name} exists already; revoke it first or choose another name");
                 return Ok(ExitCode::from(2));
             }
@@ -77,24 +83,17 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &OperatorsCmd) -> anyho
         }
         OperatorsCmd::List => {
             actor.require(Role::Admin, "list operators")?;
-            let rows = db
-                .query_all(stmt(
-                    "SELECT name, role, scope, db_login, created_at, created_by, revoked_at FROM operators ORDER BY name",
-                    vec![],
-                ))
-                .await?;
+            let rows = operators::Entity::find().order_by_asc(operators::Column::Name).all(&db).await?;
             let mut t = Vec::new();
             for r in rows {
-                let created: DateTime<Utc> = r.try_get("", "created_at")?;
-                let revoked: Option<DateTime<Utc>> = r.try_get("", "revoked_at")?;
                 t.push(vec![
-                    r.try_get::<String>("", "name")?,
-                    r.try_get::<String>("", "role")?,
-                    r.try_get::<String>("", "scope")?,
-                    r.try_get::<Option<String>>("", "db_login")?.unwrap_or_else(|| "-".into()),
-                    datetime_gmt7(created),
-                    r.try_get::<String>("", "created_by")?,
-                    revoked.map(|t| format!("revoked {}", datetime_gmt7(t))).unwrap_or_else(|| "active".into()),
+                    r.name,
+                    r.role,
+                    r.scope,
+                    r.db_login.unwrap_or_else(|| "-".into()),
+                    datetime_gmt7(r.created_at),
+                    r.created_by,
+                    r.revoked_at.map(|t| format!("revoked {}", datetime_gmt7(t))).unwrap_or_else(|| "active".into()),
                 ]);
             }
             table::print(out, &["NAME", "ROLE", "SCOPE", "DB LOGIN", "CREATED (GMT+7)", "BY", "STATE"], &t)?;
@@ -102,17 +101,15 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &OperatorsCmd) -> anyho
         OperatorsCmd::Revoke { name, reason } => {
             actor.require(Role::Admin, "revoke operators")?;
             let txn = sea_orm::TransactionTrait::begin(&db).await?;
-            let target = txn
-                .query_one(stmt(
-                    "SELECT role, scope FROM operators WHERE name = $1 AND revoked_at IS NULL FOR UPDATE",
-                    vec![name.clone().into()],
-                ))
+            let target = operators::Entity::find_by_id(name.as_str())
+                .filter(operators::Column::RevokedAt.is_null())
+                .lock_exclusive()
+                .one(&txn)
                 .await?;
-            let Some(target) = target else {
+            let Some(operators::Model { role, scope, .. }) = target else {
                 eprintln!("no active operator named {name}");
                 return Ok(ExitCode::from(2));
             };
-            let (role, scope): (String, String) = (target.try_get("", "role")?, target.try_get("", "scope")?);
             // An admin acts within its subtree, on operators too.
             let within = match (&actor.agencies, scope.as_str()) {
                 (None, _) => true,
@@ -128,15 +125,17 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &OperatorsCmd) -> anyho
             }
             // A scope never loses its last admin: another active admin must cover it.
             if role == "admin" {
-                let others = txn
-                    .query_all(stmt(
-                        "SELECT scope FROM operators WHERE role = 'admin' AND revoked_at IS NULL AND name <> $1",
-                        vec![name.clone().into()],
-                    ))
+                let others: Vec<String> = operators::Entity::find()
+                    .select_only()
+                    .column(operators::Column::Scope)
+                    .filter(operators::Column::Role.eq("admin"))
+                    .filter(operators::Column::RevokedAt.is_null())
+                    .filter(operators::Column::Name.ne(name.as_str()))
+                    .into_tuple()
+                    .all(&txn)
                     .await?;
                 let mut covered = false;
-                for o in others {
-                    let other: String = o.try_get("", "scope")?;
+                for other in others {
                     if other == "*" || (scope != "*" && access::subtree(&db, &other).await?.contains(&scope)) {
                         covered = true;
                         break;
@@ -149,7 +148,10 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &OperatorsCmd) -> anyho
                     .into());
                 }
             }
-            txn.execute(stmt("UPDATE operators SET revoked_at = now() WHERE name = $1", vec![name.clone().into()]))
+            operators::Entity::update_many()
+                .col_expr(operators::Column::RevokedAt, Expr::value(crate::session::now()))
+                .filter(operators::Column::Name.eq(name.as_str()))
+                .exec(&txn)
                 .await?;
             actor
                 .record(&txn, "operator.revoke", name, Some(reason), serde_json::json!({"role": role, "scope": scope}))

@@ -3,12 +3,12 @@
 use crate::access::Role;
 use crate::session::{confirm, session, Conn};
 use crate::table;
+use crate::tables::{payments, receipts};
 use crate::{reports, ReceiptsCmd};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use feepay_domain::receipt::datetime_gmt7;
-use feepay_runtime::sql::stmt;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -16,52 +16,61 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: ReceiptsCmd) -> anyhow:
     match cmd {
         ReceiptsCmd::List { agency, payment, dossier, from, to, limit } => {
             let (db, actor) = session(conn).await?;
-            let mut sql = String::from(
-                "SELECT r.agency_code, r.template, r.symbol, r.number, r.status, r.total, r.issued_at, r.payment_id, p.dossier_code, r.lookup_code \
-                 FROM receipts r JOIN payments p USING (payment_id) WHERE true",
-            );
-            let mut v: Vec<sea_orm::Value> = Vec::new();
-            let add = |cond: &str, val: sea_orm::Value, v: &mut Vec<sea_orm::Value>, sql: &mut String| {
-                v.push(val);
-                sql.push_str(&cond.replace("$?", &format!("${}", v.len())));
-            };
+            use receipts::Column as C;
+            let mut q = receipts::Entity::find()
+                .select_only()
+                .columns([
+                    C::AgencyCode,
+                    C::Template,
+                    C::Symbol,
+                    C::Number,
+                    C::Status,
+                    C::Total,
+                    C::IssuedAt,
+                    C::PaymentId,
+                ])
+                .column(payments::Column::DossierCode)
+                .column(C::LookupCode)
+                .join(JoinType::InnerJoin, receipts::Relation::Payment.def());
             if let Some(scope) = actor.scope_value() {
-                add(" AND r.agency_code = ANY($?)", scope.into(), &mut v, &mut sql);
+                q = q.filter(C::AgencyCode.is_in(scope));
             }
             if let Some(a) = agency {
-                add(" AND r.agency_code = $?", a.into(), &mut v, &mut sql);
+                q = q.filter(C::AgencyCode.eq(a));
             }
             if let Some(p) = payment {
-                add(" AND r.payment_id = $?", p.into(), &mut v, &mut sql);
+                q = q.filter(C::PaymentId.eq(p));
             }
             if let Some(d) = dossier {
-                add(" AND p.dossier_code = $?", d.into(), &mut v, &mut sql);
+                q = q.filter(payments::Column::DossierCode.eq(d));
             }
             // Days are GMT+7 days: compare instants with midnight in Vietnam, computed here.
-            // (PostgreSQL reads `AT TIME ZONE '+07'` as POSIX, i.e. UTC−7.)
             if let Some(f) = from {
-                add(" AND r.issued_at >= $?", reports::day_start(f).into(), &mut v, &mut sql);
+                q = q.filter(C::IssuedAt.gte(reports::day_start(f)));
             }
             if let Some(t) = to {
-                add(" AND r.issued_at < $?", reports::day_start(t.succ_opt().unwrap_or(t)).into(), &mut v, &mut sql);
+                q = q.filter(C::IssuedAt.lt(reports::day_start(t.succ_opt().unwrap_or(t))));
             }
-            v.push(limit.into());
-            sql.push_str(&format!(" ORDER BY r.issued_at DESC, r.number DESC LIMIT ${}", v.len()));
-            let rows = db.query_all(stmt(sql, v)).await?;
+            type Listed = (String, String, String, i32, String, i64, DateTime<Utc>, String, String, String);
+            let rows: Vec<Listed> = q
+                .order_by_desc(C::IssuedAt)
+                .order_by_desc(C::Number)
+                .limit(limit.max(0) as u64)
+                .into_tuple()
+                .all(&db)
+                .await?;
             let mut table_rows = Vec::new();
-            for r in rows {
-                let issued: DateTime<Utc> = r.try_get("", "issued_at")?;
-                let total: i64 = r.try_get("", "total")?;
+            for (agency, template, symbol, number, status, total, issued, payment_id, dossier, lookup_code) in rows {
                 table_rows.push(vec![
-                    r.try_get::<String>("", "agency_code")?,
-                    format!("{} {}", r.try_get::<String>("", "template")?, r.try_get::<String>("", "symbol")?),
-                    format!("{:07}", r.try_get::<i32>("", "number")?),
-                    r.try_get::<String>("", "status")?,
+                    agency,
+                    format!("{template} {symbol}"),
+                    format!("{number:07}"),
+                    status,
                     feepay_domain::Vnd::new(total).map(|v| v.grouped()).unwrap_or_default(),
                     datetime_gmt7(issued),
-                    r.try_get::<String>("", "payment_id")?,
-                    r.try_get::<String>("", "dossier_code")?,
-                    r.try_get::<String>("", "lookup_code")?,
+                    payment_id,
+                    dossier,
+                    lookup_code,
                 ]);
             }
             table::print(
@@ -83,28 +92,17 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: ReceiptsCmd) -> anyhow:
         }
         ReceiptsCmd::Show { id } => {
             let (db, actor) = session(conn).await?;
-            let row = db
-                .query_one(stmt(
-                    "SELECT agency_code, document, status, cancel_reason, cancelled_at FROM receipts WHERE lookup_code = $1 OR receipt_id::text = $1",
-                    vec![id.clone().into()],
-                ))
-                .await?;
-            let Some(row) = row.filter(|r| r.try_get::<String>("", "agency_code").is_ok_and(|a| actor.covers(&a)))
-            else {
+            let row = receipts::Entity::find().filter(receipts::named(&id)).one(&db).await?;
+            let Some(row) = row.filter(|r| actor.covers(&r.agency_code)) else {
                 eprintln!("no receipt with lookup code or id {id} (in your scope)");
                 return Ok(ExitCode::from(2));
             };
             actor.record(&db, "receipt.show", &id, None, serde_json::json!({})).await?;
-            let status: String = row.try_get("", "status")?;
-            writeln!(out, "status: {status}")?;
-            if status == "cancelled" {
-                writeln!(
-                    out,
-                    "cancelled: {}",
-                    row.try_get::<Option<String>>("", "cancel_reason")?.unwrap_or_default()
-                )?;
+            writeln!(out, "status: {}", row.status)?;
+            if row.status == "cancelled" {
+                writeln!(out, "cancelled: {}", row.cancel_reason.unwrap_or_default())?;
             }
-            writeln!(out, "{}", row.try_get::<String>("", "document")?)?;
+            writeln!(out, "{}", row.document)?;
         }
         ReceiptsCmd::Cancel { id, reason, yes } => {
             return correct(out, conn, CorrectionAsk { receipt: id, reason, replace: None }, yes).await;
@@ -140,24 +138,19 @@ async fn correct(out: &mut impl Write, conn: &Conn, ask: CorrectionAsk, yes: boo
         eprintln!("{e}");
         return Ok(ExitCode::from(2));
     }
-    let row = db
-        .query_one(stmt(
-            "SELECT agency_code, template, symbol, number, status, total FROM receipts WHERE receipt_id::TEXT = $1 OR lookup_code = $1",
-            vec![ask.receipt.clone().into()],
-        ))
-        .await?;
-    let Some(row) = row.filter(|r| r.try_get::<String>("", "agency_code").is_ok_and(|a| actor.covers(&a))) else {
+    let row = receipts::Entity::find().filter(receipts::named(&ask.receipt)).one(&db).await?;
+    let Some(row) = row.filter(|r| actor.covers(&r.agency_code)) else {
         eprintln!("no receipt with id or lookup code {} (in your scope)", ask.receipt);
         return Ok(ExitCode::from(2));
     };
     let label = format!(
         "{} {} {} {:07} ({} đ, {})",
-        row.try_get::<String>("", "agency_code")?,
-        row.try_get::<String>("", "template")?,
-        row.try_get::<String>("", "symbol")?,
-        row.try_get::<i32>("", "number")?,
-        feepay_domain::Vnd::new(row.try_get::<i64>("", "total")?).map(|v| v.grouped()).unwrap_or_default(),
-        row.try_get::<String>("", "status")?,
+        row.agency_code,
+        row.template,
+        row.symbol,
+        row.number,
+        feepay_domain::Vnd::new(row.total).map(|v| v.grouped()).unwrap_or_default(),
+        row.status,
     );
     let what = if ask.replace.is_some() { "cancel and replace" } else { "cancel" };
     writeln!(out, "{what} receipt {label}, reason: {}", ask.reason)?;

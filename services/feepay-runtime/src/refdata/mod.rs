@@ -1,12 +1,17 @@
 //! Reference data in PostgreSQL: a load stores the files (validated by the domain parser)
 //! and normalised tables in one transaction; services read the newest version.
 
-use crate::sql::{placeholders, stmt};
+pub mod tables;
+
 use feepay_domain::reference::{DataErrors, ReferenceData};
 use feepay_domain::waiver::{Effect, RuleSet};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use tables::{agencies, fees, series, versions, waiver_rules};
 
 /// The three reference files.
 #[derive(Debug, Clone)]
@@ -72,129 +77,104 @@ pub async fn store(db: &DatabaseConnection, files: &ReferenceFiles, actor: &str)
     let (reference, rules) = files.parse()?;
     let digest = files.digest();
     let txn = db.begin().await?;
+    // Two loads at once would both see the same newest version: a table lock (which
+    // sea-orm has no form for) makes the second wait and then find the first's digest.
     txn.execute_unprepared("LOCK TABLE reference_versions IN EXCLUSIVE MODE").await?;
-    if let Some(row) =
-        txn.query_one(stmt("SELECT id, digest FROM reference_versions ORDER BY id DESC LIMIT 1", vec![])).await?
-    {
-        let (id, d): (i64, String) = (row.try_get("", "id")?, row.try_get("", "digest")?);
+    let newest: Option<(i64, String)> = versions::Entity::find()
+        .select_only()
+        .columns([versions::Column::Id, versions::Column::Digest])
+        .order_by_desc(versions::Column::Id)
+        .into_tuple()
+        .one(&txn)
+        .await?;
+    if let Some((id, d)) = newest {
         if d == digest {
             txn.commit().await?;
             return Ok((id, false));
         }
     }
-    let row = txn
-        .query_one(stmt(
-            "INSERT INTO reference_versions (loaded_by, agencies_toml, fees_toml, waivers_toml, digest) VALUES ($1,$2,$3,$4,$5) RETURNING id",
-            vec![actor.into(), files.agencies.1.clone().into(), files.fees.1.clone().into(), files.waivers.1.clone().into(), digest.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::Custom("insert returned nothing".into()))?;
-    let version: i64 = row.try_get("", "id")?;
-    txn.execute_unprepared("DELETE FROM series; DELETE FROM waiver_rules; DELETE FROM fees; DELETE FROM agencies;")
-        .await?;
-    let mut v: Vec<Value> = Vec::new();
-    for a in reference.agencies.values() {
-        v.extend([
-            a.code.clone().into(),
-            a.name.clone().into(),
-            a.tax_code.clone().into(),
-            a.address.clone().into(),
-            a.parent.clone().into(),
-        ]);
-    }
+    let version = versions::Entity::insert(versions::ActiveModel {
+        loaded_by: Set(actor.to_string()),
+        agencies_toml: Set(files.agencies.1.clone()),
+        fees_toml: Set(files.fees.1.clone()),
+        waivers_toml: Set(files.waivers.1.clone()),
+        digest: Set(digest),
+        ..Default::default()
+    })
+    .exec(&txn)
+    .await?
+    .last_insert_id;
+    series::Entity::delete_many().exec(&txn).await?;
+    waiver_rules::Entity::delete_many().exec(&txn).await?;
+    fees::Entity::delete_many().exec(&txn).await?;
+    agencies::Entity::delete_many().exec(&txn).await?;
     if !reference.agencies.is_empty() {
-        txn.execute(stmt(
-            format!(
-                "INSERT INTO agencies (code, name, tax_code, address, parent) VALUES {}",
-                placeholders(reference.agencies.len(), 5)
-            ),
-            v,
-        ))
+        agencies::Entity::insert_many(reference.agencies.values().map(|a| agencies::ActiveModel {
+            code: Set(a.code.clone()),
+            name: Set(a.name.clone()),
+            tax_code: Set(a.tax_code.clone()),
+            address: Set(a.address.clone()),
+            parent: Set(a.parent.clone()),
+        }))
+        .exec_without_returning(&txn)
         .await?;
-    }
-    let mut v: Vec<Value> = Vec::new();
-    for s in &reference.series {
-        let kinds: Vec<String> = s.kinds.iter().map(|k| k.code().to_string()).collect();
-        v.extend([
-            s.agency.clone().into(),
-            s.template.clone().into(),
-            s.letters.clone().into(),
-            kinds.into(),
-            s.title.clone().into(),
-        ]);
     }
     if !reference.series.is_empty() {
-        txn.execute(stmt(
-            format!(
-                "INSERT INTO series (agency, template, letters, kinds, title) VALUES {}",
-                placeholders(reference.series.len(), 5)
-            ),
-            v,
-        ))
+        series::Entity::insert_many(reference.series.iter().map(|s| series::ActiveModel {
+            agency: Set(s.agency.clone()),
+            template: Set(s.template.clone()),
+            letters: Set(s.letters.clone()),
+            kinds: Set(s.kinds.iter().map(|k| k.code().to_string()).collect()),
+            title: Set(s.title.clone()),
+        }))
+        .exec_without_returning(&txn)
         .await?;
-    }
-    let mut v: Vec<Value> = Vec::new();
-    for f in reference.fees.values() {
-        v.extend([
-            f.code.clone().into(),
-            f.name.clone().into(),
-            f.kind.code().into(),
-            f.base_amount.dong().into(),
-            f.authority.clone().into(),
-        ]);
     }
     if !reference.fees.is_empty() {
-        txn.execute(stmt(
-            format!(
-                "INSERT INTO fees (code, name, kind, base_amount, authority) VALUES {}",
-                placeholders(reference.fees.len(), 5)
-            ),
-            v,
-        ))
+        fees::Entity::insert_many(reference.fees.values().map(|f| fees::ActiveModel {
+            code: Set(f.code.clone()),
+            name: Set(f.name.clone()),
+            kind: Set(f.kind.code().to_string()),
+            base_amount: Set(f.base_amount.dong()),
+            authority: Set(f.authority.clone()),
+        }))
+        .exec_without_returning(&txn)
         .await?;
-    }
-    let mut v: Vec<Value> = Vec::new();
-    for r in &rules.rules {
-        let definition = serde_json::json!({
-            "description": r.description,
-            "signed_on": r.legal.signed_on,
-            "scope": r.scope,
-            "conditions": r.conditions,
-            "effect": match r.effect {
-                Effect::PercentOff(p) => serde_json::json!({"kind": "percent_off", "percent": p.to_string()}),
-                Effect::AmountOff(a) => serde_json::json!({"kind": "amount_off", "amount": a.dong()}),
-                Effect::SetAmount(a) => serde_json::json!({"kind": "set_amount", "amount": a.dong()}),
-                Effect::Exempt => serde_json::json!({"kind": "exempt"}),
-            },
-        });
-        v.extend([
-            r.id.clone().into(),
-            r.legal.document_number.clone().into(),
-            r.legal.issuing_body.clone().into(),
-            r.valid_from.into(),
-            r.valid_until.into(),
-            r.priority.into(),
-            definition.into(),
-        ]);
     }
     if !rules.rules.is_empty() {
-        txn.execute(stmt(
-            format!(
-                "INSERT INTO waiver_rules (id, document_number, issuing_body, valid_from, valid_until, priority, definition) VALUES {}",
-                placeholders(rules.rules.len(), 7)
-            ),
-            v,
-        ))
+        waiver_rules::Entity::insert_many(rules.rules.iter().map(|r| waiver_rules::ActiveModel {
+            id: Set(r.id.clone()),
+            document_number: Set(r.legal.document_number.clone()),
+            issuing_body: Set(r.legal.issuing_body.clone()),
+            valid_from: Set(r.valid_from),
+            valid_until: Set(r.valid_until),
+            priority: Set(r.priority),
+            definition: Set(serde_json::json!({
+                "description": r.description,
+                "signed_on": r.legal.signed_on,
+                "scope": r.scope,
+                "conditions": r.conditions,
+                "effect": match r.effect {
+                    Effect::PercentOff(p) => serde_json::json!({"kind": "percent_off", "percent": p.to_string()}),
+                    Effect::AmountOff(a) => serde_json::json!({"kind": "amount_off", "amount": a.dong()}),
+                    Effect::SetAmount(a) => serde_json::json!({"kind": "set_amount", "amount": a.dong()}),
+                    Effect::Exempt => serde_json::json!({"kind": "exempt"}),
+                },
+            })),
+        }))
+        .exec_without_returning(&txn)
         .await?;
     }
-    txn.execute(stmt(
-        "INSERT INTO audit_log (actor, action, target, details) VALUES ($1, 'reference.load', $2, $3)",
-        vec![
-            actor.into(),
-            format!("reference version {version}").into(),
-            serde_json::json!({"agencies": reference.agencies.len(), "series": reference.series.len(), "fees": reference.fees.len(), "rules": rules.rules.len()}).into(),
-        ],
-    ))
+    crate::audit::record(
+        &txn,
+        crate::audit::Entry {
+            actor,
+            action: "reference.load",
+            target: &format!("reference version {version}"),
+            reason: None,
+            details: serde_json::json!({"agencies": reference.agencies.len(), "series": reference.series.len(), "fees": reference.fees.len(), "rules": rules.rules.len()}),
+        },
+    )
     .await?;
     txn.commit().await?;
     Ok((version, true))
@@ -202,29 +182,37 @@ pub async fn store(db: &DatabaseConnection, files: &ReferenceFiles, actor: &str)
 
 /// Id of the newest version, if any.
 pub async fn latest_version<C: ConnectionTrait>(db: &C) -> Result<Option<i64>, DbErr> {
-    Ok(match db.query_one(stmt("SELECT max(id) AS id FROM reference_versions", vec![])).await? {
-        Some(r) => r.try_get::<Option<i64>>("", "id")?,
-        None => None,
-    })
+    versions::Entity::find()
+        .select_only()
+        .column_as(versions::Column::Id.max(), "id")
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await
+        .map(Option::flatten)
 }
 
 /// Loads and parses the newest version. Stored files were valid when loaded; they are parsed
 /// again with the running code so every service applies exactly the same rules.
 pub async fn load_latest<C: ConnectionTrait>(db: &C) -> Result<Option<LoadedReference>, LoadError> {
-    let Some(row) = db
-        .query_one(stmt(
-            "SELECT id, agencies_toml, fees_toml, waivers_toml FROM reference_versions ORDER BY id DESC LIMIT 1",
-            vec![],
-        ))
-        .await?
-    else {
+    let newest: Option<(i64, String, String, String)> = versions::Entity::find()
+        .select_only()
+        .columns([
+            versions::Column::Id,
+            versions::Column::AgenciesToml,
+            versions::Column::FeesToml,
+            versions::Column::WaiversToml,
+        ])
+        .order_by_desc(versions::Column::Id)
+        .into_tuple()
+        .one(db)
+        .await?;
+    let Some((version, agencies, fees, waivers)) = newest else {
         return Ok(None);
     };
-    let version: i64 = row.try_get("", "id")?;
     let files = ReferenceFiles {
-        agencies: (format!("reference v{version} agencies.toml"), row.try_get("", "agencies_toml")?),
-        fees: (format!("reference v{version} fees.toml"), row.try_get("", "fees_toml")?),
-        waivers: (format!("reference v{version} waivers.toml"), row.try_get("", "waivers_toml")?),
+        agencies: (format!("reference v{version} agencies.toml"), agencies),
+        fees: (format!("reference v{version} fees.toml"), fees),
+        waivers: (format!("reference v{version} waivers.toml"), waivers),
     };
     let (reference, rules) = files.parse()?;
     Ok(Some(LoadedReference { version, reference, rules }))
