@@ -45,9 +45,11 @@ pub fn public_receipt(r: &v1::Receipt) -> serde_json::Value {
 }
 
 /// JSON answer of `GET /api/v1/receipts/{code}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiptView {
+    /// `issued` or `cancelled`.
+    #[schema(value_type = String, example = "issued")]
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancelled_at: Option<String>,
@@ -55,11 +57,15 @@ pub struct ReceiptView {
     pub cancel_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced_by: Option<Replacement>,
+    /// feepay.v1.Receipt in canonical protobuf JSON (see proto/feepay/v1/receipts.proto)
+    /// without the payer's email and beneficiary categories.
+    #[schema(value_type = Object)]
     pub receipt: serde_json::Value,
     pub document_url: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The receipt that replaces a cancelled one.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Replacement {
     pub number: String,

@@ -8,7 +8,7 @@ use sea_orm::DbErr;
 use serde::Serialize;
 
 /// What a verifier learns about a document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
     /// Signature valid, document is the one on record, and it sits correctly in its chain.
@@ -47,7 +47,7 @@ pub struct Verdict {
     pub summary: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiptRef {
     pub agency_code: String,
@@ -59,7 +59,7 @@ pub struct ReceiptRef {
 }
 
 /// The signing certificate as a verifier needs to see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Signer {
     pub subject: String,
@@ -88,7 +88,7 @@ fn signer(v: &Verification) -> Option<Signer> {
 }
 
 /// Position in the series' hash chain.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainCheck {
     /// The hash of the previous receipt written in this one matches that receipt (or the
@@ -106,6 +106,15 @@ fn reference(r: &StoredReceipt) -> ReceiptRef {
         receipt_symbol: r.symbol.clone(),
         number: format!("{:07}", r.number),
         total: Some(r.receipt.total.clone()),
+    }
+}
+
+/// The verdict as a metric outcome.
+pub fn outcome(v: &Verdict) -> &'static str {
+    if v.authentic {
+        "found"
+    } else {
+        "not_authentic"
     }
 }
 
