@@ -51,8 +51,8 @@ pub fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
-/// A fresh database, migrated and loaded with the sample reference data. Drop it with
-/// [`TestDb::drop`] at the end of the test.
+/// A fresh database, migrated and loaded with the sample reference data; dropped (the
+/// database itself) when the value is, also when the test panics.
 pub struct TestDb {
     pub url: String,
     pub db: DatabaseConnection,
@@ -76,10 +76,61 @@ impl TestDb {
     pub fn settings(&self) -> DatabaseSettings {
         DatabaseSettings::new(self.url.clone(), 8)
     }
+}
 
-    pub async fn drop(self) {
-        self.db.close().await.ok();
-        feepay_runtime::db::drop_database(&self.url).await.ok();
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // The test's runtime may be unwinding or already gone: a thread with a runtime of
+        // its own drops the database (`WITH (FORCE)` ends the pool's connections).
+        let url = self.url.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let _ = rt.block_on(feepay_runtime::db::drop_database(&url));
+            }
+        })
+        .join();
+    }
+}
+
+/// What a test needs: its own database (migrated, sample reference data), its own topics
+/// and its own signers. Each part cleans up when dropped, also when the test panics; the
+/// services a test starts stop with their [`Running`]. A test states only what is special
+/// about it:
+///
+/// ```ignore
+/// let stack = TestStack::new().await;
+/// let issuer = stack.issuer().await;
+/// let code = stack.issue_one_receipt(WAIT).await;
+/// ```
+pub struct TestStack {
+    pub db: TestDb,
+    pub topics: Topics,
+    pub keys: pki::Signers,
+}
+
+impl TestStack {
+    pub async fn new() -> TestStack {
+        TestStack { db: TestDb::new().await, topics: topics(), keys: pki::test_keys() }
+    }
+
+    /// An issuer with the test defaults (a consumer group of its own, the system clock).
+    pub async fn issuer(&self) -> Running {
+        spawn_default_issuer(&self.db, &self.topics, &self.keys).await
+    }
+
+    /// Issuer settings for this stack, to change before [`spawn_issuer`].
+    pub fn issuer_settings(&self) -> feepay_issuer::app::IssuerSettings {
+        issuer_settings(&self.db, &self.topics, &self.keys, &format!("issuer-{}", unique()))
+    }
+
+    /// Publishes one payment and waits for its receipt; see [`issue_one_receipt`].
+    pub async fn issue_one_receipt(&self, wait: Duration) -> String {
+        issue_one_receipt(&self.db, &self.topics, wait).await
+    }
+
+    /// Counts rows of a query returning one BIGINT column `n`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        count(&self.db.db, sql).await
     }
 }
 
@@ -190,25 +241,47 @@ where
     }
 }
 
-/// A service running in the test process.
+/// A service running in the test process; stopped (cancelled, then aborted) when dropped,
+/// also when the test panics.
 pub struct Running {
     pub shutdown: tokio_util::sync::CancellationToken,
-    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub http_addr: std::net::SocketAddr,
 }
 
-impl Running {
-    /// Graceful stop (as SIGTERM would).
-    pub async fn stop(self) {
+impl Drop for Running {
+    fn drop(&mut self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.handle).await;
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Running {
+    pub fn new(
+        shutdown: tokio_util::sync::CancellationToken,
+        handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+        http_addr: std::net::SocketAddr,
+    ) -> Running {
+        Running { shutdown, handle: Some(handle), http_addr }
+    }
+
+    /// Graceful stop (as SIGTERM would).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
+        }
     }
 
     /// Abrupt stop: the task is dropped mid-flight, nothing drains (a crash, as far as the
     /// broker and the database can tell).
-    pub async fn crash(self) {
-        self.handle.abort();
-        let _ = self.handle.await;
+    pub async fn crash(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+            let _ = h.await;
+        }
         // The main loop is gone mid-flight; stop the background health tasks too, which
         // still hold the consumer (a killed process's consumer would expire from the group).
         self.shutdown.cancel();
@@ -267,7 +340,7 @@ pub async fn spawn_issuer(
     let app = feepay_issuer::app::App::build(settings, clock, shutdown.clone()).await.expect("issuer builds");
     let http_addr = app.http_addr;
     let handle = tokio::spawn(app.run());
-    Running { shutdown, handle, http_addr }
+    Running::new(shutdown, handle, http_addr)
 }
 
 /// An issuer with the test defaults: a consumer group of its own, the system clock.
@@ -367,7 +440,7 @@ pub async fn spawn_notifier(settings: feepay_notifier::app::NotifierSettings) ->
     let app = feepay_notifier::app::App::build(settings, shutdown.clone()).await.expect("notifier builds");
     let http_addr = app.http_addr;
     let handle = tokio::spawn(app.run());
-    Running { shutdown, handle, http_addr }
+    Running::new(shutdown, handle, http_addr)
 }
 
 /// A maildev SMTP sink of the test's own (for outages), started from `.tools/`.
@@ -472,7 +545,7 @@ pub async fn spawn_assessor(db: &TestDb, topics: &Topics, group: &str) -> Runnin
     let app = feepay_assessor::app::App::build(settings, shutdown.clone()).await.expect("assessor builds");
     let http_addr = app.http_addr;
     let handle = tokio::spawn(app.run());
-    Running { shutdown, handle, http_addr }
+    Running::new(shutdown, handle, http_addr)
 }
 
 /// A real Prometheus server (Debian package `prometheus`) scraping test services every
@@ -654,7 +727,7 @@ pub async fn spawn_lookup(settings: feepay_lookup::app::LookupSettings) -> Looku
     let base = format!("http://{}", app.addr);
     let http_addr = app.ops_addr;
     let handle = tokio::spawn(app.run());
-    Lookup { running: Running { shutdown, handle, http_addr }, base }
+    Lookup { running: Running::new(shutdown, handle, http_addr), base }
 }
 
 /// Debian's Chromium, installed by `make up` (deploy/local/stack.sh).

@@ -42,15 +42,38 @@ pub fn sample_reference() -> feepay_domain::reference::ReferenceData {
     files.parse().expect("valid").0
 }
 
+/// A test's signers directory, removed when dropped (also when the test panics).
+#[derive(Debug)]
+pub struct Signers(PathBuf);
+
+impl std::ops::Deref for Signers {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Signers {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Signers {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A signers directory with an RSA-2048 certificate (PKCS#12) for every agency with a
 /// series, valid from 2020 to two years from now.
-pub fn test_keys() -> PathBuf {
+pub fn test_keys() -> Signers {
     let dir = std::env::temp_dir().join(format!("feepay-signers-{}", unique()));
     let reference = sample_reference();
     for agency in provision::agencies_without_signer(&reference, &dir) {
         issue_pkcs12(&dir, &agency.code, None, KeyType::Rsa, years_ago(6), years_ahead(2));
     }
-    dir
+    Signers(dir)
 }
 
 pub fn years_ago(n: i64) -> chrono::DateTime<Utc> {

@@ -16,11 +16,10 @@ type Case = (&'static str, v1::Channel, Vec<v1::BeneficiaryCategory>, Vec<(&'sta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let assessor = spawn_assessor(&db, &topics, &format!("assessor-{}", unique())).await;
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
+    let assessor = spawn_assessor(db, topics, &format!("assessor-{}", unique())).await;
+    let issuer = spawn_default_issuer(db, topics, keys).await;
     let p = producer();
     let gmt7 = feepay_domain::numbering::gmt7();
     let u = unique();
@@ -135,5 +134,4 @@ async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
     );
     assessor.stop().await;
     issuer.stop().await;
-    db.drop().await;
 }

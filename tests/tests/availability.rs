@@ -22,10 +22,9 @@ fn clock() -> Arc<dyn feepay_runtime::clock::Clock> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_event_is_a_dead_letter_that_fits_and_valid_payments_flow_past_it() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), clock()).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
+    let issuer = spawn_issuer(issuer_settings(db, topics, keys, &format!("issuer-{}", unique())), clock()).await;
     issuer.wait_ready(WAIT).await;
 
     // 2 MiB that lz4 shrinks to a few kilobytes: the broker takes the compressed batch, the
@@ -72,14 +71,12 @@ async fn an_oversized_event_is_a_dead_letter_that_fits_and_valid_payments_flow_p
     let stored = feepay_runtime::dead_letter::load_payload(&db.db, &sha).await.unwrap().expect("stored");
     assert_eq!(stored, body, "the stored value is the original, byte for byte");
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_after_the_fix() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     // Bắc Ninh's Từ Sơn ward has lost its key; Tiên Du has used its last number of the year.
     let tuson_key = keys.join("BN.TUSON.p12");
     let tuson_password = keys.join("BN.TUSON.p12.password");
@@ -106,7 +103,7 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
         .await
         .unwrap();
 
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), clock()).await;
+    let issuer = spawn_issuer(issuer_settings(db, topics, keys, &format!("issuer-{}", unique())), clock()).await;
     issuer.wait_ready(WAIT).await;
     let p = producer();
     let u = unique();
@@ -166,7 +163,7 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     .await;
     assert_eq!(metric_value(&metrics, "feepay_issuer_parked_events", &[("reason", "no_signing_key")]), 1.0);
     assert_eq!(metric_value(&metrics, "feepay_issuer_events_parked_total", &[("reason", "series_exhausted")]), 1.0);
-    let listed = receiptctl(&db, &topics, None, &["parked", "list"]).await;
+    let listed = receiptctl(db, topics, None, &["parked", "list"]).await;
     assert_eq!(listed.code, 0, "{listed:?}");
     assert!(
         listed.stdout.contains("no_signing_key") && listed.stdout.contains("series_exhausted"),
@@ -189,8 +186,7 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     );
     feepay_runtime::refdata::store(&db.db, &files, "test").await.expect("new series loads");
     for id in [a.id, b.id] {
-        let run =
-            receiptctl(&db, &topics, None, &["parked", "retry", &id.to_string(), "--reason", "đã khắc phục"]).await;
+        let run = receiptctl(db, topics, None, &["parked", "retry", &id.to_string(), "--reason", "đã khắc phục"]).await;
         assert_eq!(run.code, 0, "{run:?}");
     }
     eventually(WAIT, "both retried payments issued", || async {
@@ -211,9 +207,8 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     .await;
     assert_eq!(number, 1, "the new series starts at 1");
     // Every series gapless, chains and signatures intact, the old series still at its end.
-    assert_eq!(verify_all_series(&db, &keys).await, 14);
+    assert_eq!(verify_all_series(db, keys).await, 14);
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,9 +272,8 @@ async fn a_service_waits_for_a_late_postgresql_and_then_issues() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_failed_once_is_counted_once_and_a_stalled_consumer_is_not_ready() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let logs = std::env::temp_dir().join(format!("feepay-once-{}", unique()));
     std::fs::create_dir_all(&logs).unwrap();
     let ops: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -292,7 +286,7 @@ async fn a_batch_that_failed_once_is_counted_once_and_a_stalled_consumer_is_not_
         ("FEEPAY_DATABASE_LOCK_TIMEOUT_MS".into(), "500".into()),
         ("FEEPAY_CONSUMER_STALL_SECS".into(), "2".into()),
     ];
-    vars.extend(feepay_tests::pki::signer_env(&keys));
+    vars.extend(feepay_tests::pki::signer_env(keys));
     vars.extend(topics.to_env().into_iter().map(|(k, v)| (k.to_string(), v)));
     let env = Env { vars, logs: logs.clone() };
     let mut issuer = env.spawn("feepay-issuer", "issuer", &[]);
@@ -349,5 +343,4 @@ async fn a_batch_that_failed_once_is_counted_once_and_a_stalled_consumer_is_not_
     let issued_lines = log.lines().filter(|l| l.contains("\"receipt issued\"")).count();
     assert_eq!(issued_lines, n, "one \"receipt issued\" line per receipt");
     let _ = std::fs::remove_dir_all(&logs);
-    db.drop().await;
 }

@@ -60,7 +60,6 @@ async fn behind_one_proxy_spoofing_does_not_escape_the_limit_and_ipv6_is_limited
     assert_eq!(status_from(base, "2001:db8:1:2:ffff::3").await, 429, "the same /64");
     assert_eq!(status_from(base, "2001:db8:1:3::1").await, 200, "another /64");
     lookup.running.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,17 +79,15 @@ async fn a_client_trickling_its_request_head_is_cut_off() {
     let _held = tokio::net::TcpStream::connect(&addr).await.unwrap();
     assert_eq!(reqwest::get(format!("{}/", lookup.base)).await.unwrap().status(), 200);
     tokio::time::timeout(WAIT, lookup.running.stop()).await.expect("shutdown despite an idle connection");
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_carry_security_headers_and_mask_personal_ids_and_bad_requests_are_refused() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
-    let lookup = spawn_lookup(lookup_settings(&db)).await;
-    let code = issue_one_receipt(&db, &topics, WAIT).await;
+    let stack = TestStack::new().await;
+    let db = &stack.db;
+    let issuer = stack.issuer().await;
+    let lookup = spawn_lookup(lookup_settings(db)).await;
+    let code = stack.issue_one_receipt(WAIT).await;
     let base = &lookup.base;
     for path in ["/".to_string(), format!("/tra-cuu/{code}"), format!("/api/v1/receipts/{code}")] {
         let r = reqwest::get(format!("{base}{path}")).await.unwrap();
@@ -133,5 +130,4 @@ async fn answers_carry_security_headers_and_mask_personal_ids_and_bad_requests_a
     assert!((400..500).contains(&sneaky), "no other route takes a body: {sneaky}");
     lookup.running.stop().await;
     issuer.stop().await;
-    db.drop().await;
 }

@@ -36,10 +36,9 @@ async fn receipts_of(db: &TestDb, payment_id: &str) -> Vec<(String, String, i32,
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_become_signed_gapless_receipts_and_events() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
+    let issuer = stack.issuer().await;
     let p = producer();
     let now = wall_clock();
     for i in 0..20 {
@@ -65,11 +64,11 @@ async fn payments_become_signed_gapless_receipts_and_events() {
         (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 22).then_some(())
     })
     .await;
-    let mixed_receipts = receipts_of(&db, &mixed).await;
+    let mixed_receipts = receipts_of(db, &mixed).await;
     assert_eq!(mixed_receipts.len(), 2, "{mixed_receipts:?}");
     assert!(mixed_receipts.iter().all(|r| r.0 == "EBL01"), "one series, the current form: {mixed_receipts:?}");
     assert_ne!(mixed_receipts[0].2, mixed_receipts[1].2, "phí and lệ phí on separate receipts, separate numbers");
-    assert_eq!(verify_all_series(&db, &keys).await, 22);
+    assert_eq!(verify_all_series(db, keys).await, 22);
 
     let events: Vec<v1::ReceiptIssued> = read_topic(&topics.receipts_issued, 22, WAIT, decode_event).await;
     assert_eq!(events.len(), 22, "every receipt is published");
@@ -88,15 +87,13 @@ async fn payments_become_signed_gapless_receipts_and_events() {
     let metrics = issuer.metrics().await;
     assert!(metrics.contains("feepay_issuer_receipts_issued_total{agency=\"BN.TTPVHCC\""), "{metrics}");
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_do_nothing_and_conflicts_are_rejected() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, .. } = &stack;
+    let issuer = stack.issuer().await;
     let p = producer();
     let id = format!("PG-{}", unique());
     let original = gplx_payment(&id, wall_clock());
@@ -110,7 +107,7 @@ async fn duplicates_do_nothing_and_conflicts_are_rejected() {
     let rejected: Vec<v1::PaymentRejected> = read_topic(&topics.payments_rejected, 1, WAIT, decode_event).await;
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].reason, v1::RejectionReason::ConflictingDuplicate as i32);
-    assert_eq!(receipts_of(&db, &id).await.len(), 1, "one receipt whatever the redeliveries");
+    assert_eq!(receipts_of(db, &id).await.len(), 1, "one receipt whatever the redeliveries");
     let metrics = eventually(WAIT, "processed counters", || async {
         let m = issuer.metrics().await;
         (metric_value(&m, "feepay_issuer_events_processed_total", &[("outcome", "duplicate")]) == 2.0).then_some(m)
@@ -118,15 +115,13 @@ async fn duplicates_do_nothing_and_conflicts_are_rejected() {
     .await;
     assert!(metrics.contains("feepay_issuer_conflicting_duplicates_total{kind=\"payment\"} 1"), "{metrics}");
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_events_go_to_the_dead_letter_topic_and_the_consumer_keeps_going() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, .. } = &stack;
+    let issuer = stack.issuer().await;
     let p = producer();
     let t = &topics.payments_succeeded;
     let pb = [("ce_type", "feepay.v1.PaymentSucceeded"), ("content-type", "application/protobuf")];
@@ -164,20 +159,18 @@ async fn bad_events_go_to_the_dead_letter_topic_and_the_consumer_keeps_going() {
     assert!(bad1.original_headers.iter().any(|h| h.key == "ce_type"), "original headers kept");
 
     eventually(WAIT, "the good payment after the bad ones", || async {
-        (!receipts_of(&db, &good).await.is_empty()).then_some(())
+        (!receipts_of(db, &good).await.is_empty()).then_some(())
     })
     .await;
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 1);
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rejection_path_publishes_its_reason() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, .. } = &stack;
+    let issuer = stack.issuer().await;
     let p = producer();
     let now = wall_clock();
     let u = unique();
@@ -224,15 +217,13 @@ async fn every_rejection_path_publishes_its_reason() {
     let metrics = issuer.metrics().await;
     assert!(metrics.contains("feepay_issuer_payments_rejected_total{reason=\"amount_mismatch\"} 1"), "{metrics}");
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refunds_cancel_and_partial_refunds_replace() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
+    let issuer = stack.issuer().await;
     let p = producer();
     let now = wall_clock();
     let u = unique();
@@ -291,16 +282,16 @@ async fn refunds_cancel_and_partial_refunds_replace() {
 
     let cancelled: Vec<v1::ReceiptCancelled> = read_topic(&topics.receipts_cancelled, 3, WAIT, decode_event).await;
     assert_eq!(cancelled.len(), 3);
-    let full_receipts = receipts_of(&db, &full).await;
+    let full_receipts = receipts_of(db, &full).await;
     assert_eq!(full_receipts.iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["cancelled"]);
-    let early_receipts = receipts_of(&db, &early).await;
+    let early_receipts = receipts_of(db, &early).await;
     assert_eq!(
         early_receipts.iter().map(|r| r.3.as_str()).collect::<Vec<_>>(),
         ["cancelled"],
         "pending refund applied when its payment came"
     );
     // Lệ phí and phí on two receipts; the refund of certified pages replaces the phí one.
-    let partial_receipts = receipts_of(&db, &partial).await;
+    let partial_receipts = receipts_of(db, &partial).await;
     assert_eq!(partial_receipts.len(), 3, "{partial_receipts:?}");
     let statuses: Vec<&str> = partial_receipts.iter().map(|r| r.3.as_str()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == "cancelled").count(), 1, "{partial_receipts:?}");
@@ -320,20 +311,17 @@ async fn refunds_cancel_and_partial_refunds_replace() {
     // Receipts are never deleted, even by hand.
     db.db.execute_unprepared("DELETE FROM receipts").await.unwrap();
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 5);
-    assert_eq!(verify_all_series(&db, &keys).await, 5);
+    assert_eq!(verify_all_series(db, keys).await, 5);
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numbering_restarts_at_midnight_on_new_years_eve_gmt7() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let gmt7 = feepay_domain::numbering::gmt7();
     let clock = Arc::new(FixedClock::new(gmt7.with_ymd_and_hms(2026, 12, 31, 23, 59, 58).unwrap().with_timezone(&Utc)));
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), clock.clone()).await;
+    let issuer = spawn_issuer(issuer_settings(db, topics, keys, &format!("issuer-{}", unique())), clock.clone()).await;
     let p = producer();
     let u = unique();
     for i in 0..3 {
@@ -384,16 +372,14 @@ async fn numbering_restarts_at_midnight_on_new_years_eve_gmt7() {
             ("27T".into(), 2027, 2)
         ]
     );
-    assert_eq!(verify_all_series(&db, &keys).await, 5);
+    assert_eq!(verify_all_series(db, keys).await, 5);
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let group = format!("issuer-{}", unique());
     let p = producer();
     let u = unique();
@@ -405,13 +391,13 @@ async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
     // offsets: it reads the batch with the group's consumer and processes it, but never
     // commits the offsets.
     {
-        let settings = issuer_settings(&db, &topics, &keys, &group);
+        let settings = issuer_settings(db, topics, keys, &group);
         let state = Arc::new(feepay_runtime::consumer::ConsumerState::new(Duration::from_secs(60)));
         let consumer =
             feepay_runtime::consumer::group_consumer(&settings.kafka, &[&topics.payments_succeeded], state).unwrap();
         let issuer = Arc::new(feepay_issuer::issue::Issuer::new(
             db.db.clone(),
-            feepay_tests::pki::signing(&keys),
+            feepay_tests::pki::signing(keys),
             Arc::new(SystemClock),
             feepay_issuer::metrics::IssuerMetrics::new(),
             topics.clone(),
@@ -421,13 +407,13 @@ async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
         let mut items = Vec::new();
         while items.len() < 10 {
             let m = consumer.recv().await.unwrap();
-            items.push(feepay_issuer::handler::decode(&topics, &feepay_runtime::consumer::Record::of(&m)).unwrap());
+            items.push(feepay_issuer::handler::decode(topics, &feepay_runtime::consumer::Record::of(&m)).unwrap());
         }
         let outcome = issuer.process(&items).await.unwrap().outcome;
         assert_eq!(outcome.receipts_issued, 10);
         drop(consumer); // crash: no offset commit
     }
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &group), Arc::new(SystemClock)).await;
+    let issuer = spawn_issuer(issuer_settings(db, topics, keys, &group), Arc::new(SystemClock)).await;
     let metrics = eventually(WAIT, "the redelivered batch", || async {
         let m = issuer.metrics().await;
         (metric_value(&m, "feepay_issuer_events_processed_total", &[("outcome", "duplicate")]) == 10.0).then_some(m)
@@ -439,19 +425,17 @@ async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
         "{metrics}"
     );
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 10);
-    assert_eq!(verify_all_series(&db, &keys).await, 10);
+    assert_eq!(verify_all_series(db, keys).await, 10);
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_issuers_and_a_rebalance_keep_numbers_gapless() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let group = format!("issuer-{}", unique());
-    let a = spawn_issuer(issuer_settings(&db, &topics, &keys, &group), Arc::new(SystemClock)).await;
-    let b = spawn_issuer(issuer_settings(&db, &topics, &keys, &group), Arc::new(SystemClock)).await;
+    let a = spawn_issuer(issuer_settings(db, topics, keys, &group), Arc::new(SystemClock)).await;
+    let b = spawn_issuer(issuer_settings(db, topics, keys, &group), Arc::new(SystemClock)).await;
     a.wait_ready(WAIT).await;
     b.wait_ready(WAIT).await;
     let p = producer();
@@ -479,17 +463,15 @@ async fn two_issuers_and_a_rebalance_keep_numbers_gapless() {
     .await;
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, total as i64);
     assert_eq!(count(&db.db, "SELECT count(DISTINCT payment_id)::BIGINT AS n FROM receipts").await, total as i64);
-    assert_eq!(verify_all_series(&db, &keys).await, total);
+    assert_eq!(verify_all_series(db, keys).await, total);
     b.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_at_random_moments_lose_nothing_and_skip_no_number() {
     use rand::Rng;
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let group = format!("issuer-{}", unique());
     let p = producer();
     let u = unique();
@@ -516,14 +498,14 @@ async fn crashes_at_random_moments_lose_nothing_and_skip_no_number() {
     let mut crashes = 0;
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
     while crashes < 4 {
-        let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &group), Arc::new(SystemClock)).await;
+        let issuer = spawn_issuer(issuer_settings(db, topics, keys, &group), Arc::new(SystemClock)).await;
         issuer.wait_ready(WAIT).await;
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
         issuer.crash().await;
         crashes += 1;
     }
     producing.await.unwrap();
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &group), Arc::new(SystemClock)).await;
+    let issuer = spawn_issuer(issuer_settings(db, topics, keys, &group), Arc::new(SystemClock)).await;
     eventually(Duration::from_secs(120), "every payment after the crashes", || async {
         (count(&db.db, "SELECT count(*)::BIGINT AS n FROM payments").await == total as i64).then_some(())
     })
@@ -533,7 +515,7 @@ async fn crashes_at_random_moments_lose_nothing_and_skip_no_number() {
         total as i64,
         "one receipt per payment"
     );
-    assert_eq!(verify_all_series(&db, &keys).await, total, "numbers gapless, chain and signatures intact");
+    assert_eq!(verify_all_series(db, keys).await, total, "numbers gapless, chain and signatures intact");
     eventually(WAIT, "outbox drained", || async {
         (count(&db.db, "SELECT count(*)::BIGINT AS n FROM outbox").await == 0).then_some(())
     })
@@ -544,15 +526,13 @@ async fn crashes_at_random_moments_lose_nothing_and_skip_no_number() {
         issued.iter().filter_map(|e| e.receipt.as_ref().map(|r| r.receipt_id.clone())).collect();
     assert_eq!(distinct.len(), total, "every receipt event published (at least once, stable ids)");
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corpus_of_hostile_events_ends_in_dead_letters_or_rejections_and_valid_traffic_flows() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
+    let issuer = stack.issuer().await;
     let p = producer();
     let t = topics.payments_succeeded.clone();
     let u = unique();
@@ -723,9 +703,8 @@ async fn a_corpus_of_hostile_events_ends_in_dead_letters_or_rejections_and_valid
     .await;
     let hostile_receipts = count(&db.db, &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE payment_id NOT LIKE 'PG-{u}-ok-%' AND payment_id <> 'PG-{u}-dup'")).await;
     assert_eq!(hostile_receipts, 0, "no receipt for any hostile event");
-    assert_eq!(verify_all_series(&db, &keys).await, valid.len() + 1);
+    assert_eq!(verify_all_series(db, keys).await, valid.len() + 1);
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -795,5 +774,4 @@ async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless()
     );
     assert_eq!(verify_all_series(&db, &keys).await, 211);
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM series_counters WHERE last_number > 0").await, 7);
-    db.drop().await;
 }

@@ -34,11 +34,10 @@ async fn get_json(url: &str) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
-    let lookup = spawn_lookup(lookup_settings(&db)).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, .. } = &stack;
+    let issuer = stack.issuer().await;
+    let lookup = spawn_lookup(lookup_settings(db)).await;
     let p = producer();
     let today = wall_clock();
     for i in 0..3 {
@@ -48,7 +47,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
         pay.payer.as_mut().unwrap().email = "ngoc.anh@example.vn".into();
         produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
     }
-    let codes = codes(&db, 3).await;
+    let codes = codes(db, 3).await;
     let base = &lookup.base;
 
     // JSON by code, typed the way people type it; no email in the public view.
@@ -206,11 +205,11 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
 
     // An operator cancels receipt 1 and replaces receipt 2 with a corrected name.
     let run =
-        receiptctl(&db, &topics, None, &["receipts", "cancel", &codes[0], "--reason", "Thu nhầm hồ sơ", "--yes"]).await;
+        receiptctl(db, topics, None, &["receipts", "cancel", &codes[0], "--reason", "Thu nhầm hồ sơ", "--yes"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let run = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         None,
         &[
             "receipts",
@@ -226,8 +225,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     .await;
     assert_eq!(run.code, 0, "{run:?}");
     let new_code = run.stdout.split("lookup code ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    let again =
-        receiptctl(&db, &topics, None, &["receipts", "cancel", &codes[0], "--reason", "lần nữa", "--yes"]).await;
+    let again = receiptctl(db, topics, None, &["receipts", "cancel", &codes[0], "--reason", "lần nữa", "--yes"]).await;
     assert_eq!(again.code, 2, "a cancelled receipt cannot be cancelled again: {again:?}");
     assert!(again.stderr.contains("already cancelled"), "{again:?}");
 
@@ -260,8 +258,8 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     let anchors_file = std::env::temp_dir().join(format!("anchors-{}.pem", unique()));
     std::fs::write(&anchors_file, k["trustAnchors"][0].as_str().unwrap()).unwrap();
     let audit = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         None,
         &[
             "audit",
@@ -287,8 +285,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     // The day's reconciliation and the usage report.
     let day = feepay_domain::numbering::date_gmt7(today).to_string();
     let recon =
-        receiptctl(&db, &topics, None, &["reconcile", "--date", &day, "--agency", "BN.TTPVHCC", "--format", "csv"])
-            .await;
+        receiptctl(db, topics, None, &["reconcile", "--date", &day, "--agency", "BN.TTPVHCC", "--format", "csv"]).await;
     assert_eq!(recon.code, 0, "{recon:?}");
     let lines: Vec<&str> = recon.stdout.lines().collect();
     assert_eq!(
@@ -299,8 +296,8 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     // collect 270 000 (the cancelled-only payment has none left).
     assert_eq!(lines[1], "BN.TTPVHCC,VNPAY,3,405000,3,0,0,4,2,270000,0", "{recon:?}");
     let unmatched = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         None,
         &["reconcile", "--date", &day, "--agency", "BN.TTPVHCC", "--format", "csv", "--unmatched"],
     )
@@ -308,12 +305,12 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     let rows: Vec<&str> = unmatched.stdout.lines().skip(1).collect();
     assert_eq!(rows.len(), 1, "{unmatched:?}");
     assert!(rows[0].contains("every receipt cancelled"), "{unmatched:?}");
-    let table = receiptctl(&db, &topics, None, &["reconcile", "--date", &day]).await;
+    let table = receiptctl(db, topics, None, &["reconcile", "--date", &day]).await;
     assert!(table.stdout.contains("payments without a valid receipt: 1"), "{table:?}");
 
     let usage = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         None,
         &["report", "usage", "--from", &day, "--to", &day, "--agency", "BN.TTPVHCC", "--format", "csv"],
     )
@@ -323,13 +320,12 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     let cells: Vec<&str> = row.split(',').collect();
     assert_eq!(&cells[3..5], ["EBL01", symbol.as_str()]);
     assert_eq!(&cells[7..], ["0000001", "0000001", "0000004", "4", "2", "0000001 0000002", "0", "0000004"], "{row}");
-    let xml =
-        receiptctl(&db, &topics, None, &["report", "usage", "--from", &day, "--to", &day, "--format", "xml"]).await;
+    let xml = receiptctl(db, topics, None, &["report", "usage", "--from", &day, "--to", &day, "--format", "xml"]).await;
     assert_eq!(xml.code, 2, "the official XML is the issuer's signed report: {xml:?}");
     assert!(xml.stderr.contains("receiptctl tax list --kind usage-report"), "{xml:?}");
 
     // Each cancellation sent the tax authority its signed notice (04/SS-CTĐT).
-    let notices = receiptctl(&db, &topics, None, &["tax", "list", "--kind", "error-notice"]).await;
+    let notices = receiptctl(db, topics, None, &["tax", "list", "--kind", "error-notice"]).await;
     assert_eq!(notices.code, 0, "{notices:?}");
     assert!(notices.stdout.contains("2 document(s)"), "{notices:?}");
     let ids: Vec<String> = notices
@@ -340,7 +336,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
         .collect();
     let mut reasons = Vec::new();
     for id in &ids {
-        let shown = receiptctl(&db, &topics, None, &["tax", "show", id]).await;
+        let shown = receiptctl(db, topics, None, &["tax", "show", id]).await;
         assert!(shown.stdout.contains("<MSo>04/SS-CTĐT</MSo>"), "{shown:?}");
         assert!(
             shown.stdout.contains("<MST>2300290832</MST>") && shown.stdout.contains("<KHMSCTu>EBL01</KHMSCTu>"),
@@ -353,7 +349,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     reasons.sort();
     assert_eq!(reasons, ["Sai họ tên người nộp", "Thu nhầm hồ sơ"]);
     let out_dir = std::env::temp_dir().join(format!("tax-{}", unique()));
-    let export = receiptctl(&db, &topics, None, &["tax", "export", "--dir", out_dir.to_str().unwrap()]).await;
+    let export = receiptctl(db, topics, None, &["tax", "export", "--dir", out_dir.to_str().unwrap()]).await;
     assert!(export.stdout.contains("document(s) written"), "{export:?}");
     assert!(std::fs::read_dir(&out_dir).unwrap().any(|e| e
         .unwrap()
@@ -361,7 +357,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
         .to_string_lossy()
         .starts_with("04-SS-CTDT-BN.TTPVHCC-")));
     // The registration draft names the centre's form and the certificate that signs.
-    let draft = receiptctl(&db, &topics, None, &["tax", "registration", "--agency", "BN.TTPVHCC"]).await;
+    let draft = receiptctl(db, topics, None, &["tax", "registration", "--agency", "BN.TTPVHCC"]).await;
     assert_eq!(draft.code, 0, "{draft:?}");
     assert!(
         draft.stdout.contains("<MSo>01/ĐKTĐ-CTĐT</MSo>") && draft.stdout.contains("<KHMSCTu>EBL01</KHMSCTu>"),
@@ -369,7 +365,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     );
     assert!(draft.stdout.contains(&format!("<Seri>{}</Seri>", cert["serial"].as_str().unwrap())), "{draft:?}");
     assert!(!draft.stdout.contains("<TDVNUNhiem>"), "the centre delegates to nobody: {draft:?}");
-    let stp = receiptctl(&db, &topics, None, &["tax", "registration", "--agency", "BN.STP"]).await;
+    let stp = receiptctl(db, topics, None, &["tax", "registration", "--agency", "BN.STP"]).await;
     assert!(
         stp.stdout.contains("<MSTDVNUNhiem>2300290832</MSTDVNUNhiem>"),
         "the centre issues under the department's delegation: {stp:?}"
@@ -396,7 +392,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     );
 
     // Rate limit: a client that asks too often is told to wait.
-    let mut tight = lookup_settings(&db);
+    let mut tight = lookup_settings(db);
     tight.rate_per_minute = 6;
     tight.burst = 3;
     let limited = spawn_lookup(tight).await;
@@ -414,15 +410,13 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     limited.running.stop().await;
     lookup.running.stop().await;
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, .. } = &stack;
+    let issuer = stack.issuer().await;
     let p = producer();
     // A payment whose personal id has a wrong check: invalid, dead-lettered.
     let id = format!("PG-{}", unique());
@@ -433,60 +427,60 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
     let _: Vec<v1::DeadLetter> =
         read_topic(&dlq, 1, WAIT, |m| prost::Message::decode(rdkafka::Message::payload(m).unwrap()).unwrap()).await;
 
-    let list = receiptctl(&db, &topics, None, &["dead-letters", "list"]).await;
+    let list = receiptctl(db, topics, None, &["dead-letters", "list"]).await;
     assert_eq!(list.code, 0, "{list:?}");
     assert!(list.stdout.contains("1 dead letter(s)"), "{list:?}");
     let reference = list.stdout.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_string();
     assert!(reference.starts_with(&format!("{dlq}/")), "{reference}");
-    let show = receiptctl(&db, &topics, None, &["dead-letters", "show", &reference]).await;
+    let show = receiptctl(db, topics, None, &["dead-letters", "show", &reference]).await;
     assert_eq!(show.code, 0, "{show:?}");
     assert!(show.stdout.contains("reason code:   invalid"), "{show:?}");
     assert!(show.stdout.contains("personal"), "{show:?}");
 
     // Replaying as it is would only dead-letter again: refused.
     let same =
-        receiptctl(&db, &topics, None, &["dead-letters", "replay", &reference, "--reason", "thử lại", "--yes"]).await;
+        receiptctl(db, topics, None, &["dead-letters", "replay", &reference, "--reason", "thử lại", "--yes"]).await;
     assert_eq!(same.code, 2, "{same:?}");
     assert!(same.stderr.contains("still does not decode"), "{same:?}");
 
     // Scopes: once operators exist, a token is needed, and Hải Dương sees nothing of Bắc Ninh.
     let admin =
-        receiptctl(&db, &topics, None, &["operators", "add", "quan-tri", "--role", "admin", "--scope", "*"]).await;
+        receiptctl(db, topics, None, &["operators", "add", "quan-tri", "--role", "admin", "--scope", "*"]).await;
     assert_eq!(admin.code, 0, "{admin:?}");
     let admin_token = admin.stdout.lines().last().unwrap().trim().to_string();
     assert!(admin_token.starts_with("fp_"), "{admin:?}");
-    let no_token = receiptctl(&db, &topics, None, &["dead-letters", "list"]).await;
+    let no_token = receiptctl(db, topics, None, &["dead-letters", "list"]).await;
     assert_eq!(no_token.code, 4, "{no_token:?}");
     let hd = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         Some(&admin_token),
         &["operators", "add", "hd-op", "--role", "operator", "--scope", "HP"],
     )
     .await;
     let hd_token = hd.stdout.lines().last().unwrap().trim().to_string();
     let bn = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         Some(&admin_token),
         &["operators", "add", "bn-op", "--role", "operator", "--scope", "BN"],
     )
     .await;
     let bn_token = bn.stdout.lines().last().unwrap().trim().to_string();
     let bn_auditor = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         Some(&admin_token),
         &["operators", "add", "bn-audit", "--role", "auditor", "--scope", "BN"],
     )
     .await;
     let auditor_token = bn_auditor.stdout.lines().last().unwrap().trim().to_string();
-    let whoami = receiptctl(&db, &topics, Some(&bn_token), &["operators", "whoami"]).await;
+    let whoami = receiptctl(db, topics, Some(&bn_token), &["operators", "whoami"]).await;
     assert!(whoami.stdout.contains("bn-op (operator), scope: BN, BN.CA, BN.KINHBAC"), "{whoami:?}");
 
-    let hd_list = receiptctl(&db, &topics, Some(&hd_token), &["dead-letters", "list"]).await;
+    let hd_list = receiptctl(db, topics, Some(&hd_token), &["dead-letters", "list"]).await;
     assert!(hd_list.stdout.contains("0 dead letter(s)"), "{hd_list:?}");
-    let hd_show = receiptctl(&db, &topics, Some(&hd_token), &["dead-letters", "show", &reference]).await;
+    let hd_show = receiptctl(db, topics, Some(&hd_token), &["dead-letters", "show", &reference]).await;
     assert_eq!(hd_show.code, 4, "{hd_show:?}");
 
     // The fix: the correct personal id, sent as an edited body by the Bắc Ninh operator.
@@ -495,8 +489,8 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
     let file = std::env::temp_dir().join(format!("fixed-{}.json", unique()));
     std::fs::write(&file, serde_json::to_string(&fixed).unwrap()).unwrap();
     let denied = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         Some(&auditor_token),
         &[
             "dead-letters",
@@ -512,8 +506,8 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
     .await;
     assert_eq!(denied.code, 4, "an auditor does not act: {denied:?}");
     let replay = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         Some(&bn_token),
         &[
             "dead-letters",
@@ -548,8 +542,8 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
     .await;
     assert_eq!(receipts, 1);
     let twice = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         Some(&bn_token),
         &["dead-letters", "replay", &reference, "--edited", file.to_str().unwrap(), "--reason", "lần nữa", "--yes"],
     )
@@ -558,12 +552,12 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
     assert!(twice.stderr.contains("already replayed"), "{twice:?}");
 
     // Receipts of Bắc Ninh: visible to its operator, invisible and untouchable for Hải Dương.
-    let bn_list = receiptctl(&db, &topics, Some(&bn_token), &["receipts", "list"]).await;
+    let bn_list = receiptctl(db, topics, Some(&bn_token), &["receipts", "list"]).await;
     assert!(bn_list.stdout.contains("1 receipt(s)"), "{bn_list:?}");
-    let hd_list = receiptctl(&db, &topics, Some(&hd_token), &["receipts", "list"]).await;
+    let hd_list = receiptctl(db, topics, Some(&hd_token), &["receipts", "list"]).await;
     assert!(hd_list.stdout.contains("0 receipt(s)"), "{hd_list:?}");
     let hd_cancel =
-        receiptctl(&db, &topics, Some(&hd_token), &["receipts", "cancel", &id, "--reason", "không được phép", "--yes"])
+        receiptctl(db, topics, Some(&hd_token), &["receipts", "cancel", &id, "--reason", "không được phép", "--yes"])
             .await;
     assert_ne!(hd_cancel.code, 0, "{hd_cancel:?}");
     let code: String = db
@@ -577,27 +571,23 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
         .unwrap()
         .try_get("", "lookup_code")
         .unwrap();
-    let hd_cancel = receiptctl(
-        &db,
-        &topics,
-        Some(&hd_token),
-        &["receipts", "cancel", &code, "--reason", "không được phép", "--yes"],
-    )
-    .await;
+    let hd_cancel =
+        receiptctl(db, topics, Some(&hd_token), &["receipts", "cancel", &code, "--reason", "không được phép", "--yes"])
+            .await;
     assert_eq!(hd_cancel.code, 2, "out of scope looks like not found: {hd_cancel:?}");
     let hd_audit = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         Some(&hd_token),
         &["audit", "--agency", "BN.TTPVHCC", "--template", "EBL01", "--symbol", "X"],
     )
     .await;
     assert_eq!(hd_audit.code, 4, "{hd_audit:?}");
     let revoke =
-        receiptctl(&db, &topics, Some(&admin_token), &["operators", "revoke", "hd-op", "--reason", "chuyển công tác"])
+        receiptctl(db, topics, Some(&admin_token), &["operators", "revoke", "hd-op", "--reason", "chuyển công tác"])
             .await;
     assert_eq!(revoke.code, 0, "{revoke:?}");
-    let revoked = receiptctl(&db, &topics, Some(&hd_token), &["receipts", "list"]).await;
+    let revoked = receiptctl(db, topics, Some(&hd_token), &["receipts", "list"]).await;
     assert_eq!(revoked.code, 4, "{revoked:?}");
 
     let actions = db
@@ -614,5 +604,4 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
         assert!(actions.iter().any(|a| a == expected), "{expected} missing from {actions:?}");
     }
     issuer.stop().await;
-    db.drop().await;
 }

@@ -15,13 +15,12 @@ fn address(tag: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_arrives_in_vietnamese_with_its_document_and_qr_code() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let sink = Maildev::shared();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let issuer = spawn_default_issuer(db, topics, keys).await;
     let notifier =
-        spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+        spawn_notifier(notifier_settings(db, topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let to = address("an");
     let id = format!("PG-{}", unique());
@@ -75,18 +74,16 @@ async fn a_receipt_arrives_in_vietnamese_with_its_document_and_qr_code() {
     assert_eq!(metric_value(&m, "feepay_notifier_emails_total", &[("outcome", "sent")]), 1.0, "{m}");
     notifier.stop().await;
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivered_events_send_nothing_and_hostile_names_are_harmless() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let sink = Maildev::shared();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let issuer = spawn_default_issuer(db, topics, keys).await;
     let notifier =
-        spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+        spawn_notifier(notifier_settings(db, topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let to = address("hostile");
     let id = format!("PG-{}", unique());
@@ -128,18 +125,16 @@ async fn redelivered_events_send_nothing_and_hostile_names_are_harmless() {
     assert_eq!(mailbox.name.as_deref(), Some("Trần Văn DBcc: victim@example.com"));
     notifier.stop().await;
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_or_missing_addresses_are_recorded_not_sent() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let sink = Maildev::shared();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let issuer = spawn_default_issuer(db, topics, keys).await;
     let notifier =
-        spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+        spawn_notifier(notifier_settings(db, topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let u = unique();
     let mut bad = gplx_payment(&format!("PG-{u}-bad"), wall_clock());
@@ -163,18 +158,16 @@ async fn invalid_or_missing_addresses_are_recorded_not_sent() {
     assert_eq!(statuses, vec!["failed", "skipped"]);
     notifier.stop().await;
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_smtp_outage_only_delays_and_every_email_arrives_once() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let mut sink = Maildev::private().await;
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let issuer = spawn_default_issuer(db, topics, keys).await;
     let notifier =
-        spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+        spawn_notifier(notifier_settings(db, topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let u = unique();
     sink.stop();
@@ -235,18 +228,16 @@ async fn an_smtp_outage_only_delays_and_every_email_arrives_once() {
     );
     notifier.stop().await;
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fully_waived_payment_gets_a_waiver_notice_and_no_receipt() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let sink = Maildev::shared();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let issuer = spawn_default_issuer(db, topics, keys).await;
     let notifier =
-        spawn_notifier(notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
+        spawn_notifier(notifier_settings(db, topics, &format!("notifier-{}", unique()), sink.smtp_port)).await;
     let p = producer();
     let to = address("mienphi");
     let id = format!("PG-{}", unique());
@@ -269,19 +260,17 @@ async fn a_fully_waived_payment_gets_a_waiver_notice_and_no_receipt() {
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await, 0);
     notifier.stop().await;
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_lists_failed_emails_and_resends_one() {
     use clap::Parser;
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let mut sink = Maildev::private().await;
     sink.stop();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
-    let mut ns = notifier_settings(&db, &topics, &format!("notifier-{}", unique()), sink.smtp_port);
+    let issuer = spawn_default_issuer(db, topics, keys).await;
+    let mut ns = notifier_settings(db, topics, &format!("notifier-{}", unique()), sink.smtp_port);
     ns.retry_schedule = vec![Duration::from_millis(300)];
     let notifier = spawn_notifier(ns).await;
     let p = producer();
@@ -322,5 +311,4 @@ async fn an_operator_lists_failed_emails_and_resends_one() {
     assert_eq!(code, std::process::ExitCode::from(2));
     notifier.stop().await;
     issuer.stop().await;
-    db.drop().await;
 }

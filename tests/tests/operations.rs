@@ -18,17 +18,16 @@ fn referenced_metrics(text: &str) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_exist_and_alerts_fire_against_a_real_run() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
-    let assessor = spawn_assessor(&db, &topics, &format!("assessor-{}", unique())).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, .. } = &stack;
+    let issuer = stack.issuer().await;
+    let assessor = spawn_assessor(db, topics, &format!("assessor-{}", unique())).await;
     // The SMTP server is down for the whole run, and the schedule is short: emails fail.
     let dead_smtp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut ns = notifier_settings(&db, &topics, &format!("notifier-{}", unique()), dead_smtp);
+    let mut ns = notifier_settings(db, topics, &format!("notifier-{}", unique()), dead_smtp);
     ns.retry_schedule = vec![Duration::from_millis(500), Duration::from_millis(500)];
     let notifier = spawn_notifier(ns).await;
-    let lookup = spawn_lookup(lookup_settings(&db)).await;
+    let lookup = spawn_lookup(lookup_settings(db)).await;
     let prometheus = Prometheus::start(&[
         ("feepay-issuer", issuer.http_addr),
         ("feepay-assessor", assessor.http_addr),
@@ -165,7 +164,6 @@ async fn metrics_exist_and_alerts_fire_against_a_real_run() {
     for s in [lookup.running, notifier, assessor, issuer] {
         s.stop().await;
     }
-    db.drop().await;
 }
 
 #[test]

@@ -59,16 +59,15 @@ async fn refused(db: &sea_orm::DatabaseConnection, sql: &str) -> Option<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lookup_service_runs_read_only_and_an_operator_role_cannot_touch_a_receipt() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
-    let code = issue_one_receipt(&db, &topics, WAIT).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, .. } = &stack;
+    let issuer = stack.issuer().await;
+    let code = stack.issue_one_receipt(WAIT).await;
 
     // The public service, with its own role and nothing else.
-    let lookup_user = LoginUser::create(&db, "feepay_lookup").await;
-    let mut settings = lookup_settings(&db);
-    settings.database.url = feepay_runtime::settings::Secret::new(lookup_user.url(&db));
+    let lookup_user = LoginUser::create(db, "feepay_lookup").await;
+    let mut settings = lookup_settings(db);
+    settings.database.url = feepay_runtime::settings::Secret::new(lookup_user.url(db));
     let lookup = spawn_lookup(settings).await;
     let r = reqwest::get(format!("{}/api/v1/receipts/{code}", lookup.base)).await.unwrap();
     assert_eq!(r.status(), 200, "the lookup service works with its read-only role");
@@ -84,7 +83,7 @@ async fn the_lookup_service_runs_read_only_and_an_operator_role_cannot_touch_a_r
         .unwrap();
     assert_eq!(v["authentic"], true, "{v}");
     // Whoever takes the service over gets that role: it writes nothing, reads no secret.
-    let as_lookup = lookup_user.connect(&db).await;
+    let as_lookup = lookup_user.connect(db).await;
     for sql in [
         "INSERT INTO operators (name, role, scope, token_sha256, created_by) VALUES ('x', 'admin', '*', 'x', 'x')",
         "UPDATE receipts SET status = 'cancelled'",
@@ -103,20 +102,20 @@ async fn the_lookup_service_runs_read_only_and_an_operator_role_cannot_touch_a_r
 
     // An operator's login: bound to an operator, it reads and files a correction request;
     // the issuer carries it out.
-    let operator_user = LoginUser::create(&db, "feepay_operator").await;
-    let r = receiptctl_as(&topics, &operator_user.url(&db), None, &["receipts", "list"]).await;
+    let operator_user = LoginUser::create(db, "feepay_operator").await;
+    let r = receiptctl_as(topics, &operator_user.url(db), None, &["receipts", "list"]).await;
     assert_eq!(r.code, 4, "an operator login bound to no operator is refused: {r:?}");
     assert!(r.stderr.contains("bound to no active operator"), "{r:?}");
     let add = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         None,
         &["operators", "add", "an", "--role", "operator", "--scope", "*", "--db-login", &operator_user.name],
     )
     .await;
     assert_eq!(add.code, 0, "{add:?}");
     let token = add.stdout.lines().last().unwrap().trim().to_string();
-    let as_operator = operator_user.connect(&db).await;
+    let as_operator = operator_user.connect(db).await;
     for sql in [
         "UPDATE receipts SET status = 'cancelled'",
         "INSERT INTO payments (payment_id) VALUES ('x')",
@@ -127,12 +126,12 @@ async fn the_lookup_service_runs_read_only_and_an_operator_role_cannot_touch_a_r
     ] {
         assert_eq!(refused(&as_operator, sql).await.as_deref(), Some("42501"), "the operator role may not: {sql}");
     }
-    let url = operator_user.url(&db);
-    let mut cli = receiptctl_as(&topics, &url, Some(&token), &["receipts", "list"]).await;
+    let url = operator_user.url(db);
+    let mut cli = receiptctl_as(topics, &url, Some(&token), &["receipts", "list"]).await;
     assert_eq!(cli.code, 0, "{cli:?}");
     assert!(cli.stdout.contains(&code), "{cli:?}");
     cli = receiptctl_as(
-        &topics,
+        topics,
         &url,
         Some(&token),
         &["receipts", "cancel", &code, "--reason", "Thu nhầm hồ sơ", "--yes"],
@@ -143,7 +142,6 @@ async fn the_lookup_service_runs_read_only_and_an_operator_role_cannot_touch_a_r
     drop((as_lookup, as_operator));
     lookup.running.stop().await;
     issuer.stop().await;
-    db.drop().await;
     lookup_user.drop().await;
     operator_user.drop().await;
 }
@@ -182,10 +180,9 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     use feepay_proto::v1;
     use feepay_tests::fixtures::{line, payment};
     use sea_orm::TransactionTrait;
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
-    let issuer = spawn_default_issuer(&db, &topics, &keys).await;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, .. } = &stack;
+    let issuer = stack.issuer().await;
     let u = unique();
     let (b1, b2, hp) = (format!("PG-{u}-b1"), format!("PG-{u}-b2"), format!("PG-{u}-hp"));
     let p = producer();
@@ -199,17 +196,17 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
         );
         produce(&p, &topics.payments_succeeded, id, &pay, BodyFormat::Protobuf).await;
     }
-    let codes = codes_of(&db, &[&b1, &b2, &hp]).await;
+    let codes = codes_of(db, &[&b1, &b2, &hp]).await;
     let (bn1, bn2, hp_code) = (&codes[0], &codes[1], &codes[2]);
 
     // The schema owner binds an all-agency admin; the admin binds a Bắc Ninh operator.
-    let root = receiptctl(&db, &topics, None, &["operators", "add", "root", "--role", "admin", "--scope", "*"]).await;
+    let root = receiptctl(db, topics, None, &["operators", "add", "root", "--role", "admin", "--scope", "*"]).await;
     assert_eq!(root.code, 0, "{root:?}");
     let root_token = root.stdout.lines().last().unwrap().trim().to_string();
-    let bn_user = LoginUser::create(&db, "feepay_operator").await;
+    let bn_user = LoginUser::create(db, "feepay_operator").await;
     let add = receiptctl(
-        &db,
-        &topics,
+        db,
+        topics,
         Some(&root_token),
         &["operators", "add", "bn-op", "--role", "operator", "--scope", "BN", "--db-login", &bn_user.name],
     )
@@ -218,7 +215,7 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     let bn_token = add.stdout.lines().last().unwrap().trim().to_string();
 
     // With psql rather than receiptctl, the login still sees only Bắc Ninh's rows...
-    let as_bn = bn_user.connect(&db).await;
+    let as_bn = bn_user.connect(db).await;
     let seen = |sql: &'static str| {
         let as_bn = &as_bn;
         async move {
@@ -308,19 +305,19 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     assert_eq!(issued, 0, "no receipt for another agency's payment slipped in as a replay");
 
     // receiptctl on that login: another operator's token is refused, its own works.
-    let url = bn_user.url(&db);
-    let r = receiptctl_as(&topics, &url, Some(&root_token), &["receipts", "list"]).await;
+    let url = bn_user.url(db);
+    let r = receiptctl_as(topics, &url, Some(&root_token), &["receipts", "list"]).await;
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.contains("is bound to operator bn-op"), "{r:?}");
     let r = receiptctl_as(
-        &topics,
+        topics,
         &url,
         Some(&bn_token),
         &["receipts", "cancel", bn1, "--reason", "Thu nhầm hồ sơ", "--yes"],
     )
     .await;
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(request_outcome(&db, bn1).await.0, "done");
+    assert_eq!(request_outcome(db, bn1).await.0, "done");
 
     // A request filed before its operator was revoked is refused by the issuer, which checks
     // the requester where the key is: the revocation commits before the request does.
@@ -332,7 +329,7 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     .unwrap();
     db.db.execute_unprepared("UPDATE operators SET revoked_at = now() WHERE name = 'bn-op'").await.unwrap();
     txn.commit().await.unwrap();
-    let (status, outcome) = request_outcome(&db, bn2).await;
+    let (status, outcome) = request_outcome(db, bn2).await;
     assert_eq!(status, "refused", "{outcome}");
     assert!(outcome.contains("was revoked"), "{outcome}");
     let issued = count(
@@ -343,7 +340,6 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     assert_eq!(issued, 1, "the receipt stays issued");
     drop(as_bn);
     issuer.stop().await;
-    db.drop().await;
     bn_user.drop().await;
 }
 
@@ -384,22 +380,18 @@ async fn scoped_admins_stay_in_scope_the_last_admin_stays_and_open_mode_never_re
     let r = run(None, vec!["operators", "whoami"]).await;
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.contains("give your token"), "{r:?}");
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn day_filters_are_days_in_vietnam() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let gmt7 = feepay_domain::numbering::gmt7();
     // 00:30 on 20 November in Vietnam is still 19 November in UTC.
     let at = gmt7.with_ymd_and_hms(2026, 11, 20, 0, 30, 0).unwrap().with_timezone(&Utc);
-    let issuer = spawn_issuer(
-        issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())),
-        Arc::new(FixedClock::new(at)),
-    )
-    .await;
+    let issuer =
+        spawn_issuer(issuer_settings(db, topics, keys, &format!("issuer-{}", unique())), Arc::new(FixedClock::new(at)))
+            .await;
     let id = format!("PG-{}", unique());
     produce(&producer(), &topics.payments_succeeded, &id, &gplx_payment(&id, at), BodyFormat::Protobuf).await;
     eventually(WAIT, "a receipt", || async {
@@ -413,5 +405,4 @@ async fn day_filters_are_days_in_vietnam() {
     assert!(on("2026-11-20").await.stdout.contains(&id), "the receipt is of 20 November in Vietnam");
     assert!(!on("2026-11-19").await.stdout.contains(&id), "and not of 19 November");
     issuer.stop().await;
-    db.drop().await;
 }

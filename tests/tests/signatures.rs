@@ -48,9 +48,8 @@ fn between<'a>(doc: &'a str, open: &str, close: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let p = producer();
     let now = wall_clock();
     let u = unique();
@@ -65,7 +64,7 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
          effect = { kind = \"percent_off\", percent = 50 }\n",
     );
     feepay_runtime::refdata::store(&db.db, &files, "test").await.expect("the waiver loads");
-    let issuer = spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), clock()).await;
+    let issuer = spawn_issuer(issuer_settings(db, topics, keys, &format!("issuer-{}", unique())), clock()).await;
     let waived = format!("PG-{u}-waived");
     let w = payment(
         &waived,
@@ -105,15 +104,15 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
     .await;
 
     // Every kind, judged by xmlsec1 against the trust anchor.
-    let plain_doc = documents_of(&db, &plain).await.remove(0).0;
-    let waived_doc = documents_of(&db, &waived).await.remove(0).0;
+    let plain_doc = documents_of(db, &plain).await.remove(0).0;
+    let waived_doc = documents_of(db, &waived).await.remove(0).0;
     assert!(
         waived_doc.contains("<TTruong>MienGiam.VanBan</TTruong>"),
         "the waived line names its legal basis: {waived_doc}"
     );
-    let cancelled_docs = documents_of(&db, &cancelled).await;
+    let cancelled_docs = documents_of(db, &cancelled).await;
     assert_eq!(cancelled_docs[0].1, "cancelled");
-    let replaced_docs = documents_of(&db, &replaced).await;
+    let replaced_docs = documents_of(db, &replaced).await;
     let replacement =
         replaced_docs.iter().find(|d| d.1 == "issued" && d.0.contains("BLThayThe.SCTu")).expect("replacement");
     for (kind, doc) in [
@@ -129,7 +128,7 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
         let v = verify_receipt(doc, &trust(), |_| None).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(v.document.version, "2.0.0");
     }
-    assert_eq!(verify_all_series(&db, &keys).await, 6);
+    assert_eq!(verify_all_series(db, keys).await, 6);
 
     // Forgeries. Any byte of the data part: xmlsec1 and our verifier refuse.
     let amount = plain_doc.replacen("<TgTien>135000</TgTien>", "<TgTien>13500</TgTien>", 1);
@@ -179,7 +178,6 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
     assert!(xmlsec_verify(&foreign).is_err(), "xmlsec1 trusts a stranger's CA");
     assert!(matches!(verify_receipt(&foreign, &trust(), |_| None), Err(VerifyError::Certificate(_))));
     issuer.stop().await;
-    db.drop().await;
 }
 
 fn write_p12_with(
@@ -278,7 +276,6 @@ async fn bad_certificates_never_sign_and_the_payments_wait_with_the_reason() {
     assert_eq!(registered.agency_code, "BN.TTPVHCC");
     assert!(registered.not_after > now, "signed with the renewed certificate, not the expired one");
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +340,6 @@ async fn a_certificate_rotates_without_a_restart_and_expiry_is_warned_30_days_ah
         assert!(reg.stdout.contains(&r.serial), "{} in {reg:?}", r.serial);
     }
     issuer.stop().await;
-    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,6 +414,5 @@ async fn a_key_in_a_softhsm2_token_signs_receipts_that_xmlsec1_verifies() {
     assert_eq!(verify_all_series(&db, &signers).await, 5);
     assert!(issuer.alive(), "see {}", logs.display());
     issuer.term();
-    db.drop().await;
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -38,18 +38,16 @@ fn rows(doc: &str) -> Vec<(String, String, String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_quarter_gets_its_signed_usage_reports_and_a_cancellation_its_notice() {
-    let db = TestDb::new().await;
-    let topics = topics();
-    let keys = test_keys();
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
     let gmt7 = feepay_domain::numbering::gmt7();
     let august = gmt7.with_ymd_and_hms(2026, 8, 15, 10, 0, 0).unwrap().with_timezone(&Utc);
     let clock = Arc::new(FixedClock::new(august));
-    let issuer =
-        spawn_issuer(issuer_settings(&db, &topics, &keys, &format!("issuer-{}", unique())), clock.clone()).await;
+    let issuer = spawn_issuer(issuer_settings(db, topics, keys, &format!("issuer-{}", unique())), clock.clone()).await;
     issuer.wait_ready(WAIT).await;
     // In August, the quarter that closed last is the second: a zero report for each collector.
     let q2 =
-        eventually(WAIT, "the zero reports of 2026-Q2", || async { report(&db, "BN.TUSON", "2026-Q2").await }).await;
+        eventually(WAIT, "the zero reports of 2026-Q2", || async { report(db, "BN.TUSON", "2026-Q2").await }).await;
     assert_eq!(rows(&q2), [("1".into(), "EBL01".into(), "26T".into(), "0".into(), "0".into())]);
 
     let p = producer();
@@ -107,7 +105,7 @@ async fn a_closed_quarter_gets_its_signed_usage_reports_and_a_cancellation_its_n
     // The quarter closes.
     clock.set(gmt7.with_ymd_and_hms(2026, 10, 2, 8, 0, 0).unwrap().with_timezone(&Utc));
     let centre =
-        eventually(WAIT, "the centre's report of 2026-Q3", || async { report(&db, "BN.TTPVHCC", "2026-Q3").await })
+        eventually(WAIT, "the centre's report of 2026-Q3", || async { report(db, "BN.TTPVHCC", "2026-Q3").await })
             .await;
     // Three receipts numbered; the cancelled one's amount no longer counts.
     assert_eq!(rows(&centre), [("1".into(), "EBL01".into(), "26T".into(), "3".into(), "270000".into())]);
@@ -118,12 +116,12 @@ async fn a_closed_quarter_gets_its_signed_usage_reports_and_a_cancellation_its_n
     );
     assert!(centre.contains("<MST>2300290832</MST>"), "{centre}");
     xmlsec_verify_document(&centre, "DLBCTHSDBLai").unwrap_or_else(|e| panic!("xmlsec1 refuses the report: {e}"));
-    let kinhbac = eventually(WAIT, "the ward's report", || async { report(&db, "BN.KINHBAC", "2026-Q3").await }).await;
+    let kinhbac = eventually(WAIT, "the ward's report", || async { report(db, "BN.KINHBAC", "2026-Q3").await }).await;
     assert_eq!(rows(&kinhbac), [("1".into(), "EBL01".into(), "26T".into(), "2".into(), "35000".into())]);
-    let tuson = eventually(WAIT, "a zero report", || async { report(&db, "BN.TUSON", "2026-Q3").await }).await;
+    let tuson = eventually(WAIT, "a zero report", || async { report(db, "BN.TUSON", "2026-Q3").await }).await;
     assert_eq!(rows(&tuson)[0].3, "0");
     // The former Hải Dương centre ceased before the quarter: no report.
-    assert!(report(&db, "HD.TTPVHCC", "2026-Q3").await.is_none());
+    assert!(report(db, "HD.TTPVHCC", "2026-Q3").await.is_none());
 
     // Everything went to tax.documents too, byte for byte.
     let expected = count(&db.db, "SELECT count(*)::BIGINT AS n FROM tax_documents").await as usize;
@@ -140,5 +138,4 @@ async fn a_closed_quarter_gets_its_signed_usage_reports_and_a_cancellation_its_n
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM tax_documents").await, before);
     issuer.stop().await;
-    db.drop().await;
 }
