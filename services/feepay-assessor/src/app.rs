@@ -12,6 +12,7 @@ use feepay_runtime::convert::{parse_assessment_request, AssessmentRequest};
 use feepay_runtime::dead_letter::DeadLetterSettings;
 use feepay_runtime::envelope::{self, encode_body, DecodeError};
 use feepay_runtime::http::{self, Readiness};
+use feepay_runtime::ids::{event, subject};
 use feepay_runtime::kafka;
 use feepay_runtime::lifecycle;
 use feepay_runtime::metrics::{counter_vec, ConsumerMetrics};
@@ -119,8 +120,8 @@ impl Handler for AssessmentsHandler {
 
     fn subject(&self, item: &Request) -> String {
         match item {
-            Request::Valid(r) => format!("assessment:{}", r.assessment_id),
-            Request::OverLimit { raw, .. } => format!("assessment:{}", raw.assessment_id),
+            Request::Valid(r) => subject::assessment(&r.assessment_id),
+            Request::OverLimit { raw, .. } => subject::assessment(&raw.assessment_id),
         }
     }
 
@@ -136,7 +137,7 @@ impl Handler for AssessmentsHandler {
         let now = self.clock.now();
         let answers: Vec<v1::FeeAssessed> = items.iter().map(|r| self.answer(&reference, r, now)).collect();
         let sends = answers.iter().map(|answer| {
-            let id = format!("fee-assessed:{}", answer.assessment_id);
+            let id = event::fee_assessed(&answer.assessment_id);
             let headers = envelope::headers_for::<v1::FeeAssessed>(&id, &self.source, now, self.format);
             let body = encode_body(answer, self.format);
             let producer = self.producer.clone();

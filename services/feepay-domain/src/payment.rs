@@ -22,6 +22,19 @@ pub struct Payer {
     pub identity_level: u8,
 }
 
+impl Payer {
+    /// The payer as a receipt names them.
+    pub fn info(&self) -> crate::receipt::PayerInfo {
+        crate::receipt::PayerInfo {
+            full_name: self.full_name.clone(),
+            personal_id: self.personal_id.as_ref().map(|i| i.expose().to_string()).unwrap_or_default(),
+            tax_code: self.tax_code.as_ref().map(|t| t.expose().to_string()).unwrap_or_default(),
+            passport: self.passport.clone().unwrap_or_default(),
+            address: self.address.clone(),
+        }
+    }
+}
+
 impl fmt::Debug for Payer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Payer")

@@ -10,6 +10,7 @@ use feepay_domain::money::grouped_text;
 use feepay_domain::receipt::datetime_gmt7;
 use feepay_proto::v1;
 use feepay_runtime::convert::from_ts;
+use feepay_runtime::ids::event;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
@@ -104,12 +105,12 @@ impl Event {
     pub fn notification_id(&self) -> String {
         match self {
             Event::Issued(e) => {
-                format!("receipt-issued:{}", e.receipt.as_ref().map(|r| r.receipt_id.as_str()).unwrap_or_default())
+                event::receipt_issued(e.receipt.as_ref().map(|r| r.receipt_id.as_str()).unwrap_or_default())
             }
             Event::Cancelled(e) => {
-                format!("receipt-cancelled:{}", e.receipt.as_ref().map(|r| r.receipt_id.as_str()).unwrap_or_default())
+                event::receipt_cancelled(e.receipt.as_ref().map(|r| r.receipt_id.as_str()).unwrap_or_default())
             }
-            Event::Waiver(w) => format!("waiver-notice:{}", w.payment_id),
+            Event::Waiver(w) => event::waiver_notice(&w.payment_id),
         }
     }
 

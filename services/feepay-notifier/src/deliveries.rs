@@ -214,7 +214,7 @@ impl Notifier {
         OutboxEvent::new(
             &self.settings.topics.notifications_failed,
             &e.payment_id(),
-            &format!("notification-failed:{id}"),
+            &feepay_runtime::ids::event::notification_failed(&id),
             &self.settings.source,
             &msg,
             self.settings.kafka.body_format,

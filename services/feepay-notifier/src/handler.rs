@@ -49,7 +49,7 @@ impl Handler for NotificationsHandler {
     }
 
     fn subject(&self, item: &Event) -> String {
-        format!("notification:{}", item.notification_id())
+        feepay_runtime::ids::subject::notification(&item.notification_id())
     }
 
     fn agency(&self, item: &Event) -> Option<String> {

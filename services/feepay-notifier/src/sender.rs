@@ -145,7 +145,7 @@ impl Notifier {
                             attempts,
                             sent_at: Some(ts(self.clock.now())),
                         };
-                        let ce_id = format!("notification-sent:{id}");
+                        let ce_id = feepay_runtime::ids::event::notification_sent(&id);
                         events.push(OutboxEvent::new(
                             &self.settings.topics.notifications_sent,
                             &event.payment_id(),

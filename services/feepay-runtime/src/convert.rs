@@ -527,6 +527,44 @@ pub fn assessed_line_pb(l: &LineAssessment) -> v1::AssessedLine {
     }
 }
 
+/// A stored receipt's payer (its protobuf, as the issuer wrote it) as a receipt names them.
+pub fn stored_payer_info(p: &v1::Payer) -> feepay_domain::receipt::PayerInfo {
+    feepay_domain::receipt::PayerInfo {
+        full_name: p.full_name.clone(),
+        personal_id: p.personal_id.clone(),
+        tax_code: p.tax_code.clone(),
+        passport: p.passport_number.clone(),
+        address: p.address.clone(),
+    }
+}
+
+/// A stored receipt's line (its protobuf, as the issuer wrote it) back into the domain;
+/// the error names what does not decode.
+pub fn stored_line(l: &v1::AssessedLine) -> Result<LineAssessment, String> {
+    let amount = |what: &str, s: &str| Vnd::parse(s).map_err(|e| format!("line {what}: {e}"));
+    let kind = fee_kind(l.kind).ok_or_else(|| format!("line kind: {}", l.kind))?;
+    let applied = match &l.waiver {
+        Some(w) => Some(feepay_domain::waiver::AppliedRule {
+            rule_id: w.rule_id.clone(),
+            document_number: w.document_number.clone(),
+            issuing_body: w.issuing_body.clone(),
+            description: w.description.clone(),
+            reduction: amount("reduction", &w.reduction)?,
+        }),
+        None => None,
+    };
+    Ok(LineAssessment {
+        fee_code: l.fee_code.clone(),
+        fee_name: l.fee_name.clone(),
+        kind,
+        quantity: l.quantity,
+        base: amount("base amount", &l.base_amount)?,
+        due: amount("amount due", &l.amount_due)?,
+        applied,
+        candidates: Vec::new(),
+    })
+}
+
 /// A payer on the wire.
 pub fn payer_pb(p: &Payer) -> v1::Payer {
     v1::Payer {

@@ -157,7 +157,7 @@ pub async fn load_payload(db: &DatabaseConnection, sha256: &str) -> Result<Optio
 /// with any Kafka client.
 pub async fn send(producer: &FutureProducer, dl: &DeadLetter) -> Result<(), rdkafka::error::KafkaError> {
     let topic = dlq_topic(&dl.original_topic);
-    let id = format!("dlq:{}:{}:{}", dl.original_topic, dl.original_partition, dl.original_offset);
+    let id = crate::ids::event::dead_letter(&dl.original_topic, dl.original_partition, dl.original_offset);
     let now = dead_lettered_at(dl);
     let reason: String = dl.reason.chars().take(512).collect();
     let headers: OwnedHeaders =

@@ -13,6 +13,7 @@ pub mod db;
 pub mod dead_letter;
 pub mod envelope;
 pub mod http;
+pub mod ids;
 pub mod kafka;
 pub mod lifecycle;
 pub mod metrics;

@@ -10,6 +10,7 @@ use crate::access::Actor;
 use anyhow::{bail, Context};
 use feepay_proto::v1;
 use feepay_runtime::envelope;
+use feepay_runtime::ids::subject;
 use feepay_runtime::settings::{dlq_topic, KafkaSettings, Topics};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -139,7 +140,7 @@ pub fn decode_original(topics: &Topics, dl: &v1::DeadLetter) -> Result<Decoded, 
         Ok(Decoded {
             json: serde_json::to_value(&e).unwrap_or_default(),
             agency: Some(e.agency_code.clone()),
-            subject: format!("payment:{}", e.payment_id),
+            subject: subject::payment(&e.payment_id),
         })
     } else if t == topics.payments_refunded {
         let e = envelope::decode::<v1::PaymentRefunded>(h, body).map_err(|e| e.to_string())?;
@@ -147,7 +148,7 @@ pub fn decode_original(topics: &Topics, dl: &v1::DeadLetter) -> Result<Decoded, 
         Ok(Decoded {
             json: serde_json::to_value(&e).unwrap_or_default(),
             agency: None,
-            subject: format!("refund:{}", e.refund_id),
+            subject: subject::refund(&e.refund_id),
         })
     } else if t == topics.assessment_requested {
         let e = envelope::decode::<v1::FeeAssessmentRequested>(h, body).map_err(|e| e.to_string())?;
@@ -155,7 +156,7 @@ pub fn decode_original(topics: &Topics, dl: &v1::DeadLetter) -> Result<Decoded, 
         Ok(Decoded {
             json: serde_json::to_value(&e).unwrap_or_default(),
             agency: Some(e.agency_code.clone()),
-            subject: format!("assessment:{}", e.assessment_id),
+            subject: subject::assessment(&e.assessment_id),
         })
     } else {
         Err(format!("no decoder for topic {t}"))

@@ -12,23 +12,7 @@ use feepay_runtime::convert::{assessed_line_pb, payer_pb, ts};
 use feepay_runtime::outbox::OutboxEvent;
 use uuid::Uuid;
 
-/// Event ids, in one place.
-pub(crate) mod ids {
-    use uuid::Uuid;
-
-    pub fn receipt_issued(receipt: Uuid) -> String {
-        format!("receipt-issued:{receipt}")
-    }
-    pub fn receipt_cancelled(receipt: Uuid) -> String {
-        format!("receipt-cancelled:{receipt}")
-    }
-    pub fn payment_rejected(payment_id: &str, suffix: &str) -> String {
-        format!("payment-rejected:{payment_id}:{suffix}")
-    }
-    pub fn waiver_notice(payment_id: &str) -> String {
-        format!("waiver-notice:{payment_id}")
-    }
-}
+use feepay_runtime::ids::event as ids;
 
 pub(super) fn agency_pb(a: &AgencyInfo) -> v1::Agency {
     v1::Agency { code: a.code.clone(), name: a.name.clone(), tax_code: a.tax_code.clone(), address: a.address.clone() }

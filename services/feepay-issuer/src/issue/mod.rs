@@ -33,6 +33,7 @@ use feepay_proto::Message;
 use feepay_runtime::clock::Clock;
 use feepay_runtime::convert::{OverLimit, Refund};
 use feepay_runtime::envelope::BodyFormat;
+use feepay_runtime::ids::subject;
 use feepay_runtime::outbox::OutboxEvent;
 use feepay_runtime::parking::ParkReason;
 use feepay_runtime::refdata::{self, LoadedReference};
@@ -85,10 +86,10 @@ impl Incoming {
     /// What the event is about: `payment:<id>` or `refund:<id>` (parked events are keyed by it).
     pub fn subject(&self) -> String {
         match self {
-            Incoming::Payment { payment, .. } => format!("payment:{}", payment.payment_id),
-            Incoming::OverLimit { breach, .. } => format!("payment:{}", breach.payment_id),
-            Incoming::Refund { refund, .. } => format!("refund:{}", refund.refund_id),
-            Incoming::RefundOverLimit { refund_id, .. } => format!("refund:{refund_id}"),
+            Incoming::Payment { payment, .. } => subject::payment(&payment.payment_id),
+            Incoming::OverLimit { breach, .. } => subject::payment(&breach.payment_id),
+            Incoming::Refund { refund, .. } => subject::refund(&refund.refund_id),
+            Incoming::RefundOverLimit { refund_id, .. } => subject::refund(refund_id),
         }
     }
 

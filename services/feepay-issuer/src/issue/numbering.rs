@@ -37,6 +37,9 @@ pub(super) struct ToIssue {
     pub series: Series,
     /// A desk issuing under a delegation from the collector: named, and signing.
     pub delegate: Option<AgencyInfo>,
+    /// The payer as the receipt names them, and as the receipt's protobuf carries them
+    /// (with the email and categories the notifier needs). Both are made once from the
+    /// domain payer (or read from the stored receipt a replacement copies).
     pub payer: PayerInfo,
     pub payer_pb: v1::Payer,
     pub dossier_code: String,
@@ -48,16 +51,6 @@ pub(super) struct ToIssue {
     pub provider_reference: String,
     pub replaces: Option<Replaces>,
     pub paid_at: Option<DateTime<Utc>>,
-}
-
-pub(super) fn payer_info(p: &v1::Payer) -> PayerInfo {
-    PayerInfo {
-        full_name: p.full_name.clone(),
-        personal_id: p.personal_id.clone(),
-        tax_code: p.tax_code.clone(),
-        passport: p.passport_number.clone(),
-        address: p.address.clone(),
-    }
 }
 
 impl ToIssue {

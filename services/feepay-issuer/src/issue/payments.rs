@@ -137,7 +137,7 @@ impl Issuer {
             // Refunds that arrived before their payment (earlier batches) apply now.
             self.apply_pending_refunds(&txn, loaded, &new_payment_ids, now, &mut work).await?;
             // A payment parked earlier and now recorded through a redelivery is resolved.
-            let subjects = new_payment_ids.iter().map(|id| format!("payment:{id}")).collect();
+            let subjects = new_payment_ids.iter().map(|id| feepay_runtime::ids::subject::payment(id)).collect();
             parking::resolve_subjects(&txn, crate::metrics::SERVICE, subjects, self.clock.now()).await?;
         }
         self.commit(txn, work.outbox).await?;
@@ -355,7 +355,7 @@ impl Issuer {
                         agency: collector,
                         series: draft.series,
                         delegate,
-                        payer: super::numbering::payer_info(&payer_pb),
+                        payer: p.payer.info(),
                         payer_pb: payer_pb.clone(),
                         dossier_code: p.dossier_code.clone(),
                         procedure_code: p.procedure_code.clone(),

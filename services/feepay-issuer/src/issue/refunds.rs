@@ -6,7 +6,7 @@
 //! left the reference data, the replacement cannot be numbered or signed) blame the
 //! refund: it is parked and the rest goes on.
 
-use super::numbering::{payer_info, ToIssue};
+use super::numbering::ToIssue;
 use super::tally::Fact;
 use super::{Culprit, Incoming, IssueError, Issuer, Work, RECEIPT_NS};
 use crate::store::{payments, receipts, refunds};
@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 use feepay_domain::money::Vnd;
 use feepay_domain::payment::Rejection;
 use feepay_domain::receipt::{AgencyInfo, Replaces};
-use feepay_domain::waiver::{AppliedRule, LineAssessment};
+use feepay_domain::waiver::LineAssessment;
 use feepay_proto::v1;
 use feepay_proto::Message;
 use feepay_runtime::convert::{ts, Refund};
+use feepay_runtime::ids::subject;
 use feepay_runtime::parking::{self, ParkReason};
 use feepay_runtime::refdata::LoadedReference;
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -45,30 +46,10 @@ pub(super) fn decode_receipt(bytes: &[u8]) -> Result<v1::Receipt, IssueError> {
     v1::Receipt::decode(bytes).map_err(|e| corrupt("receipt", e))
 }
 
-/// A stored receipt line back into the domain.
+/// A stored receipt line back into the domain (through the runtime's `convert`, the one
+/// wire → domain module).
 pub(super) fn line_from_pb(l: &v1::AssessedLine) -> Result<LineAssessment, IssueError> {
-    let amount = |s: &str| Vnd::parse(s).map_err(|e| corrupt("line amount", e));
-    let kind = feepay_runtime::convert::fee_kind(l.kind).ok_or_else(|| corrupt("line kind", l.kind))?;
-    let applied = match &l.waiver {
-        Some(w) => Some(AppliedRule {
-            rule_id: w.rule_id.clone(),
-            document_number: w.document_number.clone(),
-            issuing_body: w.issuing_body.clone(),
-            description: w.description.clone(),
-            reduction: amount(&w.reduction)?,
-        }),
-        None => None,
-    };
-    Ok(LineAssessment {
-        fee_code: l.fee_code.clone(),
-        fee_name: l.fee_name.clone(),
-        kind,
-        quantity: l.quantity,
-        base: amount(&l.base_amount)?,
-        due: amount(&l.amount_due)?,
-        applied,
-        candidates: Vec::new(),
-    })
+    feepay_runtime::convert::stored_line(l).map_err(|e| corrupt("receipt", e))
 }
 
 /// A receipt replacing `original` (same payment, agency, series and dossier) with the given
@@ -113,7 +94,7 @@ pub(super) fn replacement_of(
             tax_code: d.tax_code,
             address: d.address,
         }),
-        payer: payer_info(&payer),
+        payer: feepay_runtime::convert::stored_payer_info(&payer),
         payer_pb: payer,
         dossier_code: original.dossier_code.clone(),
         procedure_code: original.procedure_code.clone(),
@@ -276,7 +257,7 @@ impl Issuer {
                     ("content-type".into(), b"application/protobuf".to_vec()),
                 ],
                 payload: row.refund_pb,
-                subject: format!("refund:{refund_id}"),
+                subject: subject::refund(refund_id),
                 agency: None,
             };
             parking::park(&txn, &event, reason, self.clock.now()).await?;
@@ -418,7 +399,7 @@ impl Issuer {
         parking::resolve_subjects(
             txn,
             crate::metrics::SERVICE,
-            vec![format!("refund:{}", refund.refund_id)],
+            vec![subject::refund(&refund.refund_id)],
             self.clock.now(),
         )
         .await?;
