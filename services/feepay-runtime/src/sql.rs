@@ -1,4 +1,6 @@
-//! Small helpers for raw statements through sea-orm.
+//! Helpers for the few statements written as SQL (those sea-orm has no form for: locks,
+//! analytical reports, server functions; and the benchmark's direct measurements), and
+//! [`rows_per_statement`] for chunking multi-row inserts made with sea-orm.
 
 use sea_orm::{DbBackend, Statement, Value};
 
