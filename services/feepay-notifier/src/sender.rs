@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use feepay_proto::v1;
 use feepay_runtime::convert::ts;
 use feepay_runtime::outbox::{self, OutboxEvent};
+use feepay_runtime::sql::literal;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait};
 use std::collections::BTreeMap;
@@ -51,7 +52,8 @@ impl Notifier {
         let due = entity::Entity::find()
             .select_only()
             .column(C::NotificationId)
-            .filter(C::Status.eq(Status::Queued))
+            // The constant lets PostgreSQL use the partial index `deliveries_due`.
+            .filter(Expr::col((entity::Entity, C::Status)).eq(literal("queued")))
             .filter(C::NextAttemptAt.lte(now))
             .order_by_asc(C::NextAttemptAt)
             .limit(limit.max(0) as u64)
@@ -124,7 +126,7 @@ impl Notifier {
                 .col_expr(C::SentAt, Expr::value(self.clock.now()))
                 .col_expr(C::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
                 .col_expr(C::LastError, Expr::value(Option::<String>::None))
-                .filter(C::NotificationId.is_in(sent_ids))
+                .filter(feepay_runtime::sql::any_of(C::NotificationId, sent_ids))
                 .exec(&txn)
                 .await?;
         }

@@ -258,7 +258,7 @@ impl Relay {
                 }
             }
         }
-        entity::Entity::delete_many().filter(C::Id.is_in(ids)).exec(&txn).await?;
+        entity::Entity::delete_many().filter(crate::sql::any_of(C::Id, ids)).exec(&txn).await?;
         txn.commit().await?;
         self.metrics.published.inc_by(results.len() as u64);
         Ok(RelayPass::Published(results.len()))

@@ -180,7 +180,8 @@ pub async fn requested(db: &DatabaseConnection, service: &str, limit: u64) -> Re
     use entity::Column as C;
     entity::Entity::find()
         .filter(C::Service.eq(service))
-        .filter(C::Status.eq(Status::RetryRequested))
+        // The constant lets PostgreSQL use the partial index `parked_events_retry`.
+        .filter(Expr::col((entity::Entity, C::Status)).eq(crate::sql::literal("retry_requested")))
         .order_by_asc(C::Id)
         .limit(limit)
         .all(db)
@@ -237,7 +238,7 @@ pub async fn resolve_subjects(
         .col_expr(C::ResolvedAt, Expr::value(now))
         .filter(C::Service.eq(service))
         .filter(C::Status.ne(Status::Resolved))
-        .filter(C::Subject.is_in(subjects))
+        .filter(crate::sql::any_of(C::Subject, subjects))
         .exec(db)
         .await?;
     Ok(r.rows_affected)

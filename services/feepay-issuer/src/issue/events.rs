@@ -135,12 +135,12 @@ impl feepay_runtime::outbox::ReferencedBodies for ReceiptIssuedBodies {
     ) -> Result<std::collections::HashMap<Uuid, Vec<u8>>, sea_orm::DbErr> {
         use crate::store::receipts;
         use feepay_proto::Message as _;
-        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+        use sea_orm::{EntityTrait, QueryFilter, QuerySelect};
         let ids: Vec<Uuid> = refs.iter().map(|(id, _)| *id).collect();
         let rows: Vec<(Uuid, Vec<u8>, String)> = receipts::Entity::find()
             .select_only()
             .columns([receipts::Column::ReceiptId, receipts::Column::ReceiptPb, receipts::Column::Document])
-            .filter(receipts::Column::ReceiptId.is_in(ids))
+            .filter(feepay_runtime::sql::any_of(receipts::Column::ReceiptId, ids))
             .into_tuple()
             .all(txn)
             .await?;

@@ -170,7 +170,7 @@ impl Issuer {
         let recorded: BTreeSet<String> = payments::Entity::find()
             .select_only()
             .column(payments::Column::PaymentId)
-            .filter(payments::Column::PaymentId.is_in(ids))
+            .filter(feepay_runtime::sql::any_of(payments::Column::PaymentId, ids))
             .into_tuple::<String>()
             .all(txn)
             .await?

@@ -211,8 +211,9 @@ impl Issuer {
         let rows: Vec<(String, Vec<u8>)> = refunds::Entity::find()
             .select_only()
             .columns([refunds::Column::RefundId, refunds::Column::RefundPb])
-            .filter(refunds::Column::Status.eq(refunds::Status::Pending))
-            .filter(refunds::Column::PaymentId.is_in(payment_ids.iter().cloned()))
+            // The constant lets PostgreSQL use the partial index `refunds_pending`.
+            .filter(Expr::col((refunds::Entity, refunds::Column::Status)).eq(feepay_runtime::sql::literal("pending")))
+            .filter(feepay_runtime::sql::any_of(refunds::Column::PaymentId, payment_ids.to_vec()))
             .order_by_asc(refunds::Column::ReceivedAt)
             .into_tuple()
             .all(txn)
