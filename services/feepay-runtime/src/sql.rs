@@ -6,6 +6,15 @@ use sea_orm::sea_query::extension::postgres::PgFunc;
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{ColumnTrait, DbBackend, Statement, Value};
 
+/// A receipt named by an operator: its id (when the text is a UUID) or its lookup code.
+pub fn id_or_code(id: impl ColumnTrait, code: impl ColumnTrait, named: &str) -> sea_orm::Condition {
+    let by_code = code.eq(named);
+    match named.parse::<uuid::Uuid>() {
+        Ok(uuid) => sea_orm::Condition::any().add(id.eq(uuid)).add(by_code),
+        Err(_) => sea_orm::Condition::all().add(by_code),
+    }
+}
+
 /// `column = ANY($1)`: the values go as one array parameter, so the statement's text (and
 /// its prepared plan, cached per connection) is the same whatever their number. An
 /// `IN ($1, …, $n)` list is a new statement to parse and plan for every length, which the

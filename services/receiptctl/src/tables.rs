@@ -52,11 +52,7 @@ pub mod receipts {
 
     /// A receipt named by an operator: its id or its lookup code.
     pub fn named(receipt: &str) -> sea_orm::Condition {
-        let by_code = Column::LookupCode.eq(receipt);
-        match receipt.parse::<Uuid>() {
-            Ok(id) => sea_orm::Condition::any().add(Column::ReceiptId.eq(id)).add(by_code),
-            Err(_) => sea_orm::Condition::all().add(by_code),
-        }
+        feepay_runtime::sql::id_or_code(Column::ReceiptId, Column::LookupCode, receipt)
     }
 }
 
