@@ -12,7 +12,7 @@ use feepay_runtime::convert::ts;
 use feepay_runtime::outbox::{self, OutboxEvent};
 use feepay_runtime::sql::rows_per_statement;
 use lettre::message::Mailbox;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
     TryInsertResult,
@@ -228,7 +228,7 @@ impl Notifier {
             .select_only()
             .column_as(C::NotificationId.count(), "n")
             .column_as(C::CreatedAt.min(), "oldest")
-            .filter(Expr::col((entity::Entity, C::Status)).eq(feepay_runtime::sql::literal("queued")))
+            .filter(feepay_runtime::sql::equals_constant(C::Status, "queued"))
             .into_tuple()
             .one(&self.db)
             .await?

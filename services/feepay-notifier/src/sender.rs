@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use feepay_proto::v1;
 use feepay_runtime::convert::ts;
 use feepay_runtime::outbox::{self, OutboxEvent};
-use feepay_runtime::sql::literal;
+use feepay_runtime::sql::equals_constant;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait};
 use std::collections::BTreeMap;
@@ -53,7 +53,7 @@ impl Notifier {
             .select_only()
             .column(C::NotificationId)
             // The constant lets PostgreSQL use the partial index `deliveries_due`.
-            .filter(Expr::col((entity::Entity, C::Status)).eq(literal("queued")))
+            .filter(equals_constant(C::Status, "queued"))
             .filter(C::NextAttemptAt.lte(now))
             .order_by_asc(C::NextAttemptAt)
             .limit(limit.max(0) as u64)

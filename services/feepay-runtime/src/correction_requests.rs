@@ -58,7 +58,7 @@ pub async fn request(
 pub async fn take_pending(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<CorrectionRequest>, DbErr> {
     entity::Entity::find()
         // The constant lets PostgreSQL use the partial index `correction_requests_pending`.
-        .filter(Expr::col((entity::Entity, entity::Column::Status)).eq(crate::sql::literal("pending")))
+        .filter(crate::sql::equals_constant(entity::Column::Status, "pending"))
         .order_by_asc(entity::Column::RequestId)
         .limit(limit)
         .lock_with_behavior(sea_orm::sea_query::LockType::Update, sea_orm::sea_query::LockBehavior::SkipLocked)

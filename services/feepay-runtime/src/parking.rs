@@ -181,7 +181,7 @@ pub async fn requested(db: &DatabaseConnection, service: &str, limit: u64) -> Re
     entity::Entity::find()
         .filter(C::Service.eq(service))
         // The constant lets PostgreSQL use the partial index `parked_events_retry`.
-        .filter(Expr::col((entity::Entity, C::Status)).eq(crate::sql::literal("retry_requested")))
+        .filter(crate::sql::equals_constant(C::Status, "retry_requested"))
         .order_by_asc(C::Id)
         .limit(limit)
         .all(db)

@@ -6,6 +6,12 @@ use sea_orm::sea_query::extension::postgres::PgFunc;
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{ColumnTrait, DbBackend, Statement, Value};
 
+/// `column = 'text'`, the constant written into the statement ([`literal`]): the filter of
+/// a partial index.
+pub fn equals_constant(column: impl ColumnTrait, text: &'static str) -> SimpleExpr {
+    Expr::col(column.as_column_ref()).eq(literal(text))
+}
+
 /// A receipt named by an operator: its id (when the text is a UUID) or its lookup code.
 pub fn id_or_code(id: impl ColumnTrait, code: impl ColumnTrait, named: &str) -> sea_orm::Condition {
     let by_code = code.eq(named);

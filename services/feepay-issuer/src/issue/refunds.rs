@@ -212,7 +212,7 @@ impl Issuer {
             .select_only()
             .columns([refunds::Column::RefundId, refunds::Column::RefundPb])
             // The constant lets PostgreSQL use the partial index `refunds_pending`.
-            .filter(Expr::col((refunds::Entity, refunds::Column::Status)).eq(feepay_runtime::sql::literal("pending")))
+            .filter(feepay_runtime::sql::equals_constant(refunds::Column::Status, "pending"))
             .filter(feepay_runtime::sql::any_of(refunds::Column::PaymentId, payment_ids.to_vec()))
             .order_by_asc(refunds::Column::ReceivedAt)
             .into_tuple()
