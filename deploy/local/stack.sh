@@ -65,19 +65,33 @@ create_topics() {
   say "topics ready (${#TOPICS[@]}, $PARTITIONS partitions each)"
 }
 
+# Local development only: the services and tests connect as `postgres` over loopback without
+# a password, so loopback connections are trusted. A cluster that came with the machine
+# (Debian's default asks for a password) is configured the same way, then reloaded.
+trust_loopback() {
+  local conf="$1/pg_hba.conf"
+  grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$conf" && return 1
+  say "PostgreSQL: trusting loopback connections (local development only, $conf)"
+  sed -i -E 's/^(host\s+all\s+all\s+127\.0\.0\.1\/32\s+)\S+/\1trust/; s/^(host\s+all\s+all\s+::1\/128\s+)\S+/\1trust/' "$conf"
+  grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$conf" || echo 'host all all 127.0.0.1/32 trust' >>"$conf"
+  return 0
+}
+
 start_postgres() {
-  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then say "PostgreSQL already accepting connections on 127.0.0.1:5432"; return 0; fi
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     say "installing PostgreSQL (Debian package)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
-    local conf; conf="$(ls -d /etc/postgresql/*/main | head -n1)"
-    # Local development only: trust connections from this machine, as the defaults expect.
-    sed -i -E 's/^(host\s+all\s+all\s+127\.0\.0\.1\/32\s+)\S+/\1trust/; s/^(host\s+all\s+all\s+::1\/128\s+)\S+/\1trust/' "$conf/pg_hba.conf"
     touch "$RUN/postgres.started-by-stack"
   fi
+  local version conf; version="$(ls /etc/postgresql | head -n1)"; conf="/etc/postgresql/$version/main"
+  local changed=0; trust_loopback "$conf" && changed=1
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    [ "$changed" = 1 ] && pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    say "PostgreSQL accepting connections on 127.0.0.1:5432"; return 0
+  fi
   say "starting PostgreSQL"
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
   for _ in $(seq 1 100); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.1; done
   pg_isready -q -h 127.0.0.1 -p 5432 || { say "PostgreSQL did not start"; return 1; }
 }
