@@ -1,12 +1,19 @@
 //! Receipt forms (mẫu biên lai) and how their symbols are made, as reference data.
 //!
-//! A form is what the law fixes: the template symbol (ký hiệu mẫu biên lai), the kind the
-//! tax authority's usage report counts (`TLoai`: 1 without a printed face value, 2 with
-//! one), the name printed on the receipt, and the rule that makes a year's receipt symbol
-//! (ký hiệu biên lai). Forms live in the agencies file, each with its legal basis and
-//! validity, so the next circular is a data change, not a code change.
+//! A form is what the law fixes: the template symbol (ký hiệu mẫu biên lai), its kind (1
+//! without a printed face value, 2 with one), the name printed on the receipt, the rule that
+//! makes a year's receipt symbol (ký hiệu biên lai), how receipts reach the tax authority
+//! and how an error is corrected. Forms live in the agencies file as dated versions, each
+//! with its legal basis, so the next circular is a data change, not a code change.
+//!
+//! In force since 1 July 2026 (Circular 91/2026/TT-BTC Art. 19 and Appendix II.2): the
+//! template has five characters, `EBL01` (no face value) or `EBL02` (face value); the
+//! receipt symbol has five: the two-digit year, `T` (registered with the tax authority) and
+//! two letters the collector chooses from A B C D E G H K L M N P Q R S T U V X Y
+//! (`{yy}T{letters}`, e.g. `26TAA`).
 
 use chrono::NaiveDate;
+use serde::Deserialize;
 
 /// One piece of a symbol rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +92,7 @@ impl SymbolRule {
 }
 
 /// Which letters a series of a form may use, and how many.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LetterRule {
     pub alphabet: String,
@@ -106,18 +113,55 @@ impl LetterRule {
     }
 }
 
-/// A receipt form in force for some period.
+/// How the collector tells the tax authority about the receipts it issues, as the form's
+/// rules say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transmission {
+    /// Decree 123/2020/NĐ-CP, Circular 78/2021 and 32/2025: no receipt is sent; the
+    /// usage report BC26/BLĐT is signed for each closed period.
+    UsageReport,
+    /// Decree 254/2026/NĐ-CP Art. 29.3.b, Circular 91/2026/TT-BTC Art. 4.6.d: the summary
+    /// 01/TH-BLĐT of the receipts issued is sent on the day of issue.
+    DailySummary,
+}
+
+/// What the rules allow when a receipt was issued in error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorRule {
+    /// Decree 123/2020: the receipt is cancelled (a notice 04/SS-CTĐT goes to the tax
+    /// authority) and, where needed, replaced.
+    CancelOrReplace,
+    /// Circular 91/2026/TT-BTC Art. 20: a wrong name, address, amount in words or other
+    /// content with the right tax code and amount is notified (to the payer, and to the tax
+    /// authority on 04/SS-CTĐT) and not reissued; any other error is corrected by a
+    /// replacement. Nothing is cancelled.
+    NotifyOrReplace,
+}
+
+/// One version of a receipt form: what the law fixes for a period. A template symbol may
+/// have several versions (EBL01 under Circular 32/2025, then under Circular 91/2026), each
+/// with its own window; the version in force on a date decides how receipts of that date
+/// are made, transmitted and corrected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Form {
     /// Template symbol (ký hiệu mẫu biên lai), written on every receipt.
     pub template: String,
-    /// `TLoai` of the usage report: 1 without a printed face value, 2 with one.
+    /// 1 without a printed face value, 2 with one (the `01`/`02` of the template).
     pub kind: u8,
     /// The receipt's name as the law gives it, printed on the receipt.
     pub name: String,
     pub symbol: SymbolRule,
     /// Letters a series may add to the symbol (only when the rule has `{letters}`).
     pub letters: Option<LetterRule>,
+    /// How the receipts of this version reach the tax authority.
+    pub transmission: Transmission,
+    /// How an error on a receipt is corrected while this version is in force.
+    pub errors: ErrorRule,
+    /// A series is used only once the tax authority accepted its registration
+    /// (01/ĐKTĐ-CTĐT, answered on 01/TB-ĐKĐT: Circular 91/2026/TT-BTC Art. 17).
+    pub registration_required: bool,
     /// Where the form and its symbols come from.
     pub basis: String,
     pub valid_from: NaiveDate,
@@ -129,26 +173,70 @@ impl Form {
         date >= self.valid_from && self.valid_until.is_none_or(|u| date <= u)
     }
 
-    /// Checks a series' letters against the form.
+    /// Whether the version's window and `[from, until]` share a day.
+    pub fn overlaps(&self, from: NaiveDate, until: Option<NaiveDate>) -> bool {
+        self.valid_until.is_none_or(|u| from <= u) && until.is_none_or(|u| self.valid_from <= u)
+    }
+
+    /// Checks a series' letters against the version.
     pub fn check_letters(&self, letters: &str) -> Result<(), String> {
         match (&self.letters, self.symbol.uses_letters()) {
-            (_, false) if !letters.is_empty() => Err(format!(
-                "form {} makes symbols without letters ({}); remove letters",
-                self.template,
-                self.symbol.as_str()
-            )),
             (_, false) => Ok(()),
             (None, true) => {
                 Err(format!("form {}: its symbol rule uses letters but no letter rule is given", self.template))
             }
-            (Some(rule), true) => rule.check(letters),
+            (Some(rule), true) => rule.check(letters).map_err(|e| {
+                format!("form {} from {} ({}): {e}", self.template, self.valid_from, self.symbol.as_str())
+            }),
         }
+    }
+}
+
+/// The versions of one template, oldest first, windows disjoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FormVersions(pub Vec<Form>);
+
+impl FormVersions {
+    /// The version in force on a date (GMT+7).
+    pub fn on(&self, date: NaiveDate) -> Option<&Form> {
+        self.0.iter().find(|f| f.in_force_on(date))
+    }
+
+    pub fn template(&self) -> &str {
+        self.0.first().map_or("", |f| f.template.as_str())
+    }
+
+    /// The newest version (for listings).
+    pub fn latest(&self) -> Option<&Form> {
+        self.0.last()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALPHABET: &str = "ABCDEGHKLMNPQRSTUVXY";
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn circular_91() -> Form {
+        Form {
+            template: "EBL01".into(),
+            kind: 1,
+            name: "Biên lai thu phí, lệ phí không có mệnh giá".into(),
+            symbol: SymbolRule::parse("{yy}T{letters}").unwrap(),
+            letters: Some(LetterRule { alphabet: ALPHABET.into(), min: 2, max: 2 }),
+            transmission: Transmission::DailySummary,
+            errors: ErrorRule::NotifyOrReplace,
+            registration_required: true,
+            basis: "Thông tư 91/2026/TT-BTC".into(),
+            valid_from: d("2026-07-01"),
+            valid_until: None,
+        }
+    }
 
     #[test]
     fn symbols_follow_their_rule() {
@@ -164,26 +252,39 @@ mod tests {
         assert!(SymbolRule::parse("{yy").unwrap_err().contains("unclosed"));
     }
 
+    /// Circular 91/2026/TT-BTC Appendix II.2.b: two digits of the year, T, two letters of
+    /// the twenty; five characters in all.
     #[test]
-    fn letters_are_checked_against_the_form() {
-        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        let mut form = Form {
-            template: "X".into(),
-            kind: 1,
-            name: "Biên lai".into(),
-            symbol: SymbolRule::parse("{yy}T").unwrap(),
-            letters: None,
-            basis: String::new(),
-            valid_from: d("2025-06-01"),
-            valid_until: None,
-        };
-        assert!(form.check_letters("").is_ok());
-        assert!(form.check_letters("AB").unwrap_err().contains("without letters"));
-        form.symbol = SymbolRule::parse("{letters}-{yy}E").unwrap();
-        form.letters = Some(LetterRule { alphabet: "ABCDEGHKLMNPQRSTUVXY".into(), min: 1, max: 2 });
-        assert!(form.check_letters("BN").is_ok());
-        assert!(form.check_letters("BF").unwrap_err().contains("'F'"));
-        assert!(form.check_letters("").unwrap_err().contains("1 to 2"));
-        assert!(form.in_force_on(d("2025-06-01")) && !form.in_force_on(d("2025-05-31")));
+    fn the_symbol_of_circular_91_has_five_characters() {
+        let f = circular_91();
+        assert_eq!(f.symbol.symbol("AA", 2026), "26TAA");
+        assert_eq!(f.symbol.symbol("BN", 2027), "27TBN");
+        for ok in ["AA", "YY", "DE", "XY"] {
+            assert!(f.check_letters(ok).is_ok(), "{ok}");
+            assert_eq!(f.symbol.symbol(ok, 2026).chars().count(), 5);
+        }
+        // F, I, J, O, W and Z are not among the twenty; lower case, one or three letters
+        // and digits are refused.
+        for bad in ["AF", "IA", "JA", "AO", "WA", "ZA", "aa", "A", "AAA", "A1", "", "ĐA"] {
+            assert!(f.check_letters(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn versions_are_chosen_by_date() {
+        let mut old = circular_91();
+        old.symbol = SymbolRule::parse("{yy}T").unwrap();
+        old.letters = None;
+        old.transmission = Transmission::UsageReport;
+        old.errors = ErrorRule::CancelOrReplace;
+        old.valid_from = d("2025-06-01");
+        old.valid_until = Some(d("2026-06-30"));
+        let versions = FormVersions(vec![old, circular_91()]);
+        assert_eq!(versions.on(d("2026-06-30")).unwrap().transmission, Transmission::UsageReport);
+        assert_eq!(versions.on(d("2026-07-01")).unwrap().transmission, Transmission::DailySummary);
+        assert!(versions.on(d("2025-05-31")).is_none());
+        assert!(versions.0[0].overlaps(d("2026-06-30"), None));
+        assert!(!versions.0[0].overlaps(d("2026-07-01"), None));
+        assert_eq!(versions.template(), "EBL01");
     }
 }

@@ -11,6 +11,8 @@ pub enum IdError {
     PersonalIdProvince(String),
     #[error("personal ID: century digit {0} stands for a birth after 2099")]
     PersonalIdCentury(char),
+    #[error("personal ID says born in {0}, which has not come yet")]
+    PersonalIdBirthYear(i32),
     #[error("passport number must be 5 to 20 letters and digits")]
     PassportFormat,
     #[error("tax code must be 10 digits, 13 digits (with or without '-' before the branch) or a 12-digit personal ID")]
@@ -54,6 +56,17 @@ impl PersonalId {
             return Err(IdError::PersonalIdCentury(century));
         }
         Ok(PersonalId(text.to_string()))
+    }
+
+    /// [`PersonalId::parse`], and the year of birth it encodes is not after `this_year`
+    /// (the year, GMT+7, of the event that names it): a number whose birth year lies in the
+    /// future was mistyped.
+    pub fn parse_in(text: &str, this_year: i32) -> Result<Self, IdError> {
+        let id = Self::parse(text)?;
+        match id.birth_year() {
+            y if y > this_year => Err(IdError::PersonalIdBirthYear(y)),
+            _ => Ok(id),
+        }
     }
 
     /// Year of birth, from the century digit and the two year digits.
@@ -219,6 +232,10 @@ mod tests {
         assert_eq!(PersonalId::parse("097190001234"), Err(IdError::PersonalIdProvince("097".into())));
         assert_eq!(PersonalId::parse("079490001234"), Err(IdError::PersonalIdCentury('4')));
         assert_eq!(passport("c1234567").unwrap(), "C1234567");
+        assert_eq!(PersonalId::parse_in("001222001234", 2026).unwrap().birth_year(), 2022);
+        assert_eq!(PersonalId::parse_in("001222001234", 2021), Err(IdError::PersonalIdBirthYear(2022)));
+        assert_eq!(PersonalId::parse_in("001299001234", 2026), Err(IdError::PersonalIdBirthYear(2099)));
+        assert!(PersonalId::parse_in("001190001234", 2026).is_ok());
         assert!(passport("C 123").is_err());
     }
 

@@ -1,5 +1,12 @@
-//! Gapless 7-digit numbering per agency, template, receipt symbol and year (the symbols
-//! themselves come from the forms, [`crate::forms`]).
+//! Gapless numbering per collector, template, receipt symbol and year (the symbols
+//! themselves come from the forms, [`crate::forms`]), within the number range of the
+//! collector or of a delegate ([`crate::reference::NumberRange`]).
+//!
+//! Decree 254/2026/NĐ-CP Art. 23.2.c: the number is written in Arabic digits, at most 8 of
+//! them, and e-receipts are numbered from 1 on 1 January (or the first day of use) to 31
+//! December. Numbers are printed with at least 7 digits (`0000042`), as receipts issued
+//! before 1 July 2026 were, so one series reads the same across that day; from
+//! 10 000 000 on they have 8.
 //!
 //! The number itself is assigned by the issuer under a row lock in the same database
 //! transaction as the receipt (see ARCHITECTURE.md); this module holds the pure rules:
@@ -23,18 +30,18 @@ pub fn year_gmt7(at: DateTime<Utc>) -> i32 {
     at.with_timezone(&gmt7()).year()
 }
 
-/// A receipt number, 1 to 9 999 999, printed with 7 digits.
+/// A receipt number, 1 to 99 999 999, printed with at least 7 digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ReceiptNumber(u32);
 
 /// The series ran out of numbers for the year.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("receipt numbers of this series are exhausted for the year (9999999 used)")]
+#[error("receipt numbers of this series are exhausted for the year (99999999 used)")]
 pub struct Exhausted;
 
 impl ReceiptNumber {
     pub const FIRST: ReceiptNumber = ReceiptNumber(1);
-    pub const MAX: u32 = 9_999_999;
+    pub const MAX: u32 = 99_999_999;
 
     pub fn new(n: u32) -> Option<Self> {
         (1..=Self::MAX).contains(&n).then_some(ReceiptNumber(n))
@@ -49,9 +56,9 @@ impl ReceiptNumber {
         self.0
     }
 
-    /// Parses the 7-digit form.
+    /// Parses the printed form (7 or 8 digits).
     pub fn parse(s: &str) -> Option<Self> {
-        if s.len() != 7 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        if !(7..=8).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         s.parse().ok().and_then(Self::new)
@@ -97,9 +104,15 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Checks that numbers run 1, 2, 3, ... without gap or repeat and that each receipt carries
 /// the hash of the one before. `links` must be sorted by number.
 pub fn check_chain(links: &[ChainLink]) -> Result<(), SeriesDefect> {
+    check_chain_from(1, links)
+}
+
+/// The same for a number range that starts at `first` (a delegate's range, Decree
+/// 254/2026/NĐ-CP Art. 25.5): each range is its own sequence and its own chain.
+pub fn check_chain_from(first: u32, links: &[ChainLink]) -> Result<(), SeriesDefect> {
     let mut previous_hash = GENESIS_HASH.to_string();
     for (i, link) in links.iter().enumerate() {
-        let expected = i as u32 + 1;
+        let expected = first + i as u32;
         if link.number != expected {
             if i > 0 && link.number == links[i - 1].number {
                 return Err(SeriesDefect::Duplicate(link.number));
@@ -124,10 +137,13 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn numbers_have_seven_digits_and_a_ceiling() {
+    fn numbers_have_at_most_eight_digits() {
         assert_eq!(ReceiptNumber::after(0).unwrap().to_string(), "0000001");
         assert_eq!(ReceiptNumber::after(41).unwrap().to_string(), "0000042");
-        assert_eq!(ReceiptNumber::after(9_999_999), Err(Exhausted));
+        assert_eq!(ReceiptNumber::after(9_999_999).unwrap().to_string(), "10000000");
+        assert_eq!(ReceiptNumber::after(99_999_999), Err(Exhausted));
+        assert_eq!(ReceiptNumber::parse("10000000").unwrap().value(), 10_000_000);
+        assert!(ReceiptNumber::parse("100000000").is_none());
         assert_eq!(ReceiptNumber::parse("0000042").unwrap().value(), 42);
         assert!(ReceiptNumber::parse("0000000").is_none());
         assert!(ReceiptNumber::parse("42").is_none());
@@ -156,5 +172,8 @@ mod tests {
         assert_eq!(check_chain(&dup), Err(SeriesDefect::Duplicate(1)));
         let broken = vec![link(1, GENESIS_HASH, "a"), link(2, "x", "b")];
         assert!(matches!(check_chain(&broken), Err(SeriesDefect::BrokenChain { number: 2, .. })));
+        let delegated = vec![link(500, GENESIS_HASH, "a"), link(501, "a", "b")];
+        assert_eq!(check_chain_from(500, &delegated), Ok(()));
+        assert_eq!(check_chain(&delegated), Err(SeriesDefect::Gap { expected: 1, found: 500 }));
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::ids::{PersonalId, TaxCode};
 use crate::money::Vnd;
-use crate::reference::{FeeKind, MandateMode, ReferenceData, Series};
+use crate::reference::{FeeKind, NumberRange, ReferenceData, Series};
 use crate::waiver::{Category, Channel, LineAssessment, LineQuery, RuleSet};
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -129,6 +129,9 @@ pub struct ReceiptDraft {
     /// A desk issuing under a delegation: it signs, the collector is named (`None`: the
     /// collector signs).
     pub delegate: Option<String>,
+    /// The numbers of the series this receipt is numbered in: the delegate's range, or the
+    /// collector's own.
+    pub range: NumberRange,
 }
 
 impl ReceiptDraft {
@@ -202,6 +205,8 @@ pub fn decide(reference: &ReferenceData, rules: &RuleSet, p: &Payment) -> Decisi
             paid_online: p.paid_online,
             categories: &p.payer.categories,
             identity_level: p.payer.identity_level,
+            // A payer identified by a passport alone is a foreigner.
+            citizen: p.payer.personal_id.is_some() || p.payer.passport.is_none(),
             at: p.rules_time(),
         };
         let a = match rules.assess_line(reference, &q) {
@@ -234,29 +239,61 @@ pub fn decide(reference: &ReferenceData, rules: &RuleSet, p: &Payment) -> Decisi
     }
     let mut receipts: Vec<ReceiptDraft> = Vec::new();
     for line in collected {
-        // The collector the fee's text names, and how this agency issues for it.
+        // The collector the fee's text names, and whether this agency issues for it under
+        // a delegation (Decree 254/2026/NĐ-CP Art. 25: the only way one body issues
+        // receipts for a fee another body collects).
         let fee = &reference.fees[&line.fee_code];
-        let (collector, delegate) = match fee.collector.as_deref() {
-            None => (p.agency_code.as_str(), None),
-            Some(c) if c == p.agency_code => (c, None),
-            Some(c) => match agency.collects_for.iter().find(|m| m.principal == c && m.fees.contains(&fee.code)) {
-                Some(m) if m.mode == MandateMode::Identity => (c, None),
-                Some(_) => (c, Some(p.agency_code.clone())),
-                None => {
-                    return reject(
-                        Rejection::NotCollector,
-                        format!(
-                            "fee {} is collected by {c}; agency {} has no mandate to collect it (collects_for)",
+        let (series, delegate) = match fee.collector.as_deref() {
+            Some(c) if c != p.agency_code => {
+                let mandates: Vec<_> =
+                    agency.collects_for.iter().filter(|m| m.principal == c && m.fees.contains(&fee.code)).collect();
+                let Some(m) = mandates.iter().find(|m| m.in_force_on(paid_on)) else {
+                    let detail = match mandates.first() {
+                        Some(m) => format!(
+                            "fee {} is collected by {c}; the delegation of agency {} ({}) is in force from {} to {}, not on {paid_on}",
+                            fee.code,
+                            p.agency_code,
+                            m.basis,
+                            m.valid_from,
+                            m.valid_until.map_or("—".to_string(), |d| d.to_string())
+                        ),
+                        None => format!(
+                            "fee {} is collected by {c}; agency {} has no registered delegation to issue its receipts (collects_for)",
                             fee.code, p.agency_code
                         ),
-                    )
-                }
-            },
+                    };
+                    return reject(Rejection::NotCollector, detail);
+                };
+                let Some(series) = reference.series_named(c, &m.template, &m.letters) else {
+                    return reject(
+                        Rejection::NoSeries,
+                        format!("agency {c} has no receipt series {} {} (fee {})", m.template, m.letters, fee.code),
+                    );
+                };
+                (series, Some(p.agency_code.clone()))
+            }
+            collector => {
+                let collector = collector.unwrap_or(&p.agency_code);
+                let Some(series) = reference.series_for(collector, line.kind) else {
+                    return reject(
+                        Rejection::NoSeries,
+                        format!(
+                            "agency {collector} has no receipt series for {} (fee {})",
+                            line.kind.code(),
+                            line.fee_code
+                        ),
+                    );
+                };
+                (series, None)
+            }
         };
-        let Some(series) = reference.series_for(collector, line.kind) else {
+        let Some(range) = series.range_for(delegate.as_deref()) else {
             return reject(
                 Rejection::NoSeries,
-                format!("agency {collector} has no receipt series for {} (fee {})", line.kind.code(), line.fee_code),
+                format!(
+                    "every number of series {} {} of {} is delegated; the collector issues in a series of its own",
+                    series.template, series.letters, series.agency
+                ),
             );
         };
         match receipts.iter_mut().find(|r| r.series == *series && r.kind == line.kind && r.delegate == delegate) {
@@ -270,6 +307,7 @@ pub fn decide(reference: &ReferenceData, rules: &RuleSet, p: &Payment) -> Decisi
                 total: line.due,
                 lines: vec![line],
                 delegate,
+                range,
             }),
         }
     }

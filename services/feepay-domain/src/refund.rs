@@ -1,6 +1,16 @@
-//! How a refund falls on a payment's receipts: which receipts it touches and what remains
-//! on each. A touched receipt is cancelled; when something remains on it, a replacement
-//! receipt for the rest is issued (partial refund).
+//! How a refund falls on a payment's receipts: which receipts it touches, what it gives back
+//! on each and what remains.
+//!
+//! Since 1 July 2026 a refund of a fee rightly collected leaves its receipts as they are: a
+//! receipt records the collection as it happened (Decree 254/2026/NĐ-CP Art. 23.2: "Nội
+//! dung trên biên lai phải đúng với nội dung nghiệp vụ kinh tế phát sinh"), Circular
+//! 91/2026/TT-BTC Art. 20 corrects receipts only for errors (by notice or replacement) and
+//! has no cancellation, and no receipt adjustment exists for receipts (Art. 10's adjusting
+//! invoices are for invoices). The refund is recorded against the receipts it falls on
+//! ([`Allocation::refunded`]); the money goes back under the rules on refunds of budget
+//! revenue (the tax administration law's refund procedure: its forms were not read here,
+//! see deploy/reference/UNCONFIRMED.md). Before 1 July 2026 a touched receipt was cancelled
+//! and, for a partial refund, replaced for what remained ([`Allocation::remaining`]).
 
 use crate::money::Vnd;
 use crate::waiver::LineAssessment;
@@ -12,8 +22,10 @@ pub struct Allocation {
     /// For each receipt (same order as given), its lines after the refund; a line refunded
     /// in full is gone.
     pub remaining: Vec<Vec<LineAssessment>>,
-    /// Receipts the refund touches (indices), each to be cancelled.
+    /// Receipts the refund touches (indices).
     pub touched: BTreeSet<usize>,
+    /// For each receipt, what the refund gives back on it, per fee code (in line order).
+    pub refunded: Vec<Vec<(String, Vnd)>>,
 }
 
 impl Allocation {
@@ -38,12 +50,23 @@ pub struct OverRefund {
 pub fn allocate(receipts: &[Vec<LineAssessment>], refund: &[(String, Vnd)]) -> Result<Allocation, OverRefund> {
     let mut remaining: Vec<Vec<LineAssessment>> = receipts.to_vec();
     let mut touched = BTreeSet::new();
+    let mut refunded: Vec<Vec<(String, Vnd)>> = vec![Vec::new(); receipts.len()];
+    let give_back = |refunded: &mut Vec<Vec<(String, Vnd)>>, ri: usize, fee: &str, amount: Vnd| match refunded[ri]
+        .iter_mut()
+        .find(|(f, _)| f == fee)
+    {
+        Some((_, a)) => *a = *a + amount,
+        None => refunded[ri].push((fee.to_string(), amount)),
+    };
     if refund.is_empty() {
         touched.extend(0..receipts.len());
-        for lines in remaining.iter_mut() {
+        for (ri, lines) in remaining.iter_mut().enumerate() {
+            for l in lines.iter() {
+                give_back(&mut refunded, ri, &l.fee_code, l.due);
+            }
             lines.clear();
         }
-        return Ok(Allocation { remaining, touched });
+        return Ok(Allocation { remaining, touched, refunded });
     }
     for (fee, amount) in refund {
         let mut left = *amount;
@@ -54,6 +77,7 @@ pub fn allocate(receipts: &[Vec<LineAssessment>], refund: &[(String, Vnd)]) -> R
                     l.due = l.due - take;
                     left = left - take;
                     touched.insert(ri);
+                    give_back(&mut refunded, ri, fee, take);
                 }
             }
         }
@@ -64,7 +88,7 @@ pub fn allocate(receipts: &[Vec<LineAssessment>], refund: &[(String, Vnd)]) -> R
     for lines in remaining.iter_mut() {
         lines.retain(|l| l.due > Vnd::ZERO);
     }
-    Ok(Allocation { remaining, touched })
+    Ok(Allocation { remaining, touched, refunded })
 }
 
 #[cfg(test)]
@@ -134,6 +158,9 @@ mod tests {
                     for (i, r) in receipts.iter().enumerate() {
                         let lost = r.iter().map(|l| l.due.dong()).sum::<i64>() != a.left_on(i).dong();
                         prop_assert_eq!(lost, a.touched.contains(&i));
+                        // What is given back on a receipt is what it lost.
+                        let given: i64 = a.refunded[i].iter().map(|(_, v)| v.dong()).sum();
+                        prop_assert_eq!(given, r.iter().map(|l| l.due.dong()).sum::<i64>() - a.left_on(i).dong());
                     }
                 }
                 Err(e) => {

@@ -153,6 +153,9 @@ pub struct Conditions {
     /// The payer's electronic identity account (VNeID) must be at least this level (1 or
     /// 2), as rules that favour identified online users require.
     pub identity_level_min: Option<u8>,
+    /// Only Vietnamese citizens (a payer identified by a Vietnamese personal
+    /// identification number), as Circular 117/2026/TT-BTC Art. 1 says of its waivers.
+    pub citizens_only: bool,
 }
 
 /// A waiver rule.
@@ -190,6 +193,8 @@ pub struct LineQuery<'a> {
     pub categories: &'a [Category],
     /// Level of the payer's electronic identity account; 0 when unknown.
     pub identity_level: u8,
+    /// The payer is identified by a Vietnamese personal identification number.
+    pub citizen: bool,
     pub at: DateTime<Utc>,
 }
 
@@ -203,6 +208,7 @@ pub enum Miss {
     NotPaidOnline,
     NoCategory,
     IdentityLevel { required: u8, had: u8 },
+    NotCitizen,
 }
 
 impl fmt::Display for Miss {
@@ -216,6 +222,7 @@ impl fmt::Display for Miss {
             Miss::IdentityLevel { required, had } => {
                 write!(f, "requires an identity account of level {required} (the payer's: {had})")
             }
+            Miss::NotCitizen => write!(f, "only for Vietnamese citizens (a personal identification number)"),
             Miss::NoCategory => {
                 write!(f, "payer is in none of the required beneficiary categories")
             }
@@ -323,6 +330,9 @@ impl WaiverRule {
             if q.identity_level < required {
                 return Err(Miss::IdentityLevel { required, had: q.identity_level });
             }
+        }
+        if self.conditions.citizens_only && !q.citizen {
+            return Err(Miss::NotCitizen);
         }
         Ok(())
     }
@@ -468,6 +478,8 @@ struct ConditionsEntry {
     #[serde(default)]
     categories_any: Vec<Category>,
     identity_level_min: Option<u8>,
+    #[serde(default)]
+    citizens_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -535,6 +547,15 @@ impl RuleSet {
                 || r.description.trim().is_empty()
             {
                 err("document_number, issuing_body and description are required".into());
+            }
+            // The description travels on the receipt in a TTKhac/TTin entry, whose data
+            // the tax authority's format rules cap at 500 characters.
+            if r.description.chars().count() > crate::receipt::document::OTHER_INFO_MAX {
+                err(format!(
+                    "description has {} characters; a receipt carries at most {}",
+                    r.description.chars().count(),
+                    crate::receipt::document::OTHER_INFO_MAX
+                ));
             }
             if let Some(until) = r.valid_until {
                 if until < r.valid_from {
@@ -616,6 +637,7 @@ impl RuleSet {
                     paid_online: r.conditions.paid_online,
                     categories_any: r.conditions.categories_any,
                     identity_level_min: r.conditions.identity_level_min,
+                    citizens_only: r.conditions.citizens_only,
                 },
                 effect,
                 priority: r.priority,

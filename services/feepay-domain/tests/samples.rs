@@ -65,6 +65,7 @@ fn due_as(
         paid_online: true,
         categories: cats,
         identity_level,
+        citizen: true,
         at,
     };
     let a = rules.assess_line(&reference, &q).unwrap();
@@ -167,6 +168,7 @@ fn a_rule_can_require_a_level_2_identity_account() {
             paid_online: true,
             categories: &[],
             identity_level,
+            citizen: true,
             at,
         };
         rules.assess_line(&reference, &q).unwrap()
@@ -194,6 +196,7 @@ fn every_decision_is_explained() {
         paid_online: true,
         categories: &[],
         identity_level: 0,
+        citizen: true,
         at: gmt7(2027, 1, 2, 8, 0, 0),
     };
     let text = rules.assess_line(&reference, &q).unwrap().explain();
@@ -310,36 +313,62 @@ fn phi_and_le_phi_get_separate_receipts_of_the_same_series() {
             assert_eq!((receipts[1].kind, receipts[1].total.dong()), (FeeKind::LePhi, 100_000));
             assert_eq!(receipts[0].series, receipts[1].series);
             let s = &receipts[0].series;
+            let on = feepay_domain::numbering::date_gmt7(p.paid_at);
             assert_eq!(
-                (s.agency.as_str(), s.template.as_str(), s.symbol(2026).as_str()),
-                ("BN.TTPVHCC", "EBL01", "26T")
+                (s.agency.as_str(), s.template.as_str(), s.symbol_on(on).unwrap().as_str()),
+                ("BN.TTPVHCC", "EBL01", "26TAA")
             );
-            assert_eq!(s.title, "Biên lai thu phí, lệ phí không có mệnh giá", "the name the decree gives the form");
+            assert_eq!(
+                s.form_on(on).unwrap().name,
+                "Biên lai thu phí, lệ phí không có mệnh giá",
+                "the name the decree gives the form"
+            );
         }
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
-fn a_fee_another_body_collects_is_issued_as_that_body_or_under_its_delegation() {
+fn a_fee_another_body_collects_is_issued_only_under_its_delegation() {
     let (reference, rules) = load();
-    // The police's passport fee paid at the centre's desk: the police's own receipt.
-    let p = payment("BN.TTPVHCC", vec![("LP-HOCHIEU-CAPMOI", FeeKind::LePhi, 1, 200_000)], Channel::Counter, vec![]);
+    // The police's passport fee paid at the centre's desk (halved by Circular 64/2025): the
+    // police's series, the desk as delegate in its range (Decree 254/2026/NĐ-CP Art. 25).
+    let p = payment("BN.TTPVHCC", vec![("LP-HOCHIEU-CAPMOI", FeeKind::LePhi, 1, 100_000)], Channel::Counter, vec![]);
     let Decision::Issue { receipts, .. } = decide(&reference, &rules, &p) else { panic!() };
-    assert_eq!((receipts[0].series.agency.as_str(), receipts[0].delegate.as_deref()), ("BN.CA", None));
-    assert_eq!(receipts[0].signer(), "BN.CA");
-    // A criminal-record extract at the same desk: the Department of Justice's series, issued
-    // by the desk under a registered delegation, signed with the desk's certificate.
-    let p = payment("BN.TTPVHCC", vec![("P-LLTP", FeeKind::Phi, 1, 200_000)], Channel::Counter, vec![]);
-    let Decision::Issue { receipts, .. } = decide(&reference, &rules, &p) else { panic!() };
-    assert_eq!((receipts[0].series.agency.as_str(), receipts[0].delegate.as_deref()), ("BN.STP", Some("BN.TTPVHCC")));
+    assert_eq!((receipts[0].series.agency.as_str(), receipts[0].delegate.as_deref()), ("BN.CA", Some("BN.TTPVHCC")));
     assert_eq!(receipts[0].signer(), "BN.TTPVHCC");
-    // A commune has no mandate for the police's fees.
-    let p = payment("BN.KINHBAC", vec![("LP-HOCHIEU-CAPMOI", FeeKind::LePhi, 1, 200_000)], Channel::Counter, vec![]);
+    assert_eq!((receipts[0].range.from, receipts[0].range.to), (500_000, 999_999));
+    // The police's criminal-record fee and its passport fee share the police's series; the
+    // phí and the lệ phí get separate receipts.
+    let p = payment(
+        "BN.TTPVHCC",
+        vec![("P-LLTP", FeeKind::Phi, 1, 200_000), ("LP-HOCHIEU-CAPMOI", FeeKind::LePhi, 1, 100_000)],
+        Channel::Counter,
+        vec![],
+    );
+    let Decision::Issue { receipts, .. } = decide(&reference, &rules, &p) else { panic!() };
+    assert_eq!(receipts.len(), 2);
+    assert!(receipts.iter().all(|r| r.series.agency == "BN.CA" && r.delegate.as_deref() == Some("BN.TTPVHCC")));
+    // The police itself numbers below the delegated range.
+    let p = payment("BN.CA", vec![("P-LLTP", FeeKind::Phi, 1, 200_000)], Channel::Counter, vec![]);
+    let Decision::Issue { receipts, .. } = decide(&reference, &rules, &p) else { panic!() };
+    assert_eq!((receipts[0].delegate.as_deref(), receipts[0].range.from, receipts[0].range.to), (None, 1, 499_999));
+    // A commune has no delegation for the police's fees.
+    let p = payment("BN.KINHBAC", vec![("LP-HOCHIEU-CAPMOI", FeeKind::LePhi, 1, 100_000)], Channel::Counter, vec![]);
     match decide(&reference, &rules, &p) {
         Decision::Reject { reason, detail } => {
             assert_eq!(reason, Rejection::NotCollector);
-            assert_eq!(detail, "fee LP-HOCHIEU-CAPMOI is collected by BN.CA; agency BN.KINHBAC has no mandate to collect it (collects_for)");
+            assert_eq!(detail, "fee LP-HOCHIEU-CAPMOI is collected by BN.CA; agency BN.KINHBAC has no registered delegation to issue its receipts (collects_for)");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Before the delegation's first day the desk cannot issue the police's receipts.
+    let mut p = payment("BN.TTPVHCC", vec![("P-LLTP", FeeKind::Phi, 1, 200_000)], Channel::Counter, vec![]);
+    p.paid_at = gmt7(2026, 6, 30, 10, 0, 0);
+    match decide(&reference, &rules, &p) {
+        Decision::Reject { reason, detail } => {
+            assert_eq!(reason, Rejection::NotCollector);
+            assert!(detail.contains("is in force from 2026-07-01"), "{detail}");
         }
         other => panic!("{other:?}"),
     }
@@ -448,6 +477,7 @@ proptest! {
             paid_online,
             categories: &cats,
             identity_level: 0,
+            citizen: true,
             at,
         };
         let a = rules.assess_line(&reference, &q).unwrap();
@@ -486,6 +516,10 @@ proptest! {
     }
 }
 
+fn date_of_issue() -> chrono::NaiveDate {
+    feepay_domain::numbering::date_gmt7(gmt7(2026, 11, 26, 9, 30, 5))
+}
+
 fn content(number: u32, previous_hash: &str) -> ReceiptContent {
     let (reference, rules) = load();
     let p = payment("BN.TTPVHCC", vec![("LP-GPLX", FeeKind::LePhi, 1, 135_000)], Channel::Counter, vec![]);
@@ -494,15 +528,15 @@ fn content(number: u32, previous_hash: &str) -> ReceiptContent {
     ReceiptContent {
         receipt_id: format!("r-{number}"),
         payment_id: p.payment_id.clone(),
-        title: receipts[0].series.title.clone(),
+        title: receipts[0].series.form_on(date_of_issue()).unwrap().name.clone(),
         agency: AgencyInfo {
             code: a.code.clone(),
             name: a.name.clone(),
             tax_code: a.tax_code.clone(),
             address: a.address.clone(),
         },
-        template: "01BLP0-001".into(),
-        symbol: "BN-26E".into(),
+        template: "EBL01".into(),
+        symbol: "26TAA".into(),
         number: ReceiptNumber::new(number).unwrap(),
         payer: PayerInfo {
             full_name: "Nguyễn <Thị> & \"Hương\"\r\nBcc: x@y".into(),

@@ -1,4 +1,17 @@
-//! The receipt's XML document, layout version 2.0.0, after Decision 1271/QĐ-CT.
+//! The receipt's XML document, layout version 2.0.0.
+//!
+//! What Decree 254/2026/NĐ-CP Art. 23.2 requires of a receipt, and where it is: (a) its
+//! name `TTChung/Ten`; (b) template `KHMSCTu` and symbol `KHCTu`, as Circular 91/2026/TT-BTC
+//! Appendix II.2 makes them; (c) the number `SCTu`, at most 8 digits; (d) the collector's
+//! name and tax code `DVThu/Ten`, `DVThu/MST`; (đ) each fee's name `TPLPhi` and amount
+//! `ThTien`, the total in figures `TgTien` and in words `TgTienBChu`; (e) the date `NLap`;
+//! (g) the collector's digital signature `DSCKS/DVThu`; (h) Vietnamese, in đồng (`DVTTe`).
+//! A receipt issued under a delegation (Art. 25.4) also names the delegate and its address
+//! (`DVThu/TTKhac` `UyNhiem.*`); the principal's signature is not required, the delegate's
+//! is the one on the receipt. The payer is not a required item; a payer without an
+//! identifier is still written. Extra data stays in `TTKhac/TTin`, each value at most
+//! [`OTHER_INFO_MAX`] characters as the tax authority's format rules (Decision 1271/QĐ-CT)
+//! cap them.
 //!
 //! ```text
 //! BLai
@@ -37,6 +50,8 @@ use roxmltree::Node;
 
 /// Layout version of documents written now.
 pub const VERSION: &str = "2.0.0";
+/// Most characters of a `TTKhac/TTin/DLieu` value.
+pub const OTHER_INFO_MAX: usize = 500;
 /// `Id` of the data part.
 pub const DATA_ID: &str = "data";
 /// `Id` of the collector's signature.
@@ -91,6 +106,7 @@ impl ReceiptContent {
             x.info("UyNhiem.MaDonVi", "string", &d.code);
             x.info("UyNhiem.Ten", "string", &d.name);
             x.info("UyNhiem.MST", "string", &d.tax_code);
+            x.info("UyNhiem.DChi", "string", &d.address);
         }
         x.close("TTKhac");
         x.close("DVThu");
