@@ -36,6 +36,8 @@ event_type!(
     ReceiptIssued,
     ReceiptCancelled,
     WaiverNotice,
+    ReceiptErrorNotified,
+    RefundRecorded,
     NotificationSent,
     NotificationFailed,
     TaxDocumentIssued,

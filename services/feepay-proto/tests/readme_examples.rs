@@ -26,6 +26,8 @@ fn readme_examples_decode() {
             "PaymentRejected" => check::<v1::PaymentRejected>(name, json),
             "ReceiptIssued" => check::<v1::ReceiptIssued>(name, json),
             "ReceiptCancelled" => check::<v1::ReceiptCancelled>(name, json),
+            "ReceiptErrorNotified" => check::<v1::ReceiptErrorNotified>(name, json),
+            "RefundRecorded" => check::<v1::RefundRecorded>(name, json),
             "WaiverNotice" => check::<v1::WaiverNotice>(name, json),
             "NotificationSent" => check::<v1::NotificationSent>(name, json),
             "NotificationFailed" => check::<v1::NotificationFailed>(name, json),
@@ -35,7 +37,7 @@ fn readme_examples_decode() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 12, "one example per event");
+    assert_eq!(checked, 14, "one example per event");
 }
 
 #[test]
