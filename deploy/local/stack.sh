@@ -22,9 +22,9 @@ SMTP_PORT="${FEEPAY_SMTP_PORT:-1025}"
 SMTP_WEB_PORT="${FEEPAY_SMTP_WEB_PORT:-1080}"
 PARTITIONS="${FEEPAY_KAFKA_PARTITIONS:-4}"
 TOPICS=(fees.assessment.requested fees.assessed payments.succeeded payments.refunded payments.rejected
-        payments.waived receipts.issued receipts.cancelled notifications.sent notifications.failed tax.documents
+        payments.waived receipts.issued receipts.cancelled receipts.updated notifications.sent notifications.failed tax.documents
         fees.assessment.requested.dlq payments.succeeded.dlq payments.refunded.dlq
-        receipts.issued.dlq receipts.cancelled.dlq payments.waived.dlq)
+        receipts.issued.dlq receipts.cancelled.dlq receipts.updated.dlq payments.waived.dlq)
 
 say() { printf '[stack] %s\n' "$*"; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

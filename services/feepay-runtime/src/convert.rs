@@ -237,6 +237,14 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<ParsedPayment, Invalid>
     if ch.is_none() {
         c.fail("channel", "must be CHANNEL_FULLY_ONLINE, CHANNEL_PARTLY_ONLINE or CHANNEL_COUNTER");
     }
+    // The year of payment bounds the birth year a personal ID may say (one born later was
+    // mistyped); without a valid time, the year the number is read in.
+    let this_year = m
+        .paid_at
+        .as_ref()
+        .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, 0))
+        .map(feepay_domain::numbering::year_gmt7)
+        .unwrap_or(i32::MAX);
     let payer = match &m.payer {
         None => {
             c.fail("payer", "is required");
@@ -249,7 +257,9 @@ pub fn parse_payment(m: &v1::PaymentSucceeded) -> Result<ParsedPayment, Invalid>
             let personal_id = if p.personal_id.is_empty() {
                 None
             } else {
-                PersonalId::parse(&p.personal_id).map_err(|e| c.fail("payer.personal_id", e.to_string())).ok()
+                PersonalId::parse_in(&p.personal_id, this_year)
+                    .map_err(|e| c.fail("payer.personal_id", e.to_string()))
+                    .ok()
             };
             let tax_code = if p.tax_code.is_empty() {
                 None
@@ -436,6 +446,8 @@ pub struct AssessmentRequest {
     pub paid_online: bool,
     pub categories: Vec<Category>,
     pub identity_level: u8,
+    /// Not a Vietnamese citizen.
+    pub foreign_payer: bool,
     pub lines: Vec<(String, u32)>,
     pub at: Option<DateTime<Utc>>,
 }
@@ -493,6 +505,7 @@ pub fn parse_assessment_request(m: &v1::FeeAssessmentRequested) -> Result<Result
         paid_online: m.paid_online,
         categories: cats,
         identity_level: m.identity_level.min(2) as u8,
+        foreign_payer: m.foreign_payer,
         lines,
         at,
     }))

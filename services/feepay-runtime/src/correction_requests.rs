@@ -14,6 +14,8 @@ pub mod entity {
         #[sea_orm(primary_key)]
         pub request_id: i64,
         pub receipt: String,
+        /// `cancel`, `notify`, `replace` or `correct` (the issuer chooses notify or replace).
+        pub kind: String,
         pub reason: String,
         pub replace: Option<Json>,
         pub actor: String,
@@ -37,6 +39,7 @@ pub use entity::Model as CorrectionRequest;
 pub async fn request(
     db: &impl ConnectionTrait,
     receipt: &str,
+    kind: &str,
     reason: &str,
     replace: Option<serde_json::Value>,
     actor: &str,
@@ -44,6 +47,7 @@ pub async fn request(
 ) -> Result<i64, DbErr> {
     let row = entity::ActiveModel {
         receipt: Set(receipt.to_string()),
+        kind: Set(kind.to_string()),
         reason: Set(reason.to_string()),
         replace: Set(replace),
         actor: Set(actor.to_string()),

@@ -162,6 +162,7 @@ impl MigratorTrait for Migrator {
             "m0010_roles" => "0010_roles.sql",
             "m0011_operator_scope" => "0011_operator_scope.sql",
             "m0012_replays_through_the_service" => "0012_replays_through_the_service.sql",
+            "m0013_decree_254" => "0013_decree_254.sql",
         ]
     }
 }

@@ -19,6 +19,13 @@ pub mod event {
     pub fn receipt_cancelled(receipt_id: impl Display) -> String {
         format!("receipt-cancelled:{receipt_id}")
     }
+    /// An error notified on a receipt without reissue (one per notice).
+    pub fn receipt_error_notified(notice_id: impl Display) -> String {
+        format!("receipt-error-notified:{notice_id}")
+    }
+    pub fn refund_recorded(refund_id: &str) -> String {
+        format!("refund-recorded:{refund_id}")
+    }
     /// A rejection of a payment (`suffix`: the refund or conflict it concerns, or empty).
     pub fn payment_rejected(payment_id: &str, suffix: &str) -> String {
         format!("payment-rejected:{payment_id}:{suffix}")

@@ -24,6 +24,7 @@ pub mod pki;
 pub mod qr;
 pub mod refdata;
 pub mod retry;
+pub mod series_registrations;
 pub mod settings;
 pub mod signing_keys;
 pub mod sql;

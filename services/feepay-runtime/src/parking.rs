@@ -19,6 +19,8 @@ pub const REASONS: &[&str] = &[
     "certificate_invalid",
     "series_exhausted",
     "series_unknown",
+    "series_unregistered",
+    "no_form_in_force",
     "stored_row_corrupt",
     "undecodable",
     "unexpected_error",

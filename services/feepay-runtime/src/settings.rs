@@ -182,6 +182,8 @@ pub struct Topics {
     pub payments_waived: String,
     pub receipts_issued: String,
     pub receipts_cancelled: String,
+    /// Errors notified on receipts (Circular 91/2026/TT-BTC Art. 20.1) and refunds recorded.
+    pub receipts_updated: String,
     pub notifications_sent: String,
     pub notifications_failed: String,
     /// Signed documents for the tax authority (reports, notices).
@@ -190,7 +192,7 @@ pub struct Topics {
 
 impl Topics {
     /// The variable of each topic name, with its default.
-    const VARIABLES: [Var; 11] = [
+    const VARIABLES: [Var; 12] = [
         catalog::TOPIC_ASSESSMENT_REQUESTED,
         catalog::TOPIC_ASSESSED,
         catalog::TOPIC_PAYMENTS_SUCCEEDED,
@@ -199,6 +201,7 @@ impl Topics {
         catalog::TOPIC_PAYMENTS_WAIVED,
         catalog::TOPIC_RECEIPTS_ISSUED,
         catalog::TOPIC_RECEIPTS_CANCELLED,
+        catalog::TOPIC_RECEIPTS_UPDATED,
         catalog::TOPIC_NOTIFICATIONS_SENT,
         catalog::TOPIC_NOTIFICATIONS_FAILED,
         catalog::TOPIC_TAX_DOCUMENTS,
@@ -206,7 +209,7 @@ impl Topics {
 
     /// Builds topics from names in the order of [`Self::VARIABLES`].
     fn from_names(mut name: impl FnMut(&'static str, &'static str) -> String) -> Self {
-        let [a, b, c, d, e, f, g, h, i, j, k] = Self::VARIABLES.map(|var| name(var.name, var.value()));
+        let [a, b, c, d, e, f, g, h, u, i, j, k] = Self::VARIABLES.map(|var| name(var.name, var.value()));
         Topics {
             assessment_requested: a,
             assessed: b,
@@ -216,6 +219,7 @@ impl Topics {
             payments_waived: f,
             receipts_issued: g,
             receipts_cancelled: h,
+            receipts_updated: u,
             notifications_sent: i,
             notifications_failed: j,
             tax_documents: k,
@@ -238,6 +242,7 @@ impl Topics {
             &self.payments_waived,
             &self.receipts_issued,
             &self.receipts_cancelled,
+            &self.receipts_updated,
             &self.notifications_sent,
             &self.notifications_failed,
             &self.tax_documents,
@@ -262,6 +267,7 @@ impl Topics {
             &self.payments_refunded,
             &self.receipts_issued,
             &self.receipts_cancelled,
+            &self.receipts_updated,
             &self.payments_waived,
         ]
     }
@@ -277,6 +283,7 @@ impl Topics {
             self.payments_waived.clone(),
             self.receipts_issued.clone(),
             self.receipts_cancelled.clone(),
+            self.receipts_updated.clone(),
             self.notifications_sent.clone(),
             self.notifications_failed.clone(),
             self.tax_documents.clone(),

@@ -24,6 +24,10 @@ pub mod entity {
         pub document_hash: String,
         pub key_id: String,
         pub created_at: DateTimeUtc,
+        /// A daily summary's number among the sender's documents of its day.
+        pub sequence: Option<i32>,
+        /// A daily summary's submission of its day: 0 the first, then supplements.
+        pub supplement: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -41,6 +45,8 @@ pub enum Kind {
     UsageReport,
     /// 04/SS-CTĐT.
     ErrorNotice,
+    /// 01/TH-BLĐT.
+    DailySummary,
 }
 
 impl Kind {
@@ -48,6 +54,7 @@ impl Kind {
         match self {
             Kind::UsageReport => "usage_report",
             Kind::ErrorNotice => "error_notice",
+            Kind::DailySummary => "daily_summary",
         }
     }
 
@@ -55,6 +62,7 @@ impl Kind {
         match s {
             "usage_report" => Some(Kind::UsageReport),
             "error_notice" => Some(Kind::ErrorNotice),
+            "daily_summary" => Some(Kind::DailySummary),
             _ => None,
         }
     }
@@ -64,6 +72,7 @@ impl Kind {
         match self {
             Kind::UsageReport => "BC26/BLĐT",
             Kind::ErrorNotice => "04/SS-CTĐT",
+            Kind::DailySummary => "01/TH-BLĐT",
         }
     }
 }
@@ -81,6 +90,8 @@ pub async fn insert(db: &impl ConnectionTrait, doc: TaxDocument) -> Result<bool,
         document_hash: Set(doc.document_hash),
         key_id: Set(doc.key_id),
         created_at: Set(doc.created_at),
+        sequence: Set(doc.sequence),
+        supplement: Set(doc.supplement),
     };
     let n = entity::Entity::insert(row)
         .on_conflict(OnConflict::new().do_nothing().to_owned())

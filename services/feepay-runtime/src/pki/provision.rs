@@ -178,6 +178,7 @@ mod tests {
                     email_from: None,
                     reply_to: None,
                     until: None,
+                    former_names: vec![],
                     collects_for: vec![],
                     tax_office: None,
                 },
@@ -187,9 +188,8 @@ mod tests {
                 template: "1".into(),
                 letters: String::new(),
                 kinds: vec![],
-                title: String::new(),
-                form_kind: 1,
-                symbol_rule: feepay_domain::forms::SymbolRule::parse("{yy}T").unwrap(),
+                forms: Default::default(),
+                delegated: vec![],
             });
         }
         let missing: Vec<&str> = agencies_without_signer(&r, &dir).iter().map(|a| a.code.as_str()).collect();

@@ -125,7 +125,8 @@ pub async fn store(db: &DatabaseConnection, files: &ReferenceFiles, actor: &str)
             template: Set(s.template.clone()),
             letters: Set(s.letters.clone()),
             kinds: Set(s.kinds.iter().map(|k| k.code().to_string()).collect()),
-            title: Set(s.title.clone()),
+            // The name of the newest version of the form (a listing column only).
+            title: Set(s.forms.latest().map(|f| f.name.clone()).unwrap_or_default()),
         }))
         .exec_without_returning(&txn)
         .await?;

@@ -100,6 +100,8 @@ catalog! {
         "topic name (a consumed topic's dead letters go to `<topic>.dlq`)";
     TOPIC_RECEIPTS_CANCELLED = "FEEPAY_TOPIC_RECEIPTS_CANCELLED", Value("receipts.cancelled"), "all",
         "topic name (a consumed topic's dead letters go to `<topic>.dlq`)";
+    TOPIC_RECEIPTS_UPDATED = "FEEPAY_TOPIC_RECEIPTS_UPDATED", Value("receipts.updated"), "all",
+        "topic name of the errors notified on receipts and the refunds recorded (a consumed topic's dead letters go to `<topic>.dlq`)";
     TOPIC_NOTIFICATIONS_SENT = "FEEPAY_TOPIC_NOTIFICATIONS_SENT", Value("notifications.sent"), "all", "topic name";
     TOPIC_NOTIFICATIONS_FAILED = "FEEPAY_TOPIC_NOTIFICATIONS_FAILED", Value("notifications.failed"), "all", "topic name";
     TOPIC_TAX_DOCUMENTS = "FEEPAY_TOPIC_TAX_DOCUMENTS", Value("tax.documents"), "all",
@@ -128,10 +130,13 @@ catalog! {
     TEST_CA_DIR = "FEEPAY_TEST_CA_DIR", Value(".local/pki"), "receiptctl keys", "the local test CA (`ca.pem`, `ca.key`)";
     ISSUER_RELAY = "FEEPAY_ISSUER_RELAY", Value("true"), "issuer", "run the outbox relay in this process";
     TAX_REPORT_PERIOD = "FEEPAY_TAX_REPORT_PERIOD", Value("quarter"), "issuer",
-        "period of the usage report BC26/BLĐT: `quarter` or `month`";
+        "period of the usage report BC26/BLĐT of receipts issued before 1 July 2026: `quarter` or `month`";
+    TAX_SUMMARY_CUTOFF = "FEEPAY_TAX_SUMMARY_CUTOFF", Value("23:00"), "issuer",
+        "time of day (GMT+7, `HH:MM`) from which the day's receipts are sent on the summary 01/TH-BLĐT; later receipts of the day follow as supplements at the next pass";
     CORRECTION_WAIT_SECS = "FEEPAY_CORRECTION_WAIT_SECS", Value("60"), "receiptctl",
-        "how long `receipts cancel|replace` waits for the issuer to carry the correction out";
-    ISSUER_SELF_CHECK_SECS = "FEEPAY_ISSUER_SELF_CHECK_SECS", Value("60"), "issuer", "period of the numbering self-check";
+        "how long `receipts correct|notify|replace|cancel` waits for the issuer to carry the correction out";
+    ISSUER_SELF_CHECK_SECS = "FEEPAY_ISSUER_SELF_CHECK_SECS", Value("60"), "issuer",
+        "period of the numbering self-check, the certificates' refresh and the summaries 01/TH-BLĐT due";
     ISSUER_WORKERS = "FEEPAY_ISSUER_WORKERS", Value("4"), "issuer",
         "concurrent transactions per batch (payments split by agency; each takes a database connection, so keep it below `FEEPAY_DATABASE_MAX_CONNECTIONS`)";
     ISSUER_SOURCE = "FEEPAY_ISSUER_SOURCE", Value("/feepay/issuer"), "issuer", "CloudEvents `ce_source` of its events";
