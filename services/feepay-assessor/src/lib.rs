@@ -47,6 +47,7 @@ pub fn assess(loaded: &LoadedReference, req: &AssessmentRequest, now: DateTime<U
             paid_online: req.paid_online,
             categories: &req.categories,
             identity_level: req.identity_level,
+            citizen: !req.foreign_payer,
             at,
         };
         match loaded.rules.assess_line(&loaded.reference, &q) {

@@ -37,8 +37,11 @@ pub struct IssuerSettings {
     /// signing certificate must chain to.
     pub trust_anchors: PathBuf,
     /// `FEEPAY_TAX_REPORT_PERIOD` (default `quarter`, or `month`): the period of the usage
-    /// report BC26/BLĐT, signed for each collector once a period has closed.
+    /// report BC26/BLĐT of receipts issued before 1 July 2026.
     pub tax_report_monthly: bool,
+    /// `FEEPAY_TAX_SUMMARY_CUTOFF` (default `23:00`, GMT+7): from when the day's receipts go
+    /// out on the summary 01/TH-BLĐT.
+    pub summary_cutoff: chrono::NaiveTime,
     /// `FEEPAY_ISSUER_SOURCE` (default `/feepay/issuer`): CloudEvents source.
     pub source: String,
     /// `FEEPAY_ISSUER_RELAY` (default true): run the outbox relay in this process.
@@ -68,6 +71,11 @@ impl IssuerSettings {
                 "quarter" => false,
                 "month" => true,
                 other => anyhow::bail!("FEEPAY_TAX_REPORT_PERIOD must be quarter or month, got {other:?}"),
+            },
+            summary_cutoff: {
+                let v = settings::get(&catalog::TAX_SUMMARY_CUTOFF);
+                chrono::NaiveTime::parse_from_str(&v, "%H:%M")
+                    .map_err(|e| anyhow::anyhow!("FEEPAY_TAX_SUMMARY_CUTOFF must be HH:MM (GMT+7), got {v:?}: {e}"))?
             },
             source: settings::get(&catalog::ISSUER_SOURCE),
             relay: settings::parse(&catalog::ISSUER_RELAY)?,
@@ -185,7 +193,8 @@ impl App {
                 settings.kafka.body_format,
                 settings.source.clone(),
             )
-            .with_workers(settings.workers),
+            .with_workers(settings.workers)
+            .with_summary_cutoff(settings.summary_cutoff),
         );
         issuer.register_certificates().await.context("registering the signing certificates")?;
         lifecycle::spawn_database_check(db.clone(), readiness.clone(), shutdown.clone());
@@ -246,6 +255,12 @@ impl App {
                         tracing::warn!(error = %e, "refreshing the signers failed");
                     }
                     issuer.observe_certificates();
+                    // The summaries 01/TH-BLĐT due: the day's once past the cut-off, any late ones.
+                    match issuer.produce_daily_summaries().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(documents = n, "daily summaries 01/TH-BLĐT signed"),
+                        Err(e) => tracing::warn!(error = %e, "daily summaries could not be made yet"),
+                    }
                     // The usage reports of the last closed period, once (zero reports too).
                     match issuer.produce_usage_reports(monthly).await {
                         Ok(0) => {}

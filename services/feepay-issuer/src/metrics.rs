@@ -15,6 +15,8 @@ pub struct IssuerMetrics {
     pub outbox: OutboxMetrics,
     pub receipts_issued: IntCounterVec,
     pub receipts_cancelled: IntCounterVec,
+    pub receipts_replaced: IntCounterVec,
+    pub errors_notified: IntCounterVec,
     pub amount_collected: IntCounterVec,
     pub amount_waived: IntCounterVec,
     pub payments_rejected: IntCounterVec,
@@ -25,6 +27,8 @@ pub struct IssuerMetrics {
     pub payment_to_receipt: Histogram,
     pub reference_version: IntGauge,
     pub certificate_expiry: IntGaugeVec,
+    /// Receipts issued on a past day that no summary 01/TH-BLĐT has listed yet.
+    pub summary_overdue: IntGauge,
 }
 
 impl IssuerMetrics {
@@ -42,8 +46,20 @@ impl IssuerMetrics {
             receipts_cancelled: counter_vec(
                 &r,
                 "feepay_issuer_receipts_cancelled_total",
-                "Receipts cancelled",
+                "Receipts cancelled (the rules before 1 July 2026)",
                 &["agency", "series"],
+            ),
+            receipts_replaced: counter_vec(
+                &r,
+                "feepay_issuer_receipts_replaced_total",
+                "Receipts replaced by a correcting receipt (Circular 91/2026/TT-BTC Art. 20.2)",
+                &["agency", "series"],
+            ),
+            errors_notified: counter_vec(
+                &r,
+                "feepay_issuer_receipt_errors_notified_total",
+                "Errors on receipts notified without reissue (Circular 91/2026/TT-BTC Art. 20.1)",
+                &["agency"],
             ),
             amount_collected: counter_vec(
                 &r,
@@ -78,7 +94,7 @@ impl IssuerMetrics {
             tax_documents: counter_vec(
                 &r,
                 "feepay_issuer_tax_documents_total",
-                "Documents signed for the tax authority (usage reports, notices of receipts issued in error)",
+                "Documents signed for the tax authority (daily summaries 01/TH-BLĐT, notices 04/SS-CTĐT, usage reports BC26/BLĐT)",
                 &["kind"],
             ),
             numbering_gaps: gauge(
@@ -99,9 +115,14 @@ impl IssuerMetrics {
                 "Seconds until each signing certificate in use expires (negative once expired)",
                 &["agency", "serial"],
             ),
+            summary_overdue: gauge(
+                &r,
+                "feepay_issuer_receipts_unsummarized_past_day",
+                "Receipts issued on a day already over (GMT+7) that no signed summary 01/TH-BLĐT lists yet (must fall to 0)",
+            ),
             registry: r,
         };
-        for kind in ["usage_report", "error_notice"] {
+        for kind in ["usage_report", "error_notice", "daily_summary"] {
             m.tax_documents.with_label_values(&[kind]);
         }
         m

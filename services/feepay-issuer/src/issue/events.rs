@@ -107,6 +107,31 @@ impl Issuer {
         ));
     }
 
+    /// A `ReceiptErrorNotified` event (Circular 91/2026/TT-BTC Art. 20.1).
+    pub(super) fn receipt_error_notified_event(&self, work: &mut Work, event: v1::ReceiptErrorNotified) {
+        let payment_id = event.receipt.as_ref().map(|r| r.payment_id.clone()).unwrap_or_default();
+        work.outbox.push(OutboxEvent::new(
+            &self.topics.receipts_updated,
+            &payment_id,
+            &ids::receipt_error_notified(&event.notice_id),
+            &self.source,
+            &event,
+            self.format,
+        ));
+    }
+
+    /// A `RefundRecorded` event.
+    pub(super) fn refund_recorded_event(&self, work: &mut Work, event: v1::RefundRecorded) {
+        work.outbox.push(OutboxEvent::new(
+            &self.topics.receipts_updated,
+            &event.payment_id,
+            &ids::refund_recorded(&event.refund_id),
+            &self.source,
+            &event,
+            self.format,
+        ));
+    }
+
     /// A `ReceiptCancelled` event.
     pub(super) fn receipt_cancelled_event(&self, work: &mut Work, receipt_id: Uuid, event: v1::ReceiptCancelled) {
         let payment_id = event.receipt.as_ref().map(|r| r.payment_id.clone()).unwrap_or_default();
@@ -149,8 +174,11 @@ impl feepay_runtime::outbox::ReferencedBodies for ReceiptIssuedBodies {
         for (id, pb, document) in rows {
             let mut receipt = v1::Receipt::decode(pb.as_slice())
                 .map_err(|e| sea_orm::DbErr::Custom(format!("stored receipt {id} does not decode: {e}")))?;
-            // The event tells of the issue; a later cancellation has its own event.
+            // The event tells of the issue; a later cancellation or replacement is told by
+            // its own event.
             receipt.status = v1::ReceiptStatus::Issued as i32;
+            receipt.replaced_at = None;
+            receipt.replaced_by_receipt_id.clear();
             let event = v1::ReceiptIssued { receipt: Some(receipt), signed_document: document };
             bodies.insert(id, feepay_runtime::envelope::encode_body(&event, formats[&id]));
         }

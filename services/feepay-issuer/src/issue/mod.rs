@@ -18,10 +18,11 @@ mod intake;
 mod numbering;
 mod payments;
 mod refunds;
+mod summaries;
 mod tally;
 mod tax;
 
-pub use corrections::{Corrected, Correction, PayerCorrection};
+pub use corrections::{Corrected, Correction, CorrectionKind, PayerCorrection};
 pub use events::ReceiptIssuedBodies;
 pub use intake::Processed;
 
@@ -116,6 +117,7 @@ pub struct BatchOutcome {
     pub refunds_pending: usize,
     pub refunds_rejected: usize,
     pub receipts_cancelled: usize,
+    pub receipts_replaced: usize,
 }
 
 impl BatchOutcome {
@@ -130,6 +132,7 @@ impl BatchOutcome {
         self.refunds_pending += o.refunds_pending;
         self.refunds_rejected += o.refunds_rejected;
         self.receipts_cancelled += o.receipts_cancelled;
+        self.receipts_replaced += o.receipts_replaced;
     }
 }
 
@@ -166,7 +169,7 @@ pub enum IssueError {
     Culprits(Vec<Culprit>),
     #[error("no receipt with id or lookup code {0}")]
     NotFound(String),
-    #[error("receipt {0} is already cancelled; correct the receipt that replaced it instead")]
+    #[error("receipt {0} is no longer valid (cancelled or replaced); correct the receipt that replaced it instead")]
     NotIssued(String),
     #[error("invalid correction: {0}")]
     Invalid(String),
@@ -199,6 +202,10 @@ pub struct Issuer {
     /// Concurrent transactions per batch (payments split by agency); 1 = one transaction.
     pub workers: usize,
     reference: refdata::Cache,
+    /// Series whose registration the tax authority accepted (seen once, never undone).
+    registered: std::sync::Mutex<std::collections::BTreeSet<numbering::SeriesKey>>,
+    /// When the day's summaries 01/TH-BLĐT are made (GMT+7), `FEEPAY_TAX_SUMMARY_CUTOFF`.
+    pub summary_cutoff: chrono::NaiveTime,
 }
 
 /// The changes of one transaction, committed together: events for the outbox, counts for
@@ -220,7 +227,19 @@ impl Issuer {
         format: BodyFormat,
         source: String,
     ) -> Self {
-        Issuer { db, signing, clock, metrics, topics, format, source, workers: 1, reference: refdata::Cache::new() }
+        Issuer {
+            db,
+            signing,
+            clock,
+            metrics,
+            topics,
+            format,
+            source,
+            workers: 1,
+            reference: refdata::Cache::new(),
+            registered: Default::default(),
+            summary_cutoff: chrono::NaiveTime::from_hms_opt(23, 0, 0).expect("valid time"),
+        }
     }
 
     /// Picks up signers added or replaced since the last batch and registers their
@@ -264,6 +283,12 @@ impl Issuer {
         }
     }
 
+    /// Makes the day's summaries from `cutoff` on (GMT+7).
+    pub fn with_summary_cutoff(mut self, cutoff: chrono::NaiveTime) -> Self {
+        self.summary_cutoff = cutoff;
+        self
+    }
+
     /// Splits each batch's payments into up to `n` concurrent transactions.
     pub fn with_workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
@@ -288,6 +313,19 @@ impl Issuer {
                 }
             }
             self.metrics.reference_version.set(loaded.version);
+            // Every series' counters at 0, so dashboards and alerts see them before the first
+            // receipt, replacement or notice.
+            let today = feepay_domain::numbering::date_gmt7(now);
+            for s in &loaded.reference.series {
+                let Some(symbol) = s.symbol_on(today) else { continue };
+                let label = numbering::series_label(&s.template, &symbol);
+                for m in
+                    [&self.metrics.receipts_issued, &self.metrics.receipts_replaced, &self.metrics.receipts_cancelled]
+                {
+                    m.with_label_values(&[&s.agency, &label]);
+                }
+                self.metrics.errors_notified.with_label_values(&[&s.agency]);
+            }
         }
         Ok(loaded)
     }

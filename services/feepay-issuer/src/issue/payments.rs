@@ -8,7 +8,6 @@ use super::{Culprit, Incoming, IssueError, Issuer, Work, RECEIPT_NS};
 use crate::store::payments;
 use chrono::{DateTime, Utc};
 use feepay_domain::payment::{decide, Decision, Payment, Rejection};
-use feepay_domain::receipt::AgencyInfo;
 use feepay_runtime::convert::{assessed_line_pb, payer_pb, OverLimit};
 use feepay_runtime::parking::{self, ParkReason};
 use feepay_runtime::refdata::LoadedReference;
@@ -285,14 +284,9 @@ impl Issuer {
         to_issue: &mut Vec<ToIssue>,
         work: &mut Work,
     ) -> Result<(), IssueError> {
-        let agency = |code: &str| {
-            loaded.reference.agencies.get(code).map(|a| AgencyInfo {
-                code: a.code.clone(),
-                name: a.name.clone(),
-                tax_code: a.tax_code.clone(),
-                address: a.address.clone(),
-            })
-        };
+        // Agencies as named on the day of issue.
+        let on = feepay_domain::numbering::date_gmt7(now);
+        let agency = |code: &str| super::tax::agency_info(&loaded.reference, code, on);
         match decision {
             Decision::Reject { reason, detail } => {
                 work.outcome.payments_rejected += 1;
@@ -355,6 +349,7 @@ impl Issuer {
                         agency: collector,
                         series: draft.series,
                         delegate,
+                        range: draft.range,
                         payer: p.payer.info(),
                         payer_pb: payer_pb.clone(),
                         dossier_code: p.dossier_code.clone(),

@@ -1,6 +1,9 @@
-//! Refunds: a refund cancels the receipts it touches and, for a partial refund, issues
-//! replacements for what remains (the allocation rule is `feepay_domain::refund`). A
-//! refund for a payment not seen yet is stored and applied when the payment comes.
+//! Refunds (the allocation rule and why is `feepay_domain::refund`): since 1 July 2026 a
+//! refund is recorded against the receipts it falls on, which stay as they are, and a
+//! `RefundRecorded` event tells the centre and the payer; under the rules before, it
+//! cancelled the receipts it touched and, for a partial refund, replaced them for what
+//! remained. A refund for a payment not seen yet is stored and applied when the payment
+//! comes.
 //!
 //! Failures of a refund's own (its payment's stored receipt does not decode, its series
 //! left the reference data, the replacement cannot be numbered or signed) blame the
@@ -63,14 +66,22 @@ pub(super) fn replacement_of(
     total: Vnd,
 ) -> Result<ToIssue, IssueError> {
     let agency = original.agency.clone().unwrap_or_default();
-    let series = loaded
-        .reference
-        .series
-        .iter()
-        .find(|s| {
-            s.agency == agency.code
-                && s.template == original.template_symbol
-                && s.symbol(original.year as i32) == original.receipt_symbol
+    let issued_on = feepay_runtime::convert::from_ts(original.issued_at.as_ref())
+        .map(feepay_domain::numbering::date_gmt7)
+        .unwrap_or_default();
+    let reference = &loaded.reference;
+    // The series whose symbol of that day the receipt bears; a receipt that bears a symbol
+    // of another shape (issued on the old rules' symbol after they ended) belongs to the
+    // collector's only series of its template.
+    let series = reference
+        .series_of_receipt(&agency.code, &original.template_symbol, &original.receipt_symbol, issued_on)
+        .or_else(|| {
+            let mut of_template =
+                reference.series.iter().filter(|s| s.agency == agency.code && s.template == original.template_symbol);
+            match (of_template.next(), of_template.next()) {
+                (Some(only), None) => Some(only),
+                _ => None,
+            }
         })
         .cloned()
         .ok_or_else(|| {
@@ -82,18 +93,29 @@ pub(super) fn replacement_of(
                 ),
             ))
         })?;
+    // Numbered as the original was: by the same delegate in its range, or in the
+    // collector's own numbers.
+    let delegate = original.delegate.clone().filter(|d| !d.code.is_empty());
+    let range = series.range_for(delegate.as_ref().map(|d| d.code.as_str())).ok_or_else(|| {
+        IssueError::Permanent(ParkReason::new(
+            "series_unknown",
+            format!(
+                "series {} {} has no number range for {}; restore the delegation (or the collector's own numbers) and retry",
+                series.template,
+                series.letters,
+                delegate.as_ref().map_or(series.agency.as_str(), |d| d.code.as_str())
+            ),
+        ))
+    })?;
     Ok(ToIssue {
         receipt_id,
         payment_id: original.payment_id.clone(),
         agency: AgencyInfo { code: agency.code, name: agency.name, tax_code: agency.tax_code, address: agency.address },
         series,
-        // A replacement is issued as the original was: by the same delegate, if any.
-        delegate: original.delegate.clone().map(|d| AgencyInfo {
-            code: d.code,
-            name: d.name,
-            tax_code: d.tax_code,
-            address: d.address,
-        }),
+        // A replacement is issued as the original was: by the same delegate, if any, with
+        // the names printed on it.
+        delegate: delegate.map(|d| AgencyInfo { code: d.code, name: d.name, tax_code: d.tax_code, address: d.address }),
+        range,
         payer: feepay_runtime::convert::stored_payer_info(&payer),
         payer_pb: payer,
         dossier_code: original.dossier_code.clone(),
@@ -368,6 +390,26 @@ impl Issuer {
                 return Ok(());
             }
         };
+        // The rules of the receipts' forms today: no cancellation since 1 July 2026.
+        let today = feepay_domain::numbering::date_gmt7(now);
+        let may_cancel = receipts.iter().all(|r| {
+            loaded
+                .reference
+                .form_on(&r.template_symbol, today)
+                .is_some_and(|f| f.errors == feepay_domain::forms::ErrorRule::CancelOrReplace)
+        });
+        if !may_cancel {
+            self.record_refund(txn, refund, &receipts, &allocation, now, work).await?;
+            parking::resolve_subjects(
+                txn,
+                crate::metrics::SERVICE,
+                vec![subject::refund(&refund.refund_id)],
+                self.clock.now(),
+            )
+            .await?;
+            work.outcome.refunds_applied += 1;
+            return Ok(());
+        }
         let mut replacements = Vec::new();
         let mut cancellations = Vec::new();
         for &ri in &allocation.touched {
@@ -408,6 +450,67 @@ impl Issuer {
         Ok(())
     }
 
+    /// Records a refund against the receipts it falls on (they stay as they are) and tells
+    /// of it.
+    async fn record_refund(
+        &self,
+        txn: &DatabaseTransaction,
+        refund: &Refund,
+        receipts: &[v1::Receipt],
+        allocation: &feepay_domain::refund::Allocation,
+        now: DateTime<Utc>,
+        work: &mut Work,
+    ) -> Result<(), IssueError> {
+        let mut json = Vec::new();
+        let mut on_receipts = Vec::new();
+        let mut total = Vnd::ZERO;
+        for &ri in &allocation.touched {
+            let r = &receipts[ri];
+            let mut lines = Vec::new();
+            for (fee, amount) in &allocation.refunded[ri] {
+                json.push(serde_json::json!({"receipt_id": r.receipt_id, "fee_code": fee, "amount": amount.dong()}));
+                lines.push(v1::RefundedLine { fee_code: fee.clone(), amount: amount.to_string() });
+                total = total + *amount;
+            }
+            on_receipts.push(v1::RefundedOnReceipt {
+                receipt: Some(v1::ReceiptReference {
+                    receipt_id: r.receipt_id.clone(),
+                    template_symbol: r.template_symbol.clone(),
+                    receipt_symbol: r.receipt_symbol.clone(),
+                    number: r.number.clone(),
+                    issued_on: feepay_runtime::convert::from_ts(r.issued_at.as_ref())
+                        .map(|t| feepay_domain::numbering::date_gmt7(t).to_string())
+                        .unwrap_or_default(),
+                }),
+                lines,
+            });
+        }
+        refunds::Entity::update_many()
+            .col_expr(refunds::Column::Status, Expr::value(refunds::Status::Applied))
+            .col_expr(refunds::Column::Detail, Expr::value(Option::<String>::None))
+            .col_expr(refunds::Column::AppliedAt, Expr::value(now))
+            .col_expr(refunds::Column::Allocation, Expr::value(serde_json::Value::Array(json)))
+            .filter(refunds::Column::RefundId.eq(refund.refund_id.as_str()))
+            .exec(txn)
+            .await?;
+        let first = &receipts[*allocation.touched.first().unwrap_or(&0)];
+        self.refund_recorded_event(
+            work,
+            v1::RefundRecorded {
+                refund_id: refund.refund_id.clone(),
+                payment_id: refund.payment_id.clone(),
+                agency: first.agency.clone(),
+                payer: first.payer.clone(),
+                receipts: on_receipts,
+                total: total.to_string(),
+                reason: refund.reason.clone(),
+                recorded_at: Some(ts(now)),
+            },
+        );
+        tracing::info!(refund_id = %refund.refund_id, payment_id = %refund.payment_id, total = total.dong(), "refund recorded on its receipts");
+        Ok(())
+    }
+
     pub(super) async fn set_refund(
         &self,
         txn: &DatabaseTransaction,
@@ -427,7 +530,8 @@ impl Issuer {
     }
 
     /// Marks a receipt cancelled (it keeps its number), emits the event, and signs the
-    /// notice to the tax authority that it was issued in error (04/SS-CTĐT).
+    /// notice to the tax authority that it was issued in error (04/SS-CTĐT). Only under
+    /// the rules before 1 July 2026 (a form version with `errors = cancel_or_replace`).
     pub(super) async fn cancel(
         &self,
         txn: &DatabaseTransaction,
@@ -463,7 +567,18 @@ impl Issuer {
             refund_id: c.refund_id.clone(),
         };
         self.receipt_cancelled_event(work, id, event);
-        self.error_notice(txn, loaded, &c.receipt, &c.reason, now, work).await?;
+        let key = format!("error_notice|{}||{}", super::tax::sender_of(&c.receipt).code, c.receipt.receipt_id);
+        self.error_notice(
+            txn,
+            loaded,
+            &c.receipt,
+            feepay_domain::tax::NoticeKind::Cancellation,
+            &c.reason,
+            &key,
+            now,
+            work,
+        )
+        .await?;
         work.outcome.receipts_cancelled += 1;
         Ok(())
     }

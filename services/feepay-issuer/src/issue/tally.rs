@@ -10,6 +10,8 @@ use feepay_domain::waiver::LineAssessment;
 pub(super) enum Fact {
     Issued { agency: String, series: String, payment_id: String, number: String, total: i64, latency: Option<f64> },
     Cancelled { agency: String, series: String, payment_id: String, number: String },
+    Replaced { agency: String, series: String, payment_id: String, number: String },
+    Notified { agency: String, payment_id: String, number: String },
     Waiver { rule: String, agency: String, reduction: i64 },
     Rejected { reason: &'static str, payment_id: String, detail: String },
     Conflict { kind: &'static str },
@@ -54,6 +56,14 @@ impl Tally {
                 Fact::Cancelled { agency, series, payment_id, number } => {
                     m.receipts_cancelled.with_label_values(&[&agency, &series]).inc();
                     tracing::info!(%payment_id, receipt_number = %number, %series, "receipt cancelled");
+                }
+                Fact::Replaced { agency, series, payment_id, number } => {
+                    m.receipts_replaced.with_label_values(&[&agency, &series]).inc();
+                    tracing::info!(%payment_id, receipt_number = %number, %series, "receipt replaced");
+                }
+                Fact::Notified { agency, payment_id, number } => {
+                    m.errors_notified.with_label_values(&[&agency]).inc();
+                    tracing::info!(%payment_id, receipt_number = %number, %agency, "error on a receipt notified");
                 }
                 Fact::Waiver { rule, agency, reduction } => {
                     m.waivers_applied.with_label_values(&[&rule]).inc();

@@ -6,6 +6,7 @@
 //! the counters' `FOR UPDATE` in key order (`numbering`) and the self-check's join.
 
 pub mod counters;
+pub mod notices;
 pub mod payments;
 pub mod receipts;
 pub mod refunds;

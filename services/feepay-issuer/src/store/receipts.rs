@@ -1,9 +1,11 @@
 //! The `receipts` table: one row per receipt ever issued, never deleted (a rule turns a
-//! DELETE into nothing); a cancelled receipt keeps its number and names its replacement.
+//! DELETE into nothing); a replaced (or, before 1 July 2026, cancelled) receipt keeps its
+//! number and names its replacement.
 
 use sea_orm::entity::prelude::*;
 
-/// Issued, or cancelled (with its reason, and its replacement when there is one).
+/// Issued; replaced by a receipt that names it (Circular 91/2026/TT-BTC Art. 20.2); or
+/// cancelled under the rules before 1 July 2026 (with its reason and replacement, if any).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "Text")]
 pub enum Status {
@@ -11,6 +13,29 @@ pub enum Status {
     Issued,
     #[sea_orm(string_value = "cancelled")]
     Cancelled,
+    #[sea_orm(string_value = "replaced")]
+    Replaced,
+}
+
+/// How the receipt reaches the tax authority (from the form version it was issued under).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+pub enum Transmission {
+    /// Counted in the usage report BC26/BLĐT of its period.
+    #[sea_orm(string_value = "usage_report")]
+    UsageReport,
+    /// Listed in the summary 01/TH-BLĐT of its day.
+    #[sea_orm(string_value = "daily_summary")]
+    DailySummary,
+}
+
+impl From<feepay_domain::forms::Transmission> for Transmission {
+    fn from(t: feepay_domain::forms::Transmission) -> Self {
+        match t {
+            feepay_domain::forms::Transmission::UsageReport => Transmission::UsageReport,
+            feepay_domain::forms::Transmission::DailySummary => Transmission::DailySummary,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -41,6 +66,14 @@ pub struct Model {
     pub replaced_by: Option<Uuid>,
     pub cancelled_at: Option<DateTimeUtc>,
     pub cancel_reason: Option<String>,
+    /// The first number of the range it was numbered in (its counter).
+    pub range_from: i32,
+    /// The delegate that issued it, signing and transmitting (Decree 254/2026/NĐ-CP Art. 25).
+    pub delegate_code: Option<String>,
+    pub replaced_at: Option<DateTimeUtc>,
+    pub transmission: Transmission,
+    /// The summary 01/TH-BLĐT that listed it.
+    pub summary_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,5 +1,6 @@
 //! The `refunds` table: each refund event once, kept until its payment has been seen and
-//! the refund applied (receipts cancelled) or refused.
+//! the refund applied or refused. Applied: recorded against the receipts it falls on, which
+//! stay as they are (since 1 July 2026), or, before, by cancelling and replacing them.
 
 use sea_orm::entity::prelude::*;
 
@@ -31,6 +32,8 @@ pub struct Model {
     pub refund_pb: Vec<u8>,
     pub received_at: DateTimeUtc,
     pub applied_at: Option<DateTimeUtc>,
+    /// What was given back on which receipt: `[{receipt_id, fee_code, amount}]`.
+    pub allocation: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
