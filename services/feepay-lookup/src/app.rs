@@ -267,11 +267,38 @@ impl Shared {
             }),
             None => None,
         };
+        let notices = self
+            .store
+            .notices(s.receipt_id)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| crate::page::NoticeView {
+                reason: n.reason,
+                payer_name: n.corrections["full_name"].as_str().unwrap_or_default().to_string(),
+                payer_address: n.corrections["address"].as_str().unwrap_or_default().to_string(),
+                notified_at: feepay_domain::receipt::rfc3339(n.notified_at),
+            })
+            .collect();
+        let refunds = self
+            .store
+            .refunds_on(s)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| crate::page::RefundView {
+                amount: f.amount.to_string(),
+                recorded_at: f.recorded_at.map(feepay_domain::receipt::rfc3339),
+            })
+            .collect();
         ReceiptView {
-            status: if s.cancelled { "cancelled" } else { "issued" },
+            status: s.status.clone(),
             cancelled_at: s.cancelled_at.map(feepay_domain::receipt::rfc3339),
             cancel_reason: s.cancel_reason.clone(),
+            replaced_at: s.replaced_at.map(feepay_domain::receipt::rfc3339),
             replaced_by,
+            notices,
+            refunds,
             receipt: public_receipt(&s.receipt),
             document_url: format!("/api/v1/receipts/{}/document", s.receipt.lookup_code),
         }

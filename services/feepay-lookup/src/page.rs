@@ -48,15 +48,24 @@ pub fn public_receipt(r: &v1::Receipt) -> serde_json::Value {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiptView {
-    /// `issued` or `cancelled`.
+    /// `issued`; `replaced` by a receipt that names it (Circular 91/2026/TT-BTC Art. 20.2);
+    /// or `cancelled` under the rules before 1 July 2026.
     #[schema(value_type = String, example = "issued")]
-    pub status: &'static str,
+    pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancelled_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancel_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced_by: Option<Replacement>,
+    /// Errors notified on the receipt without reissuing it (Art. 20.1): the receipt stands.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<NoticeView>,
+    /// Refunds recorded against the receipt (it stays as issued).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<RefundView>,
     /// feepay.v1.Receipt in canonical protobuf JSON (see proto/feepay/v1/receipts.proto)
     /// without the payer's email and beneficiary categories.
     #[schema(value_type = Object)]
@@ -64,7 +73,30 @@ pub struct ReceiptView {
     pub document_url: String,
 }
 
-/// The receipt that replaces a cancelled one.
+/// An error notified on the receipt.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NoticeView {
+    /// What was wrong.
+    pub reason: String,
+    /// The payer's name as it should read.
+    pub payer_name: String,
+    /// The payer's address as it should read.
+    pub payer_address: String,
+    pub notified_at: String,
+}
+
+/// A refund recorded against the receipt.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundView {
+    /// Whole đồng given back on this receipt.
+    pub amount: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<String>,
+}
+
+/// The receipt that replaces this one.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Replacement {
@@ -157,12 +189,15 @@ impl Pages {
             })
             .collect();
         let qr = feepay_runtime::qr::qr_png(page_url);
+        let local = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&gmt7()).format("%d/%m/%Y %H:%M").to_string();
+        // Only a receipt of the rules before 1 July 2026 can have been cancelled.
         let cancelled = s.cancelled.then(|| {
             context! {
-                at => s.cancelled_at.map(|t| t.with_timezone(&gmt7()).format("%d/%m/%Y %H:%M").to_string()),
+                at => s.cancelled_at.map(local),
                 reason => s.cancel_reason.clone(),
             }
         });
+        let replaced = (s.status == "replaced").then(|| context! { at => s.replaced_at.map(local) });
         // The replaced receipt as the signed document names it (layout 1.0 documents kept
         // it only in their XML).
         let replaces = match &r.replaces {
@@ -198,7 +233,10 @@ impl Pages {
                     time => format!("{:02}:{:02}", at.hour(), at.minute()),
                 },
                 cancelled,
+                replaced,
                 replaced_by => view.replaced_by.as_ref().map(Value::from_serialize),
+                notices => Value::from_serialize(&view.notices),
+                refunds => Value::from_serialize(&view.refunds),
                 replaces,
                 payment_method => method,
                 qr_base64 => base64::engine::general_purpose::STANDARD.encode(qr),

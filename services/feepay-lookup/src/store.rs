@@ -21,8 +21,12 @@ pub struct StoredReceipt {
     pub symbol: String,
     pub year: i32,
     pub number: i32,
+    pub range_from: i32,
+    /// `issued`, `replaced`, or (before 1 July 2026) `cancelled`.
+    pub status: String,
     pub cancelled: bool,
     pub cancelled_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub replaced_at: Option<chrono::DateTime<chrono::Utc>>,
     pub cancel_reason: Option<String>,
     pub replaced_by: Option<Uuid>,
     pub replaces: Option<Uuid>,
@@ -47,10 +51,12 @@ pub mod receipts {
         pub symbol: String,
         pub year: i32,
         pub number: i32,
-        /// `issued` or `cancelled`.
+        /// `issued`, `replaced` or `cancelled`.
         pub status: String,
         pub lookup_code: String,
         pub cancelled_at: Option<DateTimeUtc>,
+        pub replaced_at: Option<DateTimeUtc>,
+        pub range_from: i32,
         pub cancel_reason: Option<String>,
         pub replaced_by: Option<Uuid>,
         pub replaces: Option<Uuid>,
@@ -77,8 +83,11 @@ fn stored(r: receipts::Model) -> Result<StoredReceipt, DbErr> {
         symbol: r.symbol,
         year: r.year,
         number: r.number,
+        range_from: r.range_from,
         cancelled: r.status == "cancelled",
+        status: r.status,
         cancelled_at: r.cancelled_at,
+        replaced_at: r.replaced_at,
         cancel_reason: r.cancel_reason,
         replaced_by: r.replaced_by,
         replaces: r.replaces,
@@ -87,6 +96,55 @@ fn stored(r: receipts::Model) -> Result<StoredReceipt, DbErr> {
         previous_hash: r.previous_hash,
         issued_at: r.issued_at,
     })
+}
+
+/// The lookup's read model of `receipt_notices`: errors notified on a receipt.
+pub mod notices {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "receipt_notices")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub notice_id: Uuid,
+        pub receipt_id: Uuid,
+        pub reason: String,
+        pub corrections: Json,
+        pub notified_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The columns of `refunds` the lookup may read.
+pub mod refunds {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "refunds")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub refund_id: String,
+        pub payment_id: String,
+        pub status: String,
+        pub allocation: Option<Json>,
+        pub applied_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A refund recorded on a receipt: how much, when.
+#[derive(Debug, Clone)]
+pub struct RefundOn {
+    pub amount: i64,
+    pub recorded_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The neighbours of a receipt in its series and year, for the chain check.
@@ -162,6 +220,7 @@ impl Store {
             .filter(C::Template.eq(r.template.as_str()))
             .filter(C::Symbol.eq(r.symbol.as_str()))
             .filter(C::Year.eq(r.year))
+            .filter(C::RangeFrom.eq(r.range_from))
             .filter(C::Number.is_in([r.number - 1, r.number + 1]))
             .into_tuple()
             .all(&self.db)
@@ -175,6 +234,48 @@ impl Store {
             }
         }
         Ok(n)
+    }
+
+    /// The errors notified on a receipt, oldest first.
+    pub async fn notices(&self, receipt_id: Uuid) -> Result<Vec<notices::Model>, DbErr> {
+        use sea_orm::QueryOrder;
+        notices::Entity::find()
+            .filter(notices::Column::ReceiptId.eq(receipt_id))
+            .order_by_asc(notices::Column::NotifiedAt)
+            .all(&self.db)
+            .await
+    }
+
+    /// The refunds recorded on a receipt (its payment's refunds, the part on this receipt).
+    pub async fn refunds_on(&self, r: &StoredReceipt) -> Result<Vec<RefundOn>, DbErr> {
+        let rows = refunds::Entity::find()
+            .select_only()
+            .columns([
+                refunds::Column::RefundId,
+                refunds::Column::PaymentId,
+                refunds::Column::Status,
+                refunds::Column::Allocation,
+                refunds::Column::AppliedAt,
+            ])
+            .filter(refunds::Column::PaymentId.eq(r.receipt.payment_id.as_str()))
+            .filter(refunds::Column::Status.eq("applied"))
+            .all(&self.db)
+            .await?;
+        let id = r.receipt_id.to_string();
+        Ok(rows
+            .into_iter()
+            .filter_map(|f| {
+                let amount: i64 = f
+                    .allocation
+                    .as_ref()?
+                    .as_array()?
+                    .iter()
+                    .filter(|e| e["receipt_id"].as_str() == Some(id.as_str()))
+                    .filter_map(|e| e["amount"].as_i64())
+                    .sum();
+                (amount > 0).then_some(RefundOn { amount, recorded_at: f.applied_at })
+            })
+            .collect())
     }
 
     /// Every registered certificate and legacy key (cached for 30 s).

@@ -31,7 +31,7 @@ pub struct Verdict {
     pub key_agency_code: Option<String>,
     /// The document is byte for byte the one the issuer stored.
     pub on_record: bool,
-    /// `issued`, `cancelled` or `unknown` (not on record).
+    /// `issued`, `replaced`, `cancelled` (rules before 1 July 2026) or `unknown` (not on record).
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancelled_at: Option<String>,
@@ -206,6 +206,14 @@ pub async fn verify(store: &Store, trust: &TrustAnchors, document: &str) -> Resu
             ),
             None => "Biên lai xác thực nhưng ĐÃ BỊ HỦY.".to_string(),
         }
+    } else if stored.status == "replaced" {
+        match &replaced_by {
+            Some(r) => format!(
+                "Biên lai xác thực nhưng ĐÃ ĐƯỢC THAY THẾ bởi biên lai số {} ký hiệu {}.",
+                r.number, r.receipt_symbol
+            ),
+            None => "Biên lai xác thực nhưng ĐÃ ĐƯỢC THAY THẾ.".to_string(),
+        }
     } else {
         "Biên lai hợp lệ: chữ ký đúng, trùng với bản lưu trong sổ và đúng vị trí trong dãy biên lai.".to_string()
     };
@@ -218,7 +226,7 @@ pub async fn verify(store: &Store, trust: &TrustAnchors, document: &str) -> Resu
         layout_version,
         key_agency_code: key_agency,
         on_record,
-        status: if stored.cancelled { "cancelled" } else { "issued" }.into(),
+        status: stored.status.clone(),
         cancelled_at: stored.cancelled_at.map(feepay_domain::receipt::rfc3339),
         cancel_reason: stored.cancel_reason.clone(),
         replaced_by,

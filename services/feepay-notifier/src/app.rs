@@ -27,7 +27,7 @@ pub struct App {
 
 fn init_metrics(metrics: &NotifierMetrics, topics: &feepay_runtime::settings::Topics) {
     metrics.consumer.init(&["all"], &["queued", "skipped", "refused", "duplicate", "dead_lettered"]);
-    for t in [&topics.receipts_issued, &topics.receipts_cancelled, &topics.payments_waived] {
+    for t in [&topics.receipts_issued, &topics.receipts_cancelled, &topics.receipts_updated, &topics.payments_waived] {
         metrics.consumer.consumed.with_label_values(&[t]).inc_by(0);
         for r in feepay_runtime::metrics::DEAD_LETTER_REASONS {
             metrics.consumer.dead_lettered.with_label_values(&[t.as_str(), r]).inc_by(0);
@@ -36,7 +36,7 @@ fn init_metrics(metrics: &NotifierMetrics, topics: &feepay_runtime::settings::To
             metrics.consumer.parked.with_label_values(&[t.as_str(), r]).inc_by(0);
         }
     }
-    for k in ["receipt_issued", "receipt_cancelled", "waiver_notice"] {
+    for k in ["receipt_issued", "receipt_cancelled", "waiver_notice", "receipt_notice", "refund_recorded"] {
         for o in ["sent", "retrying", "failed", "skipped"] {
             metrics.emails.with_label_values(&[k, o]).inc_by(0);
         }
@@ -73,7 +73,7 @@ impl App {
         let consumer = Arc::new(
             consumer::group_consumer(
                 &settings.kafka,
-                &[&t.receipts_issued, &t.receipts_cancelled, &t.payments_waived],
+                &[&t.receipts_issued, &t.receipts_cancelled, &t.receipts_updated, &t.payments_waived],
                 state.clone(),
             )
             .context("creating the Kafka consumer")?,

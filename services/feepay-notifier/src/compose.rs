@@ -18,12 +18,15 @@ use minijinja::{Environment, Value as V};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// The three kinds of notification.
+/// The kinds of notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     ReceiptIssued,
     ReceiptCancelled,
     WaiverNotice,
+    /// An error on a receipt notified without reissue (Circular 91/2026/TT-BTC Art. 20.1).
+    ReceiptNotice,
+    RefundRecorded,
 }
 
 impl Kind {
@@ -32,6 +35,8 @@ impl Kind {
             Kind::ReceiptIssued => "receipt_issued",
             Kind::ReceiptCancelled => "receipt_cancelled",
             Kind::WaiverNotice => "waiver_notice",
+            Kind::ReceiptNotice => "receipt_notice",
+            Kind::RefundRecorded => "refund_recorded",
         }
     }
     pub fn from_code(s: &str) -> Option<Kind> {
@@ -39,6 +44,8 @@ impl Kind {
             "receipt_issued" => Some(Kind::ReceiptIssued),
             "receipt_cancelled" => Some(Kind::ReceiptCancelled),
             "waiver_notice" => Some(Kind::WaiverNotice),
+            "receipt_notice" => Some(Kind::ReceiptNotice),
+            "refund_recorded" => Some(Kind::RefundRecorded),
             _ => None,
         }
     }
@@ -47,6 +54,8 @@ impl Kind {
             Kind::ReceiptIssued => v1::NotificationKind::ReceiptIssued,
             Kind::ReceiptCancelled => v1::NotificationKind::ReceiptCancelled,
             Kind::WaiverNotice => v1::NotificationKind::WaiverNotice,
+            Kind::ReceiptNotice => v1::NotificationKind::ReceiptNotice,
+            Kind::RefundRecorded => v1::NotificationKind::RefundRecorded,
         }
     }
 }
@@ -57,6 +66,8 @@ pub enum Event {
     Issued(v1::ReceiptIssued),
     Cancelled(v1::ReceiptCancelled),
     Waiver(v1::WaiverNotice),
+    Notice(v1::ReceiptErrorNotified),
+    Refund(v1::RefundRecorded),
 }
 
 impl Event {
@@ -65,6 +76,8 @@ impl Event {
             Event::Issued(_) => Kind::ReceiptIssued,
             Event::Cancelled(_) => Kind::ReceiptCancelled,
             Event::Waiver(_) => Kind::WaiverNotice,
+            Event::Notice(_) => Kind::ReceiptNotice,
+            Event::Refund(_) => Kind::RefundRecorded,
         }
     }
 
@@ -72,13 +85,17 @@ impl Event {
         match self {
             Event::Issued(e) => e.receipt.as_ref(),
             Event::Cancelled(e) => e.receipt.as_ref(),
-            Event::Waiver(_) => None,
+            Event::Notice(e) => e.receipt.as_ref(),
+            Event::Waiver(_) | Event::Refund(_) => None,
         }
     }
 
     pub fn payer(&self) -> Option<&v1::Payer> {
         match self {
             Event::Waiver(w) => w.payer.as_ref(),
+            Event::Refund(r) => r.payer.as_ref(),
+            // The payer is written to as the notice says they are.
+            Event::Notice(n) => n.corrected_payer.as_ref(),
             _ => self.receipt().and_then(|r| r.payer.as_ref()),
         }
     }
@@ -86,6 +103,7 @@ impl Event {
     pub fn agency(&self) -> Option<&v1::Agency> {
         match self {
             Event::Waiver(w) => w.agency.as_ref(),
+            Event::Refund(r) => r.agency.as_ref(),
             _ => self.receipt().and_then(|r| r.agency.as_ref()),
         }
     }
@@ -93,6 +111,7 @@ impl Event {
     pub fn payment_id(&self) -> String {
         match self {
             Event::Waiver(w) => w.payment_id.clone(),
+            Event::Refund(r) => r.payment_id.clone(),
             _ => self.receipt().map(|r| r.payment_id.clone()).unwrap_or_default(),
         }
     }
@@ -111,6 +130,8 @@ impl Event {
                 event::receipt_cancelled(e.receipt.as_ref().map(|r| r.receipt_id.as_str()).unwrap_or_default())
             }
             Event::Waiver(w) => event::waiver_notice(&w.payment_id),
+            Event::Notice(n) => event::receipt_error_notified(&n.notice_id),
+            Event::Refund(r) => event::refund_recorded(&r.refund_id),
         }
     }
 
@@ -125,6 +146,8 @@ impl Event {
             Event::Issued(e) => e.encode_to_vec(),
             Event::Cancelled(e) => e.encode_to_vec(),
             Event::Waiver(e) => e.encode_to_vec(),
+            Event::Notice(e) => e.encode_to_vec(),
+            Event::Refund(e) => e.encode_to_vec(),
         }
     }
 
@@ -134,6 +157,8 @@ impl Event {
             Kind::ReceiptIssued => Event::Issued(v1::ReceiptIssued::decode(bytes)?),
             Kind::ReceiptCancelled => Event::Cancelled(v1::ReceiptCancelled::decode(bytes)?),
             Kind::WaiverNotice => Event::Waiver(v1::WaiverNotice::decode(bytes)?),
+            Kind::ReceiptNotice => Event::Notice(v1::ReceiptErrorNotified::decode(bytes)?),
+            Kind::RefundRecorded => Event::Refund(v1::RefundRecorded::decode(bytes)?),
         })
     }
 }
@@ -163,6 +188,12 @@ const BUILTIN: &[(&str, &str)] = &[
     ("waiver_notice.subject.txt", include_str!("../../../deploy/templates/email/waiver_notice.subject.txt")),
     ("waiver_notice.txt", include_str!("../../../deploy/templates/email/waiver_notice.txt")),
     ("waiver_notice.html", include_str!("../../../deploy/templates/email/waiver_notice.html")),
+    ("receipt_notice.subject.txt", include_str!("../../../deploy/templates/email/receipt_notice.subject.txt")),
+    ("receipt_notice.txt", include_str!("../../../deploy/templates/email/receipt_notice.txt")),
+    ("receipt_notice.html", include_str!("../../../deploy/templates/email/receipt_notice.html")),
+    ("refund_recorded.subject.txt", include_str!("../../../deploy/templates/email/refund_recorded.subject.txt")),
+    ("refund_recorded.txt", include_str!("../../../deploy/templates/email/refund_recorded.txt")),
+    ("refund_recorded.html", include_str!("../../../deploy/templates/email/refund_recorded.html")),
 ];
 
 impl Templates {
@@ -346,6 +377,47 @@ pub fn compose(
         }
         Event::Waiver(w) => {
             let ctx = minijinja::context! { agency => V::from_serialize(agency), payer => V::from_serialize(payer), dossier_code => w.dossier_code.clone(), lines => V::from_serialize(lines_ctx(&w.lines)) };
+            (ctx, None, None)
+        }
+        Event::Notice(n) => {
+            let r = n.receipt.as_ref().ok_or(ComposeError::Incomplete("receipt"))?;
+            let ctx = minijinja::context! {
+                receipt => V::from_serialize(r), agency => V::from_serialize(agency), payer => V::from_serialize(payer),
+                corrected => V::from_serialize(payer), total => grouped_text(&r.total), reason => n.reason.clone(),
+                issued_on => from_ts(r.issued_at.as_ref()).map(feepay_domain::receipt::date_gmt7).unwrap_or_default(),
+                lookup_url => format!("{}{}", branding.lookup_base_url, r.lookup_code),
+            };
+            (ctx, None, None)
+        }
+        Event::Refund(f) => {
+            #[derive(Serialize)]
+            struct OnReceipt {
+                number: String,
+                template: String,
+                symbol: String,
+                issued_on: String,
+                amount: String,
+            }
+            let receipts: Vec<OnReceipt> = f
+                .receipts
+                .iter()
+                .map(|o| {
+                    let r = o.receipt.clone().unwrap_or_default();
+                    let amount: i64 = o.lines.iter().filter_map(|l| l.amount.parse::<i64>().ok()).sum();
+                    OnReceipt {
+                        number: r.number,
+                        template: r.template_symbol,
+                        symbol: r.receipt_symbol,
+                        issued_on: r.issued_on,
+                        amount: grouped_text(&amount.to_string()),
+                    }
+                })
+                .collect();
+            let ctx = minijinja::context! {
+                agency => V::from_serialize(agency), payer => V::from_serialize(payer), total => grouped_text(&f.total),
+                reason => f.reason.clone(), receipts => V::from_serialize(receipts),
+                recorded_at => from_ts(f.recorded_at.as_ref()).map(datetime_gmt7).unwrap_or_default().replace('T', " "),
+            };
             (ctx, None, None)
         }
     };

@@ -25,6 +25,25 @@ pub fn decode(topics: &Topics, m: &Record<'_>) -> Result<Event, DecodeError> {
             .filter(|r| !r.receipt_id.is_empty())
             .ok_or_else(|| DecodeError::new("invalid", "receipt: is required"))?;
         Ok(Event::Cancelled(e))
+    } else if t == topics.receipts_updated {
+        // Two event types share the topic; the CloudEvents type says which.
+        match m.ce_type {
+            Some(<v1::RefundRecorded as feepay_proto::EventType>::TYPE) => {
+                let e: v1::RefundRecorded = envelope::decode_record(m)?;
+                if e.refund_id.is_empty() || e.payment_id.is_empty() {
+                    return Err(DecodeError::new("invalid", "refund_id and payment_id: are required"));
+                }
+                Ok(Event::Refund(e))
+            }
+            _ => {
+                let e: v1::ReceiptErrorNotified = envelope::decode_record(m)?;
+                e.receipt
+                    .as_ref()
+                    .filter(|r| !r.receipt_id.is_empty() && !e.notice_id.is_empty())
+                    .ok_or_else(|| DecodeError::new("invalid", "receipt and notice_id: are required"))?;
+                Ok(Event::Notice(e))
+            }
+        }
     } else {
         let e: v1::WaiverNotice = envelope::decode_record(m)?;
         if e.payment_id.is_empty() {
@@ -34,7 +53,7 @@ pub fn decode(topics: &Topics, m: &Record<'_>) -> Result<Event, DecodeError> {
     }
 }
 
-/// Consumes `receipts.issued`, `receipts.cancelled` and `payments.waived`.
+/// Consumes `receipts.issued`, `receipts.cancelled`, `receipts.updated` and `payments.waived`.
 pub struct NotificationsHandler {
     pub notifier: Arc<Notifier>,
     pub topics: Topics,
