@@ -24,6 +24,12 @@ say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 say "1/4 reference data and signing certificates (local test CA)"
 "$BIN/receiptctl" migrate
 "$BIN/receiptctl" reference load --dir deploy/reference
+# Each collector registered its series with the tax authority (01/ĐKTĐ-CTĐT) and recorded
+# the acceptance notice 01/TB-ĐKĐT (Circular 91/2026/TT-BTC Art. 17): sample notices.
+for s in BN.TTPVHCC:AA BN.CA:CA BN.STP:TP BN.KINHBAC:KB BN.TUSON:TS BN.TIENDU:TD HP.TTPVHCC:HP HP.HAIDUONG:HD HP.HONGBANG:HB; do
+  "$BIN/receiptctl" series register --agency "${s%%:*}" --letters "${s##*:}" \
+    --notice "01/TB-ĐKĐT số ${s%%:*}/TB-CT ngày 25/06/2026 (mẫu)" --accepted-on 2026-06-25 | tail -n 1
+done
 "$BIN/receiptctl" keys init-ca
 # The Bắc Ninh centre signs with a key generated inside a PKCS#11 token (SoftHSM2), as a
 # centre with a USB token or an HSM would.
@@ -84,11 +90,13 @@ cat <<MSG
   health                      http://127.0.0.1:9101/readyz ...
   receipts                    $BIN/receiptctl receipts list
   signing certificates        $BIN/receiptctl keys list   (and keys registration: what to declare on 01/ĐKTĐ-CTĐT)
-  audit a series              $BIN/receiptctl audit --agency BN.TTPVHCC --template EBL01 --symbol $(TZ=Asia/Ho_Chi_Minh date +%y)T
+  audit a series              $BIN/receiptctl audit --agency BN.TTPVHCC --template EBL01 --symbol $(TZ=Asia/Ho_Chi_Minh date +%y)TAA
+  series and registrations    $BIN/receiptctl series list
   what would it cost          $BIN/receiptctl assess --agency BN.TTPVHCC --fee LP-CANCUOC-DOI --fee P-CHUNGTHUC:5 --channel fully_online
   reconcile today             $BIN/receiptctl reconcile --date $(TZ=Asia/Ho_Chi_Minh date +%F)
   usage (internal table)      $BIN/receiptctl report usage --from $(TZ=Asia/Ho_Chi_Minh date +%Y-01-01) --to $(TZ=Asia/Ho_Chi_Minh date +%F)
-  for the tax authority       $BIN/receiptctl tax list   (BC26/BLĐT reports, 04/SS-CTĐT notices; tax export --dir DIR; tax registration --agency BN.TTPVHCC)
+  for the tax authority       $BIN/receiptctl tax list   (01/TH-BLĐT daily summaries, 04/SS-CTĐT notices; tax export --dir DIR; tax registration --agency BN.TTPVHCC)
+  correct a receipt           $BIN/receiptctl receipts correct CODE --reason "Sai họ tên" --payer-name "..."   (notify or replace, Circular 91 Art. 20)
   dead letters                $BIN/receiptctl dead-letters list
   logs                        .local/logs/{issuer,assessor,notifier,lookup}.log
 

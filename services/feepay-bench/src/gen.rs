@@ -109,7 +109,9 @@ impl Generator {
             .filter(|f| match &f.collector {
                 None => kinds.contains(&f.kind),
                 Some(c) if *c == agency => kinds.contains(&f.kind),
-                Some(c) => a.collects_for.iter().any(|m| m.principal == *c && m.fees.contains(&f.code)),
+                Some(c) => {
+                    a.collects_for.iter().any(|m| m.principal == *c && m.fees.contains(&f.code) && m.in_force_on(today))
+                }
             })
             .map(|f| f.code.clone())
             .collect();
@@ -132,6 +134,7 @@ impl Generator {
                 paid_online: channel != Channel::Counter,
                 categories: &categories,
                 identity_level: 0,
+                citizen: true,
                 at: now,
             };
             let due = self.rules.assess_line(&self.reference, &q).map(|a| a.due.dong()).unwrap_or(0);

@@ -140,6 +140,18 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
     let files = feepay_runtime::refdata::ReferenceFiles::read_dir(Path::new("deploy/reference"))?;
     feepay_runtime::refdata::store(&db, &files, "bench").await?;
     let (reference, rules) = files.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The tax authority's acceptance of every series (Circular 91/2026/TT-BTC Art. 17), as a
+    // centre records it before it issues.
+    for s in &reference.series {
+        let acceptance = feepay_runtime::series_registrations::Acceptance {
+            agency: &s.agency,
+            template: &s.template,
+            letters: &s.letters,
+            notice: "01/TB-ĐKĐT (bench)",
+            accepted_on: chrono::NaiveDate::from_ymd_opt(2025, 6, 1).expect("date"),
+        };
+        feepay_runtime::series_registrations::record(&db, &acceptance, "bench", crate::wall_clock()).await?;
+    }
     // RSA-2048 certificates with software keys (PKCS#12), from a CA of this run.
     let (ca, _) = feepay_runtime::pki::provision::ensure_ca(&pki, crate::wall_clock()).map_err(anyhow::Error::msg)?;
     for agency in feepay_runtime::pki::provision::agencies_without_signer(&reference, &keys) {

@@ -47,9 +47,12 @@ pub enum Command {
     Rules(RulesCmd),
     /// What a dossier would cost: every line with its waiver and legal basis.
     Assess(AssessArgs),
-    /// Receipts: search, show, cancel, replace.
+    /// Receipts: search, show, correct (notify an error or replace), transition of the old symbol.
     #[command(subcommand)]
     Receipts(ReceiptsCmd),
+    /// Receipt series and the tax authority's acceptance of their registration.
+    #[command(subcommand)]
+    Series(SeriesCmd),
     /// Dead letters: list, inspect, replay after a fix.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCmd),
@@ -61,8 +64,9 @@ pub enum Command {
     /// Internal reports (the usage table behind BC26).
     #[command(subcommand)]
     Report(ReportCmd),
-    /// Documents for the tax authority: signed usage reports (BC26/BLĐT) and notices of
-    /// receipts issued in error (04/SS-CTĐT), and the registration draft (01/ĐKTĐ-CTĐT).
+    /// Documents for the tax authority: the signed daily summaries (01/TH-BLĐT), notices of
+    /// receipts issued in error (04/SS-CTĐT) and usage reports of periods before 1 July 2026
+    /// (BC26/BLĐT), and the registration draft (01/ĐKTĐ-CTĐT).
     #[command(subcommand)]
     Tax(tax::TaxCmd),
     /// Operators of this tool: their role, agency scope and token.
@@ -152,6 +156,9 @@ pub struct AssessArgs {
     /// Level of the payer's electronic identity account (VNeID), 0 when unknown.
     #[arg(long, default_value_t = 0)]
     pub identity_level: u8,
+    /// The payer is a foreigner (identified by a passport, not a Vietnamese personal ID).
+    #[arg(long)]
+    pub foreigner: bool,
     /// Time of assessment, RFC 3339 (default now).
     #[arg(long)]
     pub at: Option<DateTime<Utc>>,
@@ -178,7 +185,45 @@ pub enum ReceiptsCmd {
     },
     /// Show one receipt by lookup code or receipt id, with its signed document.
     Show { id: String },
-    /// Cancel a receipt (it keeps its number; a ReceiptCancelled event and an email follow).
+    /// Correct a receipt issued in error: a wrong name, address or passport number is
+    /// notified (04/SS-CTĐT, the payer is emailed, nothing is reissued); a wrong tax code or
+    /// personal identification number gets a replacement receipt (Circular 91/2026/TT-BTC
+    /// Art. 20). The issuer chooses from what changes.
+    Correct {
+        /// Receipt id or lookup code.
+        id: String,
+        /// What was wrong (printed on the notice and kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        payer: PayerFix,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Notify an error without reissuing (Art. 20.1): a wrong name, address, amount in
+    /// words or other content, with the right tax code and amount.
+    Notify {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        payer: PayerFix,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Replace a receipt issued in error (Art. 20.2): a new receipt naming it, with the
+    /// corrected payer details if given.
+    Replace {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        payer: PayerFix,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Cancel a receipt issued under the rules before 1 July 2026 while they applied (since
+    /// then no receipt is cancelled: use correct, notify or replace).
     Cancel {
         /// Receipt id or lookup code.
         id: String,
@@ -189,26 +234,75 @@ pub enum ReceiptsCmd {
         #[arg(long, short = 'y')]
         yes: bool,
     },
-    /// Cancel a receipt and issue a replacement with corrected payer details.
-    Replace {
-        /// Receipt id or lookup code.
-        id: String,
+    /// The receipts issued from 1 July 2026 with a symbol of the rules that ended (e.g.
+    /// `26T`): replace each with a receipt of the collector's registered series (Circular
+    /// 91/2026/TT-BTC Art. 20.2 and Art. 24.2). Lists them; `--apply` queues the replacements.
+    Transition {
         #[arg(long)]
-        reason: String,
-        /// Corrected name of the payer.
+        agency: Option<String>,
+        /// Queue the replacements (otherwise only list what would be replaced).
         #[arg(long)]
-        payer_name: Option<String>,
-        /// Corrected personal identification number (12 digits; empty to remove).
-        #[arg(long)]
-        payer_id: Option<String>,
-        /// Corrected tax code (empty to remove).
-        #[arg(long)]
-        payer_tax_code: Option<String>,
-        /// Corrected address.
-        #[arg(long)]
-        payer_address: Option<String>,
+        apply: bool,
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+}
+
+/// The payer fields as they should read.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PayerFix {
+    /// Corrected name of the payer.
+    #[arg(long)]
+    pub payer_name: Option<String>,
+    /// Corrected personal identification number (12 digits; empty to remove).
+    #[arg(long)]
+    pub payer_id: Option<String>,
+    /// Corrected tax code (empty to remove).
+    #[arg(long)]
+    pub payer_tax_code: Option<String>,
+    /// Corrected passport number (empty to remove).
+    #[arg(long)]
+    pub payer_passport: Option<String>,
+    /// Corrected address.
+    #[arg(long)]
+    pub payer_address: Option<String>,
+}
+
+impl From<PayerFix> for feepay_domain::correction::PayerCorrection {
+    fn from(p: PayerFix) -> Self {
+        feepay_domain::correction::PayerCorrection {
+            full_name: p.payer_name,
+            personal_id: p.payer_id,
+            tax_code: p.payer_tax_code,
+            passport: p.payer_passport,
+            address: p.payer_address,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeriesCmd {
+    /// Every series in scope: its symbol on a day, delegated numbers, registration state.
+    List {
+        /// The day (YYYY-MM-DD, GMT+7; default today).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+    },
+    /// Record the tax authority's acceptance of a series' registration (01/TB-ĐKĐT).
+    Register {
+        #[arg(long)]
+        agency: String,
+        #[arg(long, default_value = "EBL01")]
+        template: String,
+        /// The two letters of the symbol (e.g. AA for 26TAA).
+        #[arg(long)]
+        letters: String,
+        /// Number and date of the acceptance notice 01/TB-ĐKĐT.
+        #[arg(long)]
+        notice: String,
+        /// The day the registration was accepted (YYYY-MM-DD).
+        #[arg(long)]
+        accepted_on: NaiveDate,
     },
 }
 

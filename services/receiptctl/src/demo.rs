@@ -115,8 +115,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     let bn = "phường Kinh Bắc, thành phố Bắc Ninh";
     let hp = "phường Hải Dương, thành phố Hải Phòng";
     let mut payments = [
-        // 1. A driving licence at the provincial centre's desk: the police's fee, issued
-        //    as the police's own receipt (a mandate of mode identity).
+        // 1. A driving licence at the city's centre, in its own series 26TAA.
         demo.payment(
             1,
             "BN.TTPVHCC",
@@ -149,26 +148,30 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             payer("Lê Hoàng Cường", "027079002468", "lehoangcuong@example.vn", bn, vec![B::PoorHousehold]),
             vec![line("BN-LP-HOTICH-CAICHINH", LePhi, 1, 0)],
         ),
-        // 4. Hải Phòng: a building permit and 5 certified pages (2 000 + 2 000 + 3 × 1 000).
+        // 4. Hải Phòng: a building permit filed online, 0 đồng under the city's Resolution
+        //    23/2026/NQ-HĐND, and 5 certified pages (2 000 + 2 000 + 3 × 1 000).
         demo.payment(
             4,
             "HP.HAIDUONG",
             "1.009994",
             FullyOnline,
             payer("Phạm Thu Dung", "030192007531", "phamthudung@example.vn", hp, vec![]),
-            vec![line("HP-LP-GPXD", LePhi, 1, 75_000), line("P-CHUNGTHUC", Phi, 5, 7_000)],
+            vec![line("HP-LP-GPXD", LePhi, 1, 0), line("P-CHUNGTHUC", Phi, 5, 7_000)],
         ),
-        // 5. A passport assessed on 15 Dec 2025, while Circular 63/2023/TT-BTC cut the online
-        //    rate to 90%: waivers are evaluated at the assessment time.
+        // 5. A passport assessed on 15 Dec 2025: Circular 63/2023/TT-BTC (90% online) and
+        //    Circular 64/2025/TT-BTC (50%) both applied, the lower amount stands (waivers are
+        //    evaluated at the assessment time). The police's fee: the centre's desk issues it
+        //    in the police's series 26TCA, numbers from 500 000, under their delegation.
         demo.payment(
             5,
             "BN.TTPVHCC",
             "2.002175",
             FullyOnline,
             payer("Hoàng Minh Đức", "027201009876", "hoangminhduc@example.vn", bn, vec![]),
-            vec![line("LP-HOCHIEU-CAPMOI", LePhi, 1, 180_000)],
+            vec![line("LP-HOCHIEU-CAPMOI", LePhi, 1, 100_000)],
         ),
-        // 6. A household business registration, refunded later: the receipt is cancelled.
+        // 6. A household business registration, refunded later: the refund is recorded and
+        //    the receipt stays as issued (no receipt is cancelled since 1 July 2026).
         demo.payment(
             6,
             "BN.TUSON",
@@ -205,8 +208,8 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             vec![line("HP-LP-GPLD", LePhi, 1, 600_000)],
         ),
         // 10. An identity-card renewal at half rate (Circular 64/2025/TT-BTC, until 31 Dec
-        //     2026), and a criminal-record extract the desk issues under the Department of
-        //     Justice's delegation.
+        //     2026) and a criminal-record extract: both the police's, issued by the desk
+        //     under their delegation, a lệ phí and a phí receipt.
         demo.payment(
             10,
             "BN.TTPVHCC",
@@ -214,6 +217,18 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             Counter,
             payer("Bùi Thị Giang", "027302004455", "buithigiang@example.vn", bn, vec![]),
             vec![line("LP-CANCUOC-DOI", LePhi, 1, 25_000), line("P-LLTP", Phi, 1, 200_000)],
+        ),
+        // 11. The same renewal for a citizen with a level-2 VNeID account: waived by Circular
+        //     117/2026/TT-BTC (15 Aug 2026 – 28 Feb 2027), no receipt, a notice.
+        demo.payment(
+            11,
+            "BN.TTPVHCC",
+            "2.001195",
+            FullyOnline,
+            v1::Payer {
+                identity_level: 2, ..payer("Đỗ Văn Khải", "027096001357", "dovankhai@example.vn", bn, vec![])
+            },
+            vec![line("LP-CANCUOC-DOI", LePhi, 1, 0)],
         ),
     ];
     payments[4].assessed_at =
@@ -264,6 +279,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
         ],
         at: None,
         identity_level: 2,
+        foreign_payer: false,
     };
     demo.send(&t.assessment_requested, &assessment.assessment_id, &assessment, BodyFormat::Json).await?;
     writeln!(out, "published: {} payments, 1 refund, 1 malformed event, 1 fee-assessment request", payments.len())?;
@@ -287,8 +303,9 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             .count(db)
             .await? as i64;
         let rc = receipts::Entity::find().filter(receipts::Column::PaymentId.is_in(ours())).count(db).await? as i64;
-        // Expected deliveries: one per receipt, one per cancellation, one per waiver notice.
-        let expected_deliveries = rc + 1 + 1;
+        // Expected deliveries: one per receipt, the refund's confirmation, one per waiver
+        // notice (payments 3, 4 and 11).
+        let expected_deliveries = rc + 1 + 3;
         let status = format!(
             "  … payments recorded {p}/{}, refund applied {r}/1, emails recorded {d}/{expected_deliveries}, queued {q}",
             payments.len()
@@ -424,28 +441,29 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     }
     writeln!(out, "\nThe malformed event went to {}.dlq with its reason.", t.payments_succeeded)?;
 
+    writeln!(out, "\n== A correction (Circular 91/2026/TT-BTC Art. 20) ==")?;
+    correction(out, db, &payments[1].payment_id).await?;
+
     writeln!(out, "\n== Documents for the tax authority (signed by the issuer) ==")?;
     let docs = feepay_runtime::tax_documents::list(db, None, None, 200).await?;
-    let cancelled: Vec<uuid::Uuid> = receipts::Entity::find()
+    let ours: Vec<uuid::Uuid> = receipts::Entity::find()
         .select_only()
         .column(receipts::Column::ReceiptId)
         .filter(receipts::Column::PaymentId.is_in(ids.iter().cloned()))
-        .filter(receipts::Column::Status.eq("cancelled"))
         .into_tuple()
         .all(db)
         .await?;
-    let notices = docs.iter().filter(|d| d.receipt_id.is_some_and(|r| cancelled.contains(&r))).count();
-    let reports: Vec<&feepay_runtime::tax_documents::TaxDocument> =
-        docs.iter().filter(|d| d.kind == "usage_report").collect();
-    writeln!(out, "04/SS-CTĐT notices for this run's cancelled receipts: {notices}")?;
-    if let Some(latest) = reports.first() {
-        writeln!(
-            out,
-            "BC26/BLĐT usage reports of period {}: {} (zero reports included)",
-            latest.period.clone().unwrap_or_default(),
-            reports.iter().filter(|d| d.period == latest.period).count()
-        )?;
-    }
+    let notices =
+        docs.iter().filter(|d| d.kind == "error_notice" && d.receipt_id.is_some_and(|r| ours.contains(&r))).count();
+    writeln!(out, "04/SS-CTĐT notices of errors on this run's receipts: {notices}")?;
+    let today = feepay_domain::numbering::date_gmt7(crate::session::now()).to_string();
+    let summaries =
+        docs.iter().filter(|d| d.kind == "daily_summary" && d.period.as_deref() == Some(today.as_str())).count();
+    let cutoff = feepay_runtime::settings::get(&feepay_runtime::settings::catalog::TAX_SUMMARY_CUTOFF);
+    writeln!(
+        out,
+        "01/TH-BLĐT summaries of today signed so far: {summaries}; today's receipts go out, signed by each collector (or delegate), from {cutoff} (FEEPAY_TAX_SUMMARY_CUTOFF, GMT+7)"
+    )?;
     writeln!(out, "list them with `receiptctl tax list`, write them out with `receiptctl tax export --dir DIR`")?;
 
     writeln!(out, "\n== Looking receipts up as a citizen would ==")?;
@@ -477,6 +495,58 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
                 Err(e) => writeln!(out, "           (the lookup service answered something unexpected: {e})")?,
             },
             Err(_) => writeln!(out, "           (the lookup service at {lookup} is not reachable)")?,
+        }
+    }
+    Ok(())
+}
+
+/// Asks the issuer to notify an error on the first receipt of a payment (a wrong address:
+/// Art. 20.1, no reissue) and prints what it did.
+async fn correction(out: &mut impl Write, db: &DatabaseConnection, payment_id: &str) -> anyhow::Result<()> {
+    let Some(r) = receipts::Entity::find()
+        .filter(receipts::Column::PaymentId.eq(payment_id))
+        .order_by_asc(receipts::Column::Number)
+        .one(db)
+        .await?
+    else {
+        writeln!(out, "(no receipt to correct)")?;
+        return Ok(());
+    };
+    let fix = feepay_domain::correction::PayerCorrection {
+        address: Some("Số 12 đường Ngô Gia Tự, phường Tiên Du, thành phố Bắc Ninh".into()),
+        ..Default::default()
+    };
+    let id = feepay_runtime::correction_requests::request(
+        db,
+        &r.lookup_code,
+        "notify",
+        "Sai địa chỉ người nộp",
+        Some(serde_json::to_value(&fix)?),
+        "demo",
+        crate::session::now(),
+    )
+    .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let req = feepay_runtime::correction_requests::get(db, id).await?;
+        match req.as_ref().map(|q| q.status.as_str()) {
+            Some("done") => {
+                writeln!(
+                    out,
+                    "receipt {} {} {:07}: wrong address notified, the receipt stands; 04/SS-CTĐT signed, the payer emailed",
+                    r.template, r.symbol, r.number
+                )?;
+                break;
+            }
+            Some("refused") => {
+                writeln!(out, "the correction was refused: {}", req.and_then(|q| q.outcome).unwrap_or_default())?;
+                break;
+            }
+            _ if std::time::Instant::now() > deadline => {
+                writeln!(out, "the issuer has not carried the correction out within 30 s")?;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
         }
     }
     Ok(())

@@ -214,7 +214,7 @@ pub fn run(out: &mut impl Write, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
                 .collect();
             writeln!(
                 out,
-                "Chứng thư số sử dụng (mẫu 01/ĐKTĐ-CTĐT, Phụ lục Nghị định 70/2025/NĐ-CP): hình thức đăng ký \"Thêm mới\" cho chứng thư mới, \"Gia hạn\" khi gia hạn, \"Ngừng sử dụng\" khi thôi dùng."
+                "Chứng thư số sử dụng (mẫu 01/ĐKTĐ-CTĐT, Phụ lục III Thông tư 91/2026/TT-BTC): hình thức đăng ký \"Thêm mới\" cho chứng thư mới, \"Gia hạn\" khi gia hạn, \"Ngừng sử dụng\" khi thôi dùng."
             )?;
             table::print(
                 out,

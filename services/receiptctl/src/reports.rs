@@ -47,8 +47,11 @@ pub struct ReconRow {
     pub waived_fully: i64,
     pub rejected: i64,
     pub receipts: i64,
-    pub cancelled: i64,
+    /// Receipts replaced (or cancelled before 1 July 2026).
+    pub superseded: i64,
     pub collected: i64,
+    /// Given back by refunds recorded against the receipts (they stay as issued).
+    pub refunded: i64,
     pub waived: i64,
 }
 
@@ -95,18 +98,22 @@ pub async fn reconcile(
         .query_all(stmt(
             format!(
                 "WITH p AS ({base}), r AS ( \
-                   SELECT r.payment_id, count(*) AS receipts, count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled, \
+                   SELECT r.payment_id, count(*) AS receipts, count(*) FILTER (WHERE r.status <> 'issued') AS superseded, \
                           COALESCE(SUM(r.total) FILTER (WHERE r.status = 'issued'), 0) AS collected \
-                   FROM receipts r JOIN p USING (payment_id) GROUP BY r.payment_id) \
+                   FROM receipts r JOIN p USING (payment_id) GROUP BY r.payment_id), \
+                 f AS (SELECT payment_id, SUM((e->>'amount')::BIGINT) AS refunded \
+                   FROM refunds, jsonb_array_elements(allocation) e \
+                   WHERE status = 'applied' AND allocation IS NOT NULL AND payment_id IN (SELECT payment_id FROM p) \
+                   GROUP BY payment_id) \
                  SELECT p.agency_code, p.provider, count(*) AS payments, SUM(p.total_paid)::BIGINT AS paid, \
                    count(*) FILTER (WHERE p.status = 'issued') AS issued, \
                    count(*) FILTER (WHERE p.status = 'waived') AS waived_fully, \
                    count(*) FILTER (WHERE p.status = 'rejected') AS rejected, \
-                   COALESCE(SUM(r.receipts), 0)::BIGINT AS receipts, COALESCE(SUM(r.cancelled), 0)::BIGINT AS cancelled, \
-                   COALESCE(SUM(r.collected), 0)::BIGINT AS collected, \
+                   COALESCE(SUM(r.receipts), 0)::BIGINT AS receipts, COALESCE(SUM(r.superseded), 0)::BIGINT AS superseded, \
+                   COALESCE(SUM(r.collected), 0)::BIGINT AS collected, COALESCE(SUM(f.refunded), 0)::BIGINT AS refunded, \
                    COALESCE(SUM((SELECT SUM((l->'waiver'->>'reduction')::BIGINT) FROM jsonb_array_elements(p.waived_lines) l)) \
                      FILTER (WHERE p.status <> 'rejected'), 0)::BIGINT AS waived \
-                 FROM p LEFT JOIN r USING (payment_id) GROUP BY 1, 2 ORDER BY 1, 2"
+                 FROM p LEFT JOIN r USING (payment_id) LEFT JOIN f USING (payment_id) GROUP BY 1, 2 ORDER BY 1, 2"
             ),
             v.clone(),
         ))
@@ -122,8 +129,9 @@ pub async fn reconcile(
             waived_fully: r.try_get("", "waived_fully")?,
             rejected: r.try_get("", "rejected")?,
             receipts: r.try_get("", "receipts")?,
-            cancelled: r.try_get("", "cancelled")?,
+            superseded: r.try_get("", "superseded")?,
             collected: r.try_get("", "collected")?,
+            refunded: r.try_get("", "refunded")?,
             waived: r.try_get("", "waived")?,
         });
     }
@@ -149,7 +157,7 @@ pub async fn reconcile(
                 r.try_get::<Option<String>>("", "detail")?.unwrap_or_default()
             ),
             "waived" => "fully waived: no receipt for 0 đồng, the payer was notified".to_string(),
-            _ if receipts > 0 => "every receipt cancelled (refund or cancellation)".to_string(),
+            _ if receipts > 0 => "every receipt cancelled (rules before 1 July 2026)".to_string(),
             _ => "no receipt".to_string(),
         };
         unmatched.push(Unmatched {
@@ -164,7 +172,7 @@ pub async fn reconcile(
     Ok((out, unmatched))
 }
 
-pub const RECON_HEADERS: [&str; 11] = [
+pub const RECON_HEADERS: [&str; 12] = [
     "agency",
     "provider",
     "payments",
@@ -173,8 +181,9 @@ pub const RECON_HEADERS: [&str; 11] = [
     "waived_fully",
     "rejected",
     "receipts",
-    "cancelled",
+    "superseded",
     "collected_vnd",
+    "refunded_vnd",
     "waived_vnd",
 ];
 
@@ -196,8 +205,9 @@ impl ReconRow {
             self.waived_fully.to_string(),
             self.rejected.to_string(),
             self.receipts.to_string(),
-            self.cancelled.to_string(),
+            self.superseded.to_string(),
             money(self.collected),
+            money(self.refunded),
             money(self.waived),
         ]
     }

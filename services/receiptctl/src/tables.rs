@@ -30,6 +30,10 @@ pub mod receipts {
         pub receipt_pb: Vec<u8>,
         pub cancelled_at: Option<DateTimeUtc>,
         pub cancel_reason: Option<String>,
+        pub replaced_by: Option<Uuid>,
+        pub replaced_at: Option<DateTimeUtc>,
+        pub range_from: i32,
+        pub delegate_code: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

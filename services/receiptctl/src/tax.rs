@@ -1,7 +1,8 @@
-//! `receiptctl tax`: the documents for the tax authority. The issuer signs usage reports
-//! (BC26/BLĐT) and notices of receipts issued in error (04/SS-CTĐT); this tool lists them,
-//! shows and exports them to files for the centre's submission channel, and drafts the
-//! registration 01/ĐKTĐ-CTĐT from the reference data and the registered certificates.
+//! `receiptctl tax`: the documents for the tax authority. The issuer signs the daily
+//! summaries (01/TH-BLĐT), notices of receipts issued in error (04/SS-CTĐT) and the usage
+//! reports of periods before 1 July 2026 (BC26/BLĐT); this tool lists them, shows and
+//! exports them to files for the centre's submission channel, and drafts the registration
+//! 01/ĐKTĐ-CTĐT from the reference data and the registered certificates.
 
 use crate::access::{Actor, Role};
 use crate::table;
@@ -9,8 +10,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use feepay_domain::numbering::date_gmt7;
 use feepay_domain::receipt::{datetime_gmt7, AgencyInfo};
-use feepay_domain::reference::MandateMode;
-use feepay_domain::tax::{DeclaredCertificate, DeclaredDelegation, RegisteredForm, Registration};
+use feepay_domain::tax::{DeclaredCertificate, DeclaredDelegation, RegisteredForm, Registration, Submission};
 use feepay_runtime::tax_documents::{self, Kind};
 use sea_orm::DatabaseConnection;
 use std::io::Write;
@@ -19,15 +19,18 @@ use std::process::ExitCode;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum KindArg {
-    /// BC26/BLĐT.
-    UsageReport,
+    /// 01/TH-BLĐT.
+    DailySummary,
     /// 04/SS-CTĐT.
     ErrorNotice,
+    /// BC26/BLĐT.
+    UsageReport,
 }
 
 impl From<KindArg> for Kind {
     fn from(k: KindArg) -> Kind {
         match k {
+            KindArg::DailySummary => Kind::DailySummary,
             KindArg::UsageReport => Kind::UsageReport,
             KindArg::ErrorNotice => Kind::ErrorNotice,
         }
@@ -56,14 +59,21 @@ pub enum TaxCmd {
         #[arg(long)]
         agency: Option<String>,
     },
-    /// Draft the registration 01/ĐKTĐ-CTĐT of an agency (its forms, certificates and
-    /// delegations), to sign and submit on the tax authority's portal.
+    /// Draft the registration 01/ĐKTĐ-CTĐT of an agency (its forms and symbols, the
+    /// transmission on 01/TH-BLĐT, certificates and delegations given or received), to sign
+    /// and submit on the tax authority's portal.
     Registration {
         #[arg(long)]
         agency: String,
         /// 1: first registration, 2: change of information.
         #[arg(long, default_value_t = 1)]
         action: u8,
+        /// Contact person printed on the form.
+        #[arg(long, default_value = "")]
+        contact: String,
+        /// Contact phone printed on the form.
+        #[arg(long, default_value = "")]
+        phone: String,
         /// Contact email printed on the form.
         #[arg(long, default_value = "")]
         email: String,
@@ -71,10 +81,16 @@ pub enum TaxCmd {
 }
 
 fn file_name(d: &tax_documents::TaxDocument) -> String {
-    let kind =
-        Kind::from_code(&d.kind)
-            .map_or("document", |k| if k == Kind::UsageReport { "BC26-BLDT" } else { "04-SS-CTDT" });
-    let what = d.period.clone().or_else(|| d.receipt_id.map(|r| r.to_string())).unwrap_or_default();
+    let kind = Kind::from_code(&d.kind).map_or("document", |k| match k {
+        Kind::UsageReport => "BC26-BLDT",
+        Kind::ErrorNotice => "04-SS-CTDT",
+        Kind::DailySummary => "01-TH-BLDT",
+    });
+    let what = match (d.period.clone(), d.sequence) {
+        (Some(p), Some(n)) => format!("{p}-{n}"),
+        (Some(p), None) => p,
+        (None, _) => d.document_id.to_string(),
+    };
     format!("{kind}-{}-{what}.xml", d.agency_code)
 }
 
@@ -96,7 +112,12 @@ pub async fn run(
                         d.document_id.to_string(),
                         Kind::from_code(&d.kind).map_or(d.kind.clone(), |k| k.form().to_string()),
                         d.agency_code.clone(),
-                        d.period.clone().or_else(|| d.receipt_id.map(|r| format!("receipt {r}"))).unwrap_or_default(),
+                        match (&d.period, d.sequence, d.receipt_id) {
+                            (Some(p), Some(n), _) => format!("{p} #{n}"),
+                            (Some(p), None, _) => p.clone(),
+                            (None, _, Some(r)) => format!("receipt {r}"),
+                            _ => String::new(),
+                        },
                         datetime_gmt7(d.created_at),
                     ]
                 })
@@ -126,7 +147,7 @@ pub async fn run(
             }
             writeln!(out, "{n} document(s) written to {}", dir.display())?;
         }
-        TaxCmd::Registration { agency, action, email } => {
+        TaxCmd::Registration { agency, action, contact, phone, email } => {
             actor.require(Role::Operator, "draft the registration")?;
             actor.check_agency(&agency)?;
             let loaded = feepay_runtime::refdata::load_latest(db)
@@ -143,19 +164,27 @@ pub async fn run(
                 tax_code: a.tax_code.clone(),
                 address: a.address.clone(),
             };
+            let now = crate::session::now();
+            let today = date_gmt7(now);
+            // The forms as they are in force today, with this year's symbols.
             let forms: Vec<RegisteredForm> = r
                 .series
                 .iter()
                 .filter(|s| s.agency == agency)
-                .filter_map(|s| r.forms.get(&s.template))
-                .map(|f| RegisteredForm {
+                .filter_map(|s| Some((s.form_on(today)?, s.symbol_on(today)?)))
+                .map(|(f, symbol)| RegisteredForm {
                     kind: f.kind,
                     name: f.name.clone(),
                     template: f.template.clone(),
-                    symbol_rule: f.symbol.as_str().to_string(),
+                    symbol,
                 })
                 .collect();
-            let now = crate::session::now();
+            let daily = r
+                .series
+                .iter()
+                .filter(|s| s.agency == agency)
+                .filter_map(|s| s.form_on(today))
+                .any(|f| f.transmission == feepay_domain::forms::Transmission::DailySummary);
             let certificates: Vec<DeclaredCertificate> = feepay_runtime::pki::registry::list(db)
                 .await?
                 .into_iter()
@@ -168,14 +197,39 @@ pub async fn run(
                     action: 1,
                 })
                 .collect();
-            // Desks issuing under this agency's delegation.
-            let delegations: Vec<DeclaredDelegation> = r
+            // Delegations this agency gives (desks that issue its receipts) and receives.
+            let declared = |delegating: bool, counterpart: AgencyInfo, m: &feepay_domain::reference::Mandate| {
+                let series = r.series_named(&m.principal, &m.template, &m.letters);
+                DeclaredDelegation {
+                    delegating,
+                    counterpart,
+                    receipt_name: series.and_then(|s| s.form_on(today)).map(|f| f.name.clone()).unwrap_or_default(),
+                    template: m.template.clone(),
+                    symbol: series.and_then(|s| s.symbol_on(today)).unwrap_or_default(),
+                    purpose: format!(
+                        "{}; số từ {:07} đến {:07}; {}",
+                        m.fees.join(", "),
+                        m.numbers.from,
+                        m.numbers.to,
+                        m.basis
+                    ),
+                    valid_from: m.valid_from,
+                    valid_until: m.valid_until,
+                    payment: "Theo thỏa thuận giữa hai bên".to_string(),
+                }
+            };
+            let mut delegations: Vec<DeclaredDelegation> = r
                 .agencies
                 .values()
                 .flat_map(|d| d.collects_for.iter().map(move |m| (d, m)))
-                .filter(|(_, m)| m.principal == agency && m.mode == MandateMode::Delegation)
-                .map(|(d, m)| DeclaredDelegation { delegate: info(d), fees: m.fees.clone(), basis: m.basis.clone() })
+                .filter(|(_, m)| m.principal == agency)
+                .map(|(d, m)| declared(true, info(d), m))
                 .collect();
+            for m in &a.collects_for {
+                if let Some(p) = r.agencies.get(&m.principal) {
+                    delegations.push(declared(false, info(p), m));
+                }
+            }
             if forms.is_empty() {
                 eprintln!("agency {agency} has no receipt series: nothing to register");
                 return Ok(ExitCode::from(2));
@@ -190,11 +244,14 @@ pub async fn run(
                 tax_office: a.tax_office(r).cloned().unwrap_or_default(),
                 place: a.place(),
                 action,
+                contact_name: contact,
+                contact_phone: phone,
                 contact_email: email,
                 forms,
+                submission: Submission { service_provider: true, daily_summary: daily, ..Default::default() },
                 certificates,
                 delegations,
-                created_on: date_gmt7(now),
+                created_on: today,
             };
             write!(out, "{}", draft.draft_xml())?;
         }

@@ -8,7 +8,9 @@ mod receipts;
 mod reference;
 mod reports;
 mod rules;
+mod series;
 mod settings;
+mod transition;
 
 use crate::access::Role;
 use crate::session::{session, Conn};
@@ -27,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(RulesCmd::List { agency, date }) => rules::list(out, &conn, agency, date).await,
         Command::Assess(a) => rules::assess(out, &conn, a).await,
         Command::Receipts(cmd) => receipts::run(out, &conn, cmd).await,
+        Command::Series(cmd) => series::run(out, &conn, cmd).await,
         Command::Audit(a) => audit::run(out, &conn, a).await,
         Command::DeadLetters(c) => dead_letters::run(out, &conn, &c).await,
         Command::Tax(c) => {

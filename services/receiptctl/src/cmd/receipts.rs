@@ -1,4 +1,7 @@
-//! `receiptctl receipts`: find and show receipts, and ask the issuer to cancel or replace one.
+//! `receiptctl receipts`: find and show receipts, and ask the issuer to correct one: notify
+//! an error or replace the receipt (Circular 91/2026/TT-BTC Art. 20), or cancel a receipt of
+//! the rules before 1 July 2026; and the transition of receipts issued from 1 July 2026 with
+//! the old symbol.
 
 use crate::access::Role;
 use crate::session::{confirm, session, Conn};
@@ -102,19 +105,37 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: ReceiptsCmd) -> anyhow:
             if row.status == "cancelled" {
                 writeln!(out, "cancelled: {}", row.cancel_reason.unwrap_or_default())?;
             }
+            if let (Some(by), Some(at)) = (row.replaced_by, row.replaced_at) {
+                writeln!(out, "replaced on {} by receipt {by}", datetime_gmt7(at))?;
+            }
+            if let Some(d) = &row.delegate_code {
+                writeln!(out, "issued by delegate {d} (numbers from {:07})", row.range_from)?;
+            }
             writeln!(out, "{}", row.document)?;
         }
-        ReceiptsCmd::Cancel { id, reason, yes } => {
-            return correct(out, conn, CorrectionAsk { receipt: id, reason, replace: None }, yes).await;
+        ReceiptsCmd::Correct { id, reason, payer, yes } => {
+            return correct(out, conn, CorrectionAsk { receipt: id, kind: "correct", reason, fix: payer.into() }, yes)
+                .await;
         }
-        ReceiptsCmd::Replace { id, reason, payer_name, payer_id, payer_tax_code, payer_address, yes } => {
-            let replace = feepay_domain::correction::PayerCorrection {
-                full_name: payer_name,
-                personal_id: payer_id,
-                tax_code: payer_tax_code,
-                address: payer_address,
-            };
-            return correct(out, conn, CorrectionAsk { receipt: id, reason, replace: Some(replace) }, yes).await;
+        ReceiptsCmd::Notify { id, reason, payer, yes } => {
+            return correct(out, conn, CorrectionAsk { receipt: id, kind: "notify", reason, fix: payer.into() }, yes)
+                .await;
+        }
+        ReceiptsCmd::Replace { id, reason, payer, yes } => {
+            return correct(out, conn, CorrectionAsk { receipt: id, kind: "replace", reason, fix: payer.into() }, yes)
+                .await;
+        }
+        ReceiptsCmd::Cancel { id, reason, yes } => {
+            return correct(
+                out,
+                conn,
+                CorrectionAsk { receipt: id, kind: "cancel", reason, fix: Default::default() },
+                yes,
+            )
+            .await;
+        }
+        ReceiptsCmd::Transition { agency, apply, yes } => {
+            return super::transition::run(out, conn, agency, apply, yes).await
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -124,16 +145,23 @@ pub async fn run(out: &mut impl Write, conn: &Conn, cmd: ReceiptsCmd) -> anyhow:
 pub struct CorrectionAsk {
     /// Receipt id or lookup code.
     pub receipt: String,
+    /// `correct`, `notify`, `replace` or `cancel`.
+    pub kind: &'static str,
     pub reason: String,
-    /// The payer fields to change for a replacement.
-    pub replace: Option<feepay_domain::correction::PayerCorrection>,
+    /// The payer fields as they should read.
+    pub fix: feepay_domain::correction::PayerCorrection,
 }
 
-/// Cancels or replaces a receipt: the request is queued and the running issuer, which holds
-/// the signing keys, carries it out in its own transaction; this waits for the outcome.
-async fn correct(out: &mut impl Write, conn: &Conn, ask: CorrectionAsk, yes: bool) -> anyhow::Result<ExitCode> {
+/// Asks the issuer for a correction: the request is queued and the running issuer, which
+/// holds the signing keys, carries it out in its own transaction; this waits for the outcome.
+pub(super) async fn correct(
+    out: &mut impl Write,
+    conn: &Conn,
+    ask: CorrectionAsk,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
     let (db, actor) = session(conn).await?;
-    actor.require(Role::Operator, "cancel or replace receipts")?;
+    actor.require(Role::Operator, "correct receipts")?;
     if let Err(e) = feepay_domain::correction::check_reason(&ask.reason) {
         eprintln!("{e}");
         return Ok(ExitCode::from(2));
@@ -152,17 +180,23 @@ async fn correct(out: &mut impl Write, conn: &Conn, ask: CorrectionAsk, yes: boo
         feepay_domain::Vnd::new(row.total).map(|v| v.grouped()).unwrap_or_default(),
         row.status,
     );
-    let what = if ask.replace.is_some() { "cancel and replace" } else { "cancel" };
+    let what = match ask.kind {
+        "notify" => "notify the error on",
+        "replace" => "replace",
+        "cancel" => "cancel",
+        _ => "correct",
+    };
     writeln!(out, "{what} receipt {label}, reason: {}", ask.reason)?;
     if !yes && !confirm(&format!("{what} this receipt? It cannot be undone."))? {
         return Ok(ExitCode::from(2));
     }
-    let replace = ask.replace.as_ref().map(serde_json::to_value).transpose()?;
+    let fix = (ask.fix != Default::default()).then(|| serde_json::to_value(&ask.fix)).transpose()?;
     let id = feepay_runtime::correction_requests::request(
         &db,
         &ask.receipt,
+        ask.kind,
         &ask.reason,
-        replace,
+        fix,
         &actor.name,
         crate::session::now(),
     )
@@ -176,16 +210,24 @@ async fn correct(out: &mut impl Write, conn: &Conn, ask: CorrectionAsk, yes: boo
         let outcome = r.outcome.unwrap_or_default();
         match r.status.as_str() {
             "done" => {
-                writeln!(out, "cancelled {}", outcome["cancelled"].as_str().unwrap_or_default())?;
+                let receipt = outcome["receipt"].as_str().unwrap_or_default();
+                match outcome["procedure"].as_str().unwrap_or_default() {
+                    "notify" => writeln!(
+                        out,
+                        "error on {receipt} notified: notice 04/SS-CTĐT {} signed; the receipt stands and the payer is emailed",
+                        outcome["noticeDocumentId"].as_str().unwrap_or_default()
+                    )?,
+                    "replace" => writeln!(out, "{receipt} replaced")?,
+                    _ => writeln!(out, "{receipt} cancelled")?,
+                }
                 if let (Some(rep), Some(code)) =
                     (outcome["replacement"].as_str(), outcome["replacementLookupCode"].as_str())
                 {
-                    writeln!(out, "replaced by {rep}, lookup code {code}")?;
+                    writeln!(
+                        out,
+                        "replaced by {rep}, lookup code {code}; it goes to the tax authority on the day's summary 01/TH-BLĐT and the payer is emailed"
+                    )?;
                 }
-                writeln!(
-                    out,
-                    "the issuer publishes the receipt events and the notice to the tax authority; the payer is emailed"
-                )?;
                 return Ok(ExitCode::SUCCESS);
             }
             "refused" => {

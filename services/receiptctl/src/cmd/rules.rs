@@ -85,6 +85,7 @@ pub async fn assess(out: &mut impl Write, conn: &Conn, a: AssessArgs) -> anyhow:
             paid_online: a.paid_online,
             categories: &categories,
             identity_level: a.identity_level,
+            citizen: !a.foreigner,
             at,
         };
         let l = loaded.rules.assess_line(&loaded.reference, &q)?;
