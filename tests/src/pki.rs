@@ -159,7 +159,16 @@ pub fn receipt_schema() -> PathBuf {
 
 /// `xmllint --schema` of every document against the shipped XSD.
 pub fn xsd_validate_all(documents: &[String]) -> Result<(), String> {
-    let schema = receipt_schema();
+    xsd_validate_with(documents, &receipt_schema())
+}
+
+/// The shipped schema of the summaries 01/TH-BLĐT.
+pub fn summary_schema() -> PathBuf {
+    repo_root().join("deploy/xsd/bang-tong-hop-bien-lai-1.0.0.xsd")
+}
+
+/// `xmllint --schema` of documents against a schema.
+pub fn xsd_validate_with(documents: &[String], schema: &Path) -> Result<(), String> {
     check_all(documents, "xmllint", &["--noout", "--schema", schema.to_str().expect("utf-8")])
 }
 

@@ -88,6 +88,7 @@ pub fn issuer_settings(db: &TestDb, topics: &Topics, keys: &Path, group: &str) -
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         signers_dir: keys.to_path_buf(),
         tax_report_monthly: false,
+        summary_cutoff: chrono::NaiveTime::from_hms_opt(23, 0, 0).expect("time"),
         trust_anchors: pki::test_pki().anchors(),
         source: "/tests/issuer".into(),
         relay: true,

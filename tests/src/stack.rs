@@ -24,11 +24,31 @@ impl TestDb {
         let files = feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference"))
             .expect("sample files");
         feepay_runtime::refdata::store(&db, &files, "test").await.expect("sample reference data loads");
+        register_every_series(&db).await;
         TestDb { url, db }
     }
 
     pub fn settings(&self) -> DatabaseSettings {
         DatabaseSettings::new(self.url.clone(), 8)
+    }
+}
+
+/// Records, as the tax authority's acceptance (01/TB-ĐKĐT), a registration of every series of
+/// the sample data from 1 June 2025 on, as a centre does before it issues: a test of the
+/// unregistered path says so.
+pub async fn register_every_series(db: &DatabaseConnection) {
+    let loaded = feepay_runtime::refdata::load_latest(db).await.expect("reads").expect("reference data");
+    for s in &loaded.reference.series {
+        let acceptance = feepay_runtime::series_registrations::Acceptance {
+            agency: &s.agency,
+            template: &s.template,
+            letters: &s.letters,
+            notice: "01/TB-ĐKĐT số 1/TB-CT (test)",
+            accepted_on: chrono::NaiveDate::from_ymd_opt(2025, 6, 1).expect("date"),
+        };
+        feepay_runtime::series_registrations::record(db, &acceptance, "test", wall_clock())
+            .await
+            .expect("registration recorded");
     }
 }
 

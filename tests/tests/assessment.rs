@@ -73,6 +73,7 @@ async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
             lines: lines.iter().map(|(f, q)| v1::RequestedLine { fee_code: f.to_string(), quantity: *q }).collect(),
             at: Some(ts(*at)),
             identity_level: 0,
+            foreign_payer: false,
         };
         produce(
             &p,
@@ -94,9 +95,21 @@ async fn what_the_assessor_answers_is_what_the_issuer_accepts() {
     let answers: Vec<v1::FeeAssessed> = read_topic(&topics.assessed, cases.len(), WAIT, decode_event).await;
     assert_eq!(answers.len(), cases.len());
     let answer = |i: usize| answers.iter().find(|a| a.assessment_id == format!("AS-{u}-{i}")).unwrap();
-    assert_eq!(answer(0).total_due, "295000", "180 000 + 115 000 under Circular 63 on its last day");
-    assert_eq!(answer(1).total_due, "335000", "normal rates from 1 January 2026");
-    assert_eq!(answer(2).total_due, "80000", "75 000 + certified pages 2 000 + 2 000 + 1 000");
+    assert_eq!(
+        answer(0).total_due,
+        "215000",
+        "passport halved by Circular 64/2025 (below Circular 63's 180 000) + 115 000 under Circular 63 on its last day"
+    );
+    assert_eq!(
+        answer(1).total_due,
+        "235000",
+        "Circular 63 over: the passport still halved + the licence's full 135 000"
+    );
+    assert_eq!(
+        answer(2).total_due,
+        "5000",
+        "former Hải Dương: 0 đồng online (Resolution 07/2025) + certified pages 2 000 + 2 000 + 1 000"
+    );
     assert_eq!(answer(3).total_due, "225000", "half the identity-card renewal (Circular 64/2025) + 200 000");
     assert_eq!(answer(4).lines[0].amount_due, "0");
     assert_eq!(answer(4).lines[0].waiver.as_ref().unwrap().document_number, "60/2014/QH13");

@@ -93,11 +93,11 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
         .expect("Tiên Du has a series");
     let (template, letters): (String, String) =
         (tiendu.try_get("", "template").unwrap(), tiendu.try_get("", "letters").unwrap());
-    assert_eq!(letters, "", "the current form makes symbols without letters");
-    let symbol = format!("{:02}T", year % 100);
+    assert_eq!(letters, "TD", "the series' letters (Circular 91/2026/TT-BTC Appendix II.2.b)");
+    let symbol = format!("{:02}T{letters}", year % 100);
     db.db
         .execute(feepay_runtime::sql::stmt(
-            "INSERT INTO series_counters (agency, template, symbol, year, last_number, last_hash) VALUES ('BN.TIENDU', $1, $2, $3, 9999999, $4)",
+            "INSERT INTO series_counters (agency, template, symbol, year, last_number, last_hash) VALUES ('BN.TIENDU', $1, $2, $3, 99999999, $4)",
             vec![template.clone().into(), symbol.clone().into(), year.into(), feepay_domain::numbering::GENESIS_HASH.into()],
         ))
         .await
@@ -176,19 +176,53 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     std::fs::write(&tuson_key, saved_key).unwrap();
     let dir = repo_root().join("deploy/reference");
     let mut files = feepay_runtime::refdata::ReferenceFiles::read_dir(&dir).unwrap();
-    // The fix: Tiên Du registers a further template for the rest of the year.
-    let old_series = "agency = \"BN.TIENDU\"\nform = \"EBL01\"";
+    // The fix: Tiên Du takes a new series (other letters) for the rest of the year...
+    let old_series = "agency = \"BN.TIENDU\"\nform = \"EBL01\"\nletters = \"TD\"";
     assert!(files.agencies.1.contains(old_series), "the sample data names Tiên Du's series as expected");
-    files.agencies.1 = files.agencies.1.replace(old_series, "agency = \"BN.TIENDU\"\nform = \"EBL01-2\"");
-    files.agencies.1.push_str(
-        "\n[[form]]\ntemplate = \"EBL01-2\"\nkind = 1\nname = \"Biên lai thu phí, lệ phí không có mệnh giá\"\n\
-         symbol = \"{yy}T\"\nbasis = \"Mẫu đăng ký bổ sung\"\nvalid_from = \"2025-06-01\"\n",
-    );
+    files.agencies.1 =
+        files.agencies.1.replace(old_series, "agency = \"BN.TIENDU\"\nform = \"EBL01\"\nletters = \"TE\"");
     feepay_runtime::refdata::store(&db.db, &files, "test").await.expect("new series loads");
     for id in [a.id, b.id] {
         let run = receiptctl(db, topics, None, &["parked", "retry", &id.to_string(), "--reason", "đã khắc phục"]).await;
         assert_eq!(run.code, 0, "{run:?}");
     }
+    eventually(WAIT, "the key's payment issued", || async {
+        let n =
+            count(&db.db, &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE payment_id = '{no_key}'")).await;
+        (n == 1).then_some(())
+    })
+    .await;
+    // ... but a series is used only once the tax authority accepted it (Circular 91 Art. 17).
+    let waiting = eventually(WAIT, "the new series' payment parked again", || async {
+        let list = feepay_runtime::parking::list(&db.db, false, 100).await.unwrap();
+        list.into_iter().find(|p| p.subject == format!("payment:{exhausted}") && p.reason_code == "series_unregistered")
+    })
+    .await;
+    assert!(waiting.reason.contains("receiptctl series register"), "{}", waiting.reason);
+    let listed = receiptctl(db, topics, None, &["series", "list"]).await;
+    assert!(listed.stdout.contains("NOT REGISTERED"), "{}", listed.stdout);
+    let register = receiptctl(
+        db,
+        topics,
+        None,
+        &[
+            "series",
+            "register",
+            "--agency",
+            "BN.TIENDU",
+            "--letters",
+            "TE",
+            "--notice",
+            "01/TB-ĐKĐT số 77/TB-CT ngày 02/12/2026",
+            "--accepted-on",
+            "2026-01-01",
+        ],
+    )
+    .await;
+    assert_eq!(register.code, 0, "{register:?}");
+    let run =
+        receiptctl(db, topics, None, &["parked", "retry", &waiting.id.to_string(), "--reason", "đã đăng ký"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
     eventually(WAIT, "both retried payments issued", || async {
         let n = count(
             &db.db,
@@ -202,7 +236,7 @@ async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_
     assert!(resolved.iter().all(|p| p.status == feepay_runtime::parking::Status::Resolved), "{resolved:?}");
     let number = count(
         &db.db,
-        &format!("SELECT number::BIGINT AS n FROM receipts WHERE payment_id = '{exhausted}' AND template = 'EBL01-2'"),
+        &format!("SELECT number::BIGINT AS n FROM receipts WHERE payment_id = '{exhausted}' AND symbol LIKE '%TTE'"),
     )
     .await;
     assert_eq!(number, 1, "the new series starts at 1");
@@ -254,6 +288,7 @@ async fn a_service_waits_for_a_late_postgresql_and_then_issues() {
     feepay_runtime::db::migrate(&db).await.unwrap();
     let files = feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).unwrap();
     feepay_runtime::refdata::store(&db, &files, "test").await.unwrap();
+    feepay_tests::stack::register_every_series(&db).await;
     eventually(WAIT, "the issuer ready", || async {
         reqwest::get(format!("http://{ops}/readyz")).await.ok().filter(|r| r.status().is_success()).map(|_| ())
     })

@@ -192,6 +192,7 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     let files =
         feepay_runtime::refdata::ReferenceFiles::read_dir(&repo_root().join("deploy/reference")).expect("files");
     feepay_runtime::refdata::store(&db, &files, "faults").await.expect("reference");
+    feepay_tests::stack::register_every_series(&db).await;
     let keys = test_keys();
     let topics = feepay_runtime::settings::Topics::default_names();
 

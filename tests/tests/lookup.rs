@@ -203,18 +203,20 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     let dom = chromium_dom(&format!("{base}/tra-cuu/ZZZZ-ZZZZ-ZZZZ-ZZZZ")).await;
     assert!(dom.contains("Không tìm thấy biên lai"), "{dom}");
 
-    // An operator cancels receipt 1 and replaces receipt 2 with a corrected name.
+    // No receipt is cancelled any more (Circular 91/2026/TT-BTC Art. 20).
     let run =
         receiptctl(db, topics, None, &["receipts", "cancel", &codes[0], "--reason", "Thu nhầm hồ sơ", "--yes"]).await;
-    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("Circular 91/2026/TT-BTC Art. 20"), "{run:?}");
+    // Receipt 1: a wrong name, the right tax code and amount: notified, not reissued.
     let run = receiptctl(
         db,
         topics,
         None,
         &[
             "receipts",
-            "replace",
-            &codes[1],
+            "correct",
+            &codes[0],
             "--reason",
             "Sai họ tên người nộp",
             "--payer-name",
@@ -224,37 +226,80 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     )
     .await;
     assert_eq!(run.code, 0, "{run:?}");
-    let new_code = run.stdout.split("lookup code ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    let again = receiptctl(db, topics, None, &["receipts", "cancel", &codes[0], "--reason", "lần nữa", "--yes"]).await;
-    assert_eq!(again.code, 2, "a cancelled receipt cannot be cancelled again: {again:?}");
-    assert!(again.stderr.contains("already cancelled"), "{again:?}");
+    assert!(run.stdout.contains("notified"), "{run:?}");
+    // A wrong personal identification number (the tax code of an individual) cannot be
+    // notified: it needs a replacement.
+    let refused = receiptctl(
+        db,
+        topics,
+        None,
+        &["receipts", "notify", &codes[1], "--reason", "Sai số định danh", "--payer-id", "027190001235", "--yes"],
+    )
+    .await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("replace the receipt"), "{refused:?}");
+    // Receipt 2: replaced with the right number.
+    let run = receiptctl(
+        db,
+        topics,
+        None,
+        &[
+            "receipts",
+            "correct",
+            &codes[1],
+            "--reason",
+            "Sai số định danh người nộp",
+            "--payer-id",
+            "027190001235",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let new_code = run.stdout.split("lookup code ").nth(1).unwrap().split([' ', ';']).next().unwrap().to_string();
+    let again = receiptctl(
+        db,
+        topics,
+        None,
+        &["receipts", "replace", &codes[1], "--reason", "lần nữa", "--payer-name", "X Y", "--yes"],
+    )
+    .await;
+    assert_eq!(again.code, 2, "a replaced receipt is corrected through its replacement: {again:?}");
+    assert!(again.stderr.contains("no longer valid"), "{again:?}");
 
     let (_, j) = get_json(&format!("{base}/api/v1/receipts/{}", codes[0])).await;
-    assert_eq!(j["status"], "cancelled");
-    assert_eq!(j["cancelReason"], "Thu nhầm hồ sơ");
+    assert_eq!(j["status"], "issued", "the notified receipt stands");
+    assert_eq!(j["notices"][0]["reason"], "Sai họ tên người nộp", "{j}");
+    assert_eq!(j["notices"][0]["payerName"], "Trần Thị Ngọc Anh", "{j}");
     let dom = chromium_dom(&format!("{base}/tra-cuu/{}", codes[0])).await;
-    assert!(dom.contains("BIÊN LAI ĐÃ BỊ HỦY"), "{dom}");
+    assert!(dom.contains("Thông báo sai sót") && dom.contains("Trần Thị Ngọc Anh"), "{dom}");
+    assert!(!dom.contains("ĐÃ BỊ HỦY"), "no cancelled banner for a receipt that cannot be cancelled: {dom}");
     let (_, j) = get_json(&format!("{base}/api/v1/receipts/{}", codes[1])).await;
-    assert_eq!(j["status"], "cancelled");
+    assert_eq!(j["status"], "replaced");
+    assert!(j["replacedAt"].is_string(), "{j}");
     assert_eq!(j["replacedBy"]["url"], format!("/tra-cuu/{new_code}"));
+    let dom = chromium_dom(&format!("{base}/tra-cuu/{}", codes[1])).await;
+    assert!(dom.contains("BIÊN LAI ĐÃ ĐƯỢC THAY THẾ"), "{dom}");
     let (_, n) = get_json(&format!("{base}/api/v1/receipts/{new_code}")).await;
-    assert_eq!(n["receipt"]["payer"]["fullName"], "Trần Thị Ngọc Anh");
+    assert_eq!(n["receipt"]["payer"]["personalId"], "027******235", "masked in public: {n}");
     assert_eq!(n["receipt"]["number"], "0000004", "the replacement takes the next number");
     let v = verify(serde_json::json!({"lookupCode": codes[1]}).to_string(), "application/json").await;
     assert_eq!(v["authentic"], true);
-    assert_eq!(v["status"], "cancelled");
+    assert_eq!(v["status"], "replaced");
     assert_eq!(v["replacedBy"]["number"], "0000004", "{v}");
+    assert!(v["summary"].as_str().unwrap().contains("ĐÃ ĐƯỢC THAY THẾ"), "{v}");
     let html = reqwest::get(format!("{base}/tra-cuu/{new_code}")).await.unwrap().text().await.unwrap();
     assert!(html.contains("Thay thế cho biên lai số 0000002"), "{html}");
 
-    // The cancellations reach Kafka through the running issuer's outbox relay.
-    let cancelled: Vec<v1::ReceiptCancelled> = read_topic(&topics.receipts_cancelled, 2, WAIT, decode_event).await;
-    let mut reasons: Vec<&str> = cancelled.iter().map(|c| c.reason.as_str()).collect();
-    reasons.sort();
-    assert_eq!(reasons, ["Sai họ tên người nộp", "Thu nhầm hồ sơ"]);
+    // The notice reaches Kafka through the running issuer's outbox relay; nothing is cancelled.
+    let notified: Vec<v1::ReceiptErrorNotified> = read_topic(&topics.receipts_updated, 1, WAIT, decode_event).await;
+    assert_eq!(notified[0].reason, "Sai họ tên người nộp");
+    assert_eq!(notified[0].corrected_payer.as_ref().unwrap().full_name, "Trần Thị Ngọc Anh");
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts WHERE status = 'cancelled'").await, 0);
 
     // An auditor proves the series complete and untouched, trusting the published CA.
     let symbol = j["receipt"]["receiptSymbol"].as_str().unwrap().to_string();
+    assert_eq!(symbol.len(), 5, "Circular 91's symbol: {symbol}");
     let anchors_file = std::env::temp_dir().join(format!("anchors-{}.pem", unique()));
     std::fs::write(&anchors_file, k["trustAnchors"][0].as_str().unwrap()).unwrap();
     let audit = receiptctl(
@@ -282,7 +327,7 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
         "{audit:?}"
     );
 
-    // The day's reconciliation and the usage report.
+    // The day's reconciliation.
     let day = feepay_domain::numbering::date_gmt7(today).to_string();
     let recon =
         receiptctl(db, topics, None, &["reconcile", "--date", &day, "--agency", "BN.TTPVHCC", "--format", "csv"]).await;
@@ -290,11 +335,10 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     let lines: Vec<&str> = recon.stdout.lines().collect();
     assert_eq!(
         lines[0],
-        "agency,provider,payments,paid_vnd,issued,waived_fully,rejected,receipts,cancelled,collected_vnd,waived_vnd"
+        "agency,provider,payments,paid_vnd,issued,waived_fully,rejected,receipts,superseded,collected_vnd,refunded_vnd,waived_vnd"
     );
-    // 3 payments of 135 000; 4 receipts (one replacement), 2 cancelled; 2 valid receipts
-    // collect 270 000 (the cancelled-only payment has none left).
-    assert_eq!(lines[1], "BN.TTPVHCC,VNPAY,3,405000,3,0,0,4,2,270000,0", "{recon:?}");
+    // 3 payments of 135 000; 4 receipts (one replacement), 1 replaced; 3 valid receipts.
+    assert_eq!(lines[1], "BN.TTPVHCC,VNPAY,3,405000,3,0,0,4,1,405000,0,0", "{recon:?}");
     let unmatched = receiptctl(
         db,
         topics,
@@ -302,52 +346,23 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
         &["reconcile", "--date", &day, "--agency", "BN.TTPVHCC", "--format", "csv", "--unmatched"],
     )
     .await;
-    let rows: Vec<&str> = unmatched.stdout.lines().skip(1).collect();
-    assert_eq!(rows.len(), 1, "{unmatched:?}");
-    assert!(rows[0].contains("every receipt cancelled"), "{unmatched:?}");
-    let table = receiptctl(db, topics, None, &["reconcile", "--date", &day]).await;
-    assert!(table.stdout.contains("payments without a valid receipt: 1"), "{table:?}");
+    assert_eq!(unmatched.stdout.lines().skip(1).count(), 0, "{unmatched:?}");
 
-    let usage = receiptctl(
-        db,
-        topics,
-        None,
-        &["report", "usage", "--from", &day, "--to", &day, "--agency", "BN.TTPVHCC", "--format", "csv"],
-    )
-    .await;
-    assert_eq!(usage.code, 0, "{usage:?}");
-    let row = usage.stdout.lines().nth(1).expect("one series");
-    let cells: Vec<&str> = row.split(',').collect();
-    assert_eq!(&cells[3..5], ["EBL01", symbol.as_str()]);
-    assert_eq!(&cells[7..], ["0000001", "0000001", "0000004", "4", "2", "0000001 0000002", "0", "0000004"], "{row}");
-    let xml = receiptctl(db, topics, None, &["report", "usage", "--from", &day, "--to", &day, "--format", "xml"]).await;
-    assert_eq!(xml.code, 2, "the official XML is the issuer's signed report: {xml:?}");
-    assert!(xml.stderr.contains("receiptctl tax list --kind usage-report"), "{xml:?}");
-
-    // Each cancellation sent the tax authority its signed notice (04/SS-CTĐT).
+    // The notice sent the tax authority its signed 04/SS-CTĐT, a fee receipt of type 3.
     let notices = receiptctl(db, topics, None, &["tax", "list", "--kind", "error-notice"]).await;
     assert_eq!(notices.code, 0, "{notices:?}");
-    assert!(notices.stdout.contains("2 document(s)"), "{notices:?}");
-    let ids: Vec<String> = notices
-        .stdout
-        .lines()
-        .filter(|l| l.contains("04/SS-CTĐT"))
-        .map(|l| l.split_whitespace().next().unwrap().to_string())
-        .collect();
-    let mut reasons = Vec::new();
-    for id in &ids {
-        let shown = receiptctl(db, topics, None, &["tax", "show", id]).await;
-        assert!(shown.stdout.contains("<MSo>04/SS-CTĐT</MSo>"), "{shown:?}");
-        assert!(
-            shown.stdout.contains("<MST>2300290832</MST>") && shown.stdout.contains("<KHMSCTu>EBL01</KHMSCTu>"),
-            "{shown:?}"
-        );
-        feepay_tests::pki::xmlsec_verify_document(&shown.stdout, "DLTBao")
-            .unwrap_or_else(|e| panic!("xmlsec1 refuses the notice: {e}"));
-        reasons.push(shown.stdout.split("<LDo>").nth(1).unwrap().split("</LDo>").next().unwrap().to_string());
-    }
-    reasons.sort();
-    assert_eq!(reasons, ["Sai họ tên người nộp", "Thu nhầm hồ sơ"]);
+    assert!(notices.stdout.contains("1 document(s)"), "{notices:?}");
+    let id = notices.stdout.lines().find(|l| l.contains("04/SS-CTĐT")).unwrap().split_whitespace().next().unwrap();
+    let shown = receiptctl(db, topics, None, &["tax", "show", id]).await;
+    assert!(shown.stdout.contains("<MSo>04/SS-CTĐT</MSo>"), "{shown:?}");
+    assert!(
+        shown.stdout.contains("<MST>2300290832</MST>") && shown.stdout.contains("<KHMSCTu>EBL01</KHMSCTu>"),
+        "{shown:?}"
+    );
+    assert!(shown.stdout.contains("<LCTDT>3</LCTDT>"), "a fee receipt without face value: {shown:?}");
+    assert!(shown.stdout.contains("<LDo>Sai họ tên người nộp</LDo>"), "{shown:?}");
+    feepay_tests::pki::xmlsec_verify_document(&shown.stdout, "DLTBao")
+        .unwrap_or_else(|e| panic!("xmlsec1 refuses the notice: {e}"));
     let out_dir = std::env::temp_dir().join(format!("tax-{}", unique()));
     let export = receiptctl(db, topics, None, &["tax", "export", "--dir", out_dir.to_str().unwrap()]).await;
     assert!(export.stdout.contains("document(s) written"), "{export:?}");
@@ -356,20 +371,24 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
         .file_name()
         .to_string_lossy()
         .starts_with("04-SS-CTDT-BN.TTPVHCC-")));
-    // The registration draft names the centre's form and the certificate that signs.
+    // The registration draft: the centre's form and symbol, the transmission on 01/TH-BLĐT,
+    // the certificate that signs, and the delegation it receives from the police.
     let draft = receiptctl(db, topics, None, &["tax", "registration", "--agency", "BN.TTPVHCC"]).await;
     assert_eq!(draft.code, 0, "{draft:?}");
     assert!(
-        draft.stdout.contains("<MSo>01/ĐKTĐ-CTĐT</MSo>") && draft.stdout.contains("<KHMSCTu>EBL01</KHMSCTu>"),
+        draft.stdout.contains("<MSo>01/ĐKTĐ-CTĐT</MSo>") && draft.stdout.contains("<KHMCTu>EBL01</KHMCTu>"),
         "{draft:?}"
     );
+    assert!(draft.stdout.contains(&format!("<KHCTu>{symbol}</KHCTu>")), "{draft:?}");
+    assert!(draft.stdout.contains("<CDLBTHop>1</CDLBTHop>"), "the summary 01/TH-BLĐT chosen: {draft:?}");
     assert!(draft.stdout.contains(&format!("<Seri>{}</Seri>", cert["serial"].as_str().unwrap())), "{draft:?}");
-    assert!(!draft.stdout.contains("<TDVNUNhiem>"), "the centre delegates to nobody: {draft:?}");
-    let stp = receiptctl(db, topics, None, &["tax", "registration", "--agency", "BN.STP"]).await;
+    assert!(draft.stdout.contains("<LDKUNhiem>2</LDKUNhiem>"), "the centre receives a delegation: {draft:?}");
+    let police = receiptctl(db, topics, None, &["tax", "registration", "--agency", "BN.CA"]).await;
     assert!(
-        stp.stdout.contains("<MSTDVNUNhiem>2300290832</MSTDVNUNhiem>"),
-        "the centre issues under the department's delegation: {stp:?}"
+        police.stdout.contains("<LDKUNhiem>1</LDKUNhiem>") && police.stdout.contains("<MST>2300290832</MST>"),
+        "the police delegate to the centre: {police:?}"
     );
+    assert!(police.stdout.contains("số từ 0500000 đến 0999999"), "{police:?}");
 
     // The audit log says who did what and why.
     let log = db
@@ -386,8 +405,8 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
     assert_eq!(
         log,
         [
-            ("test-operator".into(), "receipt.cancel".into(), Some("Thu nhầm hồ sơ".into())),
-            ("test-operator".into(), "receipt.replace".into(), Some("Sai họ tên người nộp".into())),
+            ("test-operator".into(), "receipt.notify".into(), Some("Sai họ tên người nộp".into())),
+            ("test-operator".into(), "receipt.replace".into(), Some("Sai số định danh người nộp".into())),
         ]
     );
 

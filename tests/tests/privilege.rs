@@ -134,11 +134,11 @@ async fn the_lookup_service_runs_read_only_and_an_operator_role_cannot_touch_a_r
         topics,
         &url,
         Some(&token),
-        &["receipts", "cancel", &code, "--reason", "Thu nhầm hồ sơ", "--yes"],
+        &["receipts", "notify", &code, "--reason", "Sai họ tên người nộp", "--payer-name", "Trần Văn Bình", "--yes"],
     )
     .await;
     assert_eq!(cli.code, 0, "the operator's request is carried out by the issuer: {cli:?}");
-    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts WHERE status = 'cancelled'").await, 1);
+    assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipt_notices").await, 1);
     drop((as_lookup, as_operator));
     lookup.running.stop().await;
     issuer.stop().await;
@@ -229,7 +229,7 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     // ...files no request outside its scope, cannot widen itself, and cannot sign the audit
     // log with another name.
     let outside = format!(
-        "INSERT INTO correction_requests (receipt, reason, actor) VALUES ('{hp_code}', 'Thu nhầm hồ sơ', 'bn-op')"
+        "INSERT INTO correction_requests (receipt, kind, reason, actor) VALUES ('{hp_code}', 'notify', 'Sai họ tên', 'bn-op')"
     );
     assert_eq!(refused(&as_bn, &outside).await.as_deref(), Some("42501"), "out of scope");
     for sql in [
@@ -313,7 +313,7 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
         topics,
         &url,
         Some(&bn_token),
-        &["receipts", "cancel", bn1, "--reason", "Thu nhầm hồ sơ", "--yes"],
+        &["receipts", "replace", bn1, "--reason", "Sai số định danh người nộp", "--payer-id", "027190001235", "--yes"],
     )
     .await;
     assert_eq!(r.code, 0, "{r:?}");
@@ -323,7 +323,7 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     // the requester where the key is: the revocation commits before the request does.
     let txn = as_bn.begin().await.unwrap();
     txn.execute_unprepared(&format!(
-        "INSERT INTO correction_requests (receipt, reason, actor) VALUES ('{bn2}', 'Thu nhầm hồ sơ', 'bn-op')"
+        "INSERT INTO correction_requests (receipt, kind, reason, actor) VALUES ('{bn2}', 'replace', 'Sai số định danh', 'bn-op')"
     ))
     .await
     .unwrap();

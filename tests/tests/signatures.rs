@@ -74,8 +74,8 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
         now,
     );
     produce(&p, &topics.payments_succeeded, &waived, &w, BodyFormat::Json).await;
-    let cancelled = format!("PG-{u}-cancelled");
-    produce(&p, &topics.payments_succeeded, &cancelled, &gplx_payment(&cancelled, now), BodyFormat::Protobuf).await;
+    let refunded = format!("PG-{u}-refunded");
+    produce(&p, &topics.payments_succeeded, &refunded, &gplx_payment(&refunded, now), BodyFormat::Protobuf).await;
     let replaced = format!("PG-{u}-replaced");
     let two_lines = payment(
         &replaced,
@@ -92,12 +92,49 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
         (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 5).then_some(())
     })
     .await;
-    let r = |id: &str, lines: Vec<(&str, i64)>| refund(&format!("RF-{id}"), id, lines, now);
-    produce(&p, &topics.payments_refunded, &cancelled, &r(&cancelled, vec![]), BodyFormat::Protobuf).await;
-    produce(&p, &topics.payments_refunded, &replaced, &r(&replaced, vec![("P-CHUNGTHUC", 4_000)]), BodyFormat::Json)
-        .await;
-    eventually(WAIT, "a cancellation and a replacement", || async {
-        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts WHERE status = 'cancelled'").await == 2
+    // A refund is recorded against its receipt, which stays as signed (Circular 91 has no
+    // cancellation); a wrong personal ID gets a replacement.
+    produce(
+        &p,
+        &topics.payments_refunded,
+        &refunded,
+        &refund(&format!("RF-{refunded}"), &refunded, vec![], now),
+        BodyFormat::Protobuf,
+    )
+    .await;
+    let wrong_id: String = db
+        .db
+        .query_one(feepay_runtime::sql::stmt(
+            "SELECT lookup_code FROM receipts WHERE payment_id = $1 ORDER BY number LIMIT 1",
+            vec![replaced.clone().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "lookup_code")
+        .unwrap();
+    let run = receiptctl(
+        db,
+        topics,
+        None,
+        &[
+            "receipts",
+            "replace",
+            &wrong_id,
+            "--reason",
+            "Sai số định danh người nộp",
+            "--payer-id",
+            "027190001235",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    eventually(WAIT, "a refund recorded and a replacement", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM refunds WHERE status = 'applied' AND allocation IS NOT NULL")
+            .await
+            == 1
+            && count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts WHERE status = 'replaced'").await == 1
             && count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 6)
             .then_some(())
     })
@@ -110,16 +147,16 @@ async fn receipts_of_every_kind_verify_with_xmlsec1_and_forgeries_are_refused() 
         waived_doc.contains("<TTruong>MienGiam.VanBan</TTruong>"),
         "the waived line names its legal basis: {waived_doc}"
     );
-    let cancelled_docs = documents_of(db, &cancelled).await;
-    assert_eq!(cancelled_docs[0].1, "cancelled");
+    let refunded_docs = documents_of(db, &refunded).await;
+    assert_eq!(refunded_docs[0].1, "issued", "a refund leaves its receipt as it is");
     let replaced_docs = documents_of(db, &replaced).await;
     let replacement =
         replaced_docs.iter().find(|d| d.1 == "issued" && d.0.contains("BLThayThe.SCTu")).expect("replacement");
     for (kind, doc) in [
         ("plain", &plain_doc),
         ("waived", &waived_doc),
-        ("cancelled", &cancelled_docs[0].0),
-        ("replaced", &replaced_docs.iter().find(|d| d.1 == "cancelled").expect("the replaced receipt").0),
+        ("refunded", &refunded_docs[0].0),
+        ("replaced", &replaced_docs.iter().find(|d| d.1 == "replaced").expect("the replaced receipt").0),
         ("replacement", &replacement.0),
     ] {
         xmlsec_verify(doc).unwrap_or_else(|e| panic!("{kind}: xmlsec1 refuses it: {e}\n{doc}"));
