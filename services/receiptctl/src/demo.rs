@@ -195,7 +195,7 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             "BN.TIENDU",
             "2.000815",
             PartlyOnline,
-            payer("Ngô Thanh Lan", "027295001122", "", "phường Tiên Du, thành phố Bắc Ninh", vec![]),
+            payer("Ngô Thanh Lan", "027195001122", "", "phường Tiên Du, thành phố Bắc Ninh", vec![]),
             vec![line("P-CHUNGTHUC", Phi, 3, 5_000)],
         ),
         // 9. A work permit for a foreign worker, identified by passport only.
