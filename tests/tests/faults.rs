@@ -356,7 +356,7 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     .await;
     let gaps = scalar(
         &db,
-        "SELECT COALESCE(SUM(max_n - n), 0)::BIGINT AS n FROM (SELECT max(number) AS max_n, count(DISTINCT number) AS n FROM receipts GROUP BY agency_code, template, symbol, year) s",
+        "SELECT COALESCE(SUM(max_n - (range_from - 1) - n), 0)::BIGINT AS n FROM (SELECT range_from, max(number) AS max_n, count(DISTINCT number) AS n FROM receipts GROUP BY agency_code, template, symbol, year, range_from) s",
     )
     .await;
     let repeats = scalar(
@@ -366,7 +366,7 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     .await;
     let counter_off = scalar(
         &db,
-        "SELECT count(*) AS n FROM series_counters c WHERE c.last_number <> (SELECT COALESCE(max(number), 0) FROM receipts r WHERE (r.agency_code, r.template, r.symbol, r.year) = (c.agency, c.template, c.symbol, c.year))",
+        "SELECT count(*) AS n FROM series_counters c WHERE c.last_number <> (SELECT COALESCE(max(number), c.range_from - 1) FROM receipts r WHERE (r.agency_code, r.template, r.symbol, r.year, r.range_from) = (c.agency, c.template, c.symbol, c.year, c.range_from))",
     )
     .await;
     let emails_per_receipt_off = scalar(

@@ -257,9 +257,10 @@ pub async fn check(
         receipts_for_rejected_or_waived: one(db, "SELECT count(*)::BIGINT AS n FROM receipts r JOIN payments p USING (payment_id) WHERE p.status <> 'issued'").await?,
         numbering_defects: one(
             db,
-            "SELECT COALESCE(sum(abs(GREATEST(c.last_number, x.mx) - x.d) + (x.n - x.d)), 0)::BIGINT AS n FROM series_counters c JOIN \
-             (SELECT agency_code, template, symbol, year, count(*) AS n, count(DISTINCT number) AS d, max(number) AS mx FROM receipts GROUP BY 1, 2, 3, 4) x \
-             ON x.agency_code = c.agency AND x.template = c.template AND x.symbol = c.symbol AND x.year = c.year",
+            // Each range (a delegate's starts above 1) holds range_from..=last_number once each.
+            "SELECT COALESCE(sum(abs(GREATEST(c.last_number, x.mx) - (c.range_from - 1) - x.d) + (x.n - x.d)), 0)::BIGINT AS n FROM series_counters c JOIN \
+             (SELECT agency_code, template, symbol, year, range_from, count(*) AS n, count(DISTINCT number) AS d, max(number) AS mx FROM receipts GROUP BY 1, 2, 3, 4, 5) x \
+             ON x.agency_code = c.agency AND x.template = c.template AND x.symbol = c.symbol AND x.year = c.year AND x.range_from = c.range_from",
         )
         .await?,
         series: one(db, "SELECT count(*)::BIGINT AS n FROM series_counters WHERE last_number > 0").await?,

@@ -435,8 +435,8 @@ async fn insert_receipts(txn: &DatabaseTransaction, rows: Vec<receipts::ActiveMo
     Ok(())
 }
 
-/// Checks every series of a year: numbers 1..=n without gap or repeat and the counter at
-/// n. Returns the number of defects (missing + repeated numbers) and updates the gauge.
+/// Checks every series of a year, range by range: numbers from the range's first to its
+/// counter without gap or repeat. Returns the number of defects (missing + repeated numbers) and updates the gauge.
 pub(super) async fn self_check(issuer: &Issuer, year: i32) -> Result<i64, DbErr> {
     // A grouped outer join with three aggregates per series: clearer as the SQL itself
     // than as a chain of sea-query expressions, and only read.
