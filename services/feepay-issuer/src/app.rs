@@ -167,7 +167,7 @@ impl App {
         let db = startup::database(&settings.database, &readiness, &shutdown)
             .await
             .context("stopped while waiting for PostgreSQL")?;
-        let topics = settings.topics.all();
+        let topics = feepay_runtime::kafka::access::Role::Issuer.topics(&settings.topics);
         anyhow::ensure!(
             startup::broker(&settings.kafka, &topics, &readiness, &shutdown).await,
             "stopped while waiting for the broker"

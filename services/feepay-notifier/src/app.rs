@@ -64,7 +64,13 @@ impl App {
             .await
             .context("stopped while waiting for PostgreSQL")?;
         anyhow::ensure!(
-            startup::broker(&settings.kafka, &settings.topics.all(), &readiness, &shutdown).await,
+            startup::broker(
+                &settings.kafka,
+                &feepay_runtime::kafka::access::Role::Notifier.topics(&settings.topics),
+                &readiness,
+                &shutdown
+            )
+            .await,
             "stopped while waiting for the broker"
         );
         let producer = kafka::producer(&settings.kafka).context("creating the Kafka producer")?;

@@ -24,7 +24,7 @@ use crate::kafka::client_config;
 use crate::metrics::ConsumerMetrics;
 use crate::parking::{self, ParkReason};
 use crate::retry::Backoff;
-use crate::settings::{BatchSettings, KafkaSettings};
+use crate::settings::{BatchSettings, GroupProtocol, KafkaSettings};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -79,11 +79,26 @@ impl ConsumerState {
         !self.assignment.read().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
-    fn set_assignment(&self, tpl: Option<&TopicPartitionList>) {
-        let set = tpl
-            .map(|t| t.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect())
-            .unwrap_or_default();
-        *self.assignment.write().unwrap_or_else(|e| e.into_inner()) = set;
+    /// Partitions added by a rebalance. Under an eager protocol every rebalance revokes
+    /// everything and assigns the new set; under a cooperative one (and KIP-848's consumer
+    /// protocol) each rebalance adds or removes only some, so the assignment is kept as a
+    /// set that rebalances change rather than replace.
+    fn assign(&self, tpl: &TopicPartitionList) {
+        let mut set = self.assignment.write().unwrap_or_else(|e| e.into_inner());
+        set.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
+    }
+
+    /// No partitions: the consumer that held them is gone.
+    fn clear(&self) {
+        self.assignment.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Partitions taken away by a rebalance.
+    fn revoke(&self, tpl: &TopicPartitionList) {
+        let mut set = self.assignment.write().unwrap_or_else(|e| e.into_inner());
+        for e in tpl.elements() {
+            set.remove(&(e.topic().to_string(), e.partition()));
+        }
     }
 
     fn busy(&self) {
@@ -127,12 +142,12 @@ impl ConsumerContext for DriverContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                self.state.set_assignment(Some(tpl));
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                self.state.assign(tpl);
+                tracing::info!(added = tpl.count(), holding = self.state.assignment().len(), "partitions assigned");
             }
             Rebalance::Revoke(tpl) => {
-                self.state.set_assignment(None);
-                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                self.state.revoke(tpl);
+                tracing::info!(removed = tpl.count(), holding = self.state.assignment().len(), "partitions revoked");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
@@ -142,9 +157,58 @@ impl ConsumerContext for DriverContext {
 /// The consumer type of the services.
 pub type GroupConsumer = StreamConsumer<DriverContext>;
 
+/// The service's consumer, made again when librdkafka reports a fatal error (a client
+/// instance is unusable after one: for example a static member fenced by the group
+/// coordinator after a failover). The driver and the monitor always use the current one.
+pub struct ConsumerHandle {
+    current: std::sync::RwLock<Arc<GroupConsumer>>,
+    make: Box<dyn Fn() -> Result<GroupConsumer, KafkaError> + Send + Sync>,
+    state: Arc<ConsumerState>,
+}
+
+impl ConsumerHandle {
+    /// A consumer from `make`, which is called again to replace it after a fatal error.
+    pub fn new(
+        state: Arc<ConsumerState>,
+        make: impl Fn() -> Result<GroupConsumer, KafkaError> + Send + Sync + 'static,
+    ) -> Result<Self, KafkaError> {
+        let first = make()?;
+        Ok(ConsumerHandle { current: std::sync::RwLock::new(Arc::new(first)), make: Box::new(make), state })
+    }
+
+    pub fn get(&self) -> Arc<GroupConsumer> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the consumer with a new one, which joins the group afresh.
+    pub fn renew(&self) -> Result<(), KafkaError> {
+        let new = Arc::new((self.make)()?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = new;
+        self.state.clear();
+        Ok(())
+    }
+}
+
+/// Whether librdkafka says this client instance can no longer be used.
+pub fn is_fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::MessageConsumptionFatal(_))
+}
+
 /// A consumer in the service's group that never commits on its own: offsets are committed
 /// by the driver only after a batch's effects are durable.
 pub fn group_consumer(
+    s: &KafkaSettings,
+    topics: &[&str],
+    state: Arc<ConsumerState>,
+) -> Result<ConsumerHandle, KafkaError> {
+    let (s, topics, st) = (s.clone(), topics.iter().map(|t| t.to_string()).collect::<Vec<_>>(), state.clone());
+    ConsumerHandle::new(state, move || {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        make_group_consumer(&s, &topics, st.clone())
+    })
+}
+
+fn make_group_consumer(
     s: &KafkaSettings,
     topics: &[&str],
     state: Arc<ConsumerState>,
@@ -155,9 +219,6 @@ pub fn group_consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", s.session_timeout_ms.to_string())
-        .set("heartbeat.interval.ms", (s.session_timeout_ms / 3).max(100).to_string())
-        .set("partition.assignment.strategy", "range")
         .set("fetch.wait.max.ms", s.fetch_wait_ms.to_string())
         // A record batch larger than these is still returned whole (Kafka's KIP-74), so a
         // record up to the broker's limit is always read; see `FEEPAY_KAFKA_FETCH_MAX_BYTES`.
@@ -166,6 +227,19 @@ pub fn group_consumer(
         .set("receive.message.max.bytes", (s.fetch_max_bytes + 1_048_576).to_string())
         // Bound the prefetch buffer (librdkafka's default is 64 MiB per consumer).
         .set("queued.max.messages.kbytes", "8192");
+    match s.group_protocol {
+        GroupProtocol::Classic => {
+            config
+                .set("group.protocol", "classic")
+                .set("session.timeout.ms", s.session_timeout_ms.to_string())
+                .set("heartbeat.interval.ms", (s.session_timeout_ms / 3).max(100).to_string())
+                .set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        // Timeouts and assignment are the broker's under KIP-848.
+        GroupProtocol::Consumer => {
+            config.set("group.protocol", "consumer");
+        }
+    }
     if let Some(id) = &s.group_instance_id {
         config.set("group.instance.id", id);
     }
@@ -273,7 +347,7 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Driver<H: Handler> {
     /// Metric prefix and producer name, e.g. `feepay_issuer`.
     pub service: &'static str,
-    pub consumer: Arc<GroupConsumer>,
+    pub consumer: Arc<ConsumerHandle>,
     pub state: Arc<ConsumerState>,
     pub producer: FutureProducer,
     pub db: DatabaseConnection,
@@ -314,9 +388,21 @@ impl<H: Handler> Driver<H> {
     async fn consume(&self, shutdown: &CancellationToken) {
         let mut receive_backoff = Backoff::batch();
         while !shutdown.is_cancelled() {
-            let batch = match self.receive(shutdown).await {
+            let consumer = self.consumer.get();
+            let batch = match self.receive(&consumer, shutdown).await {
                 Ok(b) if b.is_empty() => continue,
                 Ok(b) => b,
+                Err(e) if is_fatal(&e) => {
+                    tracing::error!(error = %e, "the Kafka consumer failed for good; joining the group again with a new one");
+                    drop(consumer);
+                    if let Err(e) = self.consumer.renew() {
+                        tracing::error!(error = %e, "making a new Kafka consumer failed; retrying");
+                    }
+                    if !receive_backoff.wait(shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka receive failed");
                     if !receive_backoff.wait(shutdown).await {
@@ -328,7 +414,7 @@ impl<H: Handler> Driver<H> {
             receive_backoff = Backoff::batch();
             self.state.busy();
             let started = Instant::now();
-            if self.process(&batch, shutdown).await.is_err() {
+            if self.process(&consumer, &batch, shutdown).await.is_err() {
                 break;
             }
             self.state.progressed();
@@ -339,16 +425,20 @@ impl<H: Handler> Driver<H> {
 
     /// Receives up to the batch size: waits for the first record (or shutdown), then takes
     /// what arrives within the linger.
-    async fn receive(&self, shutdown: &CancellationToken) -> Result<Vec<BorrowedMessage<'_>>, KafkaError> {
+    async fn receive<'c>(
+        &self,
+        consumer: &'c GroupConsumer,
+        shutdown: &CancellationToken,
+    ) -> Result<Vec<BorrowedMessage<'c>>, KafkaError> {
         let mut batch = Vec::new();
         let first = tokio::select! {
             _ = shutdown.cancelled() => return Ok(batch),
-            m = self.consumer.recv() => m?,
+            m = consumer.recv() => m?,
         };
         batch.push(first);
         let deadline = tokio::time::Instant::now() + self.batch.linger;
         while batch.len() < self.batch.max_events {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Ok(Ok(m)) => batch.push(m),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "kafka error while filling a batch");
@@ -360,7 +450,12 @@ impl<H: Handler> Driver<H> {
         Ok(batch)
     }
 
-    async fn process(&self, batch: &[BorrowedMessage<'_>], shutdown: &CancellationToken) -> Result<(), Stopped> {
+    async fn process(
+        &self,
+        consumer: &GroupConsumer,
+        batch: &[BorrowedMessage<'_>],
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stopped> {
         let mut items = Vec::with_capacity(batch.len());
         let mut origin = Vec::with_capacity(batch.len());
         let mut dead = Vec::new();
@@ -390,7 +485,7 @@ impl<H: Handler> Driver<H> {
             self.metrics.count_dead_letter(&dl);
         }
         // 3. Only now the offsets.
-        if let Err(e) = commit(self.consumer.as_ref(), batch) {
+        if let Err(e) = commit(consumer, batch) {
             // Not fatal: the events are redelivered and found again without effect.
             tracing::warn!(error = %e, "offset commit failed; the batch will be redelivered and deduplicated");
         }
@@ -593,7 +688,7 @@ pub fn commit<C: Consumer<X>, X: ConsumerContext>(
 /// watermark minus the committed offset), the stall flag, and this service's open parked
 /// events by reason.
 pub fn spawn_monitor(
-    consumer: Arc<GroupConsumer>,
+    consumer: Arc<ConsumerHandle>,
     state: Arc<ConsumerState>,
     readiness: Arc<crate::http::Readiness>,
     metrics: ConsumerMetrics,
@@ -603,7 +698,7 @@ pub fn spawn_monitor(
 ) {
     tokio::spawn(async move {
         loop {
-            let (c, m) = (consumer.clone(), metrics.clone());
+            let (c, m) = (consumer.get(), metrics.clone());
             let checked = tokio::task::spawn_blocking(move || {
                 let broker_ok = c.fetch_metadata(None, Duration::from_secs(2)).is_ok();
                 let mut total = 0i64;

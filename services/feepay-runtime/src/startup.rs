@@ -48,8 +48,8 @@ pub async fn database(
     Some(db)
 }
 
-/// Waits until the broker answers and every topic exists (missing ones are created).
-/// False when shutdown came first.
+/// Waits until the broker answers and every topic of the service exists (an administrator
+/// creates them: `receiptctl broker setup`). False when shutdown came first.
 pub async fn broker(
     kafka: &KafkaSettings,
     topics: &[String],
@@ -60,11 +60,17 @@ pub async fn broker(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        match crate::kafka::ensure_topics(kafka, topics, kafka.partitions).await {
-            Ok(()) => {
+        match crate::kafka::missing_topics(kafka, topics).await {
+            Ok(missing) if missing.is_empty() => {
                 readiness.broker.store(true, Ordering::Relaxed);
                 return true;
             }
+            Ok(missing) => tracing::warn!(
+                attempt,
+                topics = %missing.join(", "),
+                user = kafka.sasl_username.as_deref().unwrap_or("(none)"),
+                "topics missing, or this broker user may not describe them; create them and grant the ACLs (receiptctl broker setup); waiting"
+            ),
             Err(e) => {
                 tracing::warn!(attempt, error = %e, brokers = %kafka.brokers, "broker not reachable yet; waiting")
             }

@@ -70,6 +70,8 @@ catalog! {
     KAFKA_CLIENT_ID = "FEEPAY_KAFKA_CLIENT_ID", Described("service name"), "all", "client id";
     KAFKA_SESSION_TIMEOUT_MS = "FEEPAY_KAFKA_SESSION_TIMEOUT_MS", Value("6000"), "consumers",
         "group session timeout; a group joins in about half of it";
+    KAFKA_GROUP_PROTOCOL = "FEEPAY_KAFKA_GROUP_PROTOCOL", Value("classic"), "consumers",
+        "`classic` (the client-side protocol, cooperative-sticky assignment) or `consumer` (KIP-848: the broker assigns partitions incrementally; Apache Kafka 4.0 or later)";
     KAFKA_FETCH_WAIT_MS = "FEEPAY_KAFKA_FETCH_WAIT_MS", Value("50"), "consumers",
         "longest a fetch waits at the broker (shorter: lower latency at low rates, more broker CPU under load; see Benchmark)";
     KAFKA_BODY_FORMAT = "FEEPAY_KAFKA_BODY_FORMAT", Value("protobuf"), "producers",
@@ -195,6 +197,8 @@ catalog! {
     TEST_PG = "FEEPAY_TEST_PG", Value("postgres://postgres@127.0.0.1:5432"), "tests",
         "PostgreSQL server (no database) where each test creates its own database";
     TEST_LOG = "FEEPAY_TEST_LOG", Unset, "tests", "set: tests log what the services they drive do";
+    TEST_KAFKA_USERS_DIR = "FEEPAY_TEST_KAFKA_USERS_DIR", Described("`.local/kafka/users` of the checkout"), "tests",
+        "the local broker's users' password files (`<user>.password`, made by `make up`), `admin` among them";
 }
 
 /// The variable called `name`, if declared.

@@ -1,13 +1,15 @@
-//! Kafka clients configured from [`KafkaSettings`] and topic creation. Consuming is in
-//! [`crate::consumer`], dead letters in [`crate::dead_letter`].
+//! Kafka clients configured from [`KafkaSettings`], and the check that a service's topics
+//! exist. Consuming is in [`crate::consumer`], dead letters in [`crate::dead_letter`], who
+//! may do what on the broker in [`access`]. Services never create topics: an administrator
+//! does (`receiptctl broker setup`, or the deployment's own tooling).
+
+pub mod access;
 
 use crate::settings::KafkaSettings;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
-use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
 /// Base client configuration: brokers, security, client id.
@@ -50,19 +52,19 @@ pub fn producer(s: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
         .create()
 }
 
-/// Creates missing topics (an existing topic is fine).
-pub async fn ensure_topics(s: &KafkaSettings, topics: &[String], partitions: i32) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(s).create()?;
-    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
-    let results =
-        admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))).await?;
-    for r in results {
-        if let Err((topic, code)) = r {
-            if code != RDKafkaErrorCode::TopicAlreadyExists {
-                return Err(KafkaError::AdminOp(code))
-                    .inspect_err(|_| tracing::error!(%topic, ?code, "topic creation failed"));
-            }
-        }
-    }
-    Ok(())
+/// The topics of `wanted` this client cannot see: missing, or not allowed to describe.
+pub async fn missing_topics(s: &KafkaSettings, wanted: &[String]) -> Result<Vec<String>, KafkaError> {
+    let s = s.clone();
+    let wanted = wanted.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = client_config(&s).create()?;
+        let md = client.fetch_metadata(None, Duration::from_secs(10))?;
+        let present: std::collections::HashSet<&str> =
+            md.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name()).collect();
+        Ok(wanted.into_iter().filter(|t| !present.contains(t.as_str())).collect())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(KafkaError::Canceled).inspect_err(|_| tracing::error!(error = %e, "metadata thread failed"))
+    })
 }
