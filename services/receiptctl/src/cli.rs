@@ -84,6 +84,10 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// The broker: create the topics and grant each role's ACLs, or print them as Kafka's
+    /// own commands.
+    #[command(subcommand)]
+    Broker(crate::cmd::broker::BrokerCmd),
     /// Publish a realistic demo day and print what became of it (used by `make run`).
     Demo {
         /// Web address of the SMTP sink.

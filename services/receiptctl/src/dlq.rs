@@ -53,7 +53,10 @@ pub fn dlq_topics(topics: &Topics) -> Vec<String> {
 
 fn reader(k: &KafkaSettings) -> anyhow::Result<BaseConsumer> {
     Ok(feepay_runtime::kafka::client_config(k)
-        .set("group.id", format!("receiptctl-{}", uuid::Uuid::new_v4()))
+        // Partitions are assigned, never joined, and no offset is committed; librdkafka
+        // still looks the group's coordinator up, so the group's name is within the
+        // operator's ACLs (groups starting with its user name).
+        .set("group.id", format!("{}-{}", k.group_id, uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create()?)

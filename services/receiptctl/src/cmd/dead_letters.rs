@@ -17,7 +17,9 @@ use std::process::ExitCode;
 pub async fn run(out: &mut impl Write, conn: &Conn, cmd: &DeadLettersCmd) -> anyhow::Result<ExitCode> {
     let (db, actor) = session(conn).await?;
     let topics = feepay_runtime::settings::Topics::from_env();
-    let kafka = feepay_runtime::settings::KafkaSettings::from_env("receiptctl")?;
+    let kafka = feepay_runtime::settings::KafkaSettings::from_env(
+        feepay_runtime::kafka::access::Role::Operator.default_user(),
+    )?;
     // What a scoped operator may see: the dead letters whose event names an agency in scope.
     let visible = |l: &dlq::Letter| match dlq::agency_of(&topics, &l.dead) {
         Some(a) => actor.covers(&a),

@@ -1,6 +1,7 @@
 //! One module per command group; `run` dispatches a parsed command line.
 
 mod audit;
+pub mod broker;
 mod dead_letters;
 mod deliveries;
 mod operators;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reference(cmd) => reference::run(out, &conn, cmd).await,
         Command::Keys(cmd) => keys::run(out, cmd),
         Command::Settings { markdown } => settings::run(out, markdown),
+        Command::Broker(cmd) => broker::run(out, cmd).await,
         Command::Rules(RulesCmd::List { agency, date }) => rules::list(out, &conn, agency, date).await,
         Command::Assess(a) => rules::assess(out, &conn, a).await,
         Command::Receipts(cmd) => receipts::run(out, &conn, cmd).await,
