@@ -50,8 +50,10 @@ bench: up build
 	deploy/local/stack.sh bench-tools
 	target/release/feepay-bench $(BENCH_ARGS)
 
-# The fault suite alone: 20 000 payments through real processes while the issuer is killed,
-# PostgreSQL restarts, SMTP stops, an issuer leaves and the broker connection is cut.
+# The fault suite alone: 20 000 payments and more through real processes while the issuer is
+# killed, PostgreSQL restarts, SMTP stops, an issuer leaves, the broker connections are cut,
+# and in a three-node Kafka cluster a broker is killed, another restarted and the quorum's
+# leader killed.
 chaos: up
 	$(CARGO) build --bins
 	$(CARGO) nextest run -p feepay-tests --test faults --no-capture

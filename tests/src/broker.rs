@@ -1,17 +1,47 @@
-//! The real broker from a test's side: settings, topics, producing and reading events.
+//! The real broker from a test's side: users and their ACLs, a test's own topics,
+//! producing and reading events.
+//!
+//! The test itself acts as the broker's administrator (`admin`, a super user): it creates
+//! a test's topics and grants each service exactly the ACLs of its role
+//! ([`feepay_runtime::kafka::access`]) before starting it, so every test runs the
+//! services with least privilege enforced by the broker.
 
 use crate::*;
 use feepay_proto::{EventType, Message};
 use feepay_runtime::envelope::{self, BodyFormat};
-use feepay_runtime::settings::{BatchSettings, KafkaSettings, Topics};
+use feepay_runtime::kafka::access::{self, Role};
+use feepay_runtime::settings::{BatchSettings, KafkaSettings, Secret, Topics};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message as _;
 use serde::Serialize;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Kafka settings for a test group.
-pub fn kafka(group: &str) -> KafkaSettings {
+/// Where the local broker's users keep their passwords (`make up` makes them).
+pub fn kafka_users_dir() -> PathBuf {
+    feepay_runtime::settings::opt(&feepay_runtime::settings::catalog::TEST_KAFKA_USERS_DIR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".local/kafka/users"))
+}
+
+/// The password file of a broker user.
+pub fn password_file(user: &str) -> PathBuf {
+    kafka_users_dir().join(format!("{user}.password"))
+}
+
+fn with_user(mut k: KafkaSettings, user: &str) -> KafkaSettings {
+    let file = password_file(user);
+    let password = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e} (the local broker's users are made by make up)", file.display()));
+    k.security_protocol = "sasl_plaintext".into();
+    k.sasl_mechanism = Some("SCRAM-SHA-512".into());
+    k.sasl_username = Some(user.to_string());
+    k.sasl_password = Secret::new(password.trim().to_string());
+    k
+}
+
+fn base(group: &str) -> KafkaSettings {
     let mut k = KafkaSettings::from_env(group).expect("kafka settings");
     k.brokers = brokers();
     k.group_id = group.to_string();
@@ -21,9 +51,102 @@ pub fn kafka(group: &str) -> KafkaSettings {
     k
 }
 
-/// Topic names unique to one test.
-pub fn topics() -> Topics {
-    Topics::with_prefix(&format!("t{}.", unique()))
+/// Kafka settings of the test itself: the administrator, who creates topics and ACLs and
+/// may produce and read anything (it plays the centres and inspects every topic).
+pub fn kafka(group: &str) -> KafkaSettings {
+    with_user(base(group), "admin")
+}
+
+/// Kafka settings of a service of `role`, with its own broker user.
+pub fn service_kafka(role: Role, group: &str) -> KafkaSettings {
+    with_user(base(group), role.default_user())
+}
+
+/// The variables that give a service process the broker user of `role`.
+pub fn service_kafka_env(role: Role) -> Vec<(String, String)> {
+    vec![
+        ("FEEPAY_KAFKA_SECURITY_PROTOCOL".into(), "sasl_plaintext".into()),
+        ("FEEPAY_KAFKA_SASL_MECHANISM".into(), "SCRAM-SHA-512".into()),
+        ("FEEPAY_KAFKA_SASL_USERNAME".into(), role.default_user().into()),
+        ("FEEPAY_KAFKA_SASL_PASSWORD_FILE".into(), password_file(role.default_user()).display().to_string()),
+    ]
+}
+
+/// Grants `role` (as its default user) the ACLs of its role on `topics` and the consumer
+/// groups starting with `group`.
+pub async fn grant(role: Role, topics: &Topics, group: &str) {
+    let grants = access::grants(role, role.default_user(), topics, group);
+    remember_group(topics, group);
+    feepay_broker_admin::grant(&kafka("test-admin"), &grants).await.unwrap_or_else(|e| panic!("granting {role}: {e}"));
+}
+
+/// Notes a consumer group granted on a test's topics, so its ACLs are revoked with them.
+pub fn remember_group(topics: &Topics, group: &str) {
+    GROUPS.lock().expect("groups").entry(topics.payments_succeeded.clone()).or_default().push(group.to_string());
+}
+
+/// The consumer groups granted on each test's topics (keyed by one of its topic names), so
+/// the group ACLs go with the topics.
+static GROUPS: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// A test's own topics (every topic of the contract, dead letters included, under a prefix
+/// unique to the test), created on the broker. Dropping it deletes the topics and every
+/// ACL on them, also when the test panics.
+pub struct TestTopics {
+    topics: Topics,
+}
+
+impl std::ops::Deref for TestTopics {
+    type Target = Topics;
+    fn deref(&self) -> &Topics {
+        &self.topics
+    }
+}
+
+impl TestTopics {
+    /// The names, to keep or change.
+    pub fn names(&self) -> Topics {
+        self.topics.clone()
+    }
+}
+
+/// Runs a future on a runtime of its own on another thread: creation and clean-up happen
+/// outside the test's runtime (which may be a current-thread one, or gone while unwinding).
+fn on_own_runtime<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+    })
+    .join()
+    .expect("broker administration thread")
+}
+
+/// Topic names unique to one test, created on the broker.
+pub fn topics() -> TestTopics {
+    let topics = Topics::with_prefix(&format!("t{}.", unique()));
+    let names = topics.all();
+    on_own_runtime(async move {
+        feepay_broker_admin::create_topics(&kafka("test-admin"), &names, &feepay_broker_admin::TopicSpec::single(4))
+            .await
+            .unwrap_or_else(|e| panic!("creating the test's topics (make up): {e}"));
+    });
+    TestTopics { topics }
+}
+
+impl Drop for TestTopics {
+    fn drop(&mut self) {
+        let names = self.topics.all();
+        let groups = GROUPS
+            .lock()
+            .map(|mut g| g.remove(&self.topics.payments_succeeded).unwrap_or_default())
+            .unwrap_or_default();
+        let _ = on_own_runtime(async move {
+            let admin = kafka("test-admin");
+            let acls = feepay_broker_admin::revoke_all_on(&admin, &names, &groups).await;
+            let deleted = feepay_broker_admin::delete_topics(&admin, &names).await;
+            (acls.is_ok(), deleted.is_ok())
+        });
+    }
 }
 
 /// Small batches with a short linger, as in production.

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod browser;
 pub mod checks;
 pub mod fixtures;
+pub mod kafka;
 pub mod pki;
 pub mod process;
 pub mod services;

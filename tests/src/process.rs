@@ -138,18 +138,53 @@ impl Drop for Proc {
     }
 }
 
-/// Environment and log directory for service processes.
+/// Environment and log directory for service processes, and the topics they use.
 pub struct Env {
     pub vars: Vec<(String, String)>,
     pub logs: PathBuf,
+    pub topics: feepay_runtime::settings::Topics,
 }
 
 impl Env {
+    fn var(&self, extra: &[(&str, String)], name: &str) -> Option<String> {
+        extra
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| self.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
     /// Starts a workspace binary with the environment, its output in `<logs>/<name>.log`.
+    /// A service that talks to the broker runs as its role's broker user, granted the ACLs
+    /// of its role on the topics (on the broker `FEEPAY_KAFKA_BROKERS` names) first.
     pub fn spawn(&self, service: &str, name: &str, extra: &[(&str, String)]) -> Proc {
+        let role = service.strip_prefix("feepay-").and_then(feepay_runtime::kafka::access::Role::parse);
         let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).expect("log file");
         let mut c = Command::new(bin(service));
         c.current_dir(repo_root()).stdout(log.try_clone().expect("log")).stderr(log);
+        if let Some(role) = role {
+            for (k, v) in crate::service_kafka_env(role) {
+                c.env(k, v);
+            }
+            let mut admin = crate::kafka("test-admin");
+            if let Some(b) = self.var(extra, "FEEPAY_KAFKA_BROKERS") {
+                admin.brokers = b;
+            }
+            let group = self.var(extra, "FEEPAY_KAFKA_GROUP_ID").unwrap_or_else(|| service.to_string());
+            let grants = feepay_runtime::kafka::access::grants(role, role.default_user(), &self.topics, &group);
+            crate::remember_group(&self.topics, &group);
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(feepay_broker_admin::grant(&admin, &grants))
+            })
+            .join()
+            .expect("granting thread")
+            .unwrap_or_else(|e| panic!("granting {role} its ACLs: {e}"));
+        }
         for (k, v) in &self.vars {
             c.env(k, v);
         }

@@ -3,6 +3,7 @@
 
 use crate::*;
 use feepay_runtime::envelope::BodyFormat;
+use feepay_runtime::kafka::access::Role;
 use feepay_runtime::settings::{Secret, Topics};
 use sea_orm::DatabaseConnection;
 use std::path::{Path, PathBuf};
@@ -80,7 +81,7 @@ impl Running {
 /// Issuer settings for a test.
 pub fn issuer_settings(db: &TestDb, topics: &Topics, keys: &Path, group: &str) -> feepay_issuer::app::IssuerSettings {
     feepay_issuer::app::IssuerSettings {
-        kafka: kafka(group),
+        kafka: service_kafka(Role::Issuer, group),
         topics: topics.clone(),
         database: db.settings(),
         batch: batch(),
@@ -104,6 +105,7 @@ pub async fn spawn_issuer(
     settings: feepay_issuer::app::IssuerSettings,
     clock: std::sync::Arc<dyn feepay_runtime::clock::Clock>,
 ) -> Running {
+    grant(Role::Issuer, &settings.topics, &settings.kafka.group_id).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let app = feepay_issuer::app::App::build(settings, clock, shutdown.clone()).await.expect("issuer builds");
     let http_addr = app.http_addr;
@@ -148,7 +150,7 @@ pub fn notifier_settings(
     smtp_port: u16,
 ) -> feepay_notifier::app::NotifierSettings {
     feepay_notifier::app::NotifierSettings {
-        kafka: kafka(group),
+        kafka: service_kafka(Role::Notifier, group),
         topics: topics.clone(),
         database: db.settings(),
         batch: batch(),
@@ -183,6 +185,7 @@ pub fn notifier_settings(
 
 /// Starts a notifier.
 pub async fn spawn_notifier(settings: feepay_notifier::app::NotifierSettings) -> Running {
+    grant(Role::Notifier, &settings.topics, &settings.kafka.group_id).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let app = feepay_notifier::app::App::build(settings, shutdown.clone()).await.expect("notifier builds");
     let http_addr = app.http_addr;
@@ -193,7 +196,7 @@ pub async fn spawn_notifier(settings: feepay_notifier::app::NotifierSettings) ->
 /// Starts a fee assessor.
 pub async fn spawn_assessor(db: &TestDb, topics: &Topics, group: &str) -> Running {
     let settings = feepay_assessor::app::AssessorSettings {
-        kafka: kafka(group),
+        kafka: service_kafka(Role::Assessor, group),
         topics: topics.clone(),
         database: db.settings(),
         batch: batch(),
@@ -201,6 +204,7 @@ pub async fn spawn_assessor(db: &TestDb, topics: &Topics, group: &str) -> Runnin
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         source: "/tests/assessor".into(),
     };
+    grant(Role::Assessor, &settings.topics, &settings.kafka.group_id).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let app = feepay_assessor::app::App::build(settings, shutdown.clone()).await.expect("assessor builds");
     let http_addr = app.http_addr;
@@ -239,6 +243,9 @@ pub async fn receiptctl_as(topics: &Topics, url: &str, token: Option<&str>, args
 }
 
 async fn receiptctl_with(url: &str, topics: &Topics, token: Option<&str>, args: &[&str]) -> CliRun {
+    // The operators' broker user: the dead letters, nothing else.
+    let group = format!("operator-{}", unique());
+    grant(Role::Operator, topics, &group).await;
     let mut cmd = tokio::process::Command::new(bin("receiptctl"));
     cmd.args(args)
         .current_dir(repo_root())
@@ -249,6 +256,10 @@ async fn receiptctl_with(url: &str, topics: &Topics, token: Option<&str>, args: 
         .env_remove("FEEPAY_SIGNERS_DIR")
         .env_remove("FEEPAY_OPERATOR_TOKEN")
         .stdin(std::process::Stdio::null());
+    for (k, v) in service_kafka_env(Role::Operator) {
+        cmd.env(k, v);
+    }
+    cmd.env("FEEPAY_KAFKA_GROUP_ID", &group);
     for (k, v) in topics.to_env() {
         cmd.env(k, v);
     }

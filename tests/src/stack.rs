@@ -1,7 +1,7 @@
 //! The fixture of a test: its own database, topics and signers, cleaned up on drop.
 
 use crate::*;
-use feepay_runtime::settings::{DatabaseSettings, Topics};
+use feepay_runtime::settings::DatabaseSettings;
 use sea_orm::DatabaseConnection;
 use std::time::Duration;
 
@@ -78,7 +78,7 @@ impl Drop for TestDb {
 /// ```
 pub struct TestStack {
     pub db: TestDb,
-    pub topics: Topics,
+    pub topics: TestTopics,
     pub keys: pki::Signers,
 }
 

@@ -263,7 +263,7 @@ async fn a_service_waits_for_a_late_postgresql_and_then_issues() {
     ];
     vars.extend(feepay_tests::pki::signer_env(&keys));
     vars.extend(topics.to_env().into_iter().map(|(k, v)| (k.to_string(), v)));
-    let env = Env { vars, logs: logs.clone() };
+    let env = Env { vars, logs: logs.clone(), topics: topics.names() };
     let mut issuer = env.spawn("feepay-issuer", "issuer", &[]);
     let log = logs.join("issuer.log");
     // Condition, not duration: it has tried and failed several times, and still runs.
@@ -323,7 +323,7 @@ async fn a_batch_that_failed_once_is_counted_once_and_a_stalled_consumer_is_not_
     ];
     vars.extend(feepay_tests::pki::signer_env(keys));
     vars.extend(topics.to_env().into_iter().map(|(k, v)| (k.to_string(), v)));
-    let env = Env { vars, logs: logs.clone() };
+    let env = Env { vars, logs: logs.clone(), topics: topics.names() };
     let mut issuer = env.spawn("feepay-issuer", "issuer", &[]);
     let metrics = || async { reqwest::get(format!("http://{ops}/metrics")).await.ok()?.text().await.ok() };
     eventually(WAIT, "the issuer ready", || async {

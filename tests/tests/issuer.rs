@@ -277,15 +277,17 @@ async fn a_crash_between_commit_and_offset_commit_issues_nothing_twice() {
     // commits the offsets.
     {
         let settings = issuer_settings(db, topics, keys, &group);
+        grant(feepay_runtime::kafka::access::Role::Issuer, topics, &group).await;
         let state = Arc::new(feepay_runtime::consumer::ConsumerState::new(Duration::from_secs(60)));
-        let consumer =
-            feepay_runtime::consumer::group_consumer(&settings.kafka, &[&topics.payments_succeeded], state).unwrap();
+        let consumer = feepay_runtime::consumer::group_consumer(&settings.kafka, &[&topics.payments_succeeded], state)
+            .unwrap()
+            .get();
         let issuer = Arc::new(feepay_issuer::issue::Issuer::new(
             db.db.clone(),
             feepay_tests::pki::signing(keys),
             Arc::new(SystemClock),
             feepay_issuer::metrics::IssuerMetrics::new(),
-            topics.clone(),
+            topics.names(),
             BodyFormat::Protobuf,
             "/tests".into(),
         ));
@@ -602,7 +604,7 @@ async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless()
             feepay_tests::pki::signing(&keys),
             Arc::new(SystemClock),
             feepay_issuer::metrics::IssuerMetrics::new(),
-            topics(),
+            feepay_runtime::settings::Topics::default_names(),
             BodyFormat::Protobuf,
             "/tests".into(),
         )

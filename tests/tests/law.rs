@@ -213,7 +213,7 @@ async fn a_day_of_receipts_goes_out_signed_on_the_summaries_of_who_issued_them()
         feepay_tests::pki::signing(keys),
         clock.clone(),
         feepay_issuer::metrics::IssuerMetrics::new(),
-        topics.clone(),
+        topics.names(),
         BodyFormat::Protobuf,
         "/tests".into(),
     );

@@ -430,7 +430,7 @@ async fn a_key_in_a_softhsm2_token_signs_receipts_that_xmlsec1_verifies() {
     vars.extend(topics.to_env().into_iter().map(|(k, v)| (k.to_string(), v)));
     let logs = work.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let env = Env { vars, logs: logs.clone() };
+    let env = Env { vars, logs: logs.clone(), topics: topics.names() };
     let mut issuer = env.spawn("feepay-issuer", "issuer", &[]);
     let p = producer();
     let u = unique();

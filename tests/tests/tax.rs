@@ -145,7 +145,7 @@ async fn until_june_2026_a_closed_quarter_got_its_usage_reports_and_a_cancellati
         feepay_tests::pki::signing(keys),
         clock.clone(),
         feepay_issuer::metrics::IssuerMetrics::new(),
-        topics.clone(),
+        topics.names(),
         BodyFormat::Protobuf,
         "/tests".into(),
     );
