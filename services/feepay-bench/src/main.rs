@@ -13,7 +13,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use feepay_proto::Message;
 use feepay_runtime::envelope::{self, BodyFormat};
-use feepay_runtime::settings::{DatabaseSettings, KafkaSettings, Topics};
+use feepay_runtime::kafka::access::{self, Role};
+use feepay_runtime::settings::{DatabaseSettings, KafkaSettings, Secret, Topics};
 use feepay_runtime::sql::{raw, stmt};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -57,6 +58,16 @@ struct Args {
     pg_params: String,
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
+    /// The broker users' password files (`<user>.password`; `admin` creates the run's
+    /// topics and ACLs, `feepay-centre` publishes, each service runs as its own user).
+    #[arg(long, default_value = ".local/kafka/users")]
+    kafka_users: PathBuf,
+    /// The broker's pid file, to report its CPU time and memory (the local stack's).
+    #[arg(long, default_value = ".local/run/broker.pid")]
+    broker_pid_file: PathBuf,
+    /// Keep the run's topics and ACLs on the broker afterwards (deleted by default).
+    #[arg(long)]
+    keep_topics: bool,
     /// Key type of the agencies' certificates: `rsa` (RSA-2048, what Vietnamese CAs issue
     /// most) or `ec` (ECDSA P-256).
     #[arg(long, default_value = "rsa", value_parser = ["rsa", "ec"])]
@@ -171,10 +182,22 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
         )
         .map_err(anyhow::Error::msg)?;
     }
-    let mut kafka = KafkaSettings::from_env("feepay-bench")?;
-    kafka.brokers = args.brokers.clone();
-    feepay_runtime::kafka::ensure_topics(&kafka, &topics.all(), 4).await?;
-    let producer: FutureProducer = feepay_runtime::kafka::client_config(&kafka)
+    // The run's topics and its services' ACLs, made as the broker's administrator; the
+    // payments are published as a centre would, with the centre's user.
+    let users = Users { dir: args.kafka_users.clone(), brokers: args.brokers.clone() };
+    let kafka = users.settings("admin")?;
+    feepay_broker_admin::create_topics(&kafka, &topics.all(), &feepay_broker_admin::TopicSpec::single(4)).await?;
+    let groups: Vec<String> = ["issuer", "notifier"].iter().map(|n| format!("{n}-{run}")).collect();
+    for (role, group) in [(Role::Issuer, &groups[0]), (Role::Notifier, &groups[1])] {
+        feepay_broker_admin::grant(&kafka, &access::grants(role, role.default_user(), &topics, group)).await?;
+    }
+    feepay_broker_admin::grant(
+        &kafka,
+        &access::grants(Role::Centre, Role::Centre.default_user(), &topics, "feepay-centre"),
+    )
+    .await?;
+    let mut broker = BrokerWatch::new(&args.broker_pid_file);
+    let producer: FutureProducer = feepay_runtime::kafka::client_config(&users.settings(Role::Centre.default_user())?)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
@@ -204,6 +227,11 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
         None
     };
     let env = |cmd: &mut Command, name: &str, port: u16| {
+        let user = format!("feepay-{name}");
+        cmd.env("FEEPAY_KAFKA_SECURITY_PROTOCOL", "sasl_plaintext")
+            .env("FEEPAY_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+            .env("FEEPAY_KAFKA_SASL_USERNAME", &user)
+            .env("FEEPAY_KAFKA_SASL_PASSWORD_FILE", users.password_file(&user));
         cmd.env("FEEPAY_DATABASE_URL", &db_url)
             .env("FEEPAY_KAFKA_BROKERS", &args.brokers)
             .env("FEEPAY_KAFKA_GROUP_ID", format!("{name}-{run}"))
@@ -251,6 +279,7 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
     let total_fixed = args.rate * args.fixed_secs;
     progress(&format!("phase 1: {} payments at {} /s for {} s", total_fixed, args.rate, args.fixed_secs));
     let phase1_start = crate::wall_clock();
+    broker.cpu_start = broker.cpu_seconds();
     let started = Instant::now();
     let mut sent = 0u32;
     let tick = Duration::from_millis(10);
@@ -272,7 +301,7 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
     }
     producer.flush(Duration::from_secs(30))?;
     let offered_secs = started.elapsed().as_secs_f64();
-    wait_for(&db, &expected, &mut services, "phase 1").await?;
+    wait_for(&db, &expected, &mut services, &mut broker, "phase 1").await?;
     let phase1_end = crate::wall_clock();
 
     // ---- phase 2: saturation ---------------------------------------------------------
@@ -289,7 +318,7 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
         "  all produced in {:.1} s",
         (crate::wall_clock() - burst_start).num_milliseconds() as f64 / 1000.0
     ));
-    wait_for(&db, &expected, &mut services, "phase 2").await?;
+    wait_for(&db, &expected, &mut services, &mut broker, "phase 2").await?;
 
     // Refunds of some issued payments.
     let refunds = generator.refunds(args.refund_pct);
@@ -307,10 +336,11 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
     }
     producer.flush(Duration::from_secs(30))?;
     expected.refunds = refunds.len() as i64;
-    wait_for(&db, &expected, &mut services, "refunds").await?;
+    wait_for(&db, &expected, &mut services, &mut broker, "refunds").await?;
     if args.emails {
-        wait_emails(&db, &mut services).await?;
+        wait_emails(&db, &mut services, &mut broker).await?;
     }
+    let broker_figures = broker.figures(started.elapsed());
     for s in &mut services {
         s.sample_rss();
     }
@@ -351,6 +381,7 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
         sign_rate,
         softhsm_rate,
         rss,
+        broker: broker_figures,
         checks,
     };
     result.print();
@@ -361,6 +392,10 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
     progress(&format!("results: {} and {}", json.display(), svg.display()));
     db.close().await.ok();
     feepay_runtime::db::drop_database(&db_url).await.ok();
+    if !args.keep_topics {
+        feepay_broker_admin::revoke_all_on(&kafka, &topics.all(), &groups).await.ok();
+        feepay_broker_admin::delete_topics(&kafka, &topics.all()).await.ok();
+    }
     if !result.checks.ok() {
         bail!("the pipeline's results are wrong: see the checks above");
     }
@@ -439,7 +474,13 @@ async fn reqwest_get(port: u16, path: &str) -> std::io::Result<bool> {
 }
 
 /// Waits until every valid payment (and refund) has its outcome recorded.
-async fn wait_for(db: &DatabaseConnection, e: &Expected, services: &mut [Service], phase: &str) -> anyhow::Result<()> {
+async fn wait_for(
+    db: &DatabaseConnection,
+    e: &Expected,
+    services: &mut [Service],
+    broker: &mut BrokerWatch,
+    phase: &str,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut last = -1;
     loop {
@@ -454,6 +495,7 @@ async fn wait_for(db: &DatabaseConnection, e: &Expected, services: &mut [Service
         for s in services.iter_mut() {
             s.watch()?;
         }
+        broker.sample();
         if p != last {
             progress(&format!(
                 "  {phase}: {p}/{} payments recorded, {r}/{} refunds, outbox {o}",
@@ -471,7 +513,11 @@ async fn wait_for(db: &DatabaseConnection, e: &Expected, services: &mut [Service
     }
 }
 
-async fn wait_emails(db: &DatabaseConnection, services: &mut [Service]) -> anyhow::Result<()> {
+async fn wait_emails(
+    db: &DatabaseConnection,
+    services: &mut [Service],
+    broker: &mut BrokerWatch,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut last = -1;
     loop {
@@ -479,7 +525,8 @@ async fn wait_emails(db: &DatabaseConnection, services: &mut [Service]) -> anyho
             .query_one(raw(
                 "SELECT (SELECT count(*) FROM deliveries WHERE status = 'queued')::BIGINT AS q, (SELECT count(*) FROM deliveries)::BIGINT AS d, \
                  (SELECT count(*) FROM receipts)::BIGINT + (SELECT count(*) FROM receipts WHERE status = 'cancelled')::BIGINT \
-                 + (SELECT count(*) FROM payments WHERE waived_lines IS NOT NULL)::BIGINT AS want",
+                 + (SELECT count(*) FROM payments WHERE waived_lines IS NOT NULL)::BIGINT \
+                 + (SELECT count(*) FROM refunds WHERE allocation IS NOT NULL)::BIGINT AS want",
             ))
             .await?
             .context("no row")?;
@@ -487,6 +534,7 @@ async fn wait_emails(db: &DatabaseConnection, services: &mut [Service]) -> anyho
         for s in services.iter_mut() {
             s.watch()?;
         }
+        broker.sample();
         if q != last {
             progress(&format!("  emails: {d}/{want} recorded, {q} waiting"));
             last = q;
@@ -510,4 +558,78 @@ pub fn stmt_for(sql: &str, v: Vec<sea_orm::Value>) -> sea_orm::Statement {
 fn wall_clock() -> chrono::DateTime<chrono::Utc> {
     use feepay_runtime::clock::Clock as _;
     feepay_runtime::clock::SystemClock.now()
+}
+
+/// The broker users of the local stack, from their password files.
+struct Users {
+    dir: PathBuf,
+    brokers: String,
+}
+
+impl Users {
+    fn password_file(&self, user: &str) -> PathBuf {
+        self.dir.join(format!("{user}.password"))
+    }
+
+    fn settings(&self, user: &str) -> anyhow::Result<KafkaSettings> {
+        let file = self.password_file(user);
+        let password = std::fs::read_to_string(&file)
+            .with_context(|| format!("{} (the local broker's users are made by make up)", file.display()))?;
+        let mut k = KafkaSettings::from_env("feepay-bench")?;
+        k.brokers = self.brokers.clone();
+        k.security_protocol = "sasl_plaintext".into();
+        k.sasl_mechanism = Some("SCRAM-SHA-512".into());
+        k.sasl_username = Some(user.to_string());
+        k.sasl_password = Secret::new(password.trim().to_string());
+        Ok(k)
+    }
+}
+
+/// The broker's own CPU time and memory over the run, from /proc (the local stack's broker,
+/// found by its pid file; absent figures when it runs elsewhere).
+struct BrokerWatch {
+    pid: Option<u32>,
+    cpu_start: Option<f64>,
+    peak_rss_kib: u64,
+}
+
+impl BrokerWatch {
+    fn new(pid_file: &Path) -> Self {
+        let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse().ok());
+        let mut w = BrokerWatch { pid, cpu_start: None, peak_rss_kib: 0 };
+        w.cpu_start = w.cpu_seconds();
+        w.sample();
+        w
+    }
+
+    /// utime + stime of the process, in seconds (Linux counts them in USER_HZ = 100 ticks).
+    fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    }
+
+    fn sample(&mut self) {
+        let Some(pid) = self.pid else { return };
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            for l in s.lines() {
+                if let Some(v) = l.strip_prefix("VmRSS:") {
+                    let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                    self.peak_rss_kib = self.peak_rss_kib.max(kib);
+                }
+            }
+        }
+    }
+
+    fn figures(&mut self, elapsed: Duration) -> Option<report::BrokerFigures> {
+        self.sample();
+        let cpu = self.cpu_seconds()? - self.cpu_start?;
+        Some(report::BrokerFigures {
+            cpu_seconds: cpu,
+            cores_busy: cpu / elapsed.as_secs_f64().max(1e-3),
+            peak_rss_kib: self.peak_rss_kib,
+        })
+    }
 }

@@ -61,6 +61,16 @@ impl Checks {
 }
 
 #[derive(Debug, Serialize)]
+pub struct BrokerFigures {
+    /// CPU seconds the broker used from the first payment until every email was sent.
+    pub cpu_seconds: f64,
+    /// The same as cores kept busy on average.
+    pub cores_busy: f64,
+    /// Peak resident memory seen, KiB.
+    pub peak_rss_kib: u64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Report {
     pub run: String,
     pub args: String,
@@ -76,6 +86,8 @@ pub struct Report {
     pub softhsm_rate: Option<f64>,
     /// Peak resident memory per service, KiB.
     pub rss: Vec<(String, u64)>,
+    /// The broker's own CPU and memory during the pipeline's phases.
+    pub broker: Option<BrokerFigures>,
     pub checks: Checks,
 }
 
@@ -129,6 +141,13 @@ impl Report {
         );
         for (s, kib) in &self.rss {
             row(&format!("peak resident memory: {s} (MiB)"), format!("{:.1}", *kib as f64 / 1024.0));
+        }
+        if let Some(b) = &self.broker {
+            row(
+                "broker: CPU seconds over the phases (cores busy)",
+                format!("{:.0} ({:.2})", b.cpu_seconds, b.cores_busy),
+            );
+            row("broker: peak resident memory (MiB)", format!("{:.1}", b.peak_rss_kib as f64 / 1024.0));
         }
         let c = &self.checks;
         println!("\nchecks:");
