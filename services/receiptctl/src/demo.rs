@@ -8,6 +8,7 @@ use feepay_domain::numbering::gmt7;
 use feepay_proto::{v1, EventType, Message};
 use feepay_runtime::convert::ts;
 use feepay_runtime::envelope::{self, BodyFormat};
+use feepay_runtime::kafka::access::Role;
 use feepay_runtime::settings::{KafkaSettings, Topics};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -102,7 +103,9 @@ impl Demo {
 
 /// Publishes the scenario, waits for the pipeline, prints the summary.
 pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) -> anyhow::Result<()> {
-    let kafka = KafkaSettings::from_env("feepay-demo")?;
+    // The demo plays a centre's system: its consumer groups carry the centre's prefix,
+    // which is all the centre's broker user may join.
+    let kafka = KafkaSettings::from_env(Role::Centre.default_user())?;
     let demo = Demo {
         producer: feepay_runtime::kafka::producer(&kafka)?,
         topics: Topics::from_env(),
@@ -418,9 +421,8 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
     }
 
     writeln!(out, "\n== Fee assessment answered by the assessor ==")?;
-    let answers: Vec<v1::FeeAssessed> = read_answers(&kafka, &t.assessed, &assessment.assessment_id).await;
-    match answers.first() {
-        Some(a) => {
+    match read_answer(&kafka, &t.assessed, &assessment.assessment_id).await {
+        Ok(Some(a)) => {
             let rows: Vec<Vec<String>> = a
                 .lines
                 .iter()
@@ -437,7 +439,8 @@ pub async fn run(out: &mut impl Write, db: &DatabaseConnection, smtp_web: &str) 
             table::print(out, &["FEE", "QTY", "BASE (đ)", "WAIVER", "DUE (đ)"], &rows)?;
             writeln!(out, "total due: {} đ", a.total_due)?;
         }
-        None => writeln!(out, "(no answer yet; the assessor may still be joining its consumer group)")?,
+        Ok(None) => writeln!(out, "(no answer within 60 s; see .local/logs/assessor.log)")?,
+        Err(e) => writeln!(out, "(could not read {}: {e})", t.assessed)?,
     }
     writeln!(out, "\nThe malformed event went to {}.dlq with its reason.", t.payments_succeeded)?;
 
@@ -552,31 +555,26 @@ async fn correction(out: &mut impl Write, db: &DatabaseConnection, payment_id: &
     Ok(())
 }
 
-async fn read_answers(kafka: &KafkaSettings, topic: &str, id: &str) -> Vec<v1::FeeAssessed> {
+/// The assessor's answer to one request, read as the centre reads it: a fresh group of the
+/// centre's own prefix from the start of the topic.
+async fn read_answer(kafka: &KafkaSettings, topic: &str, id: &str) -> anyhow::Result<Option<v1::FeeAssessed>> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::Message as _;
-    let c: StreamConsumer = match feepay_runtime::kafka::client_config(kafka)
-        .set("group.id", format!("feepay-demo-reader-{}", uuid::Uuid::new_v4()))
+    let c: StreamConsumer = feepay_runtime::kafka::client_config(kafka)
+        .set("group.id", format!("{}-demo-{}", kafka.group_id, uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
-        .create()
-    {
-        Ok(c) => c,
-        Err(_) => return Vec::new(),
-    };
-    if c.subscribe(&[topic]).is_err() {
-        return Vec::new();
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut out = Vec::new();
-    while let Ok(Ok(m)) = tokio::time::timeout_at(deadline, c.recv()).await {
+        .create()?;
+    c.subscribe(&[topic])?;
+    // The assessor may still be joining its own group when the request goes out; the answer
+    // comes once it has, so wait for the answer (bounded), not for a set time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Ok(m) = tokio::time::timeout_at(deadline, c.recv()).await {
+        let m = m?;
         if m.key() == Some(id.as_bytes()) {
-            if let Ok(a) = envelope::decode::<v1::FeeAssessed>(m.headers(), m.payload()) {
-                out.push(a);
-                break;
-            }
+            return Ok(Some(envelope::decode::<v1::FeeAssessed>(m.headers(), m.payload())?));
         }
     }
-    out
+    Ok(None)
 }
