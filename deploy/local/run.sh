@@ -21,7 +21,14 @@ export FEEPAY_KAFKA_SESSION_TIMEOUT_MS="${FEEPAY_KAFKA_SESSION_TIMEOUT_MS:-6000}
 
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
+# The local broker (deploy/local/stack.sh): SASL/SCRAM with one user per role, each with
+# only the ACLs of its role; passwords in .local/kafka/users. `as_user USER cmd...` runs a
+# command as that broker user (the lookup service has none).
+as_user() { "$ROOT/deploy/local/as-user" "$@"; }
+
 say "1/4 reference data and signing certificates (local test CA)"
+# Topics and ACLs, as the broker's administrator: one broker, so one replica of each.
+as_user admin "$BIN/receiptctl" broker setup --replication 1 --min-insync 1
 "$BIN/receiptctl" migrate
 "$BIN/receiptctl" reference load --dir deploy/reference
 # Each collector registered its series with the tax authority (01/ĐKTĐ-CTĐT) and recorded
@@ -57,11 +64,14 @@ stop() {
   fi
 }
 trap stop INT TERM EXIT
-for svc in issuer assessor notifier lookup; do
-  "$BIN/feepay-$svc" >"$LOGS/$svc.log" 2>&1 &
+for svc in issuer assessor notifier; do
+  as_user "feepay-$svc" "$BIN/feepay-$svc" >"$LOGS/$svc.log" 2>&1 &
   pids+=($!)
-  echo "feepay-$svc pid $!"
+  echo "feepay-$svc pid $! (broker user feepay-$svc)"
 done
+"$BIN/feepay-lookup" >"$LOGS/lookup.log" 2>&1 &
+pids+=($!)
+echo "feepay-lookup pid $! (no broker user)"
 
 declare -A ports=([issuer]=9101 [assessor]=9102 [notifier]=9103 [lookup]=9104)
 for svc in issuer assessor notifier lookup; do
@@ -77,7 +87,8 @@ for svc in issuer assessor notifier lookup; do
 done
 
 say "3/4 the demo: payments in Bắc Ninh and Hải Phòng"
-"$BIN/receiptctl" demo
+# The demo plays a centre's system: it publishes payments as the centre's broker user.
+as_user feepay-centre "$BIN/receiptctl" demo
 
 say "4/4 where to look"
 cat <<MSG
@@ -97,7 +108,8 @@ cat <<MSG
   usage (internal table)      $BIN/receiptctl report usage --from $(TZ=Asia/Ho_Chi_Minh date +%Y-01-01) --to $(TZ=Asia/Ho_Chi_Minh date +%F)
   for the tax authority       $BIN/receiptctl tax list   (01/TH-BLĐT daily summaries, 04/SS-CTĐT notices; tax export --dir DIR; tax registration --agency BN.TTPVHCC)
   correct a receipt           $BIN/receiptctl receipts correct CODE --reason "Sai họ tên" --payer-name "..."   (notify or replace, Circular 91 Art. 20)
-  dead letters                $BIN/receiptctl dead-letters list
+  dead letters                deploy/local/as-user feepay-operator $BIN/receiptctl dead-letters list   (the operators' broker user reads dead letters only)
+  broker ACLs                 $BIN/receiptctl broker acls   (as Kafka's own commands, for a cluster of your own)
   logs                        .local/logs/{issuer,assessor,notifier,lookup}.log
 
 The services keep running; publish more events (proto/README.md has examples).
