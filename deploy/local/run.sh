@@ -65,7 +65,9 @@ stop() {
 }
 trap stop INT TERM EXIT
 for svc in issuer assessor notifier; do
-  as_user "feepay-$svc" "$BIN/feepay-$svc" >"$LOGS/$svc.log" 2>&1 &
+  # Not through the as_user function: a function in the background is a subshell, and its
+  # pid, not the service's, would be the one stopped. as-user execs into the service.
+  "$ROOT/deploy/local/as-user" "feepay-$svc" "$BIN/feepay-$svc" >"$LOGS/$svc.log" 2>&1 &
   pids+=($!)
   echo "feepay-$svc pid $! (broker user feepay-$svc)"
 done
