@@ -291,6 +291,7 @@ pub fn lookup_settings(db: &TestDb) -> feepay_lookup::app::LookupSettings {
         header_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(20),
         max_concurrent: 256,
+        verify_workers: 2,
         trust_anchors: pki::test_pki().anchors(),
     }
 }

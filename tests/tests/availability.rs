@@ -74,6 +74,67 @@ async fn an_oversized_event_is_a_dead_letter_that_fits_and_valid_payments_flow_p
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_with_a_thousand_headers_is_a_dead_letter_that_fits_and_its_partition_flows_on() {
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
+    let issuer = spawn_issuer(issuer_settings(db, topics, keys, &format!("issuer-{}", unique())), clock()).await;
+    issuer.wait_ready(WAIT).await;
+
+    // 990 headers of 1 KiB and a body that is not an event: the record is just under the
+    // broker's limit, so a dead letter that copied its headers could never be produced.
+    let wide_producer: FutureProducer = feepay_runtime::kafka::client_config(&kafka("wide-producer"))
+        .set("message.max.bytes", "2000000")
+        .create()
+        .expect("producer");
+    let pad = "h".repeat(1024);
+    let mut headers = rdkafka::message::OwnedHeaders::new();
+    for i in 0..990 {
+        headers = headers.insert(rdkafka::message::Header { key: &format!("x-pad-{i:03}"), value: Some(pad.as_str()) });
+    }
+    wide_producer
+        .send(
+            FutureRecord::to(&topics.payments_succeeded).partition(0).key("wide").payload("{not json").headers(headers),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the broker accepts the record");
+    // The payments after it, on the same partition.
+    let p = producer();
+    let u = unique();
+    for i in 0..10 {
+        let id = format!("PW-{u}-{i}");
+        let pay = gplx_payment(&id, wall_clock());
+        let headers = feepay_runtime::envelope::headers_for::<v1::PaymentSucceeded>(
+            &id,
+            "/tests",
+            wall_clock(),
+            BodyFormat::Protobuf,
+        );
+        let body = feepay_runtime::envelope::encode_body(&pay, BodyFormat::Protobuf);
+        p.send(
+            FutureRecord::to(&topics.payments_succeeded).partition(0).key(&id).payload(&body).headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produced");
+    }
+    eventually(WAIT, "receipts for the payments after the wide record", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == 10).then_some(())
+    })
+    .await;
+    let letters: Vec<v1::DeadLetter> =
+        read_topic(&format!("{}.dlq", topics.payments_succeeded), 1, WAIT, decode_event).await;
+    let dl = letters.first().expect("a dead letter for the wide record");
+    assert_eq!((dl.original_partition, dl.original_key.as_slice()), (0, b"wide".as_slice()));
+    assert_eq!(dl.original_value, b"{not json");
+    assert!(dl.original_headers_truncated, "the dropped headers are flagged");
+    let kept: usize = dl.original_headers.iter().map(|h| h.key.len() + h.value.len() + 8).sum();
+    assert!(kept <= feepay_runtime::dead_letter::MAX_HEADERS_BYTES, "headers kept: {kept} bytes");
+    assert!(!dl.original_headers.is_empty() && dl.original_headers[0].key == "x-pad-000", "in their order");
+    issuer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agency_without_a_key_and_an_exhausted_series_are_parked_and_retried_after_the_fix() {
     let stack = TestStack::new().await;
     let TestStack { db, topics, keys } = &stack;

@@ -131,3 +131,83 @@ async fn answers_carry_security_headers_and_mask_personal_ids_and_bad_requests_a
     lookup.running.stop().await;
     issuer.stop().await;
 }
+
+/// CPU seconds this process has used so far (user and system, every thread).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    let ticks: u64 = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// A 1 MiB document whose signature names the data part 2 600 times, each reference with
+/// the right digest: without limits, every reference canonicalizes and hashes the whole data
+/// part again (about 30 s of CPU for one request). It is refused before any digest, costs
+/// milliseconds, and health answers throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_made_to_be_expensive_is_refused_cheaply() {
+    use base64::Engine;
+    use sha2::Digest;
+    let db = TestDb::new().await;
+    let lookup = spawn_lookup(lookup_settings(&db)).await;
+    let data = format!("<DLBLai Id=\"d\"><TTChung><PBan>2.0.0</PBan></TTChung><x>{}</x></DLBLai>", "0".repeat(500_000));
+    let wrapped = format!("<BLai>{data}</BLai>");
+    let parsed = roxmltree::Document::parse(&wrapped).unwrap();
+    let node = parsed.root_element().first_element_child().unwrap();
+    let canonical =
+        feepay_domain::receipt::c14n::canonicalize(node, feepay_domain::receipt::c14n::Method::Inclusive, None);
+    let digest = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&canonical));
+    let reference = format!(
+        "<Reference URI=\"#d\"><DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><DigestValue>{digest}</DigestValue></Reference>"
+    );
+    let document = format!(
+        "<BLai>{data}<DSCKS><DVThu><Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\"><SignedInfo>\
+         <CanonicalizationMethod Algorithm=\"http://www.w3.org/TR/2001/REC-xml-c14n-20010315\"/>\
+         <SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"/>{}</SignedInfo>\
+         <SignatureValue>AAAA</SignatureValue></Signature></DVThu></DSCKS></BLai>",
+        reference.repeat(2600)
+    );
+    assert!(document.len() < 1024 * 1024, "{} bytes: within the upload limit", document.len());
+
+    let client = reqwest::Client::new();
+    let before = cpu_seconds();
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        let (client, base, document) = (client.clone(), lookup.base.clone(), document.clone());
+        answers.push(tokio::spawn(async move {
+            let r = client
+                .post(format!("{base}/api/v1/verify"))
+                .header("content-type", "application/xml")
+                .body(document)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    // While they are in flight, the operations port answers.
+    let health = client.get(format!("http://{}/healthz", lookup.running.http_addr)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let mut verdicts = 0;
+    for a in answers {
+        let (status, verdict) = a.await.unwrap();
+        if status == 503 {
+            // Both slots stayed taken for 2 s (a very busy machine): the documented answer.
+            assert_eq!(verdict["error"], "busy", "{verdict}");
+            continue;
+        }
+        verdicts += 1;
+        assert_eq!(status, 200, "{verdict}");
+        assert_eq!(verdict["authentic"], false);
+        assert_eq!(verdict["signatureValid"], false);
+        let why = verdict["signatureError"].as_str().unwrap_or_default();
+        assert!(why.contains("references in SignedInfo"), "{why}");
+    }
+    assert!(verdicts > 0, "no document got a verdict");
+    // CPU, not wall time: the same on a busy machine. Eight requests without the limits
+    // cost minutes; with them, the parsing of 8 MiB of XML.
+    let used = cpu_seconds() - before;
+    assert!(used < 8.0, "eight hostile documents cost {used:.1} s of CPU");
+    lookup.running.stop().await;
+}

@@ -622,3 +622,39 @@ fn sealed_receipts_chain_and_their_digests_catch_tampering() {
     let parsed = roxmltree::Document::parse("<x/>").unwrap();
     assert!(matches!(xmldsig::check(&parsed), Err(VerifyError::Malformed(_))));
 }
+
+/// A document built to make verification expensive is refused before any digest: more
+/// references, transforms, elements or depth than a receipt has.
+#[test]
+fn documents_beyond_a_receipts_shape_are_refused_before_any_digest() {
+    let key = FakeSigner { cert: vec![b"not a real certificate".to_vec()] };
+    let sealed = content(1, GENESIS_HASH).seal(&key).unwrap();
+    let doc = &sealed.document;
+    let refused = |d: &str, what: &str| {
+        let parsed = roxmltree::Document::parse(d).unwrap_or_else(|e| panic!("{what}: {e}"));
+        match xmldsig::check(&parsed) {
+            Err(VerifyError::Malformed(m)) => m,
+            other => panic!("{what}: {other:?}"),
+        }
+    };
+    // Thousands of references to the data part: each would canonicalize the whole receipt.
+    let one = &doc[doc.find("<Reference URI=\"#").unwrap()..doc.find("</Reference>").unwrap() + "</Reference>".len()];
+    let flood = doc.replacen(one, &one.repeat(2600), 1);
+    assert!(refused(&flood, "a flood of references").contains("elements"));
+    let many = doc.replacen(one, &one.repeat(5), 1);
+    assert!(refused(&many, "references").contains("references in SignedInfo"));
+    // The same reference twice is refused too, even within the count.
+    let twice = doc.replacen(one, &one.repeat(2), 1);
+    assert!(refused(&twice, "twice").contains("referenced twice"));
+    // Many transforms in one reference.
+    let t = "<Transform Algorithm=\"http://www.w3.org/TR/2001/REC-xml-c14n-20010315\"></Transform>";
+    let transforms = doc.replacen("<Transforms>", &format!("<Transforms>{}", t.repeat(50)), 1);
+    assert!(refused(&transforms, "transforms").contains("transforms"));
+    // Deep nesting and a flood of elements inside the data part.
+    let deep = doc.replacen("</DLBLai>", &format!("{}{}</DLBLai>", "<a>".repeat(40), "</a>".repeat(40)), 1);
+    assert!(refused(&deep, "depth").contains("deeper"));
+    let wide = doc.replacen("</DLBLai>", &format!("{}</DLBLai>", "<a/>".repeat(20_000)), 1);
+    assert!(refused(&wide, "elements").contains("elements"));
+    // The receipt itself passes the shape check.
+    xmldsig::check_shape(&roxmltree::Document::parse(doc).unwrap()).unwrap();
+}

@@ -240,7 +240,8 @@ pub async fn keys(State(shared): St) -> Response {
         })
         .collect();
     let trust_anchors = shared
-        .trust
+        .checker
+        .trust()
         .roots()
         .iter()
         .filter_map(|r| r.to_pem().ok())
@@ -288,7 +289,8 @@ pub async fn keys(State(shared): St) -> Response {
         (status = 404, description = "No receipt with this code (also for malformed codes)", body = ErrorBody),
         (status = 429, description = "Too many requests from this client; see Retry-After", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database cannot be reached; try again later", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached (`unavailable`), or every verification slot stayed busy (`busy`, with Retry-After); try again later", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when busy"))),
     )
 )]
 pub async fn verify_document(State(shared): St, headers: HeaderMap, body: Bytes) -> Response {
@@ -315,10 +317,7 @@ pub async fn verify_document(State(shared): St, headers: HeaderMap, body: Bytes)
         let Ok(doc) = std::str::from_utf8(&body) else {
             return Failure::BadRequest("Tài liệu không phải văn bản UTF-8.").json();
         };
-        verify::verify(&shared.store, &shared.trust, doc).await.map(Some).map_err(|e| {
-            tracing::error!(error = %e, "verification failed");
-            Failure::Unavailable
-        })
+        verify::verify(&shared.store, &shared.checker, doc).await.map(Some).map_err(verify::NoVerdict::failure)
     };
     match result {
         Ok(Some(v)) => {
@@ -330,7 +329,7 @@ pub async fn verify_document(State(shared): St, headers: HeaderMap, body: Bytes)
             Failure::NotFound.json()
         }
         Err(f) => {
-            shared.count("verify", "error", started);
+            shared.count("verify", f.outcome(), started);
             f.json()
         }
     }

@@ -36,7 +36,7 @@ struct Metrics {
 /// What every request handler shares.
 pub struct Shared {
     pub(crate) store: Store,
-    pub(crate) trust: TrustAnchors,
+    pub(crate) checker: verify::Checker,
     pub(crate) pages: Pages,
     limiter: RateLimiter,
     pub(crate) settings: LookupSettings,
@@ -90,7 +90,7 @@ impl App {
         feepay_runtime::lifecycle::spawn_database_check(db.clone(), readiness.clone(), shutdown.clone());
         let shared = Arc::new(Shared {
             store: Store::new(db),
-            trust,
+            checker: verify::Checker::new(trust, settings.verify_workers),
             pages: Pages::new(),
             limiter: RateLimiter::new(settings.rate_per_minute, settings.burst),
             settings: settings.clone(),
@@ -247,10 +247,7 @@ impl Shared {
         let Some(s) = self.find(typed, started).await? else {
             return Ok(None);
         };
-        verify::verify(&self.store, &self.trust, &s.document).await.map(Some).map_err(|e| {
-            tracing::error!(error = %e, "verification failed");
-            Failure::Unavailable
-        })
+        verify::verify(&self.store, &self.checker, &s.document).await.map(Some).map_err(verify::NoVerdict::failure)
     }
 
     pub(crate) fn count(&self, route: &str, outcome: &str, started: Instant) {

@@ -21,6 +21,8 @@ pub enum Failure {
     RateLimited { retry_after_secs: u64 },
     /// The database cannot be reached.
     Unavailable,
+    /// Every verification slot stayed busy: try again shortly.
+    Busy { retry_after_secs: u64 },
 }
 
 /// The JSON body of every error of the API.
@@ -42,6 +44,7 @@ pub enum ErrorCode {
     BadRequest,
     RateLimited,
     Unavailable,
+    Busy,
 }
 
 /// What a person sees when the database cannot be reached.
@@ -53,7 +56,16 @@ impl Failure {
             Failure::NotFound => StatusCode::NOT_FOUND,
             Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
             Failure::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Unavailable | Failure::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The outcome label of `feepay_lookup_requests_total` for this failure.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Failure::NotFound => "not_found",
+            Failure::RateLimited { .. } | Failure::Busy { .. } => "limited",
+            Failure::BadRequest(_) | Failure::Unavailable => "error",
         }
     }
 
@@ -63,6 +75,7 @@ impl Failure {
             Failure::BadRequest(_) => ErrorCode::BadRequest,
             Failure::RateLimited { .. } => ErrorCode::RateLimited,
             Failure::Unavailable => ErrorCode::Unavailable,
+            Failure::Busy { .. } => ErrorCode::Busy,
         }
     }
 
@@ -74,12 +87,15 @@ impl Failure {
                 format!("Quá nhiều yêu cầu; thử lại sau {retry_after_secs} giây.")
             }
             Failure::Unavailable => UNAVAILABLE.into(),
+            Failure::Busy { retry_after_secs } => {
+                format!("Hệ thống đang bận xác thực các tài liệu khác; vui lòng thử lại sau {retry_after_secs} giây.")
+            }
         }
     }
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Failure::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Failure::RateLimited { retry_after_secs } | Failure::Busy { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
     }
@@ -95,7 +111,7 @@ impl Failure {
         let html = match &self {
             Failure::NotFound => pages.not_found(),
             Failure::RateLimited { retry_after_secs } => pages.limited(*retry_after_secs),
-            Failure::BadRequest(_) | Failure::Unavailable => format!(
+            Failure::BadRequest(_) | Failure::Unavailable | Failure::Busy { .. } => format!(
                 "<!DOCTYPE html><html lang=\"vi\"><meta charset=\"utf-8\"><p>{}</p><a href=\"/\">Quay lại</a></html>",
                 self.message()
             ),
@@ -124,6 +140,13 @@ mod tests {
         assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(page.headers()[header::RETRY_AFTER], "7");
         assert!(page.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    }
+
+    #[test]
+    fn busy_verification_is_503_with_retry_after() {
+        let json = Failure::Busy { retry_after_secs: 2 }.json();
+        assert_eq!(json.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json.headers()[header::RETRY_AFTER], "2");
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct LookupSettings {
     pub request_timeout: Duration,
     /// `FEEPAY_LOOKUP_MAX_CONCURRENT` (default 256): requests served at once; more wait.
     pub max_concurrent: usize,
+    /// `FEEPAY_LOOKUP_VERIFY_WORKERS` (default: the number of cores): documents verified at
+    /// once, on blocking threads, so verification never occupies the request workers.
+    pub verify_workers: usize,
     /// `FEEPAY_TRUST_ANCHORS` (default `.local/pki/ca.pem`): the CA certificates (PEM) a
     /// receipt's signing certificate must chain to. Read at start-up.
     pub trust_anchors: std::path::PathBuf,
@@ -55,6 +58,13 @@ impl LookupSettings {
             header_timeout: Duration::from_secs(settings::parse(&catalog::LOOKUP_HEADER_TIMEOUT_SECS)?),
             request_timeout: Duration::from_secs(settings::parse(&catalog::LOOKUP_REQUEST_TIMEOUT_SECS)?),
             max_concurrent: settings::parse(&catalog::LOOKUP_MAX_CONCURRENT)?,
+            verify_workers: match settings::opt(&catalog::LOOKUP_VERIFY_WORKERS) {
+                Some(_) => match settings::parse(&catalog::LOOKUP_VERIFY_WORKERS)? {
+                    0 => anyhow::bail!("FEEPAY_LOOKUP_VERIFY_WORKERS must be at least 1"),
+                    n => n,
+                },
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
             trust_anchors: settings::get(&catalog::TRUST_ANCHORS).into(),
         })
     }

@@ -63,7 +63,7 @@ pub async fn verify_code_page(State(shared): St, Query(q): Query<CodeQuery>) -> 
             Failure::NotFound.page(&shared.pages)
         }
         Err(f) => {
-            shared.count("verify", "error", started);
+            shared.count("verify", f.outcome(), started);
             f.page(&shared.pages)
         }
     }
@@ -81,15 +81,15 @@ pub async fn verify_upload_page(State(shared): St, mut form: Multipart) -> Respo
     let Some(doc) = document.and_then(|b| String::from_utf8(b.to_vec()).ok()).filter(|d| !d.trim().is_empty()) else {
         return Failure::BadRequest("Vui lòng chọn tệp biên lai điện tử (.xml) để xác thực.").page(&shared.pages);
     };
-    match verify::verify(&shared.store, &shared.trust, &doc).await {
+    match verify::verify(&shared.store, &shared.checker, &doc).await {
         Ok(v) => {
             shared.count("verify", verify::outcome(&v), started);
             Html(shared.pages.verdict(&v)).into_response()
         }
         Err(e) => {
-            tracing::error!(error = %e, "verification failed");
-            shared.count("verify", "error", started);
-            Failure::Unavailable.page(&shared.pages)
+            let f = e.failure();
+            shared.count("verify", f.outcome(), started);
+            f.page(&shared.pages)
         }
     }
 }

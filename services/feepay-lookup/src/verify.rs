@@ -1,11 +1,90 @@
 //! The verdict on a receipt document: signature, registration, status and chain.
 
-use crate::store::{Store, StoredReceipt};
+use crate::store::{Published, Store, StoredReceipt};
 use feepay_domain::numbering::GENESIS_HASH;
+use feepay_domain::receipt::VerifyError;
 use feepay_runtime::pki::verify::{verify_receipt, Verification};
 use feepay_runtime::pki::TrustAnchors;
 use sea_orm::DbErr;
 use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// How long a verification waits for a free slot before it is answered "busy".
+pub const SLOT_WAIT: Duration = Duration::from_secs(2);
+
+/// Where documents are checked: canonicalization, digests and public-key arithmetic run on
+/// blocking threads, at most `workers` at once, never on the async workers that answer
+/// requests. A burst of uploads then costs at most `workers` cores, waits in line for
+/// [`SLOT_WAIT`] at most, and leaves every other page answering. (Each check is itself
+/// bounded by the document limits of `xmldsig::limits`, so a slot is never held long.)
+pub struct Checker {
+    trust: Arc<TrustAnchors>,
+    slots: Arc<Semaphore>,
+}
+
+/// Why a document got no verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum NoVerdict {
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error("every verification slot stayed busy for {SLOT_WAIT:?}")]
+    Busy,
+    #[error("the verification task failed: {0}")]
+    Task(String),
+}
+
+impl NoVerdict {
+    /// The answer to give (logged here, once).
+    pub fn failure(self) -> crate::failure::Failure {
+        use crate::failure::Failure;
+        match self {
+            NoVerdict::Busy => {
+                tracing::warn!("verification refused: every slot busy (FEEPAY_LOOKUP_VERIFY_WORKERS)");
+                Failure::Busy { retry_after_secs: SLOT_WAIT.as_secs().max(1) }
+            }
+            e => {
+                tracing::error!(error = %e, "verification failed");
+                Failure::Unavailable
+            }
+        }
+    }
+}
+
+impl Checker {
+    /// The trust anchors signatures are checked against.
+    pub fn trust(&self) -> &TrustAnchors {
+        &self.trust
+    }
+
+    pub fn new(trust: TrustAnchors, workers: usize) -> Checker {
+        Checker { trust: Arc::new(trust), slots: Arc::new(Semaphore::new(workers.max(1))) }
+    }
+
+    async fn check(
+        &self,
+        document: &str,
+        keys: Arc<Published>,
+    ) -> Result<Result<Verification, VerifyError>, NoVerdict> {
+        let permit = tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| NoVerdict::Busy)?
+            .map_err(|e| NoVerdict::Task(e.to_string()))?;
+        let trust = self.trust.clone();
+        let document = document.to_owned();
+        // The permit moves into the task: it is released when the work ends, also when the
+        // request that asked has gone.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify_receipt(&document, &trust, |id| {
+                keys.legacy_keys.iter().find(|k| k.key_id == id).and_then(|k| k.verifying_key())
+            })
+        })
+        .await
+        .map_err(|e| NoVerdict::Task(e.to_string()))
+    }
+}
 
 /// What a verifier learns about a document.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -141,11 +220,9 @@ fn not_on_record(signature_valid: bool, summary: &str) -> Verdict {
 
 /// Verifies `document`: its XML signature and certificate against the trust anchors (or,
 /// for layout 1.0, the registered Ed25519 key), then against the records.
-pub async fn verify(store: &Store, trust: &TrustAnchors, document: &str) -> Result<Verdict, DbErr> {
+pub async fn verify(store: &Store, checker: &Checker, document: &str) -> Result<Verdict, NoVerdict> {
     let keys = store.keys().await?;
-    let checked = verify_receipt(document, trust, |id| {
-        keys.legacy_keys.iter().find(|k| k.key_id == id).and_then(|k| k.verifying_key())
-    });
+    let checked = checker.check(document, keys.clone()).await?;
     let verification = match checked {
         Ok(v) => v,
         Err(e) => {

@@ -4,7 +4,9 @@
 //! A dead letter always fits: the original value travels inside it up to
 //! `FEEPAY_DLQ_INLINE_MAX_BYTES`; a larger value is stored in PostgreSQL
 //! (`dead_letter_payloads`, keyed by its SHA-256) and the dead letter carries its hash,
-//! size and a reference instead. Oversized header values are dropped and flagged. The
+//! size and a reference instead. Headers are kept within a fixed budget
+//! ([`MAX_HEADERS_BYTES`], the envelope's own `ce_*` and `content-type` first): a record with
+//! a thousand headers cannot make its dead letter too large; what is dropped is flagged. The
 //! producer's `message.max.bytes` (`FEEPAY_KAFKA_MESSAGE_MAX_BYTES`) must leave room for the
 //! inline limit plus the envelope; settings refuse a combination that would not.
 
@@ -26,8 +28,45 @@ use tokio_util::sync::CancellationToken;
 
 /// Header values longer than this are dropped from a dead letter (and flagged).
 pub const MAX_HEADER_VALUE: usize = 1024;
-/// Room left in a record for everything but the inline value.
+/// Header keys longer than this are dropped from a dead letter (and flagged).
+pub const MAX_HEADER_KEY: usize = 256;
+/// All headers a dead letter carries, keys, values and 8 bytes of framing each, fit in this.
+pub const MAX_HEADERS_BYTES: usize = 16 * 1024;
+/// Room left in a record for everything but the inline value: the headers' budget, the
+/// key (at most [`MAX_HEADER_VALUE`]), the reason (at most 4 000 characters, 16 000 bytes),
+/// the record's own headers and the rest of the envelope.
 pub const ENVELOPE_ROOM: usize = 64 * 1024;
+const _: () = assert!(MAX_HEADERS_BYTES + MAX_HEADER_VALUE + 4 * 4000 + 8 * 1024 < ENVELOPE_ROOM);
+
+/// The headers a dead letter keeps, in their original order, and whether any was dropped:
+/// the envelope's headers (`ce_*`, `content-type`, which a replay needs) before the rest,
+/// each within the key and value limits, all within [`MAX_HEADERS_BYTES`].
+pub fn kept_headers(headers: Vec<(String, Vec<u8>)>) -> (Vec<RecordHeader>, bool) {
+    let fits = |(k, v): &(String, Vec<u8>)| k.len() <= MAX_HEADER_KEY && v.len() <= MAX_HEADER_VALUE;
+    let envelope = |k: &str| k.starts_with("ce_") || k == "content-type";
+    let mut keep = vec![false; headers.len()];
+    let mut used = 0usize;
+    for pass_envelope in [true, false] {
+        for (i, h) in headers.iter().enumerate() {
+            if envelope(&h.0) != pass_envelope || !fits(h) {
+                continue;
+            }
+            let cost = h.0.len() + h.1.len() + 8;
+            if used + cost <= MAX_HEADERS_BYTES {
+                used += cost;
+                keep[i] = true;
+            }
+        }
+    }
+    let dropped = keep.iter().any(|k| !k);
+    let kept = headers
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|((key, value), _)| RecordHeader { key, value })
+        .collect();
+    (kept, dropped)
+}
 
 /// How dead letters are sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +109,7 @@ impl Default for DeadLetterSettings {
 /// The record as a dead letter with its reason; the value is inline here and moved out by
 /// [`send_durably`] when too large.
 pub fn of(m: &BorrowedMessage<'_>, err: &DecodeError, service: &str, now: DateTime<Utc>) -> DeadLetter {
-    let headers = crate::consumer::owned_headers(m);
-    let truncated = headers.iter().any(|(_, v)| v.len() > MAX_HEADER_VALUE);
+    let (headers, truncated) = kept_headers(crate::consumer::owned_headers(m));
     let value = m.payload().unwrap_or_default();
     DeadLetter {
         original_topic: m.topic().to_string(),
@@ -79,11 +117,7 @@ pub fn of(m: &BorrowedMessage<'_>, err: &DecodeError, service: &str, now: DateTi
         original_offset: m.offset(),
         original_key: m.key().unwrap_or_default().iter().take(MAX_HEADER_VALUE).copied().collect(),
         original_value: value.to_vec(),
-        original_headers: headers
-            .into_iter()
-            .filter(|(_, v)| v.len() <= MAX_HEADER_VALUE)
-            .map(|(key, value)| RecordHeader { key, value })
-            .collect(),
+        original_headers: headers,
         reason_code: err.code.to_string(),
         reason: err.detail.chars().take(4000).collect(),
         service: service.to_string(),
@@ -217,5 +251,33 @@ mod tests {
         assert!(DeadLetterSettings { inline_max_bytes: 256 * 1024 }.check(1_000_000).is_ok());
         let e = DeadLetterSettings { inline_max_bytes: 990_000 }.check(1_000_000).unwrap_err();
         assert!(e.to_string().contains("FEEPAY_DLQ_INLINE_MAX_BYTES"), "{e}");
+    }
+
+    fn h(k: &str, len: usize) -> (String, Vec<u8>) {
+        (k.to_string(), vec![b'v'; len])
+    }
+
+    #[test]
+    fn a_thousand_headers_fit_in_the_budget_and_the_envelope_is_kept() {
+        let mut headers: Vec<(String, Vec<u8>)> = (0..990).map(|i| h(&format!("x-{i}"), 1024)).collect();
+        headers.push(h("ce_type", 24));
+        headers.push(h("content-type", 16));
+        let (kept, dropped) = kept_headers(headers);
+        assert!(dropped);
+        let bytes: usize = kept.iter().map(|r| r.key.len() + r.value.len() + 8).sum();
+        assert!(bytes <= MAX_HEADERS_BYTES, "{bytes}");
+        assert!(kept.iter().any(|r| r.key == "ce_type") && kept.iter().any(|r| r.key == "content-type"));
+        assert_eq!(kept.first().map(|r| r.key.as_str()), Some("x-0"), "original order");
+    }
+
+    #[test]
+    fn small_headers_are_all_kept_and_long_keys_or_values_dropped() {
+        let (kept, dropped) = kept_headers(vec![h("ce_id", 36), h("a", 10)]);
+        assert_eq!((kept.len(), dropped), (2, false));
+        let (kept, dropped) = kept_headers(vec![h("ce_id", 36), h(&"k".repeat(300), 1), h("b", 1025)]);
+        assert_eq!((kept.len(), dropped), (1, true));
+        // Ten thousand empty headers: the framing counts, so their number is bounded too.
+        let (kept, dropped) = kept_headers((0..10_000).map(|i| h(&i.to_string(), 0)).collect());
+        assert!(dropped && kept.len() < 2048, "{}", kept.len());
     }
 }

@@ -87,21 +87,45 @@ async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
     (status, axum::Json(r.body()))
 }
 
-/// Binds `addr` (port 0 picks a free port) and serves until cancelled.
+/// Binds `addr` (port 0 picks a free port) and serves the operations router until
+/// cancelled, on a thread of its own with a single-threaded runtime: `/healthz`,
+/// `/readyz` and `/metrics` answer even while every worker of the service's runtime is
+/// busy, so a probe sees a slow service as slow, not as dead, and an operator can still
+/// read its metrics. The returned task ends when the server has stopped.
 pub async fn serve(
     addr: SocketAddr,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
+    let (stopped, on_stop) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new().name(format!("ops-http-{}", bound.port())).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "operations server: no runtime");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let r = match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                tracing::error!(error = %e, "http server stopped");
+            }
+        });
+        drop(stopped);
+    })?;
     let handle = tokio::spawn(async move {
-        let r = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "http server stopped");
-        }
+        let _ = on_stop.await;
     });
     Ok((bound, handle))
 }

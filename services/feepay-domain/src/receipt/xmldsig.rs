@@ -28,6 +28,51 @@ const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 const SHA512: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
 
+/// Limits on what a document may hold before any signature work: generous beside what a
+/// receipt is (about a hundred elements, eight deep, two references of two transforms), and
+/// small enough that checking the worst document that passes them costs milliseconds.
+/// Whoever sends a document to be verified cannot make the work grow with its size.
+pub mod limits {
+    /// Elements in the whole document (a receipt of 500 fee lines has about 6 000).
+    pub const ELEMENTS: usize = 10_000;
+    /// Nesting depth of elements.
+    pub const DEPTH: usize = 32;
+    /// `Reference` elements in `SignedInfo` (a receipt has 2).
+    pub const REFERENCES: usize = 4;
+    /// `Transform` elements in one reference (a receipt's data part has 2).
+    pub const TRANSFORMS: usize = 4;
+    /// Certificates in `X509Data` (the signer's and its intermediates).
+    pub const CERTIFICATES: usize = 8;
+}
+
+/// Refuses a document larger or deeper than any receipt could be ([`limits`]). Runs in one
+/// pass, before any canonicalization or digest.
+pub fn check_shape(doc: &Document<'_>) -> Result<(), VerifyError> {
+    // Depth per node id; ids grow in document order, so a parent's is always known.
+    let mut depth: Vec<u8> = Vec::new();
+    let mut elements = 0usize;
+    for n in doc.descendants().filter(|n| n.is_element()) {
+        elements += 1;
+        if elements > limits::ELEMENTS {
+            return Err(VerifyError::Malformed(format!("more than {} elements: not a receipt", limits::ELEMENTS)));
+        }
+        let parent = n.parent_element().map_or(0, |p| depth.get(p.id().get_usize()).copied().unwrap_or(0));
+        let d = parent.saturating_add(1);
+        if usize::from(d) > limits::DEPTH {
+            return Err(VerifyError::Malformed(format!(
+                "elements nested deeper than {}: not a receipt",
+                limits::DEPTH
+            )));
+        }
+        let i = n.id().get_usize();
+        if depth.len() <= i {
+            depth.resize(i + 1, 0);
+        }
+        depth[i] = d;
+    }
+    Ok(())
+}
+
 /// The signature algorithm, by the signer's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum SignatureAlgorithm {
@@ -191,6 +236,7 @@ fn base64_text(n: Node<'_, '_>, what: &str) -> Result<Vec<u8>, VerifyError> {
 /// Checks the receipt's collector signature: the document's shape, unique ids, and every
 /// reference's digest; the data part must be covered, and the signing time.
 pub fn check<'a, 'i>(doc: &'a Document<'i>) -> Result<CheckedSignature<'a, 'i>, VerifyError> {
+    check_shape(doc)?;
     let root = doc.root_element();
     if root.tag_name().name() != "BLai" {
         return Err(VerifyError::Malformed("the root element is not BLai".into()));
@@ -221,11 +267,24 @@ pub fn check<'a, 'i>(doc: &'a Document<'i>) -> Result<CheckedSignature<'a, 'i>, 
 
     let mut covers_data = false;
     let mut signing_time = None;
-    for reference in signed_info.children().filter(|c| c.is_element() && c.tag_name().name() == "Reference") {
+    let references: Vec<Node> =
+        signed_info.children().filter(|c| c.is_element() && c.tag_name().name() == "Reference").collect();
+    if references.len() > limits::REFERENCES {
+        return Err(VerifyError::Malformed(format!(
+            "{} references in SignedInfo, at most {} allowed",
+            references.len(),
+            limits::REFERENCES
+        )));
+    }
+    let mut digested = std::collections::BTreeSet::new();
+    for reference in references {
         let uri = reference.attribute("URI").unwrap_or("");
         let id = uri
             .strip_prefix('#')
             .ok_or_else(|| VerifyError::Uncovered(format!("reference {uri:?} is not to this document")))?;
+        if !digested.insert(id) {
+            return Err(VerifyError::Malformed(format!("#{id} is referenced twice")));
+        }
         let target = doc
             .descendants()
             .find(|n| n.is_element() && id_of(*n) == Some(id))
@@ -233,6 +292,12 @@ pub fn check<'a, 'i>(doc: &'a Document<'i>) -> Result<CheckedSignature<'a, 'i>, 
         let mut excluded = None;
         let mut ref_method = Method::Inclusive;
         if let Some(transforms) = child(reference, "Transforms") {
+            if transforms.children().filter(|c| c.is_element()).count() > limits::TRANSFORMS {
+                return Err(VerifyError::Malformed(format!(
+                    "more than {} transforms in reference #{id}",
+                    limits::TRANSFORMS
+                )));
+            }
             for t in transforms.children().filter(|c| c.is_element()) {
                 let a = t.attribute("Algorithm").unwrap_or("");
                 if a == ENVELOPED {
@@ -271,6 +336,7 @@ pub fn check<'a, 'i>(doc: &'a Document<'i>) -> Result<CheckedSignature<'a, 'i>, 
         .map(|x| {
             x.children()
                 .filter(|c| c.is_element() && c.tag_name().name() == "X509Certificate")
+                .take(limits::CERTIFICATES + 1)
                 .map(|c| base64_text(c, "X509Certificate"))
                 .collect::<Result<Vec<_>, _>>()
         })
@@ -278,6 +344,9 @@ pub fn check<'a, 'i>(doc: &'a Document<'i>) -> Result<CheckedSignature<'a, 'i>, 
         .unwrap_or_default();
     if certificates.is_empty() {
         return Err(VerifyError::Certificate("the signature carries no X.509 certificate".into()));
+    }
+    if certificates.len() > limits::CERTIFICATES {
+        return Err(VerifyError::Malformed(format!("more than {} certificates in X509Data", limits::CERTIFICATES)));
     }
     Ok(CheckedSignature {
         algorithm,

@@ -50,6 +50,7 @@ pub fn verify_receipt(
 ) -> Result<Verification, VerifyError> {
     let doc = roxmltree::Document::parse(document)
         .map_err(|e| VerifyError::Malformed(format!("not well-formed XML: {e}")))?;
+    xmldsig::check_shape(&doc)?;
     let version = doc
         .root_element()
         .children()

@@ -189,6 +189,8 @@ catalog! {
     LOOKUP_REQUEST_TIMEOUT_SECS = "FEEPAY_LOOKUP_REQUEST_TIMEOUT_SECS", Value("20"), "lookup",
         "a client must send its whole request within this (408)";
     LOOKUP_MAX_CONCURRENT = "FEEPAY_LOOKUP_MAX_CONCURRENT", Value("256"), "lookup", "requests served at once; more wait";
+    LOOKUP_VERIFY_WORKERS = "FEEPAY_LOOKUP_VERIFY_WORKERS", Described("number of cores"), "lookup",
+        "documents verified at once, each on a blocking thread off the request workers; a verification that waits 2 s for one is answered 503 with Retry-After";
     DEMO_SMTP_WEB = "FEEPAY_DEMO_SMTP_WEB", Value("http://127.0.0.1:1080"), "receiptctl demo", "SMTP sink web address";
     DEMO_EXIT = "FEEPAY_DEMO_EXIT", Unset, "make run", "`1`: stop the services after the demo instead of keeping them running";
     BIN = "FEEPAY_BIN", Described("`target/release`"), "make run", "where the service binaries are";
