@@ -304,6 +304,42 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     let issued = count(&db.db, &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE payment_id = '{hp2}'")).await;
     assert_eq!(issued, 0, "no receipt for another agency's payment slipped in as a replay");
 
+    // A parked event moves only through feepay_request_retry: the login cannot mark it
+    // resolved (which would make a payment vanish and clear its alert) or name another
+    // requester; the database names the operator and writes the audit row.
+    for sql in [
+        format!("UPDATE parked_events SET status = 'resolved' WHERE id = {disguised}"),
+        format!("UPDATE parked_events SET retry_requested_by = 'root' WHERE id = {disguised}"),
+    ] {
+        assert_eq!(refused(&as_bn, &sql).await.as_deref(), Some("42501"), "{sql}");
+    }
+    let as_bn_ref = &as_bn;
+    let ask = |id: i64| async move {
+        feepay_runtime::parking::request_retry(as_bn_ref, id, "đã khắc phục", "kẻ giả danh").await.unwrap()
+    };
+    assert_eq!(ask(disguised).await, feepay_runtime::parking::RetryAsked::Requested);
+    let by = db
+        .db
+        .query_one(feepay_runtime::sql::raw(format!(
+            "SELECT retry_requested_by FROM parked_events WHERE id = {disguised}"
+        )))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<String>("", "retry_requested_by")
+        .unwrap();
+    assert_eq!(by, "bn-op", "the requester is the login's operator, not the name the client gave");
+    let audited = count(
+        &db.db,
+        &format!(
+            "SELECT count(*)::BIGINT AS n FROM audit_log WHERE action = 'parked.retry' AND target = '{disguised}' AND actor = 'bn-op' AND db_login = '{}'",
+            bn_user.name
+        ),
+    )
+    .await;
+    assert_eq!(audited, 1, "the retry and its audit row commit together");
+    assert_eq!(ask(i64::MAX).await, feepay_runtime::parking::RetryAsked::Unknown);
+
     // receiptctl on that login: another operator's token is refused, its own works.
     let url = bn_user.url(db);
     let r = receiptctl_as(topics, &url, Some(&root_token), &["receipts", "list"]).await;

@@ -163,6 +163,7 @@ impl MigratorTrait for Migrator {
             "m0011_operator_scope" => "0011_operator_scope.sql",
             "m0012_replays_through_the_service" => "0012_replays_through_the_service.sql",
             "m0013_decree_254" => "0013_decree_254.sql",
+            "m0014_retries_through_a_function" => "0014_retries_through_a_function.sql",
         ]
     }
 }

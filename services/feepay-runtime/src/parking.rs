@@ -315,17 +315,35 @@ pub async fn request_replay(
     }
 }
 
-/// Asks the owning service to apply a parked event again. Returns false when it is not
-/// parked (unknown, already resolved or already requested).
-pub async fn request_retry(db: &impl ConnectionTrait, id: i64, by: &str, now: DateTime<Utc>) -> Result<bool, DbErr> {
-    use entity::Column as C;
-    let r = entity::Entity::update_many()
-        .col_expr(C::Status, Expr::value(Status::RetryRequested))
-        .col_expr(C::RetryRequestedBy, Expr::value(by))
-        .col_expr(C::RetryRequestedAt, Expr::value(now))
-        .filter(C::Id.eq(id))
-        .filter(C::Status.eq(Status::Parked))
-        .exec(db)
+/// What became of a retry request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryAsked {
+    /// The owning service applies it within seconds.
+    Requested,
+    /// It was not parked (already requested, or resolved): nothing changed.
+    NotParked(String),
+    /// No parked event with this id in the caller's scope.
+    Unknown,
+}
+
+/// Asks the owning service to apply a parked event again, through the database's
+/// `feepay_request_retry` (migration 0014): for an operator login the database checks the
+/// role and scope, names the requester from its operator row and writes the audit row in
+/// the same statement; `by` counts only for a caller that is no operator login (the owner).
+pub async fn request_retry(db: &impl ConnectionTrait, id: i64, reason: &str, by: &str) -> Result<RetryAsked, DbErr> {
+    let row = db
+        .query_one(crate::sql::stmt(
+            "SELECT feepay_request_retry($1, $2, $3) AS outcome",
+            vec![id.into(), reason.into(), by.into()],
+        ))
         .await?;
-    Ok(r.rows_affected == 1)
+    let outcome: Option<String> = match row {
+        Some(r) => r.try_get("", "outcome")?,
+        None => None,
+    };
+    Ok(match outcome.as_deref() {
+        Some("retry_requested") => RetryAsked::Requested,
+        Some(other) => RetryAsked::NotParked(other.to_string()),
+        None => RetryAsked::Unknown,
+    })
 }

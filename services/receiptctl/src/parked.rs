@@ -98,19 +98,18 @@ pub async fn retry(
 ) -> anyhow::Result<ExitCode> {
     actor.require(Role::Operator, "retry parked events")?;
     let p = one(db, actor, id).await?;
-    if !parking::request_retry(db, id, &actor.name, crate::session::now()).await? {
-        eprintln!("parked event {id} is {:?}, not waiting for a retry; nothing changed", p.status);
-        return Ok(ExitCode::from(2));
+    // The database checks the role and scope again, and writes the audit row itself.
+    match parking::request_retry(db, id, reason, &actor.name).await? {
+        parking::RetryAsked::Requested => {}
+        parking::RetryAsked::NotParked(status) => {
+            eprintln!("parked event {id} is {status}, not waiting for a retry; nothing changed");
+            return Ok(ExitCode::from(2));
+        }
+        parking::RetryAsked::Unknown => {
+            eprintln!("no parked event {id} in your scope");
+            return Ok(ExitCode::from(2));
+        }
     }
-    actor
-        .record(
-            db,
-            "parked.retry",
-            &id.to_string(),
-            Some(reason),
-            serde_json::json!({ "subject": p.subject, "reason_code": p.reason_code }),
-        )
-        .await?;
     writeln!(out, "retry of parked event {id} ({}) requested; {} applies it within seconds", p.subject, p.service)?;
     Ok(ExitCode::SUCCESS)
 }
