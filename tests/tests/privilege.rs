@@ -252,6 +252,67 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     .await;
     assert_eq!(stamped, 1, "the database stamps the real login");
 
+    // The audit log is scoped too: the database derives each row's agency from what it is
+    // about, and the login reads Bắc Ninh's rows and its own, not Hải Phòng's (whose lookup
+    // codes would open the receipts).
+    for code in [hp_code, bn1] {
+        feepay_runtime::audit::record(
+            &db.db,
+            feepay_runtime::audit::Entry {
+                actor: "root",
+                action: "receipt.show",
+                target: code,
+                reason: None,
+                details: serde_json::json!({}),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let derived = count(
+        &db.db,
+        &format!(
+            "SELECT count(*)::BIGINT AS n FROM audit_log WHERE target = '{hp_code}' AND agency_code = 'HP.TTPVHCC'"
+        ),
+    )
+    .await;
+    assert_eq!(derived, 1, "the agency comes from the receipt");
+    let visible = |code: String| {
+        let as_bn = &as_bn;
+        async move { count(as_bn, &format!("SELECT count(*)::BIGINT AS n FROM audit_log WHERE target = '{code}'")).await }
+    };
+    assert_eq!(visible(hp_code.clone()).await, 0, "another agency's audit rows are invisible");
+    assert_eq!(visible(bn1.clone()).await, 1, "its own agency's are visible");
+    assert_eq!(visible("y".into()).await, 1, "and the rows it wrote itself");
+
+    // An email that failed can be resent, never marked sent; an auditor changes nothing.
+    let failed = format!("N-{u}-bn");
+    db.db
+        .execute_unprepared(&format!(
+            "INSERT INTO deliveries (notification_id, kind, payment_id, agency_code, recipient, status, attempts, last_error, message_id, event_pb) \
+             VALUES ('{failed}', 'receipt_issued', '{b1}', 'BN.TTPVHCC', 'a@example.vn', 'failed', 5, '550 mailbox unavailable', 'm', '\\x')"
+        ))
+        .await
+        .unwrap();
+    let hide = format!("UPDATE deliveries SET status = 'sent', last_error = NULL WHERE notification_id = '{failed}'");
+    assert_eq!(refused(&as_bn, &hide).await.as_deref(), Some("42501"), "a failed email cannot be marked sent");
+    let auditor = LoginUser::create(db, "feepay_operator").await;
+    let add = receiptctl(
+        db,
+        topics,
+        Some(&root_token),
+        &["operators", "add", "bn-audit", "--role", "auditor", "--scope", "BN", "--db-login", &auditor.name],
+    )
+    .await;
+    assert_eq!(add.code, 0, "{add:?}");
+    let as_auditor = auditor.connect(db).await;
+    let resend = format!(
+        "UPDATE deliveries SET status = 'queued', attempts = 0, last_error = NULL, next_attempt_at = now() WHERE notification_id = '{failed}'"
+    );
+    let by_auditor = as_auditor.execute_unprepared(&resend).await.unwrap().rows_affected();
+    assert_eq!(by_auditor, 0, "an auditor reads, it does not requeue");
+    assert_eq!(as_bn.execute_unprepared(&resend).await.unwrap().rows_affected(), 1, "an operator resends");
+
     // A replay is a request to the owning service, only for an agency in scope, and that
     // service applies nothing that concerns another agency than the one asked for.
     let hp2 = format!("PG-{u}-hp2");

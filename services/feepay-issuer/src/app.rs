@@ -255,6 +255,9 @@ impl App {
                         tracing::warn!(error = %e, "refreshing the signers failed");
                     }
                     issuer.observe_certificates();
+                    if let Err(e) = issuer.observe_waiting_refunds().await {
+                        tracing::warn!(error = %e, "counting the refunds waiting for their payment failed");
+                    }
                     // The summaries 01/TH-BLĐT due: the day's once past the cut-off, any late ones.
                     match issuer.produce_daily_summaries().await {
                         Ok(0) => {}

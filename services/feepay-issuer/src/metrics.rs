@@ -29,6 +29,9 @@ pub struct IssuerMetrics {
     pub certificate_expiry: IntGaugeVec,
     /// Receipts issued on a past day that no summary 01/TH-BLĐT has listed yet.
     pub summary_overdue: IntGauge,
+    /// Refunds received whose payment has not arrived yet, and how long the oldest waits.
+    pub refunds_waiting: IntGauge,
+    pub refunds_waiting_oldest: IntGauge,
 }
 
 impl IssuerMetrics {
@@ -119,6 +122,16 @@ impl IssuerMetrics {
                 &r,
                 "feepay_issuer_receipts_unsummarized_past_day",
                 "Receipts issued on a day already over (GMT+7) that no signed summary 01/TH-BLĐT lists yet (must fall to 0)",
+            ),
+            refunds_waiting: gauge(
+                &r,
+                "feepay_issuer_refunds_waiting",
+                "Refunds received whose payment has not arrived yet (applied when it does)",
+            ),
+            refunds_waiting_oldest: gauge(
+                &r,
+                "feepay_issuer_refunds_waiting_oldest_seconds",
+                "How long the oldest refund has waited for its payment (0 when none waits)",
             ),
             registry: r,
         };

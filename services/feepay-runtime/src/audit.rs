@@ -22,6 +22,9 @@ pub mod entity {
         pub details: Option<Json>,
         /// The database login that wrote the row (set by the trigger).
         pub db_login: Option<String>,
+        /// The agency the row concerns, derived by the database (trigger `audit_log_agency`,
+        /// migration 0015); operator logins read the rows of their scope.
+        pub agency_code: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -52,6 +55,7 @@ pub async fn record(db: &impl ConnectionTrait, e: Entry<'_>) -> Result<(), DbErr
         reason: Set(e.reason.map(str::to_string)),
         details: Set(Some(e.details)),
         db_login: NotSet,
+        agency_code: NotSet,
     };
     entity::Entity::insert(row).exec_without_returning(db).await?;
     Ok(())

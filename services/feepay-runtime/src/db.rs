@@ -164,6 +164,8 @@ impl MigratorTrait for Migrator {
             "m0012_replays_through_the_service" => "0012_replays_through_the_service.sql",
             "m0013_decree_254" => "0013_decree_254.sql",
             "m0014_retries_through_a_function" => "0014_retries_through_a_function.sql",
+            "m0015_audit_log_scope" => "0015_audit_log_scope.sql",
+            "m0016_deliveries_requeue_only" => "0016_deliveries_requeue_only.sql",
         ]
     }
 }

@@ -222,6 +222,24 @@ impl Issuer {
     }
 
     /// Refunds that arrived before these payments (earlier batches) apply now.
+    /// Counts the refunds still waiting for their payment, and the age of the oldest (a
+    /// refund whose payment never arrives would otherwise wait unseen).
+    pub async fn observe_waiting_refunds(&self) -> Result<(), IssueError> {
+        let (n, oldest): (i64, Option<DateTime<Utc>>) = refunds::Entity::find()
+            .select_only()
+            .column_as(refunds::Column::RefundId.count(), "n")
+            .column_as(refunds::Column::ReceivedAt.min(), "oldest")
+            .filter(feepay_runtime::sql::equals_constant(refunds::Column::Status, "pending"))
+            .into_tuple()
+            .one(&self.db)
+            .await?
+            .unwrap_or((0, None));
+        let age = oldest.map_or(0, |t| (self.clock.now() - t).num_seconds().max(0));
+        self.metrics.refunds_waiting.set(n);
+        self.metrics.refunds_waiting_oldest.set(age);
+        Ok(())
+    }
+
     pub(super) async fn apply_pending_refunds(
         &self,
         txn: &DatabaseTransaction,
