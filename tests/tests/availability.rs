@@ -440,3 +440,89 @@ async fn a_batch_that_failed_once_is_counted_once_and_a_stalled_consumer_is_not_
     assert_eq!(issued_lines, n, "one \"receipt issued\" line per receipt");
     let _ = std::fs::remove_dir_all(&logs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_that_cannot_be_signed_now_waits_and_the_others_go_on() {
+    use sea_orm::ConnectionTrait;
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
+    let settings = || issuer_settings(db, topics, keys, &format!("issuer-{}", unique()));
+    let issuer = spawn_issuer(settings(), clock()).await;
+    issuer.wait_ready(WAIT).await;
+    let p = producer();
+    let u = unique();
+    let (tuson, centre) = (format!("PC-{u}-ts"), format!("PC-{u}-bn"));
+    for (id, agency) in [(&tuson, "BN.TUSON"), (&centre, "BN.TTPVHCC")] {
+        let pay = payment(
+            id,
+            agency,
+            v1::Channel::Counter,
+            vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)],
+            wall_clock(),
+        );
+        produce(&p, &topics.payments_succeeded, id, &pay, BodyFormat::Protobuf).await;
+    }
+    let code_of = |id: String| async move {
+        let sql = format!("SELECT lookup_code FROM receipts WHERE payment_id = '{id}'");
+        eventually(WAIT, "a receipt", || async {
+            db.db
+                .query_one(feepay_runtime::sql::raw(&sql))
+                .await
+                .unwrap()
+                .map(|r| r.try_get::<String>("", "lookup_code").unwrap())
+        })
+        .await
+    };
+    let (tuson_code, centre_code) = (code_of(tuson.clone()).await, code_of(centre.clone()).await);
+    issuer.stop().await;
+
+    // Từ Sơn's key is gone when the corrections come: Từ Sơn's, filed first, cannot be
+    // signed; the centre's, filed after it, is carried out all the same.
+    let key = keys.join("BN.TUSON.p12");
+    let password = keys.join("BN.TUSON.p12.password");
+    let (saved_key, saved_password) = (std::fs::read(&key).unwrap(), std::fs::read(&password).unwrap());
+    std::fs::remove_file(&key).unwrap();
+    std::fs::remove_file(&password).unwrap();
+    let issuer = spawn_issuer(settings(), clock()).await;
+    issuer.wait_ready(WAIT).await;
+    for code in [&tuson_code, &centre_code] {
+        feepay_runtime::correction_requests::request(&db.db, code, "notify", "Sai địa chỉ", None, "op", wall_clock())
+            .await
+            .unwrap();
+    }
+    let state = |code: String| async move {
+        let row = db
+            .db
+            .query_one(feepay_runtime::sql::raw(format!(
+                "SELECT status, attempts, last_error FROM correction_requests WHERE receipt = '{code}'"
+            )))
+            .await
+            .unwrap()
+            .unwrap();
+        (
+            row.try_get::<String>("", "status").unwrap(),
+            row.try_get::<i32>("", "attempts").unwrap(),
+            row.try_get::<Option<String>>("", "last_error").unwrap(),
+        )
+    };
+    eventually(WAIT, "the centre's correction carried out", || async {
+        (state(centre_code.clone()).await.0 == "done").then_some(())
+    })
+    .await;
+    let (status, _, error) = eventually(WAIT, "Từ Sơn's correction tried", || async {
+        let s = state(tuson_code.clone()).await;
+        (s.1 > 0).then_some(s)
+    })
+    .await;
+    assert_eq!(status, "pending", "it waits, with its reason: {error:?}");
+    assert!(error.is_some_and(|e| !e.is_empty()), "the reason is kept");
+
+    // The key is back: the waiting correction is carried out at its next try.
+    std::fs::write(&password, saved_password).unwrap();
+    std::fs::write(&key, saved_key).unwrap();
+    eventually(WAIT, "Từ Sơn's correction carried out after the fix", || async {
+        (state(tuson_code.clone()).await.0 == "done").then_some(())
+    })
+    .await;
+    issuer.stop().await;
+}

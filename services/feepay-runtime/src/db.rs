@@ -166,6 +166,7 @@ impl MigratorTrait for Migrator {
             "m0014_retries_through_a_function" => "0014_retries_through_a_function.sql",
             "m0015_audit_log_scope" => "0015_audit_log_scope.sql",
             "m0016_deliveries_requeue_only" => "0016_deliveries_requeue_only.sql",
+            "m0017_corrections_wait_apart" => "0017_corrections_wait_apart.sql",
         ]
     }
 }

@@ -359,7 +359,7 @@ impl Issuer {
     /// already cancelled, invalid) is recorded with the reason; one that failed for a
     /// transient reason stays queued for the next pass.
     pub async fn serve_correction_requests(&self) -> Result<usize, IssueError> {
-        let pending = correction_requests::take_pending(&self.db, 20).await?;
+        let pending = correction_requests::take_pending(&self.db, 20, self.clock.now()).await?;
         let mut served = 0;
         for r in pending {
             let fix = match r.replace.clone().map(serde_json::from_value::<PayerCorrection>).transpose() {
@@ -407,8 +407,10 @@ impl Issuer {
                     served += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(request = r.request_id, error = %e, "a correction could not be carried out yet; it stays queued");
-                    return Err(e);
+                    // This request waits on its own (its agency's key, say); the others go on.
+                    let next = correction_requests::retry_delay(r.attempts);
+                    tracing::warn!(request = r.request_id, error = %e, retry_in_secs = next.num_seconds(), "a correction could not be carried out yet; it waits and the others go on");
+                    correction_requests::postpone(&self.db, &r, &e.to_string(), self.clock.now()).await?;
                 }
             }
         }

@@ -205,8 +205,16 @@ pub(super) async fn correct(
         &feepay_runtime::settings::catalog::CORRECTION_WAIT_SECS,
     )?);
     let deadline = std::time::Instant::now() + wait;
+    let mut told = None;
     loop {
         let r = feepay_runtime::correction_requests::get(&db, id).await?.context("the request vanished")?;
+        if r.status == "pending" && r.last_error.is_some() && told != r.last_error {
+            eprintln!(
+                "request {id} could not be carried out yet ({}); the issuer tries again later and serves other requests meanwhile",
+                r.last_error.as_deref().unwrap_or_default()
+            );
+            told = r.last_error.clone();
+        }
         let outcome = r.outcome.unwrap_or_default();
         match r.status.as_str() {
             "done" => {
