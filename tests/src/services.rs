@@ -142,6 +142,25 @@ pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
     db.query_one(feepay_runtime::sql::raw(sql)).await.expect("query").expect("row").try_get::<i64>("", "n").expect("n")
 }
 
+/// The lookup codes of the receipts of `payment_ids`, in their order, each waited for.
+pub async fn lookup_codes(db: &TestDb, payment_ids: &[&str], timeout: Duration) -> Vec<String> {
+    use sea_orm::ConnectionTrait;
+    let mut codes = Vec::new();
+    for id in payment_ids {
+        let sql = format!("SELECT lookup_code FROM receipts WHERE payment_id = '{id}'");
+        let code = eventually(timeout, "a receipt", || async {
+            db.db
+                .query_one(feepay_runtime::sql::raw(&sql))
+                .await
+                .expect("query")
+                .map(|r| r.try_get::<String>("", "lookup_code").expect("lookup_code"))
+        })
+        .await;
+        codes.push(code);
+    }
+    codes
+}
+
 /// Notifier settings for a test, against an SMTP sink on `smtp_port`.
 pub fn notifier_settings(
     db: &TestDb,

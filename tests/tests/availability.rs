@@ -462,18 +462,8 @@ async fn a_correction_that_cannot_be_signed_now_waits_and_the_others_go_on() {
         );
         produce(&p, &topics.payments_succeeded, id, &pay, BodyFormat::Protobuf).await;
     }
-    let code_of = |id: String| async move {
-        let sql = format!("SELECT lookup_code FROM receipts WHERE payment_id = '{id}'");
-        eventually(WAIT, "a receipt", || async {
-            db.db
-                .query_one(feepay_runtime::sql::raw(&sql))
-                .await
-                .unwrap()
-                .map(|r| r.try_get::<String>("", "lookup_code").unwrap())
-        })
-        .await
-    };
-    let (tuson_code, centre_code) = (code_of(tuson.clone()).await, code_of(centre.clone()).await);
+    let codes = lookup_codes(db, &[&tuson, &centre], WAIT).await;
+    let (tuson_code, centre_code) = (codes[0].clone(), codes[1].clone());
     issuer.stop().await;
 
     // Từ Sơn's key is gone when the corrections come: Từ Sơn's, filed first, cannot be

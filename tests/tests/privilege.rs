@@ -147,23 +147,6 @@ async fn the_lookup_service_runs_read_only_and_an_operator_role_cannot_touch_a_r
 }
 
 /// Lookup codes of the receipts of these payments, in order.
-async fn codes_of(db: &TestDb, ids: &[&str]) -> Vec<String> {
-    let mut codes = Vec::new();
-    for id in ids {
-        let sql = format!("SELECT lookup_code FROM receipts WHERE payment_id = '{id}'");
-        let code = eventually(WAIT, "a receipt", || async {
-            db.db
-                .query_one(feepay_runtime::sql::raw(&sql))
-                .await
-                .unwrap()
-                .map(|r| r.try_get::<String>("", "lookup_code").unwrap())
-        })
-        .await;
-        codes.push(code);
-    }
-    codes
-}
-
 async fn request_outcome(db: &TestDb, code: &str) -> (String, String) {
     let sql = format!("SELECT status, outcome::TEXT AS outcome FROM correction_requests WHERE receipt = '{code}'");
     eventually(WAIT, "the request carried out or refused", || async {
@@ -196,7 +179,7 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
         );
         produce(&p, &topics.payments_succeeded, id, &pay, BodyFormat::Protobuf).await;
     }
-    let codes = codes_of(db, &[&b1, &b2, &hp]).await;
+    let codes = lookup_codes(db, &[&b1, &b2, &hp], WAIT).await;
     let (bn1, bn2, hp_code) = (&codes[0], &codes[1], &codes[2]);
 
     // The schema owner binds an all-agency admin; the admin binds a Bắc Ninh operator.
