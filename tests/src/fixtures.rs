@@ -25,7 +25,12 @@ pub fn line(fee: &str, kind: v1::FeeKind, quantity: u32, amount: i64) -> v1::Pai
 
 /// A payment at the Bắc Ninh centre: driving licence at the counter, 135 000 đ.
 pub fn gplx_payment(id: &str, paid_at: DateTime<Utc>) -> v1::PaymentSucceeded {
-    payment(id, "BN.TTPVHCC", v1::Channel::Counter, vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)], paid_at)
+    gplx_payment_to(id, "BN.TTPVHCC", paid_at)
+}
+
+/// The same driving-licence fee paid at the counter of `agency`.
+pub fn gplx_payment_to(id: &str, agency: &str, paid_at: DateTime<Utc>) -> v1::PaymentSucceeded {
+    payment(id, agency, v1::Channel::Counter, vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)], paid_at)
 }
 
 /// A payment with the given lines; total is their sum.

@@ -453,13 +453,7 @@ async fn a_correction_that_cannot_be_signed_now_waits_and_the_others_go_on() {
     let u = unique();
     let (tuson, centre) = (format!("PC-{u}-ts"), format!("PC-{u}-bn"));
     for (id, agency) in [(&tuson, "BN.TUSON"), (&centre, "BN.TTPVHCC")] {
-        let pay = payment(
-            id,
-            agency,
-            v1::Channel::Counter,
-            vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)],
-            wall_clock(),
-        );
+        let pay = feepay_tests::fixtures::gplx_payment_to(id, agency, wall_clock());
         produce(&p, &topics.payments_succeeded, id, &pay, BodyFormat::Protobuf).await;
     }
     let codes = lookup_codes(db, &[&tuson, &centre], WAIT).await;

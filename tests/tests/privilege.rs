@@ -170,13 +170,7 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     let (b1, b2, hp) = (format!("PG-{u}-b1"), format!("PG-{u}-b2"), format!("PG-{u}-hp"));
     let p = producer();
     for (id, agency) in [(&b1, "BN.TTPVHCC"), (&b2, "BN.KINHBAC"), (&hp, "HP.TTPVHCC")] {
-        let pay = payment(
-            id,
-            agency,
-            v1::Channel::Counter,
-            vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)],
-            wall_clock(),
-        );
+        let pay = feepay_tests::fixtures::gplx_payment_to(id, agency, wall_clock());
         produce(&p, &topics.payments_succeeded, id, &pay, BodyFormat::Protobuf).await;
     }
     let codes = lookup_codes(db, &[&b1, &b2, &hp], WAIT).await;
