@@ -6,12 +6,12 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test up down status build lint unit integration fmt bench chaos
+.PHONY: run test up down status build lint unit integration fmt bench chaos tools
 
 run: up build
 	deploy/local/run.sh
 
-test: up lint
+test: tools up lint
 	deploy/check.sh
 	$(CARGO) build --bins
 	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
@@ -28,16 +28,21 @@ status:
 build:
 	$(CARGO) build --release --bins
 
-lint:
+lint: tools
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@command -v cargo-machete >/dev/null 2>&1 || $(CARGO) install cargo-machete --locked --version 0.9.2
 	$(CARGO) machete
 
-unit:
+# The cargo tools the targets use, installed once if absent (pinned versions).
+tools:
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked --version 0.9.151
+	@command -v cargo-machete >/dev/null 2>&1 || $(CARGO) install cargo-machete --locked --version 0.9.2
+
+unit: tools
 	$(CARGO) nextest run --workspace --exclude feepay-tests
 
-integration: up
+integration: tools up
 	$(CARGO) build --bins
 	$(CARGO) nextest run -p feepay-tests --profile ci
 
@@ -54,6 +59,6 @@ bench: up build
 # killed, PostgreSQL restarts, SMTP stops, an issuer leaves, the broker connections are cut,
 # and in a three-node Kafka cluster a broker is killed, another restarted and the quorum's
 # leader killed.
-chaos: up
+chaos: tools up
 	$(CARGO) build --bins
 	$(CARGO) nextest run -p feepay-tests --test faults --no-capture
