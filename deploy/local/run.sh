@@ -110,7 +110,7 @@ cat <<MSG
   usage (internal table)      $BIN/receiptctl report usage --from $(TZ=Asia/Ho_Chi_Minh date +%Y-01-01) --to $(TZ=Asia/Ho_Chi_Minh date +%F)
   for the tax authority       $BIN/receiptctl tax list   (01/TH-BLĐT daily summaries, 04/SS-CTĐT notices; tax export --dir DIR; tax registration --agency BN.TTPVHCC)
   correct a receipt           $BIN/receiptctl receipts correct CODE --reason "Sai họ tên" --payer-name "..."   (notify or replace, Circular 91 Art. 20)
-  dead letters                deploy/local/as-user feepay-operator $BIN/receiptctl dead-letters list   (the operators' broker user reads dead letters only)
+  dead letters                $BIN/receiptctl dead-letters list   (on record in PostgreSQL, scoped by agency; replay ID --edited FILE)
   broker ACLs                 $BIN/receiptctl broker acls   (as Kafka's own commands, for a cluster of your own)
   logs                        .local/logs/{issuer,assessor,notifier,lookup}.log
 

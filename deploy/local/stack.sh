@@ -42,7 +42,7 @@ alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/deploy/local/kafka/pom.xml")"
 KAFKA_LIBS="$TOOLS/kafka-$KAFKA_VERSION/libs"
 KAFKA_DIR="$ROOT/.local/kafka"
-KAFKA_USERS=(admin feepay-issuer feepay-notifier feepay-assessor feepay-operator feepay-centre)
+KAFKA_USERS=(admin feepay-issuer feepay-notifier feepay-assessor feepay-centre)
 KAFKA_HEAP="${FEEPAY_KAFKA_HEAP:-512m}"
 BROKER_TLS_PORT="${FEEPAY_BROKER_TLS_PORT:-9095}"
 

@@ -221,3 +221,44 @@ pub fn decode_event<T: Message + Default + serde::de::DeserializeOwned + EventTy
 ) -> T {
     envelope::decode(m.headers(), m.payload()).expect("a valid event")
 }
+
+/// Every record of `topic` from the low to the high watermark of each partition, read by
+/// assignment (no group join), as `(key, value)`.
+pub fn read_all_partitions(k: &KafkaSettings, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    let c: BaseConsumer = feepay_runtime::kafka::client_config(k)
+        .set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    let mut want = std::collections::HashMap::new();
+    for p in md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
+        let (lo, hi) = c.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        if hi > lo {
+            tpl.add_partition_offset(topic, p, Offset::Offset(lo)).expect("partition");
+            want.insert(p, hi);
+        }
+    }
+    let mut out = Vec::new();
+    if want.is_empty() {
+        return out;
+    }
+    c.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !want.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{topic} not read within a minute");
+        let Some(m) = c.poll(Duration::from_millis(500)) else { continue };
+        let m = m.expect("record");
+        let Some(end) = want.get(&m.partition()).copied() else { continue };
+        if m.offset() < end {
+            out.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec()));
+        }
+        if m.offset() + 1 >= end {
+            want.remove(&m.partition());
+        }
+    }
+    out
+}

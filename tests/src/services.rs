@@ -262,23 +262,16 @@ pub async fn receiptctl_as(topics: &Topics, url: &str, token: Option<&str>, args
 }
 
 async fn receiptctl_with(url: &str, topics: &Topics, token: Option<&str>, args: &[&str]) -> CliRun {
-    // The operators' broker user: the dead letters, nothing else.
-    let group = format!("operator-{}", unique());
-    grant(Role::Operator, topics, &group).await;
+    // Operators have no broker user: everything receiptctl shows is in PostgreSQL.
     let mut cmd = tokio::process::Command::new(bin("receiptctl"));
     cmd.args(args)
         .current_dir(repo_root())
         .env("FEEPAY_DATABASE_URL", url)
-        .env("FEEPAY_KAFKA_BROKERS", brokers())
         .env("FEEPAY_OPERATOR", "test-operator")
         .env("FEEPAY_TRUST_ANCHORS", pki::test_pki().anchors())
         .env_remove("FEEPAY_SIGNERS_DIR")
         .env_remove("FEEPAY_OPERATOR_TOKEN")
         .stdin(std::process::Stdio::null());
-    for (k, v) in service_kafka_env(Role::Operator) {
-        cmd.env(k, v);
-    }
-    cmd.env("FEEPAY_KAFKA_GROUP_ID", &group);
     for (k, v) in topics.to_env() {
         cmd.env(k, v);
     }

@@ -448,16 +448,17 @@ async fn twenty_thousand_payments_survive_service_kills_outages_and_broker_failu
     let dead: Vec<String> = {
         let mut k2 = kafka(&format!("faults-dlq-{}", unique()));
         k2.brokers = brokers.clone();
-        // Read by partition from the watermarks (no group join), as `receiptctl dead-letters` does.
-        tokio::task::spawn_blocking(move || receiptctl::dlq::read(&k2, &dlq, None))
+        tokio::task::spawn_blocking(move || feepay_tests::read_all_partitions(&k2, &dlq))
             .await
             .expect("reader")
-            .expect("dead-letter topic readable")
             .into_iter()
-            .map(|l| String::from_utf8_lossy(&l.dead.original_key).into_owned())
+            .map(|(key, _)| String::from_utf8_lossy(&key).into_owned())
             .collect()
     };
     let dead_distinct: std::collections::HashSet<&String> = dead.iter().collect();
+    // On record exactly once each, whatever the redeliveries.
+    let on_record = scalar(&db, "SELECT count(*) AS n FROM dead_letters").await;
+    let on_record_distinct = scalar(&db, "SELECT count(DISTINCT record_key) AS n FROM dead_letters").await;
 
     println!("\nfault suite results ({:.0} s)", START.get().expect("start").elapsed().as_secs_f64());
     println!("  payments recorded                 {payments} (valid sent {valid})");
@@ -472,7 +473,7 @@ async fn twenty_thousand_payments_survive_service_kills_outages_and_broker_failu
     println!("  broker peak memory (MiB)          {broker_memory:?}");
     println!("  receipt events published          {} distinct", published.len());
     println!(
-        "  dead letters                      {} ({} distinct payments; {invalid_sent} invalid sent)",
+        "  dead letters                      {} ({} distinct payments; {invalid_sent} invalid sent; {on_record} on record)",
         dead.len(),
         dead_distinct.len()
     );
@@ -490,6 +491,7 @@ async fn twenty_thousand_payments_survive_service_kills_outages_and_broker_failu
     // At least once: a dead letter may be written twice if the issuer died between the
     // broker's acknowledgement and the offset commit; the set is exactly the invalid ones.
     assert_eq!(dead_distinct.len(), invalid_sent, "{dead_distinct:?}");
+    assert_eq!((on_record, on_record_distinct), (invalid_sent as i64, invalid_sent as i64), "dead letters on record");
     let _ = std::fs::remove_dir_all(&logs);
     drop(smtp);
 }

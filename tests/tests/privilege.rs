@@ -290,57 +290,111 @@ async fn the_database_holds_an_operator_login_to_its_scope_and_the_issuer_checks
     assert_eq!(by_auditor, 0, "an auditor reads, it does not requeue");
     assert_eq!(as_bn.execute_unprepared(&resend).await.unwrap().rows_affected(), 1, "an operator resends");
 
-    // A replay is a request to the owning service, only for an agency in scope, and that
-    // service applies nothing that concerns another agency than the one asked for.
-    let hp2 = format!("PG-{u}-hp2");
-    let hp_payment = payment(
-        &hp2,
-        "HP.TTPVHCC",
+    // A replay is made only of a dead letter the owning service put on record: the login
+    // cannot write a retry request itself (the way a made-up payment became a signed
+    // receipt), sees only its agencies' dead letters, and an edited body the service finds
+    // to be another event (another payment id, another amount) is refused.
+    let not_a_replay = "INSERT INTO parked_events (service, topic, partition, \"offset\", record_key, headers, payload, content_hash, subject, agency_code, reason_code, reason, status) \
+         VALUES ('feepay_issuer', 'x', 0, 0, '\\x', '[]', '\\x', 'h', 'payment:x', 'BN.TTPVHCC', 'dead_letter_replay', 'x', 'retry_requested')";
+    assert_eq!(refused(&as_bn, not_a_replay).await.as_deref(), Some("42501"), "no retry request of its own");
+    let forged_dl = "INSERT INTO dead_letters (service, topic, partition, \"offset\", record_key, headers, headers_truncated, payload, payload_sha256, agency_code, reason_code, reason, dead_lettered_at) \
+         VALUES ('feepay_issuer', 'x', 0, 0, '\\x', '[]', false, '\\x', 'h', 'BN.TTPVHCC', 'invalid', 'x', now())";
+    assert_eq!(refused(&as_bn, forged_dl).await.as_deref(), Some("42501"), "no dead letter of its own");
+    let p = producer();
+    let invalid = |id: &str, agency: &str| {
+        let mut e = payment(
+            id,
+            agency,
+            v1::Channel::Counter,
+            vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)],
+            wall_clock(),
+        );
+        e.payer.as_mut().unwrap().personal_id = "12345".into();
+        e
+    };
+    let (bn_bad, hp_bad) = (format!("PG-{u}-dlbn"), format!("PG-{u}-dlhp"));
+    produce(&p, &topics.payments_succeeded, &bn_bad, &invalid(&bn_bad, "BN.TTPVHCC"), BodyFormat::Json).await;
+    produce(&p, &topics.payments_succeeded, &hp_bad, &invalid(&hp_bad, "HP.TTPVHCC"), BodyFormat::Json).await;
+    let on_record = |id: String| async move {
+        eventually(WAIT, "the issuer to put the dead letter on record", || async {
+            let row = db
+                .db
+                .query_one(feepay_runtime::sql::raw(format!(
+                    "SELECT id FROM dead_letters WHERE subject = 'payment:{id}'"
+                )))
+                .await
+                .unwrap()?;
+            Some(row.try_get::<i64>("", "id").unwrap())
+        })
+        .await
+    };
+    let (bn_dl, hp_dl) = (on_record(bn_bad.clone()).await, on_record(hp_bad.clone()).await);
+    let mine =
+        count(&as_bn, &format!("SELECT count(*)::BIGINT AS n FROM dead_letters WHERE id IN ({bn_dl}, {hp_dl})")).await;
+    assert_eq!(mine, 1, "Hải Phòng's dead letter (its payer) is invisible to Bắc Ninh");
+    use feepay_runtime::parking::{request_replay, ReplayAsked};
+    let json = |e: &v1::PaymentSucceeded| feepay_runtime::envelope::encode_body(e, BodyFormat::Json);
+    let mut fixed_hp = invalid(&hp_bad, "HP.TTPVHCC");
+    fixed_hp.payer = Some(feepay_tests::fixtures::payer("x"));
+    let outside =
+        request_replay(&as_bn, hp_dl, Some((&json(&fixed_hp), "application/json")), "thử", "bn-op", false).await;
+    assert_eq!(outside.unwrap(), ReplayAsked::Unknown, "out of scope looks like unknown");
+    // The made-up payment, as an edit of Bắc Ninh's dead letter: the database takes the
+    // request (it is of a real dead letter in scope), the issuer refuses it.
+    let made_up_id = format!("PG-{u}-madeup");
+    let mut made_up = payment(
+        &made_up_id,
+        "BN.TTPVHCC",
         v1::Channel::Counter,
         vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)],
         wall_clock(),
     );
-    let replay_for = |agency: &str| {
-        use rdkafka::message::Headers;
-        let headers = feepay_runtime::envelope::headers_for::<v1::PaymentSucceeded>(
-            &unique(),
-            "/tests",
-            wall_clock(),
-            BodyFormat::Json,
-        );
-        feepay_runtime::parking::NewParked {
-            service: feepay_runtime::service::ISSUER.into(),
-            topic: topics.payments_succeeded.clone(),
-            partition: 0,
-            offset: 0,
-            key: hp2.clone().into_bytes(),
-            headers: headers.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect(),
-            payload: feepay_runtime::envelope::encode_body(&hp_payment, BodyFormat::Json),
-            subject: format!("payment:{hp2}"),
-            agency: Some(agency.to_string()),
+    made_up.payer = Some(feepay_tests::fixtures::payer("x"));
+    let mut cheaper = invalid(&bn_bad, "BN.TTPVHCC");
+    cheaper.payer = Some(feepay_tests::fixtures::payer("x"));
+    cheaper.lines[0].amount = "1000".into();
+    cheaper.total_paid = "1000".into();
+    let mut disguised_ids = Vec::new();
+    for (edit, again) in [(&made_up, false), (&cheaper, true)] {
+        match request_replay(&as_bn, bn_dl, Some((&json(edit), "application/json")), "thử", "kẻ giả danh", again).await
+        {
+            Ok(ReplayAsked::Requested(id)) => disguised_ids.push(id),
+            other => panic!("in scope, the database takes the request: {other:?}"),
         }
-    };
-    let outside =
-        feepay_runtime::parking::request_replay(&as_bn, &replay_for("HP.TTPVHCC"), "thử", "bn-op", wall_clock()).await;
-    assert_eq!(outside.err().and_then(|e| feepay_runtime::db::sqlstate(&e)).as_deref(), Some("42501"));
-    let not_a_replay = "INSERT INTO parked_events (service, topic, partition, \"offset\", record_key, headers, payload, content_hash, subject, agency_code, reason_code, reason, status) \
-         VALUES ('feepay_issuer', 'x', 0, 0, '\\x', '[]', '\\x', 'h', 'payment:x', 'BN.TTPVHCC', 'no_signing_key', 'x', 'retry_requested')";
-    assert_eq!(refused(&as_bn, not_a_replay).await.as_deref(), Some("42501"), "only replay requests go in");
-    let disguised =
-        feepay_runtime::parking::request_replay(&as_bn, &replay_for("BN.TTPVHCC"), "thử", "bn-op", wall_clock())
-            .await
-            .expect("in scope, the database takes the request")
-            .expect("a new request");
-    let sql = format!("SELECT status, reason_code FROM parked_events WHERE id = {disguised}");
-    let (status, reason_code) = eventually(WAIT, "the issuer to look at the replay", || async {
-        let row = db.db.query_one(feepay_runtime::sql::raw(&sql)).await.unwrap()?;
-        let status: String = row.try_get("", "status").unwrap();
-        (status != "retry_requested").then(|| (status, row.try_get::<String>("", "reason_code").unwrap()))
-    })
+    }
+    for (id, differs) in disguised_ids.iter().zip(["subject payment:", "total_paid \"135000\" became \"1000\""]) {
+        let sql = format!("SELECT status, reason_code, reason FROM parked_events WHERE id = {id}");
+        let (status, reason_code, reason) = eventually(WAIT, "the issuer to look at the replay", || async {
+            let row = db.db.query_one(feepay_runtime::sql::raw(&sql)).await.unwrap()?;
+            let status: String = row.try_get("", "status").unwrap();
+            (status != "retry_requested").then(|| {
+                (
+                    status,
+                    row.try_get::<String>("", "reason_code").unwrap(),
+                    row.try_get::<String>("", "reason").unwrap(),
+                )
+            })
+        })
+        .await;
+        assert_eq!((status.as_str(), reason_code.as_str()), ("parked", "replay_refused"), "{reason}");
+        assert!(reason.contains(differs), "{reason}");
+    }
+    let issued = count(
+        &db.db,
+        &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE payment_id IN ('{made_up_id}', '{bn_bad}')"),
+    )
     .await;
-    assert_eq!((status.as_str(), reason_code.as_str()), ("parked", "replay_refused"));
-    let issued = count(&db.db, &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE payment_id = '{hp2}'")).await;
-    assert_eq!(issued, 0, "no receipt for another agency's payment slipped in as a replay");
+    assert_eq!(issued, 0, "no receipt for a made-up or cheaper payment slipped in as a replay");
+    let audited = count(
+        &db.db,
+        &format!(
+            "SELECT count(*)::BIGINT AS n FROM audit_log WHERE action = 'dead_letters.replay' AND target = '{bn_dl}' AND actor = 'bn-op' AND agency_code = 'BN.TTPVHCC' AND db_login = '{}'",
+            bn_user.name
+        ),
+    )
+    .await;
+    assert_eq!(audited, 2, "each request audited with the login's operator and the dead letter's agency");
+    let disguised = disguised_ids[0];
 
     // A parked event moves only through feepay_request_retry: the login cannot mark it
     // resolved (which would make a payment vanish and clear its alert) or name another

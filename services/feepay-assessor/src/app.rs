@@ -125,6 +125,18 @@ impl Handler for AssessmentsHandler {
         }
     }
 
+    /// An edit of a request's dead letter keeps its id and agency.
+    fn identity(&self, record: &Record<'_>) -> Option<feepay_runtime::dead_letter::Identity> {
+        let raw: v1::FeeAssessmentRequested = envelope::decode_record(record).ok()?;
+        Some(
+            feepay_runtime::dead_letter::Identity::new(
+                subject::assessment(&raw.assessment_id),
+                Some(raw.agency_code.clone()),
+            )
+            .fact("assessment_id", raw.assessment_id),
+        )
+    }
+
     fn agency(&self, item: &Request) -> Option<String> {
         Some(match item {
             Request::Valid(r) => r.agency_code.clone(),

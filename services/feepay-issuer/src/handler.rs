@@ -6,7 +6,9 @@ use crate::issue::{Incoming, IssueError, Issuer};
 use feepay_proto::v1;
 use feepay_runtime::consumer::{Applied, Failure, Handler, Record};
 use feepay_runtime::convert::{parse_payment, parse_refund, ParsedPayment, ParsedRefund};
+use feepay_runtime::dead_letter::Identity;
 use feepay_runtime::envelope::{self, DecodeError};
+use feepay_runtime::ids::subject;
 use feepay_runtime::settings::Topics;
 use std::sync::Arc;
 
@@ -36,6 +38,33 @@ pub fn decode(topics: &Topics, record: &Record<'_>) -> Result<Incoming, DecodeEr
     }
 }
 
+/// What a payment or refund record is, read without validating it: the facts an
+/// operator's edit of its dead letter must keep (see `dead_letter::Identity`).
+pub fn identity(topics: &Topics, record: &Record<'_>) -> Option<Identity> {
+    let lines = |l: &mut dyn Iterator<Item = String>| l.collect::<Vec<_>>().join(";");
+    if record.topic == topics.payments_refunded {
+        let raw: v1::PaymentRefunded = envelope::decode_record(record).ok()?;
+        Some(
+            Identity::new(subject::refund(&raw.refund_id), None)
+                .fact("refund_id", raw.refund_id.clone())
+                .fact("payment_id", raw.payment_id.clone())
+                .fact("lines", lines(&mut raw.lines.iter().map(|l| format!("{}={}", l.fee_code, l.amount.trim())))),
+        )
+    } else {
+        let raw: v1::PaymentSucceeded = envelope::decode_record(record).ok()?;
+        Some(
+            Identity::new(subject::payment(&raw.payment_id), Some(raw.agency_code.clone()))
+                .fact("payment_id", raw.payment_id.clone())
+                .fact("total_paid", raw.total_paid.trim())
+                .fact("currency", raw.currency.clone())
+                .fact(
+                    "lines",
+                    lines(&mut raw.lines.iter().map(|l| format!("{}={}x{}", l.fee_code, l.quantity, l.amount.trim()))),
+                ),
+        )
+    }
+}
+
 /// How the consumer driver treats a failed batch.
 pub fn classify(e: IssueError) -> Failure {
     match e {
@@ -60,6 +89,10 @@ impl Handler for PaymentsHandler {
 
     fn agency(&self, item: &Incoming) -> Option<String> {
         item.agency().map(str::to_string)
+    }
+
+    fn identity(&self, record: &Record<'_>) -> Option<Identity> {
+        identity(&self.topics, record)
     }
 
     async fn apply(&self, items: &[Incoming]) -> Result<Applied, Failure> {

@@ -75,6 +75,15 @@ impl Handler for NotificationsHandler {
         item.agency().map(|a| a.code.clone())
     }
 
+    /// The notifier's events are written by the issuer: one that does not decode is fixed
+    /// in the code and replayed as recorded. Its content decides what an official email
+    /// says and to whom, so an edited body is never applied (no identity to check it by),
+    /// and its dead letters are read by all-agency operators only.
+    fn identity(&self, record: &Record<'_>) -> Option<feepay_runtime::dead_letter::Identity> {
+        let _ = record;
+        None
+    }
+
     async fn apply(&self, items: &[Event]) -> Result<Applied, Failure> {
         let recorded = self.notifier.record(items).await.map_err(|e| Failure::from_db(&e))?;
         let mut applied = Applied::default();

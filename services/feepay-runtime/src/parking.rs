@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 /// Reason codes a service parks with (the labels of the parked metrics).
 pub const REASONS: &[&str] = &[
     "no_signing_key",
+    SIGNER_UNAVAILABLE,
     "certificate_invalid",
     "series_exhausted",
     "series_unknown",
@@ -28,8 +29,13 @@ pub const REASONS: &[&str] = &[
     "replay_refused",
 ];
 
+/// The reason code of an event whose signer could not be reached (a token restarting, an
+/// HSM failing over): retried by its service by itself ([`retry_automatically`]).
+pub const SIGNER_UNAVAILABLE: &str = "signer_unavailable";
+
 /// The reason code of a dead letter handed back by an operator for replay (a retry request
-/// from the start; see [`request_replay`]).
+/// from the start, made by the database from the recorded dead letter; see
+/// [`request_replay`]).
 pub const REPLAY: &str = "dead_letter_replay";
 
 /// Why an event was parked: a stable code (one of [`REASONS`]) and a precise detail.
@@ -93,6 +99,8 @@ pub mod entity {
         pub resolved_at: Option<DateTimeUtc>,
         /// The login that inserted the row, stamped by the database.
         pub db_login: Option<String>,
+        /// The dead letter a replay request was made of (by `feepay_request_replay`).
+        pub dead_letter_id: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -103,11 +111,7 @@ pub mod entity {
     impl Model {
         /// The record's headers as `(name, value)` pairs.
         pub fn headers(&self) -> Vec<(String, Vec<u8>)> {
-            serde_json::from_value::<Vec<(String, String)>>(self.headers.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, hex::decode(v).unwrap_or_default()))
-                .collect()
+            super::headers_from_json(&self.headers)
         }
     }
 }
@@ -128,16 +132,30 @@ pub struct NewParked {
     pub agency: Option<String>,
 }
 
+/// Record headers as stored (`[[name, hex value], ...]`, here and in `dead_letters`).
+pub fn headers_to_json(headers: impl IntoIterator<Item = (String, Vec<u8>)>) -> serde_json::Value {
+    let pairs: Vec<(String, String)> = headers.into_iter().map(|(k, v)| (k, hex::encode(v))).collect();
+    serde_json::to_value(pairs).unwrap_or_default()
+}
+
+/// Stored headers back as `(name, value)` pairs.
+pub fn headers_from_json(headers: &serde_json::Value) -> Vec<(String, Vec<u8>)> {
+    serde_json::from_value::<Vec<(String, String)>>(headers.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, hex::decode(v).unwrap_or_default()))
+        .collect()
+}
+
 /// The columns a new row takes from the event itself.
 fn new_row(e: &NewParked, now: chrono::DateTime<Utc>) -> entity::ActiveModel {
-    let headers: Vec<(String, String)> = e.headers.iter().map(|(k, v)| (k.clone(), hex::encode(v))).collect();
     entity::ActiveModel {
         service: Set(e.service.clone()),
         topic: Set(e.topic.clone()),
         partition: Set(e.partition),
         offset: Set(e.offset),
         record_key: Set(e.key.clone()),
-        headers: Set(serde_json::to_value(headers).unwrap_or_default()),
+        headers: Set(headers_to_json(e.headers.iter().cloned())),
         payload: Set(e.payload.clone()),
         content_hash: Set(hex::encode(Sha256::digest(&e.payload))),
         subject: Set(e.subject.clone()),
@@ -277,42 +295,72 @@ pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<Parked>, DbE
     entity::Entity::find_by_id(id).one(db).await
 }
 
-/// Hands an event back to the service that owns its topic as a retry request (a dead
-/// letter an operator checked and perhaps edited): that service applies it through its
-/// normal path, as it does parked events, so the operator needs no right to write to the
-/// broker. Returns the row's id, or `None` when the same event is open already (parked or
-/// waiting for its retry).
+/// Reasons a service retries by itself: the cause goes away without anyone changing
+/// anything.
+pub const RETRIED_AUTOMATICALLY: &[&str] = &[SIGNER_UNAVAILABLE];
+
+/// Turns this service's parked events of [`RETRIED_AUTOMATICALLY`] reasons into retry
+/// requests once their wait is over: 5 s after the first attempt, doubling per attempt up
+/// to 10 minutes. Returns how many.
+pub async fn retry_automatically(db: &impl ConnectionTrait, service: &str, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    let codes: Vec<String> = RETRIED_AUTOMATICALLY.iter().map(|c| String::from(*c)).collect();
+    let r = db
+        .execute(crate::sql::stmt(
+            "UPDATE parked_events SET status = 'retry_requested', retry_requested_by = '(automatic)', retry_requested_at = $2 \
+             WHERE service = $1 AND status = 'parked' AND reason_code = ANY($3) \
+               AND last_attempt_at + LEAST(interval '5 seconds' * power(2, LEAST(attempts, 8) - 1), interval '10 minutes') <= $2",
+            vec![service.into(), now.into(), codes.into()],
+        ))
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// What became of a replay request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayAsked {
+    /// Written as this parked event; the owning service applies it within seconds.
+    Requested(i64),
+    /// The same event is parked or waiting for its retry already: nothing written.
+    Open,
+    /// Replayed before, and `again` was not asked: nothing written.
+    ReplayedBefore,
+    /// No dead letter with this id in the caller's scope.
+    Unknown,
+}
+
+/// Hands dead letter `dead_letter` back to the service that recorded it, as a retry request
+/// applied through its normal path (the operator needs no right on the broker), through the
+/// database's `feepay_request_replay` (migration 0018): the request copies the recorded
+/// record, with `edited` (body, content type) in place of its value when given; for an
+/// operator login the database checks role and scope, names the requester and writes the
+/// audit row in the same statement; `by` counts only for a caller that is no operator login.
 pub async fn request_replay(
     db: &impl ConnectionTrait,
-    e: &NewParked,
-    why: &str,
+    dead_letter: i64,
+    edited: Option<(&[u8], &str)>,
+    reason: &str,
     by: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<i64>, DbErr> {
-    use entity::Column as C;
-    let row = entity::ActiveModel {
-        reason_code: Set(REPLAY.to_string()),
-        reason: Set(why.to_string()),
-        status: Set(Status::RetryRequested),
-        attempts: Set(0),
-        retry_requested_by: Set(Some(by.to_string())),
-        retry_requested_at: Set(Some(now)),
-        ..new_row(e, now)
+    again: bool,
+) -> Result<ReplayAsked, DbErr> {
+    let (body, content_type): (Option<Vec<u8>>, Option<String>) = match edited {
+        Some((b, ct)) => (Some(b.to_vec()), Some(ct.to_string())),
+        None => (None, None),
     };
-    let inserted = entity::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([C::Service, C::Subject, C::ContentHash])
-                .target_and_where(Expr::col(C::Status).ne("resolved"))
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec(db)
-        .await;
-    match inserted {
-        Ok(r) => Ok(Some(r.last_insert_id)),
-        Err(DbErr::RecordNotInserted) => Ok(None),
-        Err(e) => Err(e),
-    }
+    let row = db
+        .query_one(crate::sql::stmt(
+            "SELECT outcome, parked_id FROM feepay_request_replay($1, $2, $3, $4, $5, $6)",
+            vec![dead_letter.into(), body.into(), content_type.into(), reason.into(), by.into(), again.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("feepay_request_replay returned no row".into()))?;
+    let outcome: String = row.try_get("", "outcome")?;
+    let parked: Option<i64> = row.try_get("", "parked_id")?;
+    Ok(match (outcome.as_str(), parked) {
+        ("requested", Some(id)) => ReplayAsked::Requested(id),
+        ("open", _) => ReplayAsked::Open,
+        ("replayed_before", _) => ReplayAsked::ReplayedBefore,
+        _ => ReplayAsked::Unknown,
+    })
 }
 
 /// What became of a retry request.

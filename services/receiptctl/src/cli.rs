@@ -312,21 +312,27 @@ pub enum SeriesCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLettersCmd {
-    /// List dead letters of every consumed topic (or one), oldest first.
+    /// List the dead letters on record (the services write them to PostgreSQL), newest
+    /// first: those of the agencies in your scope.
     List {
-        /// A dead-letter topic, e.g. payments.succeeded.dlq.
+        /// Only those of one consumed topic, e.g. payments.succeeded.
         #[arg(long)]
         topic: Option<String>,
+        /// Also those replayed already.
+        #[arg(long)]
+        all: bool,
     },
     /// Show one dead letter: reason, headers and the original event decoded when possible.
     Show {
-        /// <dlq topic>/<partition>/<offset>, as listed.
-        reference: String,
+        /// Its id, as listed.
+        id: i64,
     },
-    /// Hand a dead letter back to the service that owns it, as it was or with a corrected
-    /// body; that service applies it through its normal path.
+    /// Hand a dead letter back to the service that recorded it, as it was or with a
+    /// corrected body; that service applies it through its normal path, and only if the
+    /// corrected body is the same event (same payment id, agency and amounts).
     Replay {
-        reference: String,
+        /// Its id, as listed.
+        id: i64,
         /// A corrected event body (JSON, or protobuf if the file ends in .pb) to send instead.
         #[arg(long)]
         edited: Option<PathBuf>,

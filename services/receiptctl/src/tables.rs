@@ -135,31 +135,3 @@ pub mod deliveries {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
-
-/// `dead_letter_replays`, which receiptctl owns: each dead letter an operator handed back
-/// for replay, once per dead letter (a replay `--again` updates the row).
-pub mod dead_letter_replays {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "dead_letter_replays")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub dlq_topic: String,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub partition: i32,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub offset: i64,
-        pub replayed_at: DateTimeUtc,
-        pub replayed_by: String,
-        pub target_topic: String,
-        pub edited: bool,
-        /// The database login that asked (set by a trigger).
-        pub db_login: Option<String>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}

@@ -9,10 +9,10 @@
 //! | issuer | payments succeeded and refunded | receipts issued, cancelled, updated; payments rejected and waived; tax documents; its dead letters |
 //! | notifier | receipts issued, cancelled, updated; payments waived | notifications sent and failed; its dead letters |
 //! | assessor | assessment requests | assessments; its dead letters |
-//! | operator (`receiptctl`) | every dead-letter topic, by partition (its groups never join) | nothing |
 //! | centre (the centre's own system) | assessments, rejections, waivers, receipts, notifications, tax documents | payments, refunds, assessment requests |
 //!
-//! The lookup service has no broker user at all. Topics are created by an administrator
+//! The lookup service and the operators (`receiptctl`) have no broker user at all: operators
+//! read dead letters from PostgreSQL (`dead_letters`, scoped by agency), not from the topics. Topics are created by an administrator
 //! (`receiptctl broker setup`), not by the services, which only check that theirs exist.
 //! Idempotent producers need only WRITE on their topics (Kafka 3.0+, KIP-679).
 
@@ -25,15 +25,13 @@ pub enum Role {
     Issuer,
     Notifier,
     Assessor,
-    /// `receiptctl`: reads dead letters to list and validate them.
-    Operator,
     /// A public administration centre's system (or the national portal's connector):
     /// publishes payments and reads what comes back. The demo and the benchmark act as one.
     Centre,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Issuer, Role::Notifier, Role::Assessor, Role::Operator, Role::Centre];
+    pub const ALL: [Role; 4] = [Role::Issuer, Role::Notifier, Role::Assessor, Role::Centre];
 
     /// The default broker user (and consumer group prefix) of the role.
     pub fn default_user(self) -> &'static str {
@@ -41,7 +39,6 @@ impl Role {
             Role::Issuer => "feepay-issuer",
             Role::Notifier => "feepay-notifier",
             Role::Assessor => "feepay-assessor",
-            Role::Operator => "feepay-operator",
             Role::Centre => "feepay-centre",
         }
     }
@@ -61,7 +58,6 @@ impl Role {
             Role::Issuer => vec![&t.payments_succeeded, &t.payments_refunded],
             Role::Notifier => vec![&t.receipts_issued, &t.receipts_cancelled, &t.receipts_updated, &t.payments_waived],
             Role::Assessor => vec![&t.assessment_requested],
-            Role::Operator => return t.consumed().into_iter().map(dlq_topic).collect(),
             Role::Centre => vec![
                 &t.assessed,
                 &t.payments_rejected,
@@ -90,7 +86,6 @@ impl Role {
             ],
             Role::Notifier => vec![t.notifications_sent.clone(), t.notifications_failed.clone()],
             Role::Assessor => vec![t.assessed.clone()],
-            Role::Operator => vec![],
             Role::Centre => {
                 vec![t.payments_succeeded.clone(), t.payments_refunded.clone(), t.assessment_requested.clone()]
             }
@@ -223,19 +218,6 @@ mod tests {
             assert_eq!(w.contains(&t.receipts_issued), role == Role::Issuer, "{role}");
             assert_eq!(w.contains(&t.notifications_sent), role == Role::Notifier, "{role}");
         }
-    }
-
-    #[test]
-    fn the_operator_reads_dead_letters_only() {
-        let t = topics();
-        let g = grants(Role::Operator, "feepay-operator", &t, "feepay-operator");
-        assert!(
-            g.iter()
-                .all(|g| (g.resource == Resource::Topic && g.name.ends_with(".dlq")) || g.resource == Resource::Group),
-            "{g:?}"
-        );
-        assert!(g.iter().all(|g| g.operation != Operation::Write));
-        assert_eq!(Role::Operator.reads(&t).len(), t.consumed().len());
     }
 
     #[test]

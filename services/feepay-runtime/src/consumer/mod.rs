@@ -18,6 +18,8 @@
 //! durable. Every handler is idempotent on its events' identity, so a redelivered or
 //! re-applied part of a batch does nothing twice.
 
+mod retries;
+
 use crate::dead_letter::{self, DeadLetterSettings};
 use crate::envelope::{header, DecodeError};
 use crate::kafka::client_config;
@@ -339,6 +341,11 @@ pub trait Handler: Send + Sync + 'static {
     /// The agency an item concerns, if any (shown with parked events).
     fn agency(&self, item: &Self::Item) -> Option<String>;
 
+    /// What a record is ([`dead_letter::Identity`]), read without validating the rest: kept
+    /// with its dead letter, and compared with an operator's edited body before a replay
+    /// is applied. `None` when not even that can be read (an edited replay is then refused).
+    fn identity(&self, record: &Record<'_>) -> Option<dead_letter::Identity>;
+
     /// Applies the items' effects durably; idempotent on the items' identities.
     async fn apply(&self, items: &[Self::Item]) -> Result<Applied, Failure>;
 }
@@ -479,7 +486,17 @@ impl<H: Handler> Driver<H> {
         // 2. Dead letters, acknowledged by the broker.
         for (i, e) in &dead {
             let dl = dead_letter::of(&batch[*i], e, self.service, self.clock.now());
-            if !dead_letter::send_durably(&self.producer, &self.db, &self.dead_letters, dl.clone(), shutdown).await {
+            let identity = self.handler.identity(&Record::of(&batch[*i]));
+            if !dead_letter::send_durably(
+                &self.producer,
+                &self.db,
+                &self.dead_letters,
+                dl.clone(),
+                identity.as_ref(),
+                shutdown,
+            )
+            .await
+            {
                 return Err(Stopped);
             }
             self.metrics.count_dead_letter(&dl);
@@ -590,75 +607,6 @@ impl<H: Handler> Driver<H> {
         tracing::warn!(subject = %event.subject, topic = %event.topic, reason = reason.code, detail = %reason.detail, "event parked");
         self.metrics.parked.with_label_values(&[&event.topic, reason.code]).inc();
         Ok(())
-    }
-
-    /// Applies the parked events of this service an operator asked to retry, through the
-    /// same decode and apply as consumed events. Returns how many were tried.
-    pub async fn retry_requested(&self) -> Result<usize, sea_orm::DbErr> {
-        let requested = parking::requested(&self.db, self.service, 50).await?;
-        let n = requested.len();
-        for p in requested {
-            let headers: Vec<(String, Vec<u8>)> = p.headers();
-            let text = |name: &str| {
-                headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            };
-            let record = Record {
-                topic: &p.topic,
-                partition: p.partition,
-                offset: p.offset,
-                key: &p.record_key,
-                ce_type: text("ce_type"),
-                content_type: text("content-type"),
-                payload: Some(&p.payload),
-            };
-            let outcome = match self.handler.decode(&record) {
-                Err(e) => Err(ParkReason::new("undecodable", e.to_string())),
-                // A replay is allowed for the agency it was requested for (the database
-                // checked that agency against the operator's scope), and no other.
-                Ok(item) if p.reason_code == parking::REPLAY && self.handler.agency(&item) != p.agency_code => {
-                    Err(ParkReason::new(
-                        "replay_refused",
-                        format!(
-                            "the replayed event concerns agency {}, but the replay was requested for {}",
-                            self.handler.agency(&item).unwrap_or_else(|| "(none)".into()),
-                            p.agency_code.clone().unwrap_or_else(|| "(none)".into())
-                        ),
-                    ))
-                }
-                Ok(item) => match self.handler.apply(std::slice::from_ref(&item)).await {
-                    Ok(applied) => match applied.park.into_iter().next() {
-                        Some((_, reason)) => Err(reason),
-                        None => {
-                            for (topic, outcome, n) in applied.outcomes {
-                                self.metrics.processed.with_label_values(&[&topic, outcome]).inc_by(n);
-                            }
-                            Ok(())
-                        }
-                    },
-                    Err(Failure::Poison(e)) => Err(ParkReason::new("unexpected_error", e)),
-                    // Not the event's fault: leave the request for the next pass.
-                    Err(Failure::Transient(e)) => {
-                        tracing::warn!(parked = p.id, error = %e, "retry of a parked event failed transiently");
-                        continue;
-                    }
-                },
-            };
-            match outcome {
-                Ok(()) => {
-                    parking::resolve(&self.db, p.id, self.clock.now()).await?;
-                    tracing::info!(parked = p.id, subject = %p.subject, "parked event retried and applied");
-                }
-                Err(reason) => {
-                    parking::park_again(&self.db, p.id, &reason, self.clock.now()).await?;
-                    self.metrics.parked.with_label_values(&[&p.topic, reason.code]).inc();
-                    tracing::warn!(parked = p.id, subject = %p.subject, reason = reason.code, detail = %reason.detail, "parked event failed again");
-                }
-            }
-        }
-        Ok(n)
     }
 }
 

@@ -10,6 +10,10 @@
 //! producer's `message.max.bytes` (`FEEPAY_KAFKA_MESSAGE_MAX_BYTES`) must leave room for the
 //! inline limit plus the envelope; settings refuse a combination that would not.
 
+pub mod record;
+
+pub use record::{check_replay, Identity, OnRecord};
+
 use crate::envelope::DecodeError;
 use crate::retry::Backoff;
 use crate::settings::{catalog, dlq_topic, parse, SettingError};
@@ -158,7 +162,7 @@ pub mod payload {
 }
 
 /// When the dead letter was made (the time its record carries).
-fn dead_lettered_at(dl: &DeadLetter) -> DateTime<Utc> {
+pub(crate) fn dead_lettered_at(dl: &DeadLetter) -> DateTime<Utc> {
     crate::convert::from_ts(dl.dead_lettered_at.as_ref()).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
@@ -203,8 +207,8 @@ pub async fn send(producer: &FutureProducer, dl: &DeadLetter) -> Result<(), rdka
     producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e)
 }
 
-/// Sends a dead letter (its value moved to PostgreSQL first when over the inline limit),
-/// retrying with backoff until the broker acknowledges it. Returns false when shutdown came
+/// Records a dead letter in `dead_letters`, then sends it (its value moved to PostgreSQL
+/// first when over the inline limit), retrying with backoff until the broker acknowledges it. Returns false when shutdown came
 /// first: the caller must then stop without committing offsets, so the event is redelivered
 /// and dead-lettered again after the restart.
 pub async fn send_durably(
@@ -212,8 +216,17 @@ pub async fn send_durably(
     db: &DatabaseConnection,
     settings: &DeadLetterSettings,
     mut dl: DeadLetter,
+    identity: Option<&Identity>,
     shutdown: &CancellationToken,
 ) -> bool {
+    let mut backoff = Backoff::batch();
+    // On record first: that row is what operators read and what a replay is made of.
+    while let Err(e) = record::record(db, &dl, identity).await {
+        tracing::error!(error = %e, "recording a dead letter failed, retrying");
+        if !backoff.wait(shutdown).await {
+            return false;
+        }
+    }
     let mut backoff = Backoff::batch();
     while dl.original_value.len() > settings.inline_max_bytes {
         match store_payload(db, &mut dl).await {
