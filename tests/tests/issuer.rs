@@ -667,3 +667,54 @@ async fn a_batch_split_into_concurrent_transactions_keeps_every_series_gapless()
     assert_eq!(verify_all_series(&db, &keys).await, 211);
     assert_eq!(count(&db.db, "SELECT count(*)::BIGINT AS n FROM series_counters WHERE last_number > 0").await, 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_parked_because_its_token_was_unreachable_is_tried_again_by_itself() {
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, .. } = &stack;
+    let issuer = stack.issuer().await;
+    // As the issuer parks a payment whose token did not answer (see the token tests in
+    // `signatures`): no operator asks for its retry.
+    let id = format!("PG-{}", unique());
+    let event = gplx_payment(&id, wall_clock());
+    let headers = feepay_runtime::envelope::headers_for::<v1::PaymentSucceeded>(
+        &unique(),
+        "/tests",
+        wall_clock(),
+        BodyFormat::Json,
+    );
+    use rdkafka::message::Headers;
+    let parked = feepay_runtime::parking::NewParked {
+        service: feepay_runtime::service::ISSUER.into(),
+        topic: topics.payments_succeeded.clone(),
+        partition: 0,
+        offset: 0,
+        key: id.clone().into_bytes(),
+        headers: headers.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect(),
+        payload: feepay_runtime::envelope::encode_body(&event, BodyFormat::Json),
+        subject: format!("payment:{id}"),
+        agency: Some("BN.TTPVHCC".into()),
+    };
+    let reason = feepay_runtime::parking::ParkReason::new(
+        feepay_runtime::parking::SIGNER_UNAVAILABLE,
+        "token \"BN.TTPVHCC\" unavailable: no token labelled \"BN.TTPVHCC\"",
+    );
+    feepay_runtime::parking::park(&db.db, &parked, &reason, wall_clock()).await.unwrap();
+    let status = eventually(WAIT, "the parked payment retried without anyone asking", || async {
+        let row = db
+            .db
+            .query_one(feepay_runtime::sql::raw(format!(
+                "SELECT status, retry_requested_by FROM parked_events WHERE subject = 'payment:{id}'"
+            )))
+            .await
+            .unwrap()?;
+        let status: String = row.try_get("", "status").unwrap();
+        (status == "resolved").then(|| (status, row.try_get::<Option<String>>("", "retry_requested_by").unwrap()))
+    })
+    .await;
+    assert_eq!(status.1.as_deref(), Some("(automatic)"));
+    let receipts =
+        count(&db.db, &format!("SELECT count(*)::BIGINT AS n FROM receipts WHERE payment_id = '{id}'")).await;
+    assert_eq!(receipts, 1);
+    issuer.stop().await;
+}

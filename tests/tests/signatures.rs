@@ -453,3 +453,72 @@ async fn a_key_in_a_softhsm2_token_signs_receipts_that_xmlsec1_verifies() {
     issuer.term();
     let _ = std::fs::remove_dir_all(&work);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_lost_its_sessions_signs_again_and_one_that_is_gone_is_transient() {
+    use cryptoki::session::UserType;
+    let work = std::env::temp_dir().join(format!("feepay-hsm-reopen-{}", unique()));
+    let token = feepay_tests::pki::SoftHsm::new(&work);
+    let label = "feepay-reopen";
+    let pin = token.init_token(label);
+    let signers = work.join("signers");
+    let pin_file = work.join("user.pin");
+    std::fs::write(&pin_file, &pin).unwrap();
+    let made = token
+        .command(bin("receiptctl"))
+        .current_dir(repo_root())
+        .args(["keys", "token", "--agency", "BN.TTPVHCC", "--token", label])
+        .arg("--pin-file")
+        .arg(&pin_file)
+        .arg("--signers")
+        .arg(&signers)
+        .arg("--ca")
+        .arg(&test_pki().dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    // This test process is the token's application: the module reads the test's store.
+    std::env::set_var("SOFTHSM2_CONF", &token.conf);
+    let set = feepay_runtime::pki::signers::SignerSet::load_dir(&signers, 2).expect("signers load");
+    let signer = set.for_agency("BN.TTPVHCC").first().expect("the token's signer").signer.clone();
+    let cert = openssl::x509::X509::from_der(&signer.certificates()[0]).unwrap();
+    let verifies = |sig: &[u8], data: &[u8]| {
+        let key = cert.public_key().unwrap();
+        let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+        v.update(data).unwrap();
+        v.verify(sig).unwrap()
+    };
+    assert!(verifies(&signer.sign(b"before").expect("signs"), b"before"));
+
+    // Logging out of the token from any session logs every session of the application
+    // out, as a token restart does: each session finds itself lost and is reopened.
+    let p11 =
+        feepay_runtime::pki::signers::module_handle(Path::new(feepay_runtime::pki::signers::DEFAULT_PKCS11_MODULE))
+            .unwrap();
+    let slot = p11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| p11.get_token_info(*s).unwrap().label().trim() == label)
+        .unwrap();
+    let other = p11.open_ro_session(slot).unwrap();
+    other.logout().expect("the application was logged in");
+    for i in 0..4 {
+        let data = format!("after {i}");
+        let sig = signer.sign(data.as_bytes()).unwrap_or_else(|e| panic!("signature {i} after the logout: {e}"));
+        assert!(verifies(&sig, data.as_bytes()));
+    }
+
+    // The token's sessions gone and the token with them: not a key problem, a transient one.
+    other.login(UserType::User, Some(&cryptoki::types::AuthPin::new(pin.clone()))).ok();
+    drop(other);
+    let deleted = token.command("softhsm2-util").args(["--delete-token", "--token", label]).output().unwrap();
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    let other = p11.open_ro_session(slot);
+    if let Ok(o) = &other {
+        let _ = o.logout();
+    }
+    let e = signer.sign(b"gone").expect_err("no token, no signature");
+    assert!(e.transient, "{e}");
+    let _ = std::fs::remove_dir_all(&work);
+}

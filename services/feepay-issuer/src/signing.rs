@@ -162,3 +162,11 @@ impl Signing {
         }
     }
 }
+
+/// Why a payment (or tax document) waits when its signer failed: a signer that cannot be
+/// reached now (`signer_unavailable`) is tried again by the issuer itself; a refusal
+/// (`no_signing_key`) waits for a fix and an operator's retry.
+pub fn sign_failure(source: &str, e: &feepay_domain::receipt::xmldsig::SignError) -> ParkReason {
+    let code = if e.transient { feepay_runtime::parking::SIGNER_UNAVAILABLE } else { "no_signing_key" };
+    ParkReason::new(code, format!("signing with {source} failed: {}", e.detail))
+}

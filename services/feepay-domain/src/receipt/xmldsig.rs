@@ -102,8 +102,25 @@ impl SignatureAlgorithm {
 
 /// Why a signer could not sign.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("signing failed: {0}")]
-pub struct SignError(pub String);
+#[error("signing failed: {detail}")]
+pub struct SignError {
+    pub detail: String,
+    /// The signer may work again without anyone changing anything (a token restarting,
+    /// an HSM failing over): the event is tried again later by itself.
+    pub transient: bool,
+}
+
+impl SignError {
+    /// A refusal that needs a fix (a key that may not sign, a wrong PIN).
+    pub fn new(detail: impl Into<String>) -> Self {
+        SignError { detail: detail.into(), transient: false }
+    }
+
+    /// The signer cannot be reached now.
+    pub fn transient(detail: impl Into<String>) -> Self {
+        SignError { detail: detail.into(), transient: true }
+    }
+}
 
 /// A private key able to sign for an agency, with its certificate. Implemented by the
 /// services over a PKCS#11 token or a PKCS#12 file; the domain only calls it.

@@ -192,10 +192,7 @@ impl Issuer {
             };
             let sealed = content.seal(key.signer.as_ref()).map_err(|e| {
                 let blocked = vec![t.payment_id.clone()];
-                IssueError::Blocked(
-                    blocked,
-                    ParkReason::new("no_signing_key", format!("signing with {} failed: {}", key.source, e.0)),
-                )
+                IssueError::Blocked(blocked, crate::signing::sign_failure(&key.source, &e))
             })?;
             *last = number.value();
             *last_hash = sealed.document_hash.clone();

@@ -73,8 +73,7 @@ impl Issuer {
         ) -> Result<SealedDocument, feepay_domain::receipt::xmldsig::SignError>,
     ) -> Result<SealedDocument, ParkReason> {
         let signer = self.signing.signer_for(reference, agency, at)?;
-        seal(signer.signer.as_ref())
-            .map_err(|e| ParkReason::new("no_signing_key", format!("signing with {} failed: {}", signer.source, e.0)))
+        seal(signer.signer.as_ref()).map_err(|e| crate::signing::sign_failure(&signer.source, &e))
     }
 
     /// Stores a signed document and queues its event, in the caller's transaction; returns

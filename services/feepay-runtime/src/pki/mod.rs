@@ -19,6 +19,7 @@ pub mod provision;
 pub mod registry;
 pub mod signers;
 pub mod testca;
+pub mod token;
 pub mod verify;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -17,18 +17,14 @@
 //! A file that does not load is reported for its agency (whose payments then wait,
 //! parked with the reason); it never stops the others.
 
+pub use super::token::{TokenConfig, TokenSigner};
 use super::CertInfo;
 use cryptoki::context::{CInitializeArgs, Pkcs11};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
-use cryptoki::types::AuthPin;
 use feepay_domain::receipt::xmldsig::{SignError, SignatureAlgorithm, Signer};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Default PKCS#11 module (SoftHSM2, Debian's path).
@@ -36,11 +32,11 @@ pub const DEFAULT_PKCS11_MODULE: &str = crate::settings::catalog::PKCS11_MODULE.
 
 /// Converts an ECDSA DER signature into the XML Signature form `r || s` (32 bytes each).
 fn ecdsa_raw(der: &[u8]) -> Result<Vec<u8>, SignError> {
-    let sig = openssl::ecdsa::EcdsaSig::from_der(der).map_err(|e| SignError(e.to_string()))?;
+    let sig = openssl::ecdsa::EcdsaSig::from_der(der).map_err(|e| SignError::new(e.to_string()))?;
     let mut out = vec![0u8; 64];
     let (r, s) = (sig.r().to_vec(), sig.s().to_vec());
     if r.len() > 32 || s.len() > 32 {
-        return Err(SignError("ECDSA signature longer than P-256's".into()));
+        return Err(SignError::new("ECDSA signature longer than P-256's"));
     }
     out[32 - r.len()..32].copy_from_slice(&r);
     out[64 - s.len()..].copy_from_slice(&s);
@@ -117,14 +113,14 @@ impl Signer for SoftSigner {
             let mut out = vec![0u8; rsa.size() as usize];
             let n = rsa
                 .private_encrypt(&digest_info, &mut out, openssl::rsa::Padding::PKCS1)
-                .map_err(|e| SignError(e.to_string()))?;
+                .map_err(|e| SignError::new(e.to_string()))?;
             out.truncate(n);
             return Ok(out);
         }
-        let mut s =
-            openssl::sign::Signer::new(MessageDigest::sha256(), &self.key).map_err(|e| SignError(e.to_string()))?;
-        s.update(data).map_err(|e| SignError(e.to_string()))?;
-        let sig = s.sign_to_vec().map_err(|e| SignError(e.to_string()))?;
+        let mut s = openssl::sign::Signer::new(MessageDigest::sha256(), &self.key)
+            .map_err(|e| SignError::new(e.to_string()))?;
+        s.update(data).map_err(|e| SignError::new(e.to_string()))?;
+        let sig = s.sign_to_vec().map_err(|e| SignError::new(e.to_string()))?;
         match self.info.algorithm() {
             SignatureAlgorithm::RsaSha256 => Ok(sig),
             SignatureAlgorithm::EcdsaSha256 => ecdsa_raw(&sig),
@@ -148,136 +144,6 @@ pub fn module_handle(path: &Path) -> Result<Pkcs11, String> {
     m.initialize(CInitializeArgs::OsThreads).map_err(|e| format!("PKCS#11 module {}: {e}", path.display()))?;
     modules.insert(path.to_path_buf(), m.clone());
     Ok(m)
-}
-
-/// How to reach a key in a token.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    pub module: Option<PathBuf>,
-    /// Token label.
-    pub token: String,
-    /// Label of the private key (and of its certificate object on the token).
-    pub key: String,
-    /// File holding the user PIN.
-    pub pin_file: PathBuf,
-    /// The certificate (PEM or DER) when it is not on the token.
-    pub certificate: Option<PathBuf>,
-}
-
-/// A key in a PKCS#11 token: signing happens in the token. A few sessions serve
-/// concurrent signing (a session is used by one thread at a time).
-pub struct TokenSigner {
-    sessions: Vec<Mutex<(Session, ObjectHandle)>>,
-    next: AtomicUsize,
-    certs: Vec<Vec<u8>>,
-    info: CertInfo,
-}
-
-impl TokenSigner {
-    /// Opens `sessions` sessions on the token, logs in, finds the key and its certificate.
-    pub fn open(config: &TokenConfig, base: &Path, sessions: usize) -> Result<Self, String> {
-        let module_path = config
-            .module
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(crate::settings::get(&crate::settings::catalog::PKCS11_MODULE)));
-        let pkcs11 = module_handle(&module_path)?;
-        let slot = pkcs11
-            .get_slots_with_token()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .find(|s| pkcs11.get_token_info(*s).map(|t| t.label().trim() == config.token).unwrap_or(false))
-            .ok_or_else(|| format!("no token labelled {:?} in {}", config.token, module_path.display()))?;
-        let pin_path =
-            if config.pin_file.is_absolute() { config.pin_file.clone() } else { base.join(&config.pin_file) };
-        let pin = std::fs::read_to_string(&pin_path).map_err(|e| format!("PIN file {}: {e}", pin_path.display()))?;
-        let pin = AuthPin::new(pin.trim().to_string());
-        let mut opened = Vec::with_capacity(sessions.max(1));
-        let mut certs = Vec::new();
-        for i in 0..sessions.max(1) {
-            let session = pkcs11.open_ro_session(slot).map_err(|e| format!("opening a session: {e}"))?;
-            match session.login(UserType::User, Some(&pin)) {
-                Ok(()) => {}
-                Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
-                Err(e) => return Err(format!("token {:?}: login refused: {e}", config.token)),
-            }
-            let key = session
-                .find_objects(&[
-                    Attribute::Class(ObjectClass::PRIVATE_KEY),
-                    Attribute::Label(config.key.clone().into()),
-                ])
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .next()
-                .ok_or_else(|| format!("token {:?} has no private key labelled {:?}", config.token, config.key))?;
-            if i == 0 {
-                certs = match &config.certificate {
-                    Some(path) => {
-                        let path = if path.is_absolute() { path.clone() } else { base.join(path) };
-                        let bytes = std::fs::read(&path).map_err(|e| format!("certificate {}: {e}", path.display()))?;
-                        let cert = openssl::x509::X509::from_pem(&bytes)
-                            .or_else(|_| openssl::x509::X509::from_der(&bytes))
-                            .map_err(|e| format!("certificate {}: {e}", path.display()))?;
-                        vec![cert.to_der().map_err(|e| e.to_string())?]
-                    }
-                    None => {
-                        let handle = session
-                            .find_objects(&[
-                                Attribute::Class(ObjectClass::CERTIFICATE),
-                                Attribute::Label(config.key.clone().into()),
-                            ])
-                            .map_err(|e| e.to_string())?
-                            .into_iter()
-                            .next()
-                            .ok_or_else(|| {
-                                format!("token {:?} has no certificate labelled {:?}", config.token, config.key)
-                            })?;
-                        match session.get_attributes(handle, &[AttributeType::Value]).map_err(|e| e.to_string())?.pop()
-                        {
-                            Some(Attribute::Value(der)) => vec![der],
-                            _ => return Err("the token's certificate object has no value".into()),
-                        }
-                    }
-                };
-            }
-            opened.push(Mutex::new((session, key)));
-        }
-        let info = CertInfo::parse(&certs[0])?;
-        Ok(TokenSigner { sessions: opened, next: AtomicUsize::new(0), certs, info })
-    }
-
-    pub fn info(&self) -> &CertInfo {
-        &self.info
-    }
-}
-
-impl Signer for TokenSigner {
-    fn algorithm(&self) -> SignatureAlgorithm {
-        self.info.algorithm()
-    }
-    fn certificates(&self) -> &[Vec<u8>] {
-        &self.certs
-    }
-    fn subject(&self) -> &str {
-        &self.info.subject
-    }
-    fn fingerprint(&self) -> &str {
-        &self.info.fingerprint
-    }
-    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
-        let mechanism = match self.info.algorithm() {
-            SignatureAlgorithm::RsaSha256 => Mechanism::Sha256RsaPkcs,
-            SignatureAlgorithm::EcdsaSha256 => Mechanism::EcdsaSha256,
-        };
-        // A free session if there is one, else wait on the next in turn.
-        let n = self.sessions.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let guard = (0..n)
-            .find_map(|i| self.sessions[(start + i) % n].try_lock().ok())
-            .unwrap_or_else(|| self.sessions[start % n].lock().unwrap_or_else(|e| e.into_inner()));
-        let (session, key) = &*guard;
-        session.sign(&mechanism, *key, data).map_err(|e| SignError(format!("token: {e}")))
-    }
 }
 
 /// A signer of an agency, with where it came from.
