@@ -197,6 +197,7 @@ pub fn notifier_settings(
         message_id_domain: "feepay.test".into(),
         templates_dir: Some(repo_root().join("deploy/templates/email")),
         concurrency: 4,
+        lease: Duration::from_secs(30),
         source: "/tests/notifier".into(),
         shutdown_deadline: Duration::from_secs(10),
     }

@@ -313,3 +313,94 @@ async fn an_operator_lists_failed_emails_and_resends_one() {
     notifier.stop().await;
     issuer.stop().await;
 }
+
+/// A slow mail server (aiosmtpd, each DATA accepted after a delay) that logs the Message-ID
+/// of every message it accepts.
+struct SlowSmtp {
+    child: tokio::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl SlowSmtp {
+    async fn start(delay_secs: f64) -> SlowSmtp {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("slow-smtp-{}.log", unique()));
+        let mut child = tokio::process::Command::new(repo_root().join(".tools/venv-smtp/bin/python"))
+            .arg(repo_root().join("tests/support/slow_smtp.py"))
+            .args([port.to_string(), delay_secs.to_string(), log.display().to_string()])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("aiosmtpd (make up installs it in .tools/venv-smtp)");
+        use tokio::io::AsyncBufReadExt;
+        let mut ready = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let line = tokio::time::timeout(WAIT, ready.next_line()).await.expect("the server starts").expect("stdout");
+        assert_eq!(line.as_deref(), Some("ready"));
+        SlowSmtp { child, port, log }
+    }
+
+    /// How many times each Message-ID was accepted.
+    fn accepted(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut n = std::collections::BTreeMap::new();
+        for id in std::fs::read_to_string(&self.log).unwrap_or_default().lines() {
+            *n.entry(id.to_string()).or_insert(0) += 1;
+        }
+        n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_notifiers_and_a_slow_mail_server_send_every_email_once() {
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
+    // Each message takes 0.1 s to be accepted; four in flight per notifier: a pass of a few
+    // hundred emails lasts many times the 3 s lease, which must be renewed for the other
+    // notifier not to take the same rows and send them again.
+    let mut smtp = SlowSmtp::start(0.1).await;
+    let group = format!("notifier-{}", unique());
+    let settings = |port: u16| {
+        let mut s = notifier_settings(db, topics, &group, port);
+        s.smtp.timeout = Duration::from_secs(1);
+        s.lease = Duration::from_secs(3);
+        s
+    };
+    // The receipts first, so that the notifiers find them all at once and their first
+    // passes claim many rows each.
+    let issuer = spawn_default_issuer(db, topics, keys).await;
+    let p = producer();
+    let u = unique();
+    let n = 300;
+    for i in 0..n {
+        let id = format!("PG-{u}-{i:03}");
+        let mut pay = gplx_payment(&id, wall_clock());
+        pay.payer.as_mut().unwrap().email = format!("slow.{u}.{i}@example.vn");
+        produce(&p, &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
+    }
+    eventually(Duration::from_secs(300), "every receipt issued", || async {
+        (count(&db.db, "SELECT count(*)::BIGINT AS n FROM receipts").await == n).then_some(())
+    })
+    .await;
+    let first = spawn_notifier(settings(smtp.port)).await;
+    let second = spawn_notifier(settings(smtp.port)).await;
+    let sent = eventually(Duration::from_secs(300), "every email recorded as sent", || async {
+        let sent = count(&db.db, "SELECT count(*)::BIGINT AS n FROM deliveries WHERE status = 'sent'").await;
+        (sent == n).then_some(sent)
+    })
+    .await;
+    // A pass outlived the lease and kept its rows by renewing it.
+    let renewals =
+        metric_value(&first.metrics().await, "feepay_notifier_lease_renewals_total", &[("outcome", "renewed")])
+            + metric_value(&second.metrics().await, "feepay_notifier_lease_renewals_total", &[("outcome", "renewed")]);
+    assert!(renewals >= 1.0, "no pass lasted longer than a third of its lease: the test proves nothing");
+    // Both stop after finishing what they hold: whatever either sent is in the log now.
+    first.stop().await;
+    second.stop().await;
+    let accepted = smtp.accepted();
+    let twice: Vec<_> = accepted.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "emails sent more than once: {twice:?}");
+    assert_eq!(accepted.len() as i64, sent, "one accepted message per delivery");
+    issuer.stop().await;
+    let _ = smtp.child.kill().await;
+    let _ = std::fs::remove_file(&smtp.log);
+}

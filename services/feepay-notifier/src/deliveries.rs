@@ -62,6 +62,8 @@ pub mod entity {
         pub sent_at: Option<DateTimeUtc>,
         /// Payment time of the event, for end-to-end latency figures.
         pub paid_at: Option<DateTimeUtc>,
+        /// The sending pass that claimed the row last (see `lease`).
+        pub claim_token: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,10 +3,10 @@
 //!
 //! Events are first recorded in the delivery log (`deliveries`), keyed by a stable
 //! notification id, so a redelivered event sends nothing. A sender loop claims due
-//! deliveries, sends them over a pooled SMTP transport, and records the outcome; transient
+//! deliveries under a renewed lease, sends them over a pooled SMTP transport, and records the outcome; transient
 //! failures are retried on a schedule kept in the database, so retries survive restarts.
 //!
-//! Rooms: [`settings`], [`metrics`], [`deliveries`] (the delivery log), [`sender`],
+//! Rooms: [`settings`], [`metrics`], [`deliveries`] (the delivery log), [`sender`], [`lease`],
 //! [`compose`] (templates, attachments, QR code), [`smtp`] (the connection pool),
 //! [`handler`] (its part of the consumer driver), [`app`] (wiring).
 
@@ -14,6 +14,7 @@ pub mod app;
 pub mod compose;
 pub mod deliveries;
 pub mod handler;
+pub mod lease;
 pub mod metrics;
 pub mod sender;
 pub mod settings;

@@ -18,6 +18,7 @@ pub struct NotifierMetrics {
     pub queued: IntGauge,
     pub oldest_queued: IntGauge,
     pub receipt_to_email: Histogram,
+    pub lease_renewals: IntCounterVec,
 }
 
 impl NotifierMetrics {
@@ -50,6 +51,12 @@ impl NotifierMetrics {
                 "feepay_notifier_receipt_to_email_seconds",
                 "Time from receipt issue to the SMTP server accepting its email",
                 LATENCY_BUCKETS,
+            ),
+            lease_renewals: counter_vec(
+                &r,
+                "feepay_notifier_lease_renewals_total",
+                "Renewals of the lease on claimed deliveries: renewed, failed (sending stops before it runs out), lost (emails left unsent for the next claim)",
+                &["outcome"],
             ),
             registry: r,
         }

@@ -5,6 +5,7 @@
 use crate::compose::{compose, AgencySender, Branding, ComposeError, Event, Kind, Templates};
 use crate::deliveries::entity::{self, Column as C, Status};
 use crate::deliveries::Notifier;
+use crate::lease::Lease;
 use crate::metrics::SERVICE;
 use chrono::{DateTime, Utc};
 use feepay_proto::v1;
@@ -15,7 +16,6 @@ use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Result of one sending pass.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -42,10 +42,13 @@ impl Notifier {
             .collect()
     }
 
-    /// Claims due deliveries (a lease so a crash makes them due again), sends them, and
-    /// records each outcome with its event.
+    /// Claims due deliveries under a lease ([`Lease`]: renewed while the pass works, so a
+    /// crash makes them due again and no other replica takes them meanwhile), sends them,
+    /// and records each outcome with its event.
     pub async fn send_due(&self, limit: i64) -> Result<SendPass, DbErr> {
-        let lease = self.settings.smtp.timeout * 3 + Duration::from_secs(30);
+        let length = self.settings.lease;
+        let token = uuid::Uuid::new_v4();
+        let claimed_at = std::time::Instant::now();
         let now = self.clock.now();
         // Claiming is one statement: the due rows are picked `FOR UPDATE SKIP LOCKED`, so
         // two senders never claim the same row, and pushed on by the lease.
@@ -61,7 +64,8 @@ impl Notifier {
             .into_query();
         let claimed = entity::Entity::update_many()
             .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
-            .col_expr(C::NextAttemptAt, Expr::value(now + lease))
+            .col_expr(C::NextAttemptAt, Expr::value(now + length))
+            .col_expr(C::ClaimToken, Expr::value(token))
             .filter(C::NotificationId.in_subquery(due))
             .exec_with_returning(&self.db)
             .await?;
@@ -69,6 +73,15 @@ impl Notifier {
         if claimed.is_empty() {
             return Ok(pass);
         }
+        let lease = Lease::hold(
+            self.db.clone(),
+            self.clock.clone(),
+            token,
+            length,
+            claimed_at,
+            self.metrics.lease_renewals.clone(),
+        );
+        let lease = &lease;
         let mut jobs = Vec::new();
         for r in claimed {
             let kind = Kind::from_code(&r.kind).unwrap_or(Kind::ReceiptIssued);
@@ -108,6 +121,7 @@ impl Notifier {
         let results: Vec<(String, Kind, u32, Option<Event>, Outcome)> = futures::stream::iter(prepared)
             .map(|(id, kind, attempts, event, prepared)| async move {
                 let outcome = match prepared {
+                    Ok(_) if !lease.allows_send(self.settings.smtp.timeout) => Outcome::LeaseLost,
                     Ok(msg) => self.transmit(&msg, event.as_ref().and_then(Event::issued_at)).await,
                     Err(outcome) => outcome,
                 };
@@ -127,6 +141,7 @@ impl Notifier {
                 .col_expr(C::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
                 .col_expr(C::LastError, Expr::value(Option::<String>::None))
                 .filter(feepay_runtime::sql::any_of(C::NotificationId, sent_ids))
+                .filter(C::ClaimToken.eq(token))
                 .exec(&txn)
                 .await?;
         }
@@ -158,11 +173,16 @@ impl Notifier {
                         ));
                     }
                 }
+                Outcome::LeaseLost => {
+                    self.metrics.lease_renewals.with_label_values(&["lost"]).inc();
+                    tracing::warn!(notification = %id, "lease on the delivery ran short; left unsent for the next claim");
+                }
                 Outcome::Skipped => {
                     entity::Entity::update_many()
                         .col_expr(C::Status, Expr::value(Status::Skipped))
                         .col_expr(C::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
                         .filter(C::NotificationId.eq(id))
+                        .filter(C::ClaimToken.eq(token))
                         .exec(&txn)
                         .await?;
                 }
@@ -172,6 +192,7 @@ impl Notifier {
                         .col_expr(C::NextAttemptAt, Expr::value(self.clock.now() + wait))
                         .col_expr(C::LastError, Expr::value(err.clone()))
                         .filter(C::NotificationId.eq(id.as_str()))
+                        .filter(C::ClaimToken.eq(token))
                         .exec(&txn)
                         .await?;
                     self.metrics.emails.with_label_values(&[k, "retrying"]).inc();
@@ -184,6 +205,7 @@ impl Notifier {
                         .col_expr(C::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
                         .col_expr(C::LastError, Expr::value(err.clone()))
                         .filter(C::NotificationId.eq(id.as_str()))
+                        .filter(C::ClaimToken.eq(token))
                         .exec(&txn)
                         .await?;
                     self.metrics.emails.with_label_values(&[k, "failed"]).inc();
@@ -203,6 +225,8 @@ impl Notifier {
 
 enum Outcome {
     Sent,
+    /// Not handed to the SMTP server: the lease could run out first.
+    LeaseLost,
     Skipped,
     Transient(String),
     Permanent(String),

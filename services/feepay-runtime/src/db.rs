@@ -168,6 +168,7 @@ impl MigratorTrait for Migrator {
             "m0016_deliveries_requeue_only" => "0016_deliveries_requeue_only.sql",
             "m0017_corrections_wait_apart" => "0017_corrections_wait_apart.sql",
             "m0018_dead_letters_on_record" => "0018_dead_letters_on_record.sql",
+            "m0019_delivery_leases" => "0019_delivery_leases.sql",
         ]
     }
 }

@@ -163,6 +163,8 @@ catalog! {
     NOTIFIER_RETRY_SCHEDULE = "FEEPAY_NOTIFIER_RETRY_SCHEDULE", Value("1m,5m,30m,2h,12h"), "notifier",
         "waits between attempts; after the last the email is failed";
     NOTIFIER_CONCURRENCY = "FEEPAY_NOTIFIER_CONCURRENCY", Value("8"), "notifier", "emails in flight";
+    NOTIFIER_LEASE_SECS = "FEEPAY_NOTIFIER_LEASE_SECS", Value("60"), "notifier",
+        "how long deliveries a sending pass claimed stay its own; renewed every third of it while the pass sends, so another replica never takes them over; at least 3 × `FEEPAY_SMTP_TIMEOUT_SECS`";
     TEMPLATES_DIR = "FEEPAY_TEMPLATES_DIR", Value("deploy/templates/email"), "notifier",
         "email templates; `<dir>/<AGENCY>/<name>` overrides per agency";
     LOOKUP_BASE_URL = "FEEPAY_LOOKUP_BASE_URL", Value("http://127.0.0.1:8080/tra-cuu/"), "notifier",
