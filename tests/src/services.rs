@@ -304,6 +304,10 @@ pub fn lookup_settings(db: &TestDb) -> feepay_lookup::app::LookupSettings {
         header_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(20),
         max_concurrent: 256,
+        max_uploads: 32,
+        idle_timeout: Duration::from_secs(30),
+        max_connections: 1024,
+        max_connections_per_address: 32,
         verify_workers: 2,
         trust_anchors: pki::test_pki().anchors(),
     }

@@ -211,3 +211,95 @@ async fn a_document_made_to_be_expensive_is_refused_cheaply() {
     assert!(used < 8.0, "eight hostile documents cost {used:.1} s of CPU");
     lookup.running.stop().await;
 }
+
+/// A connection from `source` (a loopback address) to the lookup.
+async fn connect_from(source: &str, addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+/// One `GET /` on an open connection, keeping it open; the status, or `None` when the
+/// server closed the connection instead of answering.
+async fn get_on(conn: &mut tokio::net::TcpStream) -> Option<u16> {
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.ok()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(WAIT, conn.read(&mut byte)).await.expect("an answer or a close") {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let length: usize = text
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).await.ok()?;
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+}
+
+/// The server closes `conn` (read to its end, waited for, not timed).
+async fn closed_by_server(conn: &mut tokio::net::TcpStream) -> bool {
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, conn.read_to_end(&mut rest)).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_idle_connections_are_closed_and_connections_are_capped_per_address_and_in_total() {
+    let db = TestDb::new().await;
+    let mut settings = lookup_settings(&db);
+    settings.idle_timeout = Duration::from_secs(1);
+    settings.header_timeout = Duration::from_secs(30);
+    let lookup = spawn_lookup(settings).await;
+    let addr = lookup.base.trim_start_matches("http://").to_string();
+    // A TCP connection that never says anything, and a keep-alive one after its answer.
+    let mut silent = connect_from("127.0.0.1", &addr).await;
+    let mut kept = connect_from("127.0.0.1", &addr).await;
+    assert_eq!(get_on(&mut kept).await, Some(200));
+    assert!(closed_by_server(&mut silent).await, "a silent connection stays open");
+    assert!(closed_by_server(&mut kept).await, "an idle keep-alive connection stays open");
+    let m = lookup.running.metrics().await;
+    assert!(metric_value(&m, "feepay_lookup_connections_closed_total", &[("reason", "idle")]) >= 2.0, "{m}");
+    lookup.running.stop().await;
+
+    // Caps: 3 per address, 5 in all (idle connections kept long enough to count).
+    let mut settings = lookup_settings(&db);
+    settings.max_connections_per_address = 3;
+    settings.max_connections = 5;
+    let lookup = spawn_lookup(settings).await;
+    let addr = lookup.base.trim_start_matches("http://").to_string();
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        let mut c = connect_from("127.0.0.1", &addr).await;
+        assert_eq!(get_on(&mut c).await, Some(200));
+        mine.push(c);
+    }
+    let mut fourth = connect_from("127.0.0.1", &addr).await;
+    assert_eq!(get_on(&mut fourth).await, None, "a fourth connection from one address is served");
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let mut c = connect_from("127.0.0.2", &addr).await;
+        assert_eq!(get_on(&mut c).await, Some(200), "another address is not held to the first one's cap");
+        others.push(c);
+    }
+    let mut sixth = connect_from("127.0.0.3", &addr).await;
+    assert_eq!(get_on(&mut sixth).await, None, "a sixth connection in all is served");
+    // The admitted ones go on being served, and a closed one frees its place.
+    for c in mine.iter_mut() {
+        assert_eq!(get_on(c).await, Some(200));
+    }
+    drop(mine.pop());
+    let again = eventually(WAIT, "the freed place taken by a new connection", || async {
+        let mut c = connect_from("127.0.0.1", &addr).await;
+        get_on(&mut c).await.map(|s| (s, c))
+    })
+    .await;
+    assert_eq!(again.0, 200);
+    let m = lookup.running.metrics().await;
+    assert!(metric_value(&m, "feepay_lookup_connections_closed_total", &[("reason", "per_address")]) >= 1.0, "{m}");
+    assert!(metric_value(&m, "feepay_lookup_connections_closed_total", &[("reason", "total")]) >= 1.0, "{m}");
+    lookup.running.stop().await;
+}

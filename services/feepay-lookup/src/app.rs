@@ -39,6 +39,7 @@ pub struct Shared {
     pub(crate) checker: verify::Checker,
     pub(crate) pages: Pages,
     limiter: RateLimiter,
+    uploads: tokio::sync::Semaphore,
     pub(crate) settings: LookupSettings,
     metrics: Metrics,
 }
@@ -78,6 +79,7 @@ impl App {
                 metrics.requests.with_label_values(&[route, outcome]);
             }
         }
+        let edge = http::EdgeMetrics::new(&registry, SERVICE);
         let trust = TrustAnchors::load(&settings.trust_anchors).map_err(anyhow::Error::msg)?;
         let readiness = Arc::new(Readiness::without_broker());
         let (ops_addr, ops) =
@@ -93,12 +95,20 @@ impl App {
             checker: verify::Checker::new(trust, settings.verify_workers),
             pages: Pages::new(),
             limiter: RateLimiter::new(settings.rate_per_minute, settings.burst),
+            uploads: tokio::sync::Semaphore::new(settings.max_uploads),
             settings: settings.clone(),
             metrics,
         });
-        let limits =
-            http::EdgeLimits { header_read_timeout: settings.header_timeout, shutdown_grace: Duration::from_secs(5) };
-        let (addr, public) = http::serve_public(settings.addr, router(shared), limits, shutdown.clone())
+        let limits = http::EdgeLimits {
+            header_read_timeout: settings.header_timeout,
+            idle_timeout: settings.idle_timeout,
+            max_connections: settings.max_connections,
+            // Behind proxies every connection is a proxy's: capping them per address would
+            // cap the whole service.
+            max_connections_per_address: if settings.proxy_hops > 0 { 0 } else { settings.max_connections_per_address },
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let (addr, public) = http::serve_public(settings.addr, router(shared), limits, Some(edge), shutdown.clone())
             .await
             .with_context(|| format!("binding the public address {}", settings.addr))?;
         Ok(App { addr, ops_addr, shutdown, public, ops })
@@ -149,6 +159,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(uploads)
         .merge(api::router())
         .layer(middleware::from_fn_with_state(shared.clone(), limit))
+        .layer(middleware::from_fn_with_state(shared.clone(), upload_slot))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrent))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, content_security_policy()))
@@ -192,6 +203,20 @@ pub fn limit_key(ip: IpAddr) -> IpAddr {
             }
         },
     }
+}
+
+/// An upload for verification waits for one of `FEEPAY_LOOKUP_MAX_UPLOADS` slots before a
+/// byte of its body is read (within the request timeout), so the bodies held at once stay
+/// within that many times 1 MiB, however many clients send slowly.
+async fn upload_slot(State(shared): St, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if req.method() != axum::http::Method::POST
+        || !(path.starts_with("/api/v1/verify") || path.starts_with("/xac-thuc"))
+    {
+        return next.run(req).await;
+    }
+    let _slot = shared.uploads.acquire().await;
+    next.run(req).await
 }
 
 async fn limit(State(shared): St, req: Request, next: Next) -> Response {

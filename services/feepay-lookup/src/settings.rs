@@ -32,6 +32,14 @@ pub struct LookupSettings {
     pub request_timeout: Duration,
     /// `FEEPAY_LOOKUP_MAX_CONCURRENT` (default 256): requests served at once; more wait.
     pub max_concurrent: usize,
+    /// `FEEPAY_LOOKUP_MAX_UPLOADS` (default 32): verification uploads at once; more wait.
+    pub max_uploads: usize,
+    /// `FEEPAY_LOOKUP_IDLE_TIMEOUT_SECS` (default 30), `FEEPAY_LOOKUP_MAX_CONNECTIONS`
+    /// (default 1024), `FEEPAY_LOOKUP_MAX_CONNECTIONS_PER_ADDRESS` (default 32): what
+    /// clients can hold of the public port (`http::EdgeLimits`).
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
     /// `FEEPAY_LOOKUP_VERIFY_WORKERS` (default: the number of cores): documents verified at
     /// once, on blocking threads, so verification never occupies the request workers.
     pub verify_workers: usize,
@@ -58,6 +66,10 @@ impl LookupSettings {
             header_timeout: Duration::from_secs(settings::parse(&catalog::LOOKUP_HEADER_TIMEOUT_SECS)?),
             request_timeout: Duration::from_secs(settings::parse(&catalog::LOOKUP_REQUEST_TIMEOUT_SECS)?),
             max_concurrent: settings::parse(&catalog::LOOKUP_MAX_CONCURRENT)?,
+            max_uploads: settings::parse::<usize>(&catalog::LOOKUP_MAX_UPLOADS)?.max(1),
+            idle_timeout: Duration::from_secs(settings::parse::<u64>(&catalog::LOOKUP_IDLE_TIMEOUT_SECS)?.max(1)),
+            max_connections: settings::parse::<usize>(&catalog::LOOKUP_MAX_CONNECTIONS)?.max(1),
+            max_connections_per_address: settings::parse(&catalog::LOOKUP_MAX_CONNECTIONS_PER_ADDRESS)?,
             verify_workers: match settings::opt(&catalog::LOOKUP_VERIFY_WORKERS) {
                 Some(_) => match settings::parse(&catalog::LOOKUP_VERIFY_WORKERS)? {
                     0 => anyhow::bail!("FEEPAY_LOOKUP_VERIFY_WORKERS must be at least 1"),

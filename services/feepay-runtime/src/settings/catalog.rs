@@ -191,6 +191,14 @@ catalog! {
     LOOKUP_REQUEST_TIMEOUT_SECS = "FEEPAY_LOOKUP_REQUEST_TIMEOUT_SECS", Value("20"), "lookup",
         "a client must send its whole request within this (408)";
     LOOKUP_MAX_CONCURRENT = "FEEPAY_LOOKUP_MAX_CONCURRENT", Value("256"), "lookup", "requests served at once; more wait";
+    LOOKUP_MAX_UPLOADS = "FEEPAY_LOOKUP_MAX_UPLOADS", Value("32"), "lookup",
+        "documents uploaded for verification at once (each up to 1 MiB held while it arrives); more wait, within the request timeout";
+    LOOKUP_IDLE_TIMEOUT_SECS = "FEEPAY_LOOKUP_IDLE_TIMEOUT_SECS", Value("30"), "lookup",
+        "a public connection with no request in flight and nothing received for this long is closed (silent TCP, idle keep-alive, idle HTTP/2)";
+    LOOKUP_MAX_CONNECTIONS = "FEEPAY_LOOKUP_MAX_CONNECTIONS", Value("1024"), "lookup",
+        "public connections open at once; one more is closed on arrival";
+    LOOKUP_MAX_CONNECTIONS_PER_ADDRESS = "FEEPAY_LOOKUP_MAX_CONNECTIONS_PER_ADDRESS", Value("32"), "lookup",
+        "public connections open at once from one address (IPv6: a /64); 0 for none; not applied behind proxies (`FEEPAY_LOOKUP_PROXY_HOPS` above 0), where every connection is a proxy's";
     LOOKUP_VERIFY_WORKERS = "FEEPAY_LOOKUP_VERIFY_WORKERS", Described("number of cores"), "lookup",
         "documents verified at once, each on a blocking thread off the request workers; a verification that waits 2 s for one is answered 503 with Retry-After";
     DEMO_SMTP_WEB = "FEEPAY_DEMO_SMTP_WEB", Value("http://127.0.0.1:1080"), "receiptctl demo", "SMTP sink web address";

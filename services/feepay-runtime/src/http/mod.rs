@@ -10,7 +10,6 @@ use prometheus::Registry;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// What `/readyz` reports. Services flip the flags as they learn; a consumer's state
@@ -130,67 +129,5 @@ pub async fn serve(
     Ok((bound, handle))
 }
 
-/// Limits of a server that faces the internet.
-#[derive(Debug, Clone, Copy)]
-pub struct EdgeLimits {
-    /// Longest a client may take to send the request head (slow-loris protection).
-    pub header_read_timeout: Duration,
-    /// Longest a shutdown waits for open connections before dropping them.
-    pub shutdown_grace: Duration,
-}
-
-/// Serves `router` like [`serve`], for the internet: a client that does not send its
-/// request head within the limit is cut off, and a shutdown waits for open connections
-/// only up to a deadline, never for a stalled client.
-pub async fn serve_public(
-    addr: SocketAddr,
-    router: Router,
-    limits: EdgeLimits,
-    shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::server::graceful::GracefulShutdown;
-    use tower::ServiceExt;
-
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let handle = tokio::spawn(async move {
-        let mut builder = Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-        let graceful = GracefulShutdown::new();
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = shutdown.cancelled() => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let router = router.clone();
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn.into_owned());
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, %peer, "connection ended with an error");
-                }
-            });
-        }
-        tokio::select! {
-            _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(limits.shutdown_grace) => {
-                tracing::warn!("connections still open after the shutdown grace period were dropped");
-            }
-        }
-    });
-    Ok((bound, handle))
-}
+mod public;
+pub use public::{serve_public, EdgeLimits, EdgeMetrics};
