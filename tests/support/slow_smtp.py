@@ -1,6 +1,8 @@
 """A slow SMTP server for tests: aiosmtpd (a real SMTP implementation) whose DATA handler
 waits DELAY seconds before accepting, and appends each accepted message's Message-ID to
-LOG, one per line, so a test counts what was delivered how many times.
+LOG, one per line, so a test counts what was delivered how many times. A recipient whose
+address starts with "refuse" is refused (550) with the address in the reply, as real
+servers do.
 
     slow_smtp.py PORT DELAY LOG
 """
@@ -15,6 +17,12 @@ class Slow:
     def __init__(self, delay, log):
         self.delay = delay
         self.log = log
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("refuse"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         await asyncio.sleep(self.delay)

@@ -404,3 +404,35 @@ async fn two_notifiers_and_a_slow_mail_server_send_every_email_once() {
     let _ = smtp.child.kill().await;
     let _ = std::fs::remove_file(&smtp.log);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_naming_the_address_is_kept_and_published_masked() {
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, keys } = &stack;
+    let smtp = SlowSmtp::start(0.0).await;
+    let issuer = spawn_default_issuer(db, topics, keys).await;
+    let notifier = spawn_notifier(notifier_settings(db, topics, &format!("notifier-{}", unique()), smtp.port)).await;
+    let id = format!("PG-{}", unique());
+    let address = format!("refuse.nguyen.{}@example.vn", unique());
+    let mut pay = gplx_payment(&id, wall_clock());
+    pay.payer.as_mut().unwrap().email = address.clone();
+    produce(&producer(), &topics.payments_succeeded, &id, &pay, BodyFormat::Protobuf).await;
+    let error = eventually(WAIT, "the refused email recorded as failed", || async {
+        let row = db
+            .db
+            .query_one(feepay_runtime::sql::raw(format!(
+                "SELECT last_error FROM deliveries WHERE payment_id = '{id}' AND status = 'failed'"
+            )))
+            .await
+            .unwrap()?;
+        row.try_get::<Option<String>>("", "last_error").unwrap()
+    })
+    .await;
+    assert!(error.contains("550") && error.contains("re***@example.vn"), "{error}");
+    assert!(!error.contains(&address), "the full address is kept: {error}");
+    let failed: Vec<v1::NotificationFailed> = read_topic(&topics.notifications_failed, 1, WAIT, decode_event).await;
+    let published = failed.iter().find(|f| f.payment_id == id).expect("notifications.failed");
+    assert!(!published.error.contains(&address) && published.error.contains("re***@example.vn"), "{}", published.error);
+    notifier.stop().await;
+    issuer.stop().await;
+}

@@ -200,10 +200,59 @@ pub fn mask_email(email: &str) -> String {
     }
 }
 
+/// Masks every email address in a free text (an SMTP server's refusal, say) as
+/// [`mask_email`] does, so that text can go to logs, the delivery log and events.
+pub fn mask_emails_in(text: &str) -> String {
+    let local = |c: char| c.is_ascii_alphanumeric() || "._%+-!#$&'*/=?^`{|}~".contains(c);
+    let domain = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '@' {
+            let mut start = i;
+            while start > 0 && local(chars[start - 1]) {
+                start -= 1;
+            }
+            let mut end = i + 1;
+            while end < chars.len() && domain(chars[end]) {
+                end += 1;
+            }
+            let dom: String = chars[i + 1..end].iter().collect();
+            let dom = dom.trim_end_matches('.');
+            if start < i && dom.contains('.') {
+                // Drop the local part already copied, write the masked address.
+                let copied = i - start;
+                for _ in 0..copied {
+                    out.pop();
+                }
+                let address: String = chars[start..i].iter().collect::<String>() + "@" + dom;
+                out.push_str(&mask_email(&address));
+                i += 1 + dom.chars().count();
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn addresses_in_a_text_are_masked_and_the_rest_kept() {
+        assert_eq!(
+            mask_emails_in("550 5.1.1 <nguyen.van.a@example.vn>: Recipient address rejected"),
+            "550 5.1.1 <ng***@example.vn>: Recipient address rejected"
+        );
+        assert_eq!(mask_emails_in("to a.b@x.vn, c@y.com."), "to a.***@x.vn, c***@y.com.");
+        assert_eq!(mask_emails_in("no address @ here, user@localhost"), "no address @ here, user@localhost");
+        assert_eq!(mask_emails_in("Trần Thị <tt@mail.gov.vn> đã từ chối"), "Trần Thị <tt***@mail.gov.vn> đã từ chối");
+    }
 
     #[test]
     fn known_tax_codes() {

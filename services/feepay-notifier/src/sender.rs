@@ -8,6 +8,7 @@ use crate::deliveries::Notifier;
 use crate::lease::Lease;
 use crate::metrics::SERVICE;
 use chrono::{DateTime, Utc};
+use feepay_domain::ids::mask_emails_in;
 use feepay_proto::v1;
 use feepay_runtime::convert::ts;
 use feepay_runtime::outbox::{self, OutboxEvent};
@@ -240,8 +241,10 @@ fn prepare(
     sender: &AgencySender,
 ) -> Result<lettre::Message, Outcome> {
     match compose(event, templates, branding, sender) {
-        Err(ComposeError::InvalidMailbox(m)) => Err(Outcome::Permanent(format!("invalid mailbox: {m}"))),
-        Err(e) => Err(Outcome::Permanent(e.to_string())),
+        Err(ComposeError::InvalidMailbox(m)) => {
+            Err(Outcome::Permanent(mask_emails_in(&format!("invalid mailbox: {m}"))))
+        }
+        Err(e) => Err(Outcome::Permanent(mask_emails_in(&e.to_string()))),
         Ok(None) => Err(Outcome::Skipped),
         Ok(Some((msg, _))) => Ok(msg),
     }
@@ -266,10 +269,12 @@ impl Notifier {
             }
             Err(e) => {
                 self.metrics.smtp_latency.with_label_values(&["refused"]).observe(elapsed);
+                // A server's refusal names the recipient: masked before it goes to the log,
+                // the delivery log and notifications.failed.
                 if e.is_permanent() {
-                    Outcome::Permanent(format!("SMTP refused: {e}"))
+                    Outcome::Permanent(mask_emails_in(&format!("SMTP refused: {e}")))
                 } else {
-                    Outcome::Transient(format!("SMTP unavailable: {e}"))
+                    Outcome::Transient(mask_emails_in(&format!("SMTP unavailable: {e}")))
                 }
             }
         }
