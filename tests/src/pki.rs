@@ -306,6 +306,35 @@ impl SoftHsm {
         pin
     }
 
+    /// A token labelled `label` holding Bắc Ninh's key, generated inside it by
+    /// `receiptctl keys token` with a certificate from the test CA; returns the user PIN
+    /// and the signers directory naming it.
+    pub fn with_agency_key(&self, work: &Path, label: &str) -> (String, PathBuf) {
+        let pin = self.init_token(label);
+        let signers = work.join("signers");
+        let pin_file = work.join("user.pin");
+        std::fs::write(&pin_file, &pin).expect("PIN file");
+        let made = self
+            .command(crate::bin("receiptctl"))
+            .current_dir(repo_root())
+            .args(["keys", "token", "--agency", "BN.TTPVHCC", "--token", label])
+            .arg("--pin-file")
+            .arg(&pin_file)
+            .arg("--signers")
+            .arg(&signers)
+            .arg("--ca")
+            .arg(&test_pki().dir)
+            .output()
+            .expect("receiptctl runs");
+        assert!(
+            made.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&made.stdout),
+            String::from_utf8_lossy(&made.stderr)
+        );
+        (pin, signers)
+    }
+
     /// `pkcs11-tool --list-objects` of a token, logged in.
     pub fn objects(&self, label: &str, pin: &str) -> String {
         let out = self

@@ -386,30 +386,8 @@ async fn a_key_in_a_softhsm2_token_signs_receipts_that_xmlsec1_verifies() {
     let work = std::env::temp_dir().join(format!("feepay-hsm-{}", unique()));
     let token = feepay_tests::pki::SoftHsm::new(&work);
     let token_label = "feepay-test";
-    let pin = token.init_token(token_label);
-    let signers = work.join("signers");
-    let pin_file = work.join("user.pin");
-    std::fs::write(&pin_file, &pin).unwrap();
-
     // The key is generated inside the token; the certificate comes from the test CA.
-    let made = token
-        .command(bin("receiptctl"))
-        .current_dir(repo_root())
-        .args(["keys", "token", "--agency", "BN.TTPVHCC", "--token", token_label])
-        .arg("--pin-file")
-        .arg(&pin_file)
-        .arg("--signers")
-        .arg(&signers)
-        .arg("--ca")
-        .arg(&test_pki().dir)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&made.stdout),
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (pin, signers) = token.with_agency_key(&work, token_label);
     assert!(signers.join("BN.TTPVHCC.pkcs11.toml").exists());
     assert!(!std::fs::read_dir(&signers).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".p12")));
     // The private key is sensitive and never extractable.
@@ -460,23 +438,7 @@ async fn a_token_that_lost_its_sessions_signs_again_and_one_that_is_gone_is_tran
     let work = std::env::temp_dir().join(format!("feepay-hsm-reopen-{}", unique()));
     let token = feepay_tests::pki::SoftHsm::new(&work);
     let label = "feepay-reopen";
-    let pin = token.init_token(label);
-    let signers = work.join("signers");
-    let pin_file = work.join("user.pin");
-    std::fs::write(&pin_file, &pin).unwrap();
-    let made = token
-        .command(bin("receiptctl"))
-        .current_dir(repo_root())
-        .args(["keys", "token", "--agency", "BN.TTPVHCC", "--token", label])
-        .arg("--pin-file")
-        .arg(&pin_file)
-        .arg("--signers")
-        .arg(&signers)
-        .arg("--ca")
-        .arg(&test_pki().dir)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (pin, signers) = token.with_agency_key(&work, label);
     // This test process is the token's application: the module reads the test's store.
     std::env::set_var("SOFTHSM2_CONF", &token.conf);
     let set = feepay_runtime::pki::signers::SignerSet::load_dir(&signers, 2).expect("signers load");
