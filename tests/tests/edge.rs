@@ -105,7 +105,21 @@ async fn answers_carry_security_headers_and_mask_personal_ids_and_bad_requests_a
     assert_eq!(j["receipt"]["payer"]["personalId"], "027******234", "{j}");
     let page = reqwest::get(format!("{base}/tra-cuu/{code}")).await.unwrap().text().await.unwrap();
     assert!(page.contains("027******234") && !page.contains("027190001234"), "the page masks it");
-    let doc = reqwest::get(format!("{base}/api/v1/receipts/{code}/document")).await.unwrap().text().await.unwrap();
+    // The document holds the ID in full: the lookup code alone does not open it; the last
+    // six characters of the payer's ID (or the dossier code) do.
+    for missing in ["", "?xac_minh=", "?xac_minh=001235", "?xac_minh=1234"] {
+        let r = reqwest::get(format!("{base}/api/v1/receipts/{code}/document{missing}")).await.unwrap();
+        assert_eq!(r.status(), 403, "{missing}");
+        let j: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(j["error"], "second_factor_required", "{j}");
+        assert!(!j.to_string().contains("027190001234"));
+    }
+    let doc = reqwest::get(format!("{base}/api/v1/receipts/{code}/document?xac_minh=001234"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(doc.contains("<SDDCN>027190001234</SDDCN>"));
     // The page's QR handler is allowed by its hash under the CSP: a real browser runs it.
     let dom = chromium_dom(&format!("{base}/tra-cuu/{code}")).await;

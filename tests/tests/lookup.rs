@@ -92,7 +92,18 @@ async fn a_citizen_looks_up_and_verifies_a_receipt_and_an_operator_corrects_one(
         .unwrap()
         .try_get("", "document")
         .unwrap();
-    let r = reqwest::get(format!("{base}/api/v1/receipts/{}/document", codes[0])).await.unwrap();
+    let dossier: String = db
+        .db
+        .query_one(feepay_runtime::sql::stmt(
+            "SELECT dossier_code FROM payments p JOIN receipts r USING (payment_id) WHERE r.lookup_code = $1",
+            vec![codes[0].clone().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "dossier_code")
+        .unwrap();
+    let r = reqwest::get(format!("{base}/api/v1/receipts/{}/document?xac_minh={dossier}", codes[0])).await.unwrap();
     assert_eq!(r.status(), 200);
     let disposition = r.headers()["content-disposition"].to_str().unwrap().to_string();
     assert!(disposition.starts_with("attachment; filename=\"bien-lai-EBL01-"), "{disposition}");

@@ -113,22 +113,43 @@ fn safe_name(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
 }
 
-/// The signed receipt document (XML, UTF-8), byte for byte as issued.
+/// What opens the full document besides the lookup code.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct SecondFactor {
+    /// The last 6 characters of the payer's personal ID, passport number or tax code, or
+    /// the dossier code (mã hồ sơ): the signed document holds the payer's identifiers in
+    /// full, so a lookup code alone opens only the masked view.
+    pub xac_minh: Option<String>,
+}
+
+/// The signed receipt document (XML, UTF-8), byte for byte as issued, for whoever also
+/// knows the payer's second factor.
 #[utoipa::path(
     get,
     path = "/api/v1/receipts/{code}/document",
-    params(("code" = String, Path, description = "Lookup code (mã tra cứu)", example = "7K3M-Q9TX-2HRB-5WCE")),
+    params(("code" = String, Path, description = "Lookup code (mã tra cứu)", example = "7K3M-Q9TX-2HRB-5WCE"), SecondFactor),
     responses(
         (status = 200, description = "The document, as an attachment", content_type = "application/xml", body = String),
+        (status = 403, description = "`xac_minh` missing or not the payer's: the document holds their identifiers in full", body = ErrorBody),
         (status = 404, description = "No receipt with this code (also for malformed codes)", body = ErrorBody),
         (status = 429, description = "Too many requests from this client; see Retry-After", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The database cannot be reached; try again later", body = ErrorBody),
     )
 )]
-pub async fn receipt_document(State(shared): St, Path(code): Path<String>) -> Response {
+pub async fn receipt_document(
+    State(shared): St,
+    Path(code): Path<String>,
+    axum::extract::Query(factor): axum::extract::Query<SecondFactor>,
+) -> Response {
     let started = Instant::now();
     match shared.find(&code, started).await {
+        Ok(Some(s))
+            if !factor.xac_minh.as_deref().is_some_and(|f| crate::page::second_factor_matches(&s.receipt, f)) =>
+        {
+            shared.count("document", Failure::SecondFactor.outcome(), started);
+            Failure::SecondFactor.json()
+        }
         Ok(Some(s)) => {
             shared.count("document", "found", started);
             let name = format!("bien-lai-{}-{}-{:07}.xml", safe_name(&s.template), safe_name(&s.symbol), s.number);

@@ -75,7 +75,7 @@ impl App {
             ),
         };
         for route in ["page", "api_receipt", "document", "verify", "keys"] {
-            for outcome in ["found", "not_found", "not_authentic", "limited", "error"] {
+            for outcome in ["found", "not_found", "not_authentic", "limited", "error", "second_factor"] {
                 metrics.requests.with_label_values(&[route, outcome]);
             }
         }

@@ -23,6 +23,8 @@ pub enum Failure {
     Unavailable,
     /// Every verification slot stayed busy: try again shortly.
     Busy { retry_after_secs: u64 },
+    /// The full signed document needs what only the payer knows besides the lookup code.
+    SecondFactor,
 }
 
 /// The JSON body of every error of the API.
@@ -45,6 +47,7 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Busy,
+    SecondFactorRequired,
 }
 
 /// What a person sees when the database cannot be reached.
@@ -57,6 +60,7 @@ impl Failure {
             Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
             Failure::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Failure::Unavailable | Failure::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::SecondFactor => StatusCode::FORBIDDEN,
         }
     }
 
@@ -66,6 +70,7 @@ impl Failure {
             Failure::NotFound => "not_found",
             Failure::RateLimited { .. } | Failure::Busy { .. } => "limited",
             Failure::BadRequest(_) | Failure::Unavailable => "error",
+            Failure::SecondFactor => "second_factor",
         }
     }
 
@@ -76,6 +81,7 @@ impl Failure {
             Failure::RateLimited { .. } => ErrorCode::RateLimited,
             Failure::Unavailable => ErrorCode::Unavailable,
             Failure::Busy { .. } => ErrorCode::Busy,
+            Failure::SecondFactor => ErrorCode::SecondFactorRequired,
         }
     }
 
@@ -90,6 +96,9 @@ impl Failure {
             Failure::Busy { retry_after_secs } => {
                 format!("Hệ thống đang bận xác thực các tài liệu khác; vui lòng thử lại sau {retry_after_secs} giây.")
             }
+            Failure::SecondFactor => "Để tải biên lai đầy đủ, nhập 6 ký tự cuối của số định danh cá nhân, số hộ chiếu \
+                 hoặc mã số thuế của người nộp, hoặc mã hồ sơ."
+                .into(),
         }
     }
 
@@ -111,7 +120,7 @@ impl Failure {
         let html = match &self {
             Failure::NotFound => pages.not_found(),
             Failure::RateLimited { retry_after_secs } => pages.limited(*retry_after_secs),
-            Failure::BadRequest(_) | Failure::Unavailable | Failure::Busy { .. } => format!(
+            Failure::BadRequest(_) | Failure::Unavailable | Failure::Busy { .. } | Failure::SecondFactor => format!(
                 "<!DOCTYPE html><html lang=\"vi\"><meta charset=\"utf-8\"><p>{}</p><a href=\"/\">Quay lại</a></html>",
                 self.message()
             ),

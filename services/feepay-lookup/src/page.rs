@@ -22,8 +22,10 @@ impl Default for Pages {
 }
 
 /// The receipt as the public may see it, with a lookup code: no email, no beneficiary
-/// categories, and the personal ID and passport number partly masked (the signed document
-/// keeps them in full, as the law requires on the receipt itself).
+/// categories, and every identifier of the payer (personal ID, passport number, tax code,
+/// which for an individual is the personal ID) partly masked. The signed document keeps
+/// them in full, as the law requires on the receipt itself, and is given only with a
+/// second factor ([`second_factor_matches`]).
 pub fn public_receipt(r: &v1::Receipt) -> serde_json::Value {
     let mut shown = r.clone();
     if let Some(p) = shown.payer.as_mut() {
@@ -34,6 +36,9 @@ pub fn public_receipt(r: &v1::Receipt) -> serde_json::Value {
         }
         if !p.passport_number.is_empty() {
             p.passport_number = feepay_domain::ids::mask(&p.passport_number);
+        }
+        if !p.tax_code.is_empty() {
+            p.tax_code = feepay_domain::ids::mask(&p.tax_code);
         }
     }
     let mut v = serde_json::to_value(&shown).unwrap_or_default();
@@ -243,5 +248,62 @@ impl Pages {
                 document_url => view.document_url.clone(),
             },
         )
+    }
+}
+
+/// Whether `given` is what the payer knows besides the lookup code: the last 6 characters
+/// of their personal ID, passport number or tax code, or the dossier code. Compared in
+/// constant time; spaces, hyphens and case do not count.
+pub fn second_factor_matches(r: &v1::Receipt, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let norm = |s: &str| -> Vec<u8> {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .flat_map(char::to_uppercase)
+            .collect::<String>()
+            .into_bytes()
+    };
+    let given = norm(given);
+    if given.len() < 6 {
+        return false;
+    }
+    let mut ok = subtle::Choice::from(0u8);
+    if let Some(p) = &r.payer {
+        for id in [&p.personal_id, &p.passport_number, &p.tax_code] {
+            let id = norm(id);
+            if id.len() >= 6 && given.len() == 6 {
+                ok |= id[id.len() - 6..].ct_eq(&given);
+            }
+        }
+    }
+    let dossier = norm(&r.dossier_code);
+    if !dossier.is_empty() && dossier.len() == given.len() {
+        ok |= dossier.ct_eq(&given);
+    }
+    ok.into()
+}
+
+#[cfg(test)]
+mod second_factor_tests {
+    use super::*;
+
+    #[test]
+    fn the_last_six_of_an_identifier_or_the_dossier_code_open_the_document() {
+        let r = v1::Receipt {
+            dossier_code: "000.00.27.H03-260101-0001".into(),
+            payer: Some(v1::Payer {
+                personal_id: "027190001234".into(),
+                tax_code: "0100109106".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(second_factor_matches(&r, "001234"));
+        assert!(second_factor_matches(&r, " 109106 "));
+        assert!(second_factor_matches(&r, "000.00.27.h03-260101-0001"));
+        assert!(!second_factor_matches(&r, "1234"), "too short");
+        assert!(!second_factor_matches(&r, "001235"));
+        assert!(!second_factor_matches(&r, "027190001234"), "the whole ID is not what is asked");
+        assert!(!second_factor_matches(&v1::Receipt::default(), "000000"));
     }
 }
