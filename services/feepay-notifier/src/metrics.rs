@@ -24,7 +24,7 @@ pub struct NotifierMetrics {
 impl NotifierMetrics {
     pub fn new() -> Self {
         let r = Registry::new();
-        NotifierMetrics {
+        let m = NotifierMetrics {
             consumer: ConsumerMetrics::new(&r, SERVICE),
             outbox: OutboxMetrics::new(&r, SERVICE),
             emails: counter_vec(
@@ -59,7 +59,11 @@ impl NotifierMetrics {
                 &["outcome"],
             ),
             registry: r,
+        };
+        for outcome in ["renewed", "failed", "lost"] {
+            m.lease_renewals.with_label_values(&[outcome]);
         }
+        m
     }
 }
 

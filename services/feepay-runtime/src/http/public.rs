@@ -50,7 +50,7 @@ pub struct EdgeMetrics {
 
 impl EdgeMetrics {
     pub fn new(registry: &prometheus::Registry, prefix: &str) -> EdgeMetrics {
-        EdgeMetrics {
+        let m = EdgeMetrics {
             open: crate::metrics::gauge(registry, &format!("{prefix}_connections_open"), "Open public connections"),
             closed: crate::metrics::counter_vec(
                 registry,
@@ -58,7 +58,11 @@ impl EdgeMetrics {
                 "Public connections closed by the server: over the total cap, over the per-address cap, idle",
                 &["reason"],
             ),
+        };
+        for reason in ["total", "per_address", "idle"] {
+            m.closed.with_label_values(&[reason]);
         }
+        m
     }
 }
 
