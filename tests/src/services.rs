@@ -128,7 +128,10 @@ pub async fn issue_one_receipt(db: &TestDb, topics: &Topics, wait: Duration) -> 
     produce(&producer(), &topics.payments_succeeded, &id, &payment, BodyFormat::Protobuf).await;
     eventually(wait, "a receipt", || async {
         db.db
-            .query_one(feepay_runtime::sql::raw("SELECT lookup_code FROM receipts"))
+            .query_one(feepay_runtime::sql::stmt(
+                "SELECT lookup_code FROM receipts WHERE payment_id = $1",
+                vec![id.clone().into()],
+            ))
             .await
             .unwrap()
             .map(|r| r.try_get::<String>("", "lookup_code").unwrap())
