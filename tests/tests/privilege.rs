@@ -534,3 +534,125 @@ async fn day_filters_are_days_in_vietnam() {
     assert!(!on("2026-11-19").await.stdout.contains(&id), "and not of 19 November");
     issuer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_job_erases_personal_data_past_its_period_and_nothing_else() {
+    let stack = TestStack::new().await;
+    let TestStack { db, topics, .. } = &stack;
+    let issuer = stack.issuer().await;
+    let u = unique();
+    let p = producer();
+    let ids = [format!("PG-{u}-old"), format!("PG-{u}-new")];
+    for id in &ids {
+        let mut pay = gplx_payment(id, wall_clock());
+        pay.payer.as_mut().unwrap().email = format!("{}@example.vn", id.to_lowercase());
+        produce(&p, &topics.payments_succeeded, id, &pay, BodyFormat::Protobuf).await;
+    }
+    let codes = lookup_codes(db, &[&ids[0], &ids[1]], WAIT).await;
+    let (old_code, new_code) = (codes[0].clone(), codes[1].clone());
+    let exec = |sql: String| async move { db.db.execute_unprepared(&sql).await.unwrap() };
+    // Old and new rows of every kind: the old ones past their period.
+    exec(format!("UPDATE receipts SET issued_at = now() - interval '40 days' WHERE lookup_code = '{old_code}'")).await;
+    for (id, age) in [(format!("N-{u}-old"), "40 days"), (format!("N-{u}-new"), "1 day")] {
+        exec(format!(
+            "INSERT INTO deliveries (notification_id, kind, payment_id, agency_code, recipient, status, attempts, message_id, event_pb, created_at, sent_at) \
+             VALUES ('{id}', 'receipt_issued', 'p', 'BN.TTPVHCC', 'a.nguyen@example.vn', 'sent', 1, 'm', '\\x0a01', now() - interval '{age}', now() - interval '{age}')"
+        ))
+        .await;
+    }
+    for tag in ["old", "new"] {
+        let id = format!("PG-{u}-dl{tag}");
+        let mut bad = gplx_payment(&id, wall_clock());
+        bad.payer.as_mut().unwrap().personal_id = "12345".into();
+        produce(&p, &topics.payments_succeeded, &id, &bad, BodyFormat::Json).await;
+    }
+    eventually(WAIT, "both dead letters on record", || async {
+        (count(
+            &db.db,
+            &format!("SELECT count(*)::BIGINT AS n FROM dead_letters WHERE subject LIKE 'payment:PG-{u}-dl%'"),
+        )
+        .await
+            == 2)
+            .then_some(())
+    })
+    .await;
+    exec(format!(
+        "UPDATE dead_letters SET dead_lettered_at = now() - interval '100 days' WHERE subject = 'payment:PG-{u}-dlold'"
+    ))
+    .await;
+    let document_before: String = db
+        .db
+        .query_one(feepay_runtime::sql::raw(format!("SELECT document FROM receipts WHERE lookup_code = '{old_code}'")))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "document")
+        .unwrap();
+
+    let job = LoginUser::create(db, "feepay_retention").await;
+    let url = job.url(db);
+    let due = receiptctl_as(topics, &url, None, &["retention", "due"]).await;
+    assert_eq!(due.code, 0, "{due:?}");
+    for line in ["email of a delivery", "email on a receipt", "dead letter's record"] {
+        let row = due.stdout.lines().find(|l| l.starts_with(line)).unwrap_or_else(|| panic!("{line}: {due:?}"));
+        assert!(row.trim_end().ends_with(" 1"), "one {line} due: {due:?}");
+    }
+    // An operator's login reads but cannot erase: the database decides.
+    let operator = LoginUser::create(db, "feepay_operator").await;
+    let refused = receiptctl_as(topics, &operator.url(db), None, &["retention", "erase", "--yes"]).await;
+    assert_ne!(refused.code, 0, "{refused:?}");
+    let erased = receiptctl_as(topics, &url, None, &["retention", "erase", "--yes"]).await;
+    assert_eq!(erased.code, 0, "{erased:?}");
+    for line in ["deliveries: 1 erased", "receipts: 1 erased", "dead_letters: 1 erased"] {
+        assert!(erased.stdout.contains(line), "{line}: {erased:?}");
+    }
+
+    // The old rows hold no personal data any more; the new ones are untouched.
+    let one = |sql: String| async move {
+        let row = db.db.query_one(feepay_runtime::sql::raw(sql)).await.unwrap().unwrap();
+        row.try_get::<Option<String>>("", "v").unwrap()
+    };
+    let recipient = |tag: &str| format!("SELECT recipient AS v FROM deliveries WHERE notification_id = 'N-{u}-{tag}'");
+    assert_eq!(one(recipient("old")).await, None);
+    assert_eq!(one(recipient("new")).await.as_deref(), Some("a.nguyen@example.vn"));
+    let email_of = |code: &str| {
+        let code = code.to_string();
+        async move {
+            let row = db
+                .db
+                .query_one(feepay_runtime::sql::raw(format!(
+                    "SELECT receipt_pb, document FROM receipts WHERE lookup_code = '{code}'"
+                )))
+                .await
+                .unwrap()
+                .unwrap();
+            let pb: Vec<u8> = row.try_get("", "receipt_pb").unwrap();
+            let r = <feepay_proto::v1::Receipt as prost::Message>::decode(pb.as_slice()).unwrap();
+            (r.payer.unwrap().email, row.try_get::<String>("", "document").unwrap())
+        }
+    };
+    let (old_email, old_document) = email_of(&old_code).await;
+    assert_eq!(old_email, "", "the old receipt's stored email is cleared");
+    assert_eq!(email_of(&new_code).await.0, format!("{}@example.vn", ids[1].to_lowercase()));
+    assert_eq!(old_document, document_before, "the signed document is the legal content: untouched");
+    let payload = |tag: &str| {
+        format!("SELECT encode(payload, 'hex') AS v FROM dead_letters WHERE subject = 'payment:PG-{u}-dl{tag}'")
+    };
+    assert_eq!(one(payload("old")).await.as_deref(), Some(""));
+    assert_ne!(one(payload("new")).await.as_deref(), Some(""));
+    let audited = count(
+        &db.db,
+        &format!(
+            "SELECT count(*)::BIGINT AS n FROM audit_log WHERE action = 'retention.erase' AND db_login = '{}' AND (details->'erased'->>'receipts')::INT = 1",
+            job.name
+        ),
+    )
+    .await;
+    assert_eq!(audited, 1, "the run is in the audit log with what it erased");
+    // Nothing is due any more: a second run erases nothing.
+    let again = receiptctl_as(topics, &url, None, &["retention", "erase", "--yes"]).await;
+    assert!(again.stdout.contains("deliveries: 0 erased") && again.stdout.contains("receipts: 0 erased"), "{again:?}");
+    issuer.stop().await;
+    job.drop().await;
+    operator.drop().await;
+}

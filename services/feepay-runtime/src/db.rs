@@ -169,6 +169,7 @@ impl MigratorTrait for Migrator {
             "m0017_corrections_wait_apart" => "0017_corrections_wait_apart.sql",
             "m0018_dead_letters_on_record" => "0018_dead_letters_on_record.sql",
             "m0019_delivery_leases" => "0019_delivery_leases.sql",
+            "m0020_retention" => "0020_retention.sql",
         ]
     }
 }

@@ -72,6 +72,10 @@ pub enum Command {
     /// Operators of this tool: their role, agency scope and token.
     #[command(subcommand)]
     Operators(OperatorsCmd),
+    /// Personal data past its purpose (README, "Personal data"): what is due, and erasing
+    /// it (the daily job, run by a login of the feepay_retention group).
+    #[command(subcommand)]
+    Retention(RetentionCmd),
     /// Audit a series: numbering, hash chain and every signature.
     Audit(AuditArgs),
     /// Email deliveries: list them, resend a receipt's email.
@@ -455,4 +459,15 @@ pub struct AuditArgs {
     /// anchors published by the lookup service (`/api/v1/keys`).
     #[arg(long, env = catalog::TRUST_ANCHORS.name, default_value = catalog::TRUST_ANCHORS.value())]
     pub trust_anchors: PathBuf,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RetentionCmd {
+    /// Count what is due for erasure now, per kind of personal data.
+    Due,
+    /// Erase what is due, and record the run in the audit log.
+    Erase {
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }

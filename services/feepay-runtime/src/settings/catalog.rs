@@ -171,6 +171,12 @@ catalog! {
         "lookup link in emails (code appended)";
     MESSAGE_ID_DOMAIN = "FEEPAY_MESSAGE_ID_DOMAIN", Value("feepay.local"), "notifier",
         "right-hand side of stable Message-IDs";
+    RETENTION_EMAIL_DAYS = "FEEPAY_RETENTION_EMAIL_DAYS", Value("30"), "receiptctl retention",
+        "days a payer's email address (and the event a delivery was made of) is kept after the email's outcome, and on a receipt after its issue";
+    RETENTION_DEAD_LETTER_DAYS = "FEEPAY_RETENTION_DEAD_LETTER_DAYS", Value("90"), "receiptctl retention",
+        "days a dead letter's record (payer data of any kind) is kept before its value, key and headers are erased";
+    RETENTION_PARKED_DAYS = "FEEPAY_RETENTION_PARKED_DAYS", Value("90"), "receiptctl retention",
+        "days a resolved parked event's record is kept before its value, key and headers are erased";
     OPERATOR = "FEEPAY_OPERATOR", Value("operator"), "receiptctl",
         "who acts in open mode (no operators configured), for the audit log";
     OPERATOR_TOKEN = "FEEPAY_OPERATOR_TOKEN", Unset, "receiptctl", "operator token once operators are configured";

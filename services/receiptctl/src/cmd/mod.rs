@@ -8,6 +8,7 @@ mod operators;
 mod receipts;
 mod reference;
 mod reports;
+mod retention;
 mod rules;
 mod series;
 mod settings;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Series(cmd) => series::run(out, &conn, cmd).await,
         Command::Audit(a) => audit::run(out, &conn, a).await,
         Command::DeadLetters(c) => dead_letters::run(out, &conn, &c).await,
+        Command::Retention(c) => retention::run(out, &conn, c).await,
         Command::Tax(c) => {
             let (db, actor) = session(&conn).await?;
             tax::run(out, &db, &actor, c).await
