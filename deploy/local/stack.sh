@@ -220,7 +220,7 @@ start_smtp() {
   install_smtp
   if port_open "$SMTP_PORT"; then say "SMTP sink already listening on 127.0.0.1:$SMTP_PORT"; return 0; fi
   say "starting maildev: SMTP 127.0.0.1:$SMTP_PORT, web UI http://127.0.0.1:$SMTP_WEB_PORT"
-  nohup "$TOOLS/node_modules/.bin/maildev" --smtp "$SMTP_PORT" --web "$SMTP_WEB_PORT" --ip 127.0.0.1 \
+  nohup "$TOOLS/node_modules/.bin/maildev" --smtp "$SMTP_PORT" --web "$SMTP_WEB_PORT" --ip 127.0.0.1 --web-ip 127.0.0.1 \
     >"$LOGS/smtp.log" 2>&1 &
   echo $! >"$RUN/smtp.pid"
   wait_port "$SMTP_PORT" 30 maildev && wait_port "$SMTP_WEB_PORT" 30 "maildev web"
