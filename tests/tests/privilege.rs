@@ -656,3 +656,57 @@ async fn the_retention_job_erases_personal_data_past_its_period_and_nothing_else
     job.drop().await;
     operator.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_admin_cannot_bring_back_an_operator_a_wider_admin_revoked() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let token_of = |r: &CliRun| r.stdout.lines().last().unwrap().trim().to_string();
+    let root = receiptctl(&db, &topics, None, &["operators", "add", "root", "--role", "admin", "--scope", "*"]).await;
+    let root_token = token_of(&root);
+    let admin_user = LoginUser::create(&db, "feepay_operator").await;
+    let bn_admin = receiptctl(
+        &db,
+        &topics,
+        Some(&root_token),
+        &["operators", "add", "bn-admin", "--role", "admin", "--scope", "BN", "--db-login", &admin_user.name],
+    )
+    .await;
+    assert_eq!(bn_admin.code, 0, "{bn_admin:?}");
+    for name in ["bn-a", "bn-b"] {
+        let r = receiptctl(
+            &db,
+            &topics,
+            Some(&root_token),
+            &["operators", "add", name, "--role", "operator", "--scope", "BN"],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let revoked =
+        receiptctl(&db, &topics, Some(&root_token), &["operators", "revoke", "bn-a", "--reason", "nghỉ việc"]).await;
+    assert_eq!(revoked.code, 0, "{revoked:?}");
+    let as_admin = admin_user.connect(&db).await;
+    let back = as_admin
+        .execute_unprepared("UPDATE operators SET revoked_at = NULL WHERE name = 'bn-a'")
+        .await
+        .map(|r| r.rows_affected());
+    assert!(matches!(back, Ok(0) | Err(_)), "the revoked operator came back: {back:?}");
+    let still =
+        count(&db.db, "SELECT count(*)::BIGINT AS n FROM operators WHERE name = 'bn-a' AND revoked_at IS NOT NULL")
+            .await;
+    assert_eq!(still, 1);
+    // Revoking an active operator of its scope is what it may do.
+    let revoke = as_admin
+        .execute_unprepared("UPDATE operators SET revoked_at = now() WHERE name = 'bn-b'")
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(revoke, 1);
+    // With operators in place, the schema owner still migrates without a token (the
+    // deployment's migration job has none).
+    let migrated = receiptctl(&db, &topics, None, &["migrate"]).await;
+    assert_eq!(migrated.code, 0, "{migrated:?}");
+    drop(as_admin);
+    admin_user.drop().await;
+}

@@ -170,6 +170,7 @@ impl MigratorTrait for Migrator {
             "m0018_dead_letters_on_record" => "0018_dead_letters_on_record.sql",
             "m0019_delivery_leases" => "0019_delivery_leases.sql",
             "m0020_retention" => "0020_retention.sql",
+            "m0021_revocation_final" => "0021_revocation_final.sql",
         ]
     }
 }

@@ -21,8 +21,15 @@ use std::process::ExitCode;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = &mut std::io::stdout().lock();
-    let conn =
-        Conn { database_url: cli.database_url.clone(), token: cli.token.clone(), operator: cli.operator.clone() };
+    // A mounted secret (`FEEPAY_DATABASE_URL_FILE`) wins over the variable or the flag, so
+    // jobs keep the URL out of their environment.
+    let database_url = match feepay_runtime::settings::opt(&feepay_runtime::settings::catalog::DATABASE_URL_FILE) {
+        Some(_) => {
+            feepay_runtime::settings::secret(&feepay_runtime::settings::catalog::DATABASE_URL)?.expose().to_string()
+        }
+        None => cli.database_url.clone(),
+    };
+    let conn = Conn { database_url, token: cli.token.clone(), operator: cli.operator.clone() };
     match cli.command {
         Command::Migrate => reference::migrate(out, &conn).await,
         Command::Reference(cmd) => reference::run(out, &conn, cmd).await,
