@@ -637,3 +637,40 @@ async fn an_operator_replays_a_fixed_dead_letter_within_their_scope() {
     }
     issuer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_signed_with_a_trusted_but_unregistered_certificate_is_not_valid() {
+    let db = TestDb::new().await;
+    let lookup = spawn_lookup(lookup_settings(&db)).await;
+    // A certificate of the test CA naming Bắc Ninh's tax code, never loaded by the issuer,
+    // so never registered: a valid signature by itself proves nothing here.
+    let dir = std::env::temp_dir().join(format!("unregistered-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p12 = feepay_tests::pki::issue_pkcs12(
+        &dir,
+        "BN.TTPVHCC",
+        None,
+        feepay_runtime::pki::provision::KeyType::Rsa,
+        feepay_tests::pki::years_ago(1),
+        feepay_tests::pki::years_ahead(1),
+    );
+    let password = std::fs::read_to_string(format!("{}.password", p12.display())).unwrap();
+    let signer =
+        feepay_runtime::pki::signers::SoftSigner::from_pkcs12(&std::fs::read(&p12).unwrap(), password.trim()).unwrap();
+    let sealed = feepay_tests::pki::sample_content().seal(&signer).expect("sealed");
+    feepay_tests::pki::xmlsec_verify(&sealed.document).expect("the signature itself is valid");
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/verify", lookup.base))
+        .header("content-type", "application/xml")
+        .body(sealed.document)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["authentic"], false, "{v}");
+    assert_eq!(v["signatureValid"], false, "{v}");
+    assert!(v["signatureError"].as_str().unwrap_or_default().contains("not registered"), "{v}");
+    lookup.running.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -239,6 +239,28 @@ pub async fn verify(store: &Store, checker: &Checker, document: &str) -> Result<
     let doc = verification.document;
     let layout_version = Some(doc.version.clone());
     let key_agency = keys.agency_of(&doc.key_id).map(str::to_string);
+    // A trusted CA's certificate naming the right tax code is not enough: the certificate
+    // must be one this system registered before signing with it, and (unless a delegate
+    // signed) registered for the agency the document names.
+    let delegated = doc.signer_tax_code != doc.agency_tax_code;
+    let registered = match &key_agency {
+        Some(a) => delegated || *a == doc.agency_code,
+        None => false,
+    };
+    if !registered {
+        return Ok(Verdict {
+            signature_error: Some(format!(
+                "certificate {} is not registered for agency {}",
+                doc.key_id, doc.agency_code
+            )),
+            key_id: Some(doc.key_id),
+            key_agency_code: key_agency,
+            ..not_on_record(
+                false,
+                "Chứng thư số ký tài liệu không phải chứng thư đã đăng ký của đơn vị thu này: không phải biên lai do hệ thống phát hành.",
+            )
+        });
+    }
     let stored = match doc.receipt_id.parse() {
         Ok(id) => store.by_id(id).await?,
         Err(_) => None,
