@@ -21,6 +21,11 @@ use uuid::Uuid;
 pub struct Lease {
     pub token: Uuid,
     valid_until: Arc<Mutex<Instant>>,
+    /// Held by a renewal while its UPDATE runs; `true` once the pass records its outcomes.
+    /// The outcomes' transaction and a renewal touch the same rows in different orders:
+    /// run together they can deadlock, and PostgreSQL then aborts the outcomes, whose
+    /// emails another pass sends again.
+    finished: Arc<tokio::sync::Mutex<bool>>,
     renewer: tokio::task::JoinHandle<()>,
 }
 
@@ -37,9 +42,15 @@ impl Lease {
     ) -> Lease {
         let valid_until = Arc::new(Mutex::new(claimed + length));
         let until = valid_until.clone();
+        let finished = Arc::new(tokio::sync::Mutex::new(false));
+        let gate = finished.clone();
         let renewer = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(length / 3).await;
+                let done = gate.lock().await;
+                if *done {
+                    return;
+                }
                 let started = Instant::now();
                 let renewed = entity::Entity::update_many()
                     .col_expr(C::NextAttemptAt, Expr::value(clock.now() + length))
@@ -57,9 +68,16 @@ impl Lease {
                         tracing::warn!(error = %e, "renewing the lease on claimed deliveries failed; sending stops before it runs out");
                     }
                 }
+                drop(done);
             }
         });
-        Lease { token, valid_until, renewer }
+        Lease { token, valid_until, finished, renewer }
+    }
+
+    /// Ends the renewals, after any that is running: called before the outcomes are
+    /// recorded, which then filter by the token (another pass that took a row over keeps it).
+    pub async fn finish(&self) {
+        *self.finished.lock().await = true;
     }
 
     /// Whether an email may still be handed to the SMTP server: the lease lasts at least

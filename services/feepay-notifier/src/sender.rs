@@ -131,6 +131,7 @@ impl Notifier {
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
+        lease.finish().await;
         let txn = self.db.begin().await?;
         let mut events = Vec::new();
         let sent_ids: Vec<String> =
