@@ -36,16 +36,17 @@ impl<H: Handler> Driver<H> {
                 content_type: text("content-type"),
                 payload: Some(&p.payload),
             };
-            let replay = match p.reason_code == parking::REPLAY {
-                true => self.replayable(&p, &record).await?,
-                false => Ok(()),
+            // Why a replay may not be applied at all, before anything is decoded.
+            let refused = match p.reason_code == parking::REPLAY {
+                true => self.replayable(&p, &record).await?.err(),
+                false => None,
             };
-            let outcome = match self.handler.decode(&record) {
-                _ if replay.is_err() => Err(ParkReason::new("replay_refused", replay.err().unwrap_or_default())),
-                Err(e) => Err(ParkReason::new("undecodable", e.to_string())),
+            let outcome = match (refused, self.handler.decode(&record)) {
+                (Some(why), _) => Err(ParkReason::new("replay_refused", why)),
+                (None, Err(e)) => Err(ParkReason::new("undecodable", e.to_string())),
                 // A replay is allowed for the agency it was requested for (the database
                 // checked that agency against the operator's scope), and no other.
-                Ok(item) if p.reason_code == parking::REPLAY && self.handler.agency(&item) != p.agency_code => {
+                (None, Ok(item)) if p.reason_code == parking::REPLAY && self.handler.agency(&item) != p.agency_code => {
                     Err(ParkReason::new(
                         "replay_refused",
                         format!(
@@ -55,7 +56,7 @@ impl<H: Handler> Driver<H> {
                         ),
                     ))
                 }
-                Ok(item) => match self.handler.apply(std::slice::from_ref(&item)).await {
+                (None, Ok(item)) => match self.handler.apply(std::slice::from_ref(&item)).await {
                     Ok(applied) => match applied.park.into_iter().next() {
                         Some((_, reason)) => Err(reason),
                         None => {
