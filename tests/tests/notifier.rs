@@ -354,15 +354,17 @@ impl SlowSmtp {
 async fn two_notifiers_and_a_slow_mail_server_send_every_email_once() {
     let stack = TestStack::new().await;
     let TestStack { db, topics, keys } = &stack;
-    // Each message takes 0.1 s to be accepted; four in flight per notifier: a pass of a few
-    // hundred emails lasts many times the 3 s lease, which must be renewed for the other
-    // notifier not to take the same rows and send them again.
-    let mut smtp = SlowSmtp::start(0.1).await;
+    // Each message takes 0.2 s to be accepted; four in flight per notifier: a pass of a few
+    // hundred emails outlasts the 12 s lease, which must be renewed for the other notifier
+    // not to take the same rows and send them again. The SMTP timeout (3 s) is far above
+    // the server's delay: a message whose acceptance the client stops waiting for may have
+    // been delivered, and its retry would be a second copy that no lease can prevent.
+    let mut smtp = SlowSmtp::start(0.2).await;
     let group = format!("notifier-{}", unique());
     let settings = |port: u16| {
         let mut s = notifier_settings(db, topics, &group, port);
-        s.smtp.timeout = Duration::from_secs(1);
-        s.lease = Duration::from_secs(3);
+        s.smtp.timeout = Duration::from_secs(3);
+        s.lease = Duration::from_secs(12);
         s
     };
     // The receipts first, so that the notifiers find them all at once and their first
@@ -389,16 +391,21 @@ async fn two_notifiers_and_a_slow_mail_server_send_every_email_once() {
     })
     .await;
     // A pass outlived the lease and kept its rows by renewing it.
-    let renewals =
-        metric_value(&first.metrics().await, "feepay_notifier_lease_renewals_total", &[("outcome", "renewed")])
-            + metric_value(&second.metrics().await, "feepay_notifier_lease_renewals_total", &[("outcome", "renewed")]);
+    let (m1, m2) = (first.metrics().await, second.metrics().await);
+    let both = |name: &str, labels: &[(&str, &str)]| metric_value(&m1, name, labels) + metric_value(&m2, name, labels);
+    let renewals = both("feepay_notifier_lease_renewals_total", &[("outcome", "renewed")]);
     assert!(renewals >= 1.0, "no pass lasted longer than a third of its lease: the test proves nothing");
+    let why = format!(
+        "retried after an SMTP error: {}, taken over: {}",
+        both("feepay_notifier_emails_total", &[("kind", "receipt_issued"), ("outcome", "retrying")]),
+        both("feepay_notifier_lease_renewals_total", &[("outcome", "taken_over")]),
+    );
     // Both stop after finishing what they hold: whatever either sent is in the log now.
     first.stop().await;
     second.stop().await;
     let accepted = smtp.accepted();
     let twice: Vec<_> = accepted.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "emails sent more than once: {twice:?}");
+    assert!(twice.is_empty(), "emails sent more than once ({why}): {twice:?}");
     assert_eq!(accepted.len() as i64, sent, "one accepted message per delivery");
     issuer.stop().await;
     let _ = smtp.child.kill().await;

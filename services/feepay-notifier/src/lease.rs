@@ -1,13 +1,16 @@
 //! The lease on the deliveries one sending pass claimed. Claiming stamps the rows with the
 //! pass's token and pushes them `lease` into the future; while the pass works a task
-//! renews them every third of the lease. Another replica takes the rows over only once the
+//! renews them every third of the lease. Another replica takes a row over only once its
 //! lease ran out, so the pass stops sending as soon as it can no longer be sure of its
-//! lease (a renewal failed and less than two SMTP timeouts are left): what it did not send
-//! is sent by whoever claims it next, and every outcome it records is filtered by its token,
-//! so a pass that lost its rows writes nothing over another's.
+//! lease (a renewal failed and less than two SMTP timeouts are left, or a renewal found
+//! rows taken over): what it did not send is sent by whoever claims it next.
 //!
-//! Before, the lease was a fixed three SMTP timeouts plus 30 s per pass: a pass of many
-//! emails to a slow server outlived it, and a second notifier sent the same emails again.
+//! Outcomes are recorded while the pass goes on, a few at a time, each release filtered by
+//! the token, so an email accepted by the SMTP server is marked sent within moments, not at
+//! the end of a pass that may last minutes: a lease that lapses (a stalled process) can
+//! then only resend the few emails in flight, never a whole pass. Recording and renewing
+//! take the same lock ([`Lease::rows`]): they touch the same rows in different orders, and
+//! run together they could deadlock, PostgreSQL aborting the outcomes.
 
 use crate::deliveries::entity::{self, Column as C};
 use feepay_runtime::clock::Clock;
@@ -21,34 +24,50 @@ use uuid::Uuid;
 pub struct Lease {
     pub token: Uuid,
     valid_until: Arc<Mutex<Instant>>,
-    /// Held by a renewal while its UPDATE runs; `true` once the pass records its outcomes.
-    /// The outcomes' transaction and a renewal touch the same rows in different orders:
-    /// run together they can deadlock, and PostgreSQL then aborts the outcomes, whose
-    /// emails another pass sends again.
-    finished: Arc<tokio::sync::Mutex<bool>>,
+    rows: Arc<tokio::sync::Mutex<Held>>,
     renewer: tokio::task::JoinHandle<()>,
 }
 
+/// What the pass still holds; behind the lock that renewals and recording share.
+struct Held {
+    /// Rows still queued under the token: claimed, outcome not recorded yet.
+    queued: u64,
+    /// The pass recorded everything: no more renewals.
+    finished: bool,
+}
+
+/// The rows of a pass while its outcomes are written: no renewal runs meanwhile.
+pub struct Rows<'a> {
+    held: tokio::sync::MutexGuard<'a, Held>,
+}
+
+impl Rows<'_> {
+    /// `n` rows left the lease (their outcome committed, or another pass holds them).
+    pub fn released(&mut self, n: usize) {
+        self.held.queued = self.held.queued.saturating_sub(n as u64);
+    }
+}
+
 impl Lease {
-    /// Holds the rows claimed with `token` at `claimed` (taken before the claim), renewing
-    /// them every `length / 3` until dropped.
+    /// Holds the `count` rows claimed with `token` at `claimed` (taken before the claim),
+    /// renewing them every `length / 3` until finished or dropped.
     pub fn hold(
         db: DatabaseConnection,
         clock: Arc<dyn Clock>,
         token: Uuid,
+        count: usize,
         length: Duration,
         claimed: Instant,
         renewals: prometheus::IntCounterVec,
     ) -> Lease {
         let valid_until = Arc::new(Mutex::new(claimed + length));
-        let until = valid_until.clone();
-        let finished = Arc::new(tokio::sync::Mutex::new(false));
-        let gate = finished.clone();
+        let rows = Arc::new(tokio::sync::Mutex::new(Held { queued: count as u64, finished: false }));
+        let (until, held) = (valid_until.clone(), rows.clone());
         let renewer = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(length / 3).await;
-                let done = gate.lock().await;
-                if *done {
+                let held = held.lock().await;
+                if held.finished {
                     return;
                 }
                 let started = Instant::now();
@@ -59,6 +78,18 @@ impl Lease {
                     .exec(&db)
                     .await;
                 match renewed {
+                    Ok(r) if r.rows_affected < held.queued => {
+                        // Rows the pass has not recorded are held by another pass now: its
+                        // lease lapsed. Nothing more is sent; the rest is the other's.
+                        *until.lock().unwrap_or_else(|e| e.into_inner()) = started;
+                        renewals.with_label_values(&["taken_over"]).inc();
+                        tracing::error!(
+                            held = held.queued,
+                            renewed = r.rows_affected,
+                            "the lease on claimed deliveries lapsed and another pass took rows over; sending stops"
+                        );
+                        return;
+                    }
                     Ok(_) => {
                         *until.lock().unwrap_or_else(|e| e.into_inner()) = started + length;
                         renewals.with_label_values(&["renewed"]).inc();
@@ -68,16 +99,24 @@ impl Lease {
                         tracing::warn!(error = %e, "renewing the lease on claimed deliveries failed; sending stops before it runs out");
                     }
                 }
-                drop(done);
             }
         });
-        Lease { token, valid_until, finished, renewer }
+        Lease { token, valid_until, rows, renewer }
     }
 
-    /// Ends the renewals, after any that is running: called before the outcomes are
-    /// recorded, which then filter by the token (another pass that took a row over keeps it).
+    /// The rows, for writing outcomes: waits for a running renewal to end.
+    pub async fn rows(&self) -> Rows<'_> {
+        Rows { held: self.rows.lock().await }
+    }
+
+    /// Ends the renewals, after any that is running: called once every outcome is recorded.
     pub async fn finish(&self) {
-        *self.finished.lock().await = true;
+        self.rows.lock().await.finished = true;
+    }
+
+    /// Stops sending at once (outcomes could not be recorded).
+    pub fn revoke(&self) {
+        *self.valid_until.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
     /// Whether an email may still be handed to the SMTP server: the lease lasts at least

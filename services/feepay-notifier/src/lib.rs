@@ -7,6 +7,7 @@
 //! failures are retried on a schedule kept in the database, so retries survive restarts.
 //!
 //! Rooms: [`settings`], [`metrics`], [`deliveries`] (the delivery log), [`sender`], [`lease`],
+//! [`outcomes`] (recording what each email became),
 //! [`compose`] (templates, attachments, QR code), [`smtp`] (the connection pool),
 //! [`handler`] (its part of the consumer driver), [`app`] (wiring).
 
@@ -16,6 +17,7 @@ pub mod deliveries;
 pub mod handler;
 pub mod lease;
 pub mod metrics;
+pub mod outcomes;
 pub mod sender;
 pub mod settings;
 pub mod smtp;

@@ -55,12 +55,12 @@ impl NotifierMetrics {
             lease_renewals: counter_vec(
                 &r,
                 "feepay_notifier_lease_renewals_total",
-                "Renewals of the lease on claimed deliveries: renewed, failed (sending stops before it runs out), lost (emails left unsent for the next claim)",
+                "Renewals of the lease on claimed deliveries: renewed, failed (sending stops before it runs out), lost (emails left unsent for the next claim), taken_over (rows of a lapsed lease held by another pass)",
                 &["outcome"],
             ),
             registry: r,
         };
-        for outcome in ["renewed", "failed", "lost"] {
+        for outcome in ["renewed", "failed", "lost", "taken_over"] {
             m.lease_renewals.with_label_values(&[outcome]);
         }
         m

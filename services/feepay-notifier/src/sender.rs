@@ -1,20 +1,16 @@
 //! The sender: claims due deliveries under a lease, composes them on blocking threads (one
-//! share per core), sends them concurrently over the SMTP pool, and records each outcome
-//! with its event; transient failures wait on the retry schedule kept in the database.
+//! share per core), sends them concurrently over the SMTP pool, and records the outcomes
+//! as they come ([`crate::outcomes`]); transient failures wait on the retry schedule kept in the database.
 
 use crate::compose::{compose, AgencySender, Branding, ComposeError, Event, Kind, Templates};
-use crate::deliveries::entity::{self, Column as C, Status};
+use crate::deliveries::entity::{self, Column as C};
 use crate::deliveries::Notifier;
 use crate::lease::Lease;
-use crate::metrics::SERVICE;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use feepay_domain::ids::mask_emails_in;
-use feepay_proto::v1;
-use feepay_runtime::convert::ts;
-use feepay_runtime::outbox::{self, OutboxEvent};
 use feepay_runtime::sql::equals_constant;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -78,6 +74,7 @@ impl Notifier {
             self.db.clone(),
             self.clock.clone(),
             token,
+            claimed.len(),
             length,
             claimed_at,
             self.metrics.lease_renewals.clone(),
@@ -119,113 +116,67 @@ impl Notifier {
         for part in futures::future::join_all(composing).await {
             prepared.extend(part.map_err(|e| DbErr::Custom(format!("composing emails: {e}")))?);
         }
-        let results: Vec<(String, Kind, u32, Option<Event>, Outcome)> = futures::stream::iter(prepared)
-            .map(|(id, kind, attempts, event, prepared)| async move {
-                let outcome = match prepared {
-                    Ok(_) if !lease.allows_send(self.settings.smtp.timeout) => Outcome::LeaseLost,
-                    Ok(msg) => self.transmit(&msg, event.as_ref().and_then(Event::issued_at)).await,
-                    Err(outcome) => outcome,
-                };
-                (id, kind, attempts, event, outcome)
-            })
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
-        lease.finish().await;
-        let txn = self.db.begin().await?;
-        let mut events = Vec::new();
-        let sent_ids: Vec<String> =
-            results.iter().filter(|r| matches!(r.4, Outcome::Sent)).map(|r| r.0.clone()).collect();
-        if !sent_ids.is_empty() {
-            entity::Entity::update_many()
-                .col_expr(C::Status, Expr::value(Status::Sent))
-                .col_expr(C::SentAt, Expr::value(self.clock.now()))
-                .col_expr(C::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
-                .col_expr(C::LastError, Expr::value(Option::<String>::None))
-                .filter(feepay_runtime::sql::any_of(C::NotificationId, sent_ids))
-                .filter(C::ClaimToken.eq(token))
-                .exec(&txn)
-                .await?;
-        }
-        for (id, kind, attempts, event, outcome) in results {
-            let k = kind.code();
-            match outcome {
-                Outcome::Sent => {
-                    self.metrics.emails.with_label_values(&[k, "sent"]).inc();
-                    pass.sent += 1;
-                    if let Some(event) = event {
-                        tracing::info!(payment_id = %event.payment_id(), notification = %id, attempts, "email accepted by the SMTP server");
-                        let msg = v1::NotificationSent {
-                            notification_id: id.clone(),
-                            kind: kind.pb() as i32,
-                            payment_id: event.payment_id(),
-                            receipt_id: event.receipt_id().unwrap_or_default(),
-                            message_id: crate::compose::message_id(&id, &self.branding.message_id_domain),
-                            attempts,
-                            sent_at: Some(ts(self.clock.now())),
-                        };
-                        let ce_id = feepay_runtime::ids::event::notification_sent(&id);
-                        events.push(OutboxEvent::new(
-                            &self.settings.topics.notifications_sent,
-                            &event.payment_id(),
-                            &ce_id,
-                            &self.settings.source,
-                            &msg,
-                            self.settings.kafka.body_format,
-                        ));
-                    }
+        // Sending and recording run side by side: outcomes are committed a few at a time
+        // as they come (see `lease`), while the next emails are on their way.
+        let (done, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+        let sending = async move {
+            futures::stream::iter(prepared)
+                .map(|(id, kind, attempts, event, prepared)| async move {
+                    let outcome = match prepared {
+                        Ok(_) if !lease.allows_send(self.settings.smtp.timeout) => Outcome::LeaseLost,
+                        Ok(msg) => self.transmit(&msg, event.as_ref().and_then(Event::issued_at)).await,
+                        Err(outcome) => outcome,
+                    };
+                    Sent { id, kind, attempts, event, outcome }
+                })
+                .buffer_unordered(self.settings.concurrency.max(1))
+                .for_each(|r| {
+                    let _ = done.send(r);
+                    futures::future::ready(())
+                })
+                .await;
+        };
+        let recording = async {
+            let mut failed = None;
+            let mut batch = Vec::new();
+            while let Some(first) = outcomes.recv().await {
+                batch.push(first);
+                while batch.len() < RECORD_BATCH {
+                    let Ok(next) = outcomes.try_recv() else { break };
+                    batch.push(next);
                 }
-                Outcome::LeaseLost => {
-                    self.metrics.lease_renewals.with_label_values(&["lost"]).inc();
-                    tracing::warn!(notification = %id, "lease on the delivery ran short; left unsent for the next claim");
-                }
-                Outcome::Skipped => {
-                    entity::Entity::update_many()
-                        .col_expr(C::Status, Expr::value(Status::Skipped))
-                        .col_expr(C::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
-                        .filter(C::NotificationId.eq(id))
-                        .filter(C::ClaimToken.eq(token))
-                        .exec(&txn)
-                        .await?;
-                }
-                Outcome::Transient(err) if (attempts as usize) <= self.settings.retry_schedule.len() => {
-                    let wait = self.settings.retry_schedule[attempts as usize - 1];
-                    entity::Entity::update_many()
-                        .col_expr(C::NextAttemptAt, Expr::value(self.clock.now() + wait))
-                        .col_expr(C::LastError, Expr::value(err.clone()))
-                        .filter(C::NotificationId.eq(id.as_str()))
-                        .filter(C::ClaimToken.eq(token))
-                        .exec(&txn)
-                        .await?;
-                    self.metrics.emails.with_label_values(&[k, "retrying"]).inc();
-                    tracing::warn!(notification = %id, attempts, retry_in_secs = wait.as_secs(), error = %err, "email not sent, will retry");
-                    pass.retrying += 1;
-                }
-                Outcome::Transient(err) | Outcome::Permanent(err) => {
-                    entity::Entity::update_many()
-                        .col_expr(C::Status, Expr::value(Status::Failed))
-                        .col_expr(C::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
-                        .col_expr(C::LastError, Expr::value(err.clone()))
-                        .filter(C::NotificationId.eq(id.as_str()))
-                        .filter(C::ClaimToken.eq(token))
-                        .exec(&txn)
-                        .await?;
-                    self.metrics.emails.with_label_values(&[k, "failed"]).inc();
-                    tracing::error!(notification = %id, attempts, error = %err, "email failed for good");
-                    if let Some(event) = event {
-                        events.push(self.failed_event(&event, &err, attempts));
-                    }
-                    pass.failed += 1;
+                if let Err(e) = self.record_outcomes(lease, std::mem::take(&mut batch), &mut pass).await {
+                    // Nothing more is handed to the SMTP server; what was sent and not
+                    // recorded is sent again once the lease runs out.
+                    lease.revoke();
+                    tracing::error!(error = %e, "recording email outcomes failed; the pass stops sending");
+                    failed.get_or_insert(e);
                 }
             }
+            failed
+        };
+        let ((), failed) = futures::join!(sending, recording);
+        lease.finish().await;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(pass),
         }
-        outbox::insert(&txn, SERVICE, events).await?;
-        txn.commit().await?;
-        Ok(pass)
     }
 }
 
-enum Outcome {
+/// Outcomes committed per transaction at most.
+const RECORD_BATCH: usize = 256;
+
+/// One email of a pass and what became of it.
+pub(crate) struct Sent {
+    pub id: String,
+    pub kind: Kind,
+    pub attempts: u32,
+    pub event: Option<Event>,
+    pub outcome: Outcome,
+}
+
+pub(crate) enum Outcome {
     Sent,
     /// Not handed to the SMTP server: the lease could run out first.
     LeaseLost,
