@@ -52,22 +52,36 @@ impl Maildev {
 
     pub async fn start(&mut self) {
         let bin = repo_root().join(".tools/node_modules/.bin/maildev");
+        let log = std::env::temp_dir().join(format!("maildev-{}.log", self.web_port));
         let child = std::process::Command::new(bin)
-            .args(["--smtp", &self.smtp_port.to_string(), "--web", &self.web_port.to_string(), "--ip", "127.0.0.1"])
+            .args(["--smtp", &self.smtp_port.to_string(), "--web", &self.web_port.to_string()])
+            .args(["--ip", "127.0.0.1", "--web-ip", "127.0.0.1"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("maildev's log"))
             .spawn()
             .expect("maildev installed by make up");
-        self.child = Some(child);
+        let child = std::sync::Arc::new(std::sync::Mutex::new(child));
         let port = self.web_port;
-        eventually(Duration::from_secs(20), "maildev to listen", || async move {
-            reqwest::get(format!("http://127.0.0.1:{port}/api/email"))
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
+        // Node starts slowly on a busy machine: wait for the condition as long as it takes
+        // within the suite's patience, but say at once when the server died instead.
+        let watched = child.clone();
+        eventually(Duration::from_secs(90), "maildev to listen", move || {
+            let (watched, log) = (watched.clone(), log.clone());
+            async move {
+                if let Ok(Some(status)) = watched.lock().unwrap().try_wait() {
+                    let err = std::fs::read_to_string(&log).unwrap_or_default();
+                    panic!("maildev exited ({status}) before listening on {port}: {err}");
+                }
+                reqwest::get(format!("http://127.0.0.1:{port}/api/email"))
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
         })
         .await;
+        let child = std::sync::Arc::try_unwrap(child).expect("the only handle").into_inner().unwrap();
+        self.child = Some(child);
     }
 
     /// Stops the server (SIGKILL): an SMTP outage.
