@@ -710,3 +710,77 @@ async fn a_scoped_admin_cannot_bring_back_an_operator_a_wider_admin_revoked() {
     drop(as_admin);
     admin_user.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_admin_of_its_agency_revokes_a_certificate_and_the_database_names_who() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    for (fp, agency) in [("fp-bn", "BN.TTPVHCC"), ("fp-hp", "HP.TTPVHCC")] {
+        db.db
+            .execute_unprepared(&format!(
+                "INSERT INTO signing_certificates (fingerprint, agency_code, serial, subject, issuer, not_before, \
+                 not_after, key_store, certificate, registered_by) VALUES ('{fp}', '{agency}', '01', 'CN=x', 'CN=ca', \
+                 now() - interval '1 year', now() + interval '1 year', 'pkcs12', '\\x00', 'test')"
+            ))
+            .await
+            .unwrap();
+    }
+    let token_of = |r: &CliRun| r.stdout.lines().last().unwrap().trim().to_string();
+    let root = receiptctl(&db, &topics, None, &["operators", "add", "root", "--role", "admin", "--scope", "*"]).await;
+    let root_token = token_of(&root);
+    let (op_user, admin_user) =
+        (LoginUser::create(&db, "feepay_operator").await, LoginUser::create(&db, "feepay_operator").await);
+    for (name, role, login) in [("bn-op", "operator", &op_user.name), ("bn-admin", "admin", &admin_user.name)] {
+        let r = receiptctl(
+            &db,
+            &topics,
+            Some(&root_token),
+            &["operators", "add", name, "--role", role, "--scope", "BN", "--db-login", login],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let revoke = |fp: &str, at: &str| {
+        format!("SELECT * FROM feepay_revoke_certificate('{fp}', {at}, 'key_compromise', 'lộ khóa', 'someone-else')")
+    };
+    // An operator (not admin) may not, through the function or around it.
+    let as_op = op_user.connect(&db).await;
+    assert_eq!(refused(&as_op, &revoke("fp-bn", "now()")).await.as_deref(), Some("42501"));
+    let direct = "INSERT INTO certificate_revocations (fingerprint, revoked_at, reason, recorded_by) \
+                  VALUES ('fp-bn', now(), 'key_compromise', 'bn-op')";
+    assert_eq!(refused(&as_op, direct).await.as_deref(), Some("42501"));
+    // Bắc Ninh's admin: not Hải Phòng's certificate, not in the future, and its own name.
+    let as_admin = admin_user.connect(&db).await;
+    let outcome = |sql: String| {
+        let as_admin = &as_admin;
+        async move {
+            let row = as_admin.query_one(feepay_runtime::sql::raw(&sql)).await.unwrap().unwrap();
+            row.try_get::<String>("", "outcome").unwrap()
+        }
+    };
+    assert_eq!(outcome(revoke("fp-hp", "now()")).await, "unknown");
+    assert_eq!(refused(&as_admin, &revoke("fp-bn", "now() + interval '1 hour'")).await.as_deref(), Some("22023"));
+    assert_eq!(refused(&as_admin, "DELETE FROM certificate_revocations").await.as_deref(), Some("42501"));
+    assert_eq!(outcome(revoke("fp-bn", "now()")).await, "revoked");
+    assert_eq!(outcome(revoke("fp-bn", "now()")).await, "already_revoked");
+    assert_eq!(
+        count(
+            &db.db,
+            &format!(
+                "SELECT count(*)::BIGINT AS n FROM audit_log WHERE action = 'certificates.revoke' AND target = 'fp-bn' \
+                 AND actor = 'bn-admin' AND agency_code = 'BN.TTPVHCC' AND db_login = '{}'",
+                admin_user.name
+            )
+        )
+        .await,
+        1,
+        "the audit row names the operator of the login, not the name the caller gave"
+    );
+    assert_eq!(
+        count(&db.db, "SELECT count(*)::BIGINT AS n FROM certificate_revocations WHERE recorded_by = 'bn-admin'").await,
+        1
+    );
+    drop((as_op, as_admin));
+    op_user.drop().await;
+    admin_user.drop().await;
+}

@@ -484,3 +484,125 @@ async fn a_token_that_lost_its_sessions_signs_again_and_one_that_is_gone_is_tran
     assert!(e.transient, "{e}");
     let _ = std::fs::remove_dir_all(&work);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_signs_nothing_more_and_its_signatures_after_the_revocation_are_refused() {
+    let db = TestDb::new().await;
+    let topics = topics();
+    let signers = std::env::temp_dir().join(format!("feepay-signers-{}", unique()));
+    for agency in ["BN.TTPVHCC", "HP.TTPVHCC"] {
+        issue_pkcs12(&signers, agency, None, KeyType::Rsa, years_ago(1), years_ahead(1));
+    }
+    let issuer = spawn_issuer(issuer_settings(&db, &topics, &signers, &format!("issuer-{}", unique())), clock()).await;
+    issuer.wait_ready(WAIT).await;
+    let p = producer();
+    let u = unique();
+    let pay = |id: &str, agency: &str| {
+        payment(id, agency, v1::Channel::Counter, vec![line("LP-GPLX", v1::FeeKind::LePhi, 1, 135_000)], wall_clock())
+    };
+    let (bn, hp, later) = (format!("PG-{u}-bn"), format!("PG-{u}-hp"), format!("PG-{u}-bn-later"));
+    for (id, agency) in [(&bn, "BN.TTPVHCC"), (&hp, "HP.TTPVHCC")] {
+        produce(&p, &topics.payments_succeeded, id, &pay(id, agency), BodyFormat::Protobuf).await;
+    }
+    let signed = |id: String| {
+        let db = &db;
+        async move { eventually(WAIT, "the receipt", || async { documents_of(db, &id).await.into_iter().next() }).await }
+    };
+    let (bn_doc, _, bn_cert) = signed(bn.clone()).await;
+    let (hp_doc, _, hp_cert) = signed(hp.clone()).await;
+
+    // Bắc Ninh's key is compromised from now on; Hải Phòng's since an hour ago, before its
+    // receipt was signed.
+    let revoke = |fingerprint: String, since: Option<String>| {
+        let (db, topics) = (&db, &topics);
+        async move {
+            let mut args = vec![
+                "certificates",
+                "revoke",
+                &fingerprint,
+                "--reason",
+                "key_compromise",
+                "--note",
+                "lộ khóa",
+                "--yes",
+            ];
+            if let Some(s) = since.as_deref() {
+                args.extend(["--since", s]);
+            }
+            receiptctl(db, topics, None, &args).await
+        }
+    };
+    let now_revoked = revoke(bn_cert.clone(), None).await;
+    assert_eq!(now_revoked.code, 0, "{now_revoked:?}");
+    assert!(now_revoked.stdout.contains("no receipt was signed with it"), "{now_revoked:?}");
+    let backdated = revoke(hp_cert.clone(), Some((wall_clock() - chrono::Duration::hours(1)).to_rfc3339())).await;
+    assert_eq!(backdated.code, 0, "{backdated:?}");
+    assert!(backdated.stdout.contains("1 receipt(s) were signed with it"), "{backdated:?}");
+    let again = revoke(hp_cert.clone(), None).await;
+    assert_eq!(again.code, 2, "a revocation is final and recorded once: {again:?}");
+    let future = revoke(bn_cert.clone(), Some((wall_clock() + chrono::Duration::hours(1)).to_rfc3339())).await;
+    assert_ne!(future.code, 0, "{future:?}");
+    assert_eq!(
+        count(&db.db, "SELECT count(*)::BIGINT AS n FROM audit_log WHERE action = 'certificates.revoke'").await,
+        2
+    );
+
+    // The issuer signs nothing more with the revoked certificate: the payment waits.
+    produce(&p, &topics.payments_succeeded, &later, &pay(&later, "BN.TTPVHCC"), BodyFormat::Protobuf).await;
+    let parked = eventually(WAIT, "the later payment parked", || async {
+        let list = feepay_runtime::parking::list(&db.db, false, 100).await.unwrap();
+        list.into_iter().find(|p| p.subject == format!("payment:{later}"))
+    })
+    .await;
+    assert_eq!(parked.reason_code, "certificate_invalid", "{}", parked.reason);
+    assert!(
+        parked.reason.contains("was revoked from") && parked.reason.contains("key_compromise"),
+        "{}",
+        parked.reason
+    );
+    assert!(documents_of(&db, &later).await.is_empty());
+
+    // The lookup service: a receipt on record signed before the revocation stays authentic
+    // and says so; one signed after it is refused.
+    let lookup = spawn_lookup(lookup_settings(&db)).await;
+    let verify = |doc: String| {
+        let base = lookup.base.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/api/v1/verify"))
+                .header("content-type", "application/xml")
+                .body(doc)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let before = eventually(WAIT, "the lookup reads the revocation", || async {
+        let v = verify(bn_doc.clone()).await;
+        v.get("certificateRevoked").is_some().then_some(v)
+    })
+    .await;
+    assert_eq!(before["authentic"], true, "{before}");
+    assert_eq!(before["certificateRevoked"]["signedAfter"], false, "{before}");
+    assert_eq!(before["certificateRevoked"]["reason"], "key_compromise", "{before}");
+    assert!(before["summary"].as_str().unwrap().contains("trước khi chứng thư số bị thu hồi"), "{before}");
+    let after = verify(hp_doc.clone()).await;
+    assert_eq!(after["authentic"], false, "{after}");
+    assert_eq!(after["signatureValid"], false, "{after}");
+    assert_eq!(after["certificateRevoked"]["signedAfter"], true, "{after}");
+    assert!(after["signatureError"].as_str().unwrap().contains("revoked"), "{after}");
+    xmlsec_verify(&hp_doc).expect("the signature itself still verifies: only the revocation makes it invalid");
+    let keys: serde_json::Value =
+        reqwest::get(format!("{}/api/v1/keys", lookup.base)).await.unwrap().json().await.unwrap();
+    let listed = keys["certificates"].as_array().unwrap();
+    let of = |fp: &str| listed.iter().find(|c| c["fingerprint"] == fp).cloned().unwrap();
+    assert_eq!(of(&bn_cert)["revoked"]["reason"], "key_compromise");
+    let list = receiptctl(&db, &topics, None, &["certificates", "list"]).await;
+    assert_eq!(list.code, 0, "{list:?}");
+    assert_eq!(list.stdout.matches("revoked from").count(), 2, "{list:?}");
+    lookup.running.stop().await;
+    issuer.stop().await;
+    let _ = std::fs::remove_dir_all(&signers);
+}

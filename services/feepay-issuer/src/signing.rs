@@ -5,13 +5,15 @@
 //! a key or a new certificate needs no restart. For each receipt the collector's signers
 //! are checked at the signing time — validity, key usage, the collector's tax code, the
 //! chain to the trust anchors (`FEEPAY_TRUST_ANCHORS`) — and the newest one that passes
-//! signs. An agency with no certificate of its own may sign with an ancestor's when that
+//! signs. A certificate on the revocation list (`certificate_revocations`, read before
+//! every batch) signs nothing from its revocation time on. An agency with no certificate of its own may sign with an ancestor's when that
 //! certificate names the agency's own tax code (a desk of the body that collects). When
 //! none passes, the payment is parked with every reason.
 
 use chrono::{DateTime, Utc};
 use feepay_domain::reference::ReferenceData;
 use feepay_runtime::parking::ParkReason;
+use feepay_runtime::pki::registry::Revocation;
 use feepay_runtime::pki::signers::{AgencySigner, SignerSet};
 use feepay_runtime::pki::{check_use, TrustAnchors};
 use std::collections::HashMap;
@@ -33,6 +35,7 @@ pub struct Signing {
     trust: TrustAnchors,
     state: RwLock<(Option<SystemTime>, Arc<SignerSet>)>,
     chains: Mutex<ChainCache>,
+    revoked: RwLock<Arc<HashMap<String, Revocation>>>,
 }
 
 impl Signing {
@@ -44,6 +47,7 @@ impl Signing {
             trust,
             state: RwLock::new((None, Arc::new(set))),
             chains: Mutex::new(HashMap::new()),
+            revoked: RwLock::default(),
         }
     }
 
@@ -58,6 +62,7 @@ impl Signing {
             trust,
             state: RwLock::new((stamp, Arc::new(set))),
             chains: Mutex::new(HashMap::new()),
+            revoked: RwLock::default(),
         })
     }
 
@@ -100,6 +105,23 @@ impl Signing {
         self.state.write().unwrap_or_else(|e| e.into_inner()).0 = None;
     }
 
+    /// Replaces the revocation list (read from `certificate_revocations`).
+    pub fn set_revocations(&self, list: HashMap<String, Revocation>) {
+        *self.revoked.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(list);
+    }
+
+    /// Why `s` may not sign at `at`, when it is revoked by then.
+    fn revoked_at(&self, s: &AgencySigner, at: DateTime<Utc>) -> Option<String> {
+        let list = self.revoked.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let r = list.get(&s.info.fingerprint).filter(|r| r.covers(at))?;
+        Some(format!(
+            "certificate {} was revoked from {} ({}); load a new one (receiptctl keys) and retry",
+            s.info.serial,
+            feepay_domain::receipt::rfc3339(r.revoked_at),
+            r.reason
+        ))
+    }
+
     fn chain_ok(&self, s: &AgencySigner, at: DateTime<Utc>) -> Result<(), String> {
         let mut cache = self.chains.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((when, result)) = cache.get(&s.info.fingerprint) {
@@ -140,7 +162,11 @@ impl Signing {
         let mut problems: Vec<String> = set.problems(agency).to_vec();
         let mut usable: Vec<&Arc<AgencySigner>> = Vec::new();
         for s in candidates {
-            match check_use(&s.info, at, &tax_code).map_or_else(|| self.chain_ok(s, at), Err) {
+            let checked = match self.revoked_at(s, at) {
+                Some(why) => Err(why),
+                None => check_use(&s.info, at, &tax_code).map_or_else(|| self.chain_ok(s, at), Err),
+            };
+            match checked {
                 Ok(()) => usable.push(s),
                 Err(p) => problems.push(format!("{}: {p}", s.source)),
             }

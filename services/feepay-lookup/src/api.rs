@@ -199,6 +199,19 @@ pub struct Certificate {
     pub valid_from: String,
     pub valid_until: String,
     pub certificate_pem: String,
+    /// Present once the certificate is revoked: its signatures from then on are not accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revoked>,
+}
+
+/// A certificate's revocation.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Revoked {
+    /// RFC 3339.
+    pub revoked_at: String,
+    /// RFC 5280 reason (`key_compromise`, `superseded`, …).
+    pub reason: String,
 }
 
 /// The Ed25519 keys of layout 1.0 receipts.
@@ -258,6 +271,10 @@ pub async fn keys(State(shared): St) -> Response {
             valid_from: feepay_domain::receipt::rfc3339(c.not_before),
             valid_until: feepay_domain::receipt::rfc3339(c.not_after),
             certificate_pem: feepay_runtime::pki::pem("CERTIFICATE", &c.certificate),
+            revoked: published.revocations.get(&c.fingerprint).map(|r| Revoked {
+                revoked_at: feepay_domain::receipt::rfc3339(r.revoked_at),
+                reason: r.reason.clone(),
+            }),
         })
         .collect();
     let trust_anchors = shared

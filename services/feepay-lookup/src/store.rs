@@ -2,7 +2,7 @@
 //! this service never writes.
 
 use feepay_proto::v1;
-use feepay_runtime::pki::registry::{self, RegisteredCertificate};
+use feepay_runtime::pki::registry::{self, RegisteredCertificate, Revocation};
 use feepay_runtime::signing_keys::{self, PublicKey};
 use prost::Message;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
@@ -162,6 +162,8 @@ pub struct Neighbours {
 pub struct Published {
     pub certificates: Vec<RegisteredCertificate>,
     pub legacy_keys: Vec<PublicKey>,
+    /// The revocation list, by certificate fingerprint.
+    pub revocations: std::collections::HashMap<String, Revocation>,
 }
 
 impl Published {
@@ -288,6 +290,7 @@ impl Store {
         let keys = Arc::new(Published {
             certificates: registry::list(&self.db).await?,
             legacy_keys: signing_keys::load(&self.db).await?,
+            revocations: registry::revocations(&self.db).await?,
         });
         *self.keys.write().await = Some((Instant::now(), keys.clone()));
         Ok(keys)

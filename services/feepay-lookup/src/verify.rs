@@ -108,6 +108,9 @@ pub struct Verdict {
     /// Agency the signing key is registered for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_agency_code: Option<String>,
+    /// The signing certificate is on the revocation list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_revoked: Option<RevokedCertificate>,
     /// The document is byte for byte the one the issuer stored.
     pub on_record: bool,
     /// `issued`, `replaced`, `cancelled` (rules before 1 July 2026) or `unknown` (not on record).
@@ -135,6 +138,19 @@ pub struct ReceiptRef {
     pub number: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<String>,
+}
+
+/// A revocation of the signing certificate, as a verifier needs to see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedCertificate {
+    /// From when its signatures are not accepted, RFC 3339.
+    pub revoked_at: String,
+    /// RFC 5280 reason (`key_compromise`, `superseded`, …).
+    pub reason: String,
+    /// The document was signed on or after the revocation time (or, not being the copy on
+    /// record, its own signing time cannot be relied on).
+    pub signed_after: bool,
 }
 
 /// The signing certificate as a verifier needs to see it.
@@ -188,6 +204,9 @@ fn reference(r: &StoredReceipt) -> ReceiptRef {
     }
 }
 
+/// The summary of a signature made with a revoked certificate.
+const REVOKED: &str = "Chữ ký không được chấp nhận: chứng thư số đã bị thu hồi trước thời điểm ký. Liên hệ đơn vị thu.";
+
 /// The verdict as a metric outcome.
 pub fn outcome(v: &Verdict) -> &'static str {
     if v.authentic {
@@ -207,6 +226,7 @@ fn not_on_record(signature_valid: bool, summary: &str) -> Verdict {
         signer: None,
         layout_version: None,
         key_agency_code: None,
+        certificate_revoked: None,
         on_record: false,
         status: "unknown".into(),
         cancelled_at: None,
@@ -265,7 +285,32 @@ pub async fn verify(store: &Store, checker: &Checker, document: &str) -> Result<
         Ok(id) => store.by_id(id).await?,
         Err(_) => None,
     };
+    // A revoked certificate's signature counts only for a copy on record signed before the
+    // revocation: the signing time of any other document is the signer's own claim.
+    let revocation = keys.revocations.get(&doc.key_id);
+    let signed_at = verification.signing_time.as_deref().and_then(feepay_runtime::pki::verify::parse_signing_time);
+    let revoked = |on_record: bool| {
+        revocation.map(|r| RevokedCertificate {
+            revoked_at: feepay_domain::receipt::rfc3339(r.revoked_at),
+            reason: r.reason.clone(),
+            signed_after: !on_record || signed_at.is_none_or(|t| r.covers(t)),
+        })
+    };
     let Some(stored) = stored else {
+        if let Some(r) = revoked(false) {
+            return Ok(Verdict {
+                signature_error: Some(format!(
+                    "certificate {} was revoked from {} ({})",
+                    doc.key_id, r.revoked_at, r.reason
+                )),
+                key_id: Some(doc.key_id),
+                signer,
+                layout_version,
+                key_agency_code: key_agency,
+                certificate_revoked: Some(r),
+                ..not_on_record(false, REVOKED)
+            });
+        }
         return Ok(Verdict {
             key_id: Some(doc.key_id),
             signer,
@@ -292,8 +337,13 @@ pub async fn verify(store: &Store, checker: &Checker, document: &str) -> Result<
         Some(id) => store.by_id(id).await?.map(|r| reference(&r)),
         None => None,
     };
-    let authentic = on_record && chain.previous_matches && chain.next_matches != Some(false);
-    let summary = if !on_record {
+    let certificate_revoked = revoked(on_record);
+    let revoked_before_signing = certificate_revoked.as_ref().is_some_and(|r| r.signed_after);
+    let signature_valid = !revoked_before_signing;
+    let authentic = signature_valid && on_record && chain.previous_matches && chain.next_matches != Some(false);
+    let summary = if revoked_before_signing {
+        REVOKED.to_string()
+    } else if !on_record {
         "Chữ ký hợp lệ nhưng tài liệu khác với bản đã lưu trong sổ: không dùng tài liệu này.".to_string()
     } else if !authentic {
         "Biên lai có trong sổ nhưng chuỗi băm của dãy biên lai không khớp: cần kiểm tra.".to_string()
@@ -313,17 +363,26 @@ pub async fn verify(store: &Store, checker: &Checker, document: &str) -> Result<
             ),
             None => "Biên lai xác thực nhưng ĐÃ ĐƯỢC THAY THẾ.".to_string(),
         }
+    } else if let Some(r) = &certificate_revoked {
+        format!(
+            "Biên lai hợp lệ: được ký trước khi chứng thư số bị thu hồi ({}), trùng với bản lưu trong sổ và đúng vị trí trong dãy biên lai.",
+            r.revoked_at
+        )
     } else {
         "Biên lai hợp lệ: chữ ký đúng, trùng với bản lưu trong sổ và đúng vị trí trong dãy biên lai.".to_string()
     };
     Ok(Verdict {
         authentic,
-        signature_valid: true,
-        signature_error: None,
+        signature_valid,
+        signature_error: certificate_revoked
+            .as_ref()
+            .filter(|r| r.signed_after)
+            .map(|r| format!("certificate {} was revoked from {} ({})", doc.key_id, r.revoked_at, r.reason)),
         key_id: Some(doc.key_id),
         signer,
         layout_version,
         key_agency_code: key_agency,
+        certificate_revoked,
         on_record,
         status: stored.status.clone(),
         cancelled_at: stored.cancelled_at.map(feepay_domain::receipt::rfc3339),

@@ -171,6 +171,7 @@ impl MigratorTrait for Migrator {
             "m0019_delivery_leases" => "0019_delivery_leases.sql",
             "m0020_retention" => "0020_retention.sql",
             "m0021_revocation_final" => "0021_revocation_final.sql",
+            "m0022_certificate_revocations" => "0022_certificate_revocations.sql",
         ]
     }
 }

@@ -42,6 +42,9 @@ pub enum Command {
     /// their checks and expiry, what to register with the tax authority.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
+    /// The certificates the issuer registered, and their revocation.
+    #[command(subcommand)]
+    Certificates(CertificatesCmd),
     /// Waiver rules in force.
     #[command(subcommand)]
     Rules(RulesCmd),
@@ -311,6 +314,33 @@ pub enum SeriesCmd {
         /// The day the registration was accepted (YYYY-MM-DD).
         #[arg(long)]
         accepted_on: NaiveDate,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertificatesCmd {
+    /// Every certificate registered for signing (in your scope), revoked or not.
+    List,
+    /// Put a certificate on the revocation list (admin): the issuer signs nothing more with
+    /// it from the next batch on, and the lookup service refuses its signatures from the
+    /// revocation time on. Final: a revocation is never withdrawn.
+    Revoke {
+        /// Its SHA-256 fingerprint (`receiptctl certificates list`), the keyId of what it signed.
+        fingerprint: String,
+        /// RFC 5280 reason: unspecified, key_compromise, ca_compromise, affiliation_changed,
+        /// superseded, cessation_of_operation, privilege_withdrawn.
+        #[arg(long)]
+        reason: String,
+        /// From when its signatures are not accepted (RFC 3339; for a compromised key, when
+        /// the compromise is known or suspected to have begun). Default: now.
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+        /// What happened (audit log).
+        #[arg(long)]
+        note: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 

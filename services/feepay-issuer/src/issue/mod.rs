@@ -242,9 +242,14 @@ impl Issuer {
         }
     }
 
-    /// Picks up signers added or replaced since the last batch and registers their
-    /// certificates before anything is signed with them.
+    /// Reads the revocation list, picks up signers added or replaced since the last batch
+    /// and registers their certificates before anything is signed with them.
     pub async fn refresh_signers(&self) -> Result<(), IssueError> {
+        // Revocations take effect from the next batch on.
+        let revoked = feepay_runtime::pki::registry::revocations(&self.db)
+            .await
+            .map_err(|e| IssueError::Reference(format!("reading the certificate revocation list: {e}")))?;
+        self.signing.set_revocations(revoked);
         if self.signing.refresh().is_some() {
             if let Err(e) = self.register_certificates().await {
                 // Registered before use: look again at the next batch.

@@ -86,3 +86,93 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<RegisteredCertificate
 pub async fn get(db: &impl ConnectionTrait, fingerprint: &str) -> Result<Option<RegisteredCertificate>, DbErr> {
     entity::Entity::find_by_id(fingerprint.to_string()).one(db).await
 }
+
+/// The `certificate_revocations` table: written only through `feepay_revoke_certificate`.
+pub mod revocation {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+    #[sea_orm(table_name = "certificate_revocations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub fingerprint: String,
+        /// From when signatures made with the certificate are not accepted.
+        pub revoked_at: DateTimeUtc,
+        /// RFC 5280 reason code in snake case (`key_compromise`, `superseded`, …).
+        pub reason: String,
+        pub note: Option<String>,
+        pub recorded_at: DateTimeUtc,
+        pub recorded_by: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use revocation::Model as Revocation;
+
+/// The reasons a revocation may give (RFC 5280 §5.3.1 less `certificateHold` and
+/// `removeFromCRL`: a revocation here is final), as `feepay_revoke_certificate` accepts them.
+pub const REVOCATION_REASONS: [&str; 7] = [
+    "unspecified",
+    "key_compromise",
+    "ca_compromise",
+    "affiliation_changed",
+    "superseded",
+    "cessation_of_operation",
+    "privilege_withdrawn",
+];
+
+/// Every revocation, by certificate fingerprint.
+pub async fn revocations(db: &impl ConnectionTrait) -> Result<std::collections::HashMap<String, Revocation>, DbErr> {
+    Ok(revocation::Entity::find().all(db).await?.into_iter().map(|r| (r.fingerprint.clone(), r)).collect())
+}
+
+impl Revocation {
+    /// Whether a signature made at `signed_at` falls on or after the revocation.
+    pub fn covers(&self, signed_at: DateTime<Utc>) -> bool {
+        signed_at >= self.revoked_at
+    }
+}
+
+/// What became of a revocation asked with [`revoke`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// Recorded, with its audit row; the number of receipts signed with the certificate
+    /// from the revocation time on.
+    Revoked {
+        receipts_after: i64,
+    },
+    AlreadyRevoked,
+    /// No such certificate in the caller's scope.
+    Unknown,
+}
+
+/// Revokes a certificate through `feepay_revoke_certificate`, which checks the login's
+/// role and scope and writes the audit row in the same statement (`by` names the actor
+/// only for a caller that is no operator login). `since` absent: from the database's now.
+pub async fn revoke(
+    db: &impl ConnectionTrait,
+    fingerprint: &str,
+    since: Option<DateTime<Utc>>,
+    reason: &str,
+    note: &str,
+    by: &str,
+) -> Result<RevokeOutcome, DbErr> {
+    let row = db
+        .query_one(crate::sql::stmt(
+            "SELECT outcome, receipts_after FROM feepay_revoke_certificate($1, $2, $3, $4, $5)",
+            vec![fingerprint.into(), since.into(), reason.into(), note.into(), by.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("feepay_revoke_certificate returned no row".into()))?;
+    let outcome: String = row.try_get("", "outcome")?;
+    let after: Option<i64> = row.try_get("", "receipts_after")?;
+    Ok(match outcome.as_str() {
+        "revoked" => RevokeOutcome::Revoked { receipts_after: after.unwrap_or(0) },
+        "already_revoked" => RevokeOutcome::AlreadyRevoked,
+        _ => RevokeOutcome::Unknown,
+    })
+}

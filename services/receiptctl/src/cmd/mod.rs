@@ -2,6 +2,7 @@
 
 mod audit;
 pub mod broker;
+mod certificates;
 mod dead_letters;
 mod deliveries;
 mod operators;
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Series(cmd) => series::run(out, &conn, cmd).await,
         Command::Audit(a) => audit::run(out, &conn, a).await,
         Command::DeadLetters(c) => dead_letters::run(out, &conn, &c).await,
+        Command::Certificates(c) => certificates::run(out, &conn, c).await,
         Command::Retention(c) => retention::run(out, &conn, c).await,
         Command::Tax(c) => {
             let (db, actor) = session(&conn).await?;
