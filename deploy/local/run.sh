@@ -30,6 +30,17 @@ say "1/4 reference data and signing certificates (local test CA)"
 # Topics and ACLs, as the broker's administrator: one broker, so one replica of each.
 as_user admin "$BIN/receiptctl" broker setup --replication 1 --min-insync 1
 "$BIN/receiptctl" migrate
+# Each service connects with a login of its own group role (README, "Database roles and
+# secrets"), as in production: the demo runs with the rights the services really have.
+# Loopback connections are trusted by the local cluster, so the logins need no password.
+owner_url="${FEEPAY_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/feepay?sslmode=disable}"
+login_url() { printf '%s' "$owner_url" | sed -E "s#://[^@/]*@#://$1@#"; }
+for svc in issuer assessor notifier lookup; do
+  psql -q -v ON_ERROR_STOP=1 "$owner_url" -c "DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'feepay_${svc}_login') THEN
+      CREATE ROLE feepay_${svc}_login LOGIN IN ROLE feepay_${svc};
+    END IF; END \$\$"
+done
 "$BIN/receiptctl" reference load --dir deploy/reference
 # Each collector registered its series with the tax authority (01/ĐKTĐ-CTĐT) and recorded
 # the acceptance notice 01/TB-ĐKĐT (Circular 91/2026/TT-BTC Art. 17): sample notices.
@@ -67,13 +78,14 @@ trap stop INT TERM EXIT
 for svc in issuer assessor notifier; do
   # Not through the as_user function: a function in the background is a subshell, and its
   # pid, not the service's, would be the one stopped. as-user execs into the service.
-  "$ROOT/deploy/local/as-user" "feepay-$svc" "$BIN/feepay-$svc" >"$LOGS/$svc.log" 2>&1 &
+  FEEPAY_DATABASE_URL="$(login_url "feepay_${svc}_login")" \
+    "$ROOT/deploy/local/as-user" "feepay-$svc" "$BIN/feepay-$svc" >"$LOGS/$svc.log" 2>&1 &
   pids+=($!)
-  echo "feepay-$svc pid $! (broker user feepay-$svc)"
+  echo "feepay-$svc pid $! (broker user feepay-$svc, database login feepay_${svc}_login)"
 done
-"$BIN/feepay-lookup" >"$LOGS/lookup.log" 2>&1 &
+FEEPAY_DATABASE_URL="$(login_url feepay_lookup_login)" "$BIN/feepay-lookup" >"$LOGS/lookup.log" 2>&1 &
 pids+=($!)
-echo "feepay-lookup pid $! (no broker user)"
+echo "feepay-lookup pid $! (no broker user, read-only database login feepay_lookup_login)"
 
 declare -A ports=([issuer]=9101 [assessor]=9102 [notifier]=9103 [lookup]=9104)
 for svc in issuer assessor notifier lookup; do
