@@ -258,6 +258,21 @@ install_bench_smtp() {
   "$TOOLS/venv-smtp/bin/pip" install -q aiosmtpd==1.4.6
 }
 
+# The benchmark's SMTP server: Postfix's smtp-sink and smtp-source, unpacked from Debian's
+# postfix package under .tools/postfix (no mail system is configured or started).
+install_smtp_sink() {
+  [ -x "$TOOLS/postfix/usr/sbin/smtp-sink" ] && return 0
+  say "installing Postfix's smtp-sink and smtp-source (Debian package postfix, unpacked) for the benchmark"
+  local tmp; tmp="$(mktemp -d)"
+  (cd "$tmp" && apt-get download postfix >/dev/null 2>&1) \
+    || (apt-get update -qq && cd "$tmp" && apt-get download postfix >/dev/null)
+  dpkg-deb -x "$tmp"/postfix_*.deb "$TOOLS/postfix"
+  rm -rf "$tmp"
+  LD_LIBRARY_PATH="$TOOLS/postfix/usr/lib/postfix" ldd "$TOOLS/postfix/usr/sbin/smtp-sink" | grep -q "not found" \
+    && { echo "smtp-sink misses libraries: $(LD_LIBRARY_PATH="$TOOLS/postfix/usr/lib/postfix" ldd "$TOOLS/postfix/usr/sbin/smtp-sink" | grep 'not found')" >&2; exit 1; }
+  return 0
+}
+
 stop_one() { # name [seconds to wait before SIGKILL]
   if alive "$1"; then
     kill "$(cat "$RUN/$1.pid")" 2>/dev/null || true
@@ -287,7 +302,7 @@ case "${1:-up}" in
   smtp-stop) stop_one smtp ;;
   smtp-start) start_smtp ;;
   kafka-pin) pin_broker ;;
-  bench-tools) install_bench_smtp ;;
+  bench-tools) install_bench_smtp; install_smtp_sink ;;
   browser) install_browser ;;
   signing-tools) install_signing_tools ;;
   *) echo "usage: $0 up|down|clean|status|smtp-stop|smtp-start|kafka-pin|bench-tools|browser|signing-tools" >&2; exit 2 ;;

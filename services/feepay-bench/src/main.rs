@@ -8,6 +8,7 @@
 mod gen;
 mod report;
 mod signing;
+mod smtp;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -206,26 +207,9 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
         .set("compression.type", "lz4")
         .create()?;
 
-    // The benchmark's SMTP server: aiosmtpd accepting and discarding every message.
+    // The benchmark's SMTP server: Postfix's smtp-sink (`smtp`).
     let smtp_port = free_port();
-    let smtp_sink = if args.emails {
-        let bin = Path::new(".tools/venv-smtp/bin/aiosmtpd");
-        if !bin.exists() {
-            bail!("{} is missing: run `deploy/local/stack.sh bench-tools` (make bench does)", bin.display());
-        }
-        // The SMTP server stands in for the centre's mail relay, which runs on its own
-        // machine; at a lower CPU priority it does not take the issuer's share of the cores.
-        let child = Command::new("nice")
-            .args(["-n", "10"])
-            .arg(bin)
-            .args(["-n", "-l", &format!("127.0.0.1:{smtp_port}"), "-c", "aiosmtpd.handlers.Sink"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        Some(KillOnDrop(child))
-    } else {
-        None
-    };
+    let smtp_sink = if args.emails { Some(smtp::Sink::start(smtp_port)?) } else { None };
     let env = |cmd: &mut Command, name: &str, port: u16| {
         let user = format!("feepay-{name}");
         cmd.env("FEEPAY_KAFKA_SECURITY_PROTOCOL", "sasl_plaintext")
@@ -267,7 +251,6 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
         ports.push(port);
     }
     progress("waiting for the services to join their consumer groups");
-    let _smtp = smtp_sink;
     for port in ports {
         wait_ready(port).await?;
     }
@@ -367,8 +350,16 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
             None
         }
     };
+    let smtp_sink_rate = if args.emails {
+        progress("ceiling: messages/s a fresh smtp-sink accepts from smtp-source");
+        // 16 KiB: about a receipt email with its XML and QR code.
+        Some(smtp::ceiling(free_port(), 20_000, 32, 16_384)?)
+    } else {
+        None
+    };
     let dlq = feepay_runtime::settings::dlq_topic(&topics.payments_succeeded);
-    let checks = report::check(&db, &expected, args.emails, &kafka, &dlq).await?;
+    let mut checks = report::check(&db, &expected, args.emails, &kafka, &dlq).await?;
+    checks.smtp_accepted = smtp_sink.as_ref().map(|s| s.accepted() as i64);
     let figures =
         report::figures(&db, phase1_start, phase1_end, burst_start, offered_secs, total_fixed, args.emails).await?;
     let rss: Vec<(String, u64)> = services.iter().map(|s| (s.name.to_string(), s.peak_rss_kib)).collect();
@@ -380,6 +371,7 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
         pg_rate,
         sign_rate,
         softhsm_rate,
+        smtp_sink_rate,
         rss,
         broker: broker_figures,
         checks,
@@ -400,15 +392,6 @@ async fn bench(args: Args, run: String, work: PathBuf) -> anyhow::Result<()> {
         bail!("the pipeline's results are wrong: see the checks above");
     }
     Ok(())
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn free_port() -> u16 {

@@ -45,6 +45,9 @@ pub struct Checks {
     pub outbox_left: i64,
     pub emails_checked: bool,
     pub receipts_without_exactly_one_sent_email: i64,
+    /// Deliveries recorded as sent, and the messages the SMTP sink counted.
+    pub emails_sent: i64,
+    pub smtp_accepted: Option<i64>,
 }
 
 impl Checks {
@@ -57,6 +60,7 @@ impl Checks {
             && self.refunds_expected == self.refunds_applied
             && self.outbox_left == 0
             && (!self.emails_checked || self.receipts_without_exactly_one_sent_email == 0)
+            && self.smtp_accepted.is_none_or(|n| n == self.emails_sent)
     }
 }
 
@@ -84,6 +88,8 @@ pub struct Report {
     pub sign_rate: f64,
     /// RSA-2048 signatures per second in a SoftHSM2 token, a session per core.
     pub softhsm_rate: Option<f64>,
+    /// Messages per second the SMTP sink accepts from smtp-source (`smtp::ceiling`).
+    pub smtp_sink_rate: Option<f64>,
     /// Peak resident memory per service, KiB.
     pub rss: Vec<(String, u64)>,
     /// The broker's own CPU and memory during the pipeline's phases.
@@ -127,6 +133,12 @@ impl Report {
         if let Some(r) = self.softhsm_rate {
             row("ceiling: RSA-2048 signatures/s, SoftHSM2 token, all cores", format!("{r:.0}"));
         }
+        if let Some(r) = self.smtp_sink_rate {
+            row("ceiling: smtp-sink messages/s from smtp-source (32 sessions)", format!("{r:.0}"));
+            if let Some(e) = f.saturation_emails_per_s {
+                row("ratio: emails accepted/s ÷ smtp-sink ceiling", format!("{:.3}", e / r.max(1.0)));
+            }
+        }
         row(
             "ratio: pipeline receipts/s ÷ signing ceiling",
             format!("{:.3}", f.saturation_receipts_per_s / self.sign_rate.max(1.0)),
@@ -162,6 +174,9 @@ impl Report {
         );
         if c.emails_checked {
             println!("  receipts without exactly one sent email: {}", c.receipts_without_exactly_one_sent_email);
+            if let Some(n) = c.smtp_accepted {
+                println!("  emails recorded sent {}, messages the SMTP sink accepted {n}", c.emails_sent);
+            }
         }
         println!("  verdict: {}", if c.ok() { "CORRECT" } else { "WRONG" });
     }
@@ -300,6 +315,12 @@ pub async fn check(
         } else {
             0
         },
+        emails_sent: if emails {
+            one(db, "SELECT count(*)::BIGINT AS n FROM deliveries WHERE status = 'sent'").await?
+        } else {
+            0
+        },
+        smtp_accepted: None,
     })
 }
 

@@ -5,10 +5,11 @@
 //! lease (a renewal failed and less than two SMTP timeouts are left, or a renewal found
 //! rows taken over): what it did not send is sent by whoever claims it next.
 //!
-//! Outcomes are recorded while the pass goes on, a few at a time, each release filtered by
-//! the token, so an email accepted by the SMTP server is marked sent within moments, not at
-//! the end of a pass that may last minutes: a lease that lapses (a stalled process) can
-//! then only resend the few emails in flight, never a whole pass. Recording and renewing
+//! Outcomes are recorded while the pass goes on, one transaction per second of outcomes at
+//! most, each release filtered by the token, so an email accepted by the SMTP server is
+//! marked sent within a second, not at the end of a pass that may last minutes: a lease
+//! that lapses (a stalled process) can then only resend the emails of that second, never a
+//! whole pass. Recording and renewing
 //! take the same lock ([`Lease::rows`]): they touch the same rows in different orders, and
 //! run together they could deadlock, PostgreSQL aborting the outcomes.
 

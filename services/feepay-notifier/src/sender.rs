@@ -141,9 +141,15 @@ impl Notifier {
             let mut batch = Vec::new();
             while let Some(first) = outcomes.recv().await {
                 batch.push(first);
+                // Those that come within RECORD_WINDOW join the same transaction: fewer
+                // commits for PostgreSQL, which the issuer needs too, at the cost of a
+                // window that short between an email's acceptance and its record.
+                let until = tokio::time::Instant::now() + RECORD_WINDOW;
                 while batch.len() < RECORD_BATCH {
-                    let Ok(next) = outcomes.try_recv() else { break };
-                    batch.push(next);
+                    match tokio::time::timeout_at(until, outcomes.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        Ok(None) | Err(_) => break,
+                    }
                 }
                 if let Err(e) = self.record_outcomes(lease, std::mem::take(&mut batch), &mut pass).await {
                     // Nothing more is handed to the SMTP server; what was sent and not
@@ -165,7 +171,9 @@ impl Notifier {
 }
 
 /// Outcomes committed per transaction at most.
-const RECORD_BATCH: usize = 256;
+const RECORD_BATCH: usize = 1000;
+/// How long the first outcome of a transaction waits for others.
+const RECORD_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One email of a pass and what became of it.
 pub(crate) struct Sent {
